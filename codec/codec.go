@@ -1,0 +1,410 @@
+package codec
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	commonpb "go.temporal.io/api/common/v1"
+)
+
+// Envelope metadata keys and values of format v1 (see docs/format.md).
+const (
+	// MetadataEncoding is the standard Temporal metadata key naming a payload's encoding.
+	MetadataEncoding = "encoding"
+	// EncodingEncrypted is the encoding of every envelope; the Temporal Web UI recognises it as encrypted data.
+	EncodingEncrypted = "binary/encrypted"
+	// MetadataFormat names the envelope format version; its presence marks a payload as a Blindfold envelope.
+	MetadataFormat = "blindfold-format"
+	// MetadataKeyID names the key (Key.ID) that sealed the envelope.
+	MetadataKeyID = "blindfold-key-id"
+	// MetadataNamespace names the namespace the envelope was sealed for. It is not secret, and it is authenticated through the associated data.
+	MetadataNamespace = "blindfold-namespace"
+	// FormatV1 is the value of MetadataFormat for the format this package writes.
+	FormatV1 = "1"
+)
+
+const (
+	// adLabelV1 is the first associated-data field of format v1; a later format (e.g. one that binds the workflow id) gets a new label.
+	adLabelV1 = "blindfold/v1"
+
+	// flagZstd marks a zstd-compressed body; flagsKnown is every flag bit v1 defines.
+	flagZstd   byte = 0x01
+	flagsKnown      = flagZstd
+
+	// MinCiphertextSize is the shortest envelope data format v1 accepts: a Tink output prefix (5 bytes), a 12-byte nonce and a 16-byte tag.
+	MinCiphertextSize = 5 + 12 + 16
+
+	// DefaultMaxDecodedSize caps the size a compressed body may expand to when no WithMaxDecodedSize option is given.
+	DefaultMaxDecodedSize = 128 << 20
+
+	// maxPooledBuffer keeps very large scratch buffers out of the pool so one huge payload does not pin its memory.
+	maxPooledBuffer = 4 << 20
+
+	// maxIDInError bounds how much of an attacker-controlled metadata value is quoted in an error message.
+	maxIDInError = 64
+)
+
+// Codec seals payloads into Blindfold envelopes and opens them again. It is safe for concurrent use.
+type Codec struct {
+	kr Keyring
+
+	compress       bool
+	threshold      int
+	maxDecodedSize int
+
+	encoder func() (*zstd.Encoder, error)
+	decoder func() (*zstd.Decoder, error)
+}
+
+// Option configures a Codec.
+type Option func(*Codec) error
+
+// WithCompression turns on zstd compression of payload bodies whose marshalled size is at least threshold bytes.
+// A body is stored compressed only when compression makes it smaller. Compression is off by default.
+func WithCompression(threshold int) Option {
+	return func(c *Codec) error {
+		if threshold < 0 {
+			return fmt.Errorf("compression threshold %d is negative", threshold)
+		}
+		c.compress = true
+		c.threshold = threshold
+		return nil
+	}
+}
+
+// WithMaxDecodedSize caps the size, in bytes, that a compressed body may expand to on Decode (default DefaultMaxDecodedSize).
+// It guards against decompression bombs; Encode never compresses a body larger than the cap, so everything a Codec encodes it can decode.
+func WithMaxDecodedSize(n int) Option {
+	return func(c *Codec) error {
+		if n <= 0 {
+			return fmt.Errorf("max decoded size %d is not positive", n)
+		}
+		c.maxDecodedSize = n
+		return nil
+	}
+}
+
+// New returns a Codec that takes its keys from kr.
+func New(kr Keyring, opts ...Option) (*Codec, error) {
+	if kr == nil {
+		return nil, errors.New("codec: nil keyring")
+	}
+	c := &Codec{kr: kr, maxDecodedSize: DefaultMaxDecodedSize}
+	for _, opt := range opts {
+		if err := opt(c); err != nil {
+			return nil, fmt.Errorf("codec: %w", err)
+		}
+	}
+	// The zstd state is built on first use: most codecs never compress, and decoding a compressed body is rare unless the sender compresses.
+	c.encoder = sync.OnceValues(func() (*zstd.Encoder, error) {
+		return zstd.NewWriter(nil, zstd.WithLowerEncoderMem(true))
+	})
+	maxDecoded := uint64(c.maxDecodedSize)
+	c.decoder = sync.OnceValues(func() (*zstd.Decoder, error) {
+		return zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxMemory(maxDecoded),
+		)
+	})
+	return c, nil
+}
+
+// Encode seals every payload for namespace and returns them in a new slice of the same length.
+// Nil entries stay nil, and payloads that already are Blindfold envelopes are returned unchanged, so encoding twice never encrypts twice.
+// The input payloads are not modified.
+func (c *Codec) Encode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	out := make([]*commonpb.Payload, len(payloads))
+	var (
+		key  Key
+		ad   []byte
+		have bool
+	)
+	for i, p := range payloads {
+		if p == nil || IsEncrypted(p) {
+			out[i] = p
+			continue
+		}
+		if !have {
+			var err error
+			key, err = c.kr.SealingKey(ctx, namespace)
+			if err != nil {
+				return nil, fmt.Errorf("encode payload %d: sealing key for namespace %q: %w", i, namespace, err)
+			}
+			if key.ID == "" || key.AEAD == nil {
+				return nil, fmt.Errorf("encode payload %d: keyring returned an incomplete sealing key for namespace %q", i, namespace)
+			}
+			ad = associatedData(key.ID, namespace)
+			have = true
+		}
+		env, err := c.seal(key, namespace, ad, p)
+		if err != nil {
+			return nil, fmt.Errorf("encode payload %d (key %q): %w", i, key.ID, err)
+		}
+		out[i] = env
+	}
+	return out, nil
+}
+
+// seal builds one envelope.
+func (c *Codec) seal(key Key, namespace string, ad []byte, p *commonpb.Payload) (*commonpb.Payload, error) {
+	bufp := getBuffer(1 + bodySize(p))
+	defer putBuffer(bufp)
+	buf := append((*bufp)[:0], 0) // flags byte: no flag set unless compressed below
+	buf, err := appendBody(buf, p)
+	if err != nil {
+		return nil, fmt.Errorf("marshal payload: %w", err)
+	}
+	*bufp = buf
+	plaintext := buf
+
+	if body := buf[1:]; c.compress && len(body) >= c.threshold && len(body) <= c.maxDecodedSize {
+		enc, err := c.encoder()
+		if err != nil {
+			return nil, fmt.Errorf("zstd encoder: %w", err)
+		}
+		zp := getBuffer(1 + len(body))
+		defer putBuffer(zp)
+		z := enc.EncodeAll(body, append((*zp)[:0], flagZstd))
+		*zp = z
+		if len(z) < len(buf) {
+			plaintext = z
+		}
+	}
+
+	ct, err := key.AEAD.Encrypt(plaintext, ad)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
+	if len(ct) < MinCiphertextSize+1 {
+		// A key without Tink's 5-byte output prefix (RAW) would write envelopes that decoders reject as truncated.
+		return nil, fmt.Errorf("key wrote a %d-byte ciphertext for a %d-byte plaintext: format v1 needs keys with a Tink output prefix", len(ct), len(plaintext))
+	}
+	// One backing array for the four metadata values; each value is capped so an append to one cannot overwrite the next.
+	vals := make([]byte, 0, len(EncodingEncrypted)+len(FormatV1)+len(key.ID)+len(namespace))
+	vals = append(vals, EncodingEncrypted...)
+	vals = append(vals, FormatV1...)
+	vals = append(vals, key.ID...)
+	vals = append(vals, namespace...)
+	a, b, c2 := len(EncodingEncrypted), len(EncodingEncrypted)+len(FormatV1), len(EncodingEncrypted)+len(FormatV1)+len(key.ID)
+	env := &commonpb.Payload{
+		Metadata: map[string][]byte{
+			MetadataEncoding:  vals[:a:a],
+			MetadataFormat:    vals[a:b:b],
+			MetadataKeyID:     vals[b:c2:c2],
+			MetadataNamespace: vals[c2:],
+		},
+		Data: ct,
+	}
+	// The server sums external payload sizes for its own accounting, so they stay visible (sizes only); Decode restores them from the sealed body, not from here.
+	if len(p.ExternalPayloads) > 0 {
+		env.ExternalPayloads = make([]*commonpb.Payload_ExternalPayloadDetails, len(p.ExternalPayloads))
+		for i, e := range p.ExternalPayloads {
+			if e != nil {
+				env.ExternalPayloads[i] = &commonpb.Payload_ExternalPayloadDetails{SizeBytes: e.GetSizeBytes()}
+			}
+		}
+	}
+	return env, nil
+}
+
+// Decode opens every Blindfold envelope sealed for namespace and returns the payloads in a new slice of the same length.
+// Nil entries and payloads that are not Blindfold envelopes are returned unchanged.
+// The error of a payload that cannot be opened wraps exactly one of the package's sentinel errors, or the keyring's own error when the keyring fails for another reason (e.g. its key store is unreachable).
+func (c *Codec) Decode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	out := make([]*commonpb.Payload, len(payloads))
+	// Payloads in one batch nearly always share one key; remember the last one so the keyring is asked once.
+	var (
+		lastID  string
+		lastKey Key
+		lastAD  []byte
+	)
+	for i, p := range payloads {
+		if !isEnvelope(p) {
+			out[i] = p
+			continue
+		}
+		md := p.Metadata
+		version := md[MetadataFormat]
+		if string(version) != FormatV1 {
+			return nil, fmt.Errorf("decode payload %d: format version %q: %w", i, clip(version), ErrUnsupportedVersion)
+		}
+		rawID, ok := md[MetadataKeyID]
+		if !ok || len(rawID) == 0 {
+			return nil, fmt.Errorf("decode payload %d: no %s metadata: %w", i, MetadataKeyID, ErrMalformed)
+		}
+		sealedNS, ok := md[MetadataNamespace]
+		if !ok {
+			return nil, fmt.Errorf("decode payload %d (key %q): no %s metadata: %w", i, clip(rawID), MetadataNamespace, ErrMalformed)
+		}
+		if string(sealedNS) != namespace {
+			return nil, fmt.Errorf("decode payload %d (key %q): sealed for namespace %q, not %q: %w", i, clip(rawID), clip(sealedNS), namespace, ErrWrongNamespace)
+		}
+		if len(p.Data) < MinCiphertextSize {
+			return nil, fmt.Errorf("decode payload %d (key %q): %d bytes of ciphertext, need at least %d: %w", i, clip(rawID), len(p.Data), MinCiphertextSize, ErrTruncated)
+		}
+		if lastAD == nil || string(rawID) != lastID {
+			id := string(rawID)
+			key, err := c.kr.OpeningKey(ctx, namespace, id)
+			if err != nil {
+				return nil, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
+			}
+			if key.AEAD == nil {
+				return nil, fmt.Errorf("decode payload %d (key %q): keyring returned a key without AEAD", i, clip(rawID))
+			}
+			lastID, lastKey, lastAD = id, key, associatedData(id, namespace)
+		}
+		orig, err := c.open(lastKey, lastAD, p.Data)
+		if err != nil {
+			return nil, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
+		}
+		out[i] = orig
+	}
+	return out, nil
+}
+
+// open decrypts envelope data and restores the original payload.
+func (c *Codec) open(key Key, ad, data []byte) (*commonpb.Payload, error) {
+	pt, err := key.AEAD.Decrypt(data, ad)
+	if err != nil {
+		// The AEAD's own message is dropped on purpose: it says nothing useful to the caller, and the sentinel is what they branch on.
+		return nil, ErrTampered
+	}
+	if len(pt) == 0 {
+		return nil, fmt.Errorf("no flags byte: %w", ErrMalformed)
+	}
+	flags, body := pt[0], pt[1:]
+	if flags&^flagsKnown != 0 {
+		return nil, fmt.Errorf("unknown flags %#02x: %w", flags, ErrMalformed)
+	}
+	if flags&flagZstd != 0 {
+		dec, err := c.decoder()
+		if err != nil {
+			return nil, fmt.Errorf("zstd decoder: %w", err)
+		}
+		body, err = dec.DecodeAll(body, nil)
+		if err != nil {
+			return nil, fmt.Errorf("decompress body: %v: %w", err, ErrMalformed)
+		}
+	}
+	// pt and body are fresh buffers nobody else holds, so the payload may alias them.
+	orig, err := unmarshalBody(body)
+	if err != nil {
+		return nil, fmt.Errorf("unmarshal payload: %v: %w", err, ErrMalformed)
+	}
+	return orig, nil
+}
+
+// associatedData encodes the v1 associated data: the label, the key id and the namespace, each as a 4-byte big-endian length followed by its bytes.
+func associatedData(keyID, namespace string) []byte {
+	fields := [...]string{adLabelV1, keyID, namespace}
+	n := 0
+	for _, f := range fields {
+		n += 4 + len(f)
+	}
+	ad := make([]byte, 0, n)
+	for _, f := range fields {
+		ad = binary.BigEndian.AppendUint32(ad, uint32(len(f)))
+		ad = append(ad, f...)
+	}
+	return ad
+}
+
+// IsEncrypted reports whether p is a Blindfold envelope (of any format version). A nil payload is not.
+func IsEncrypted(p *commonpb.Payload) bool {
+	return isEnvelope(p)
+}
+
+func isEnvelope(p *commonpb.Payload) bool {
+	if p == nil {
+		return false
+	}
+	if string(p.Metadata[MetadataEncoding]) != EncodingEncrypted {
+		return false
+	}
+	_, ok := p.Metadata[MetadataFormat]
+	return ok
+}
+
+// KeyID returns the id of the key that sealed envelope p, for auditing. It reports false when p is not a Blindfold envelope or names no key.
+// The id is read from metadata and is not authenticated until the payload is decoded.
+func KeyID(p *commonpb.Payload) (string, bool) {
+	if !isEnvelope(p) {
+		return "", false
+	}
+	id, ok := p.Metadata[MetadataKeyID]
+	if !ok || len(id) == 0 {
+		return "", false
+	}
+	return string(id), true
+}
+
+// SealedNamespace returns the namespace envelope p says it was sealed for. It reports false when p is not a Blindfold envelope or names no namespace.
+// Like KeyID, the value is only authenticated by a successful Decode.
+func SealedNamespace(p *commonpb.Payload) (string, bool) {
+	if !isEnvelope(p) {
+		return "", false
+	}
+	ns, ok := p.Metadata[MetadataNamespace]
+	if !ok {
+		return "", false
+	}
+	return string(ns), true
+}
+
+// clip shortens an attacker-controlled metadata value before it is quoted in an error message.
+func clip(b []byte) string {
+	if len(b) > maxIDInError {
+		return string(b[:maxIDInError]) + "..."
+	}
+	return string(b)
+}
+
+var bufferPool sync.Pool // of *[]byte
+
+func getBuffer(n int) *[]byte {
+	if n <= maxPooledBuffer {
+		if bp, ok := bufferPool.Get().(*[]byte); ok && cap(*bp) >= n {
+			return bp
+		} else if ok {
+			bufferPool.Put(bp)
+		}
+	}
+	b := make([]byte, 0, n)
+	return &b
+}
+
+func putBuffer(bp *[]byte) {
+	if cap(*bp) > maxPooledBuffer {
+		return
+	}
+	*bp = (*bp)[:0]
+	bufferPool.Put(bp)
+}
+
+// NamespaceCodec is a Codec bound to one namespace. Its Encode and Decode have the shape of the Temporal SDK's converter.PayloadCodec, so it can sit in an SDK codec chain.
+type NamespaceCodec struct {
+	codec     *Codec
+	namespace string
+}
+
+// ForNamespace returns the codec for namespace, with the SDK's PayloadCodec method set.
+func (c *Codec) ForNamespace(namespace string) *NamespaceCodec {
+	return &NamespaceCodec{codec: c, namespace: namespace}
+}
+
+// Namespace returns the namespace the codec is bound to.
+func (n *NamespaceCodec) Namespace() string { return n.namespace }
+
+// Encode seals payloads for the codec's namespace (see Codec.Encode).
+func (n *NamespaceCodec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	return n.codec.Encode(context.Background(), n.namespace, payloads)
+}
+
+// Decode opens payloads sealed for the codec's namespace (see Codec.Decode).
+func (n *NamespaceCodec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	return n.codec.Decode(context.Background(), n.namespace, payloads)
+}

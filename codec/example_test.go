@@ -1,0 +1,85 @@
+package codec_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/codec/codectest"
+)
+
+func Example() {
+	ctx := context.Background()
+	// In production the keyring is the keys package; codectest keeps keys in memory for tests and examples.
+	c, err := codec.New(codectest.NewKeyring(), codec.WithCompression(1024))
+	if err != nil {
+		log.Fatal(err)
+	}
+	in := []*commonpb.Payload{{
+		Metadata: map[string][]byte{"encoding": []byte("json/plain")},
+		Data:     []byte(`{"card":"4111 1111 1111 1111"}`),
+	}}
+
+	sealed, err := c.Encode(ctx, "payments", in)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(codec.IsEncrypted(sealed[0]), string(sealed[0].Metadata["encoding"]))
+
+	opened, err := c.Decode(ctx, "payments", sealed)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(opened[0].Metadata["encoding"]), string(opened[0].Data))
+
+	// The envelope is bound to its namespace.
+	_, err = c.Decode(ctx, "marketing", sealed)
+	fmt.Println(errors.Is(err, codec.ErrWrongNamespace))
+	// Output:
+	// true binary/encrypted
+	// json/plain {"card":"4111 1111 1111 1111"}
+	// true
+}
+
+func ExampleCodec_ForNamespace() {
+	c, err := codec.New(codectest.NewKeyring())
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A NamespaceCodec is a converter.PayloadCodec, so the Go SDK can encrypt in the worker with the same format as the proxy.
+	dc := converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), c.ForNamespace("default"))
+	p, err := dc.ToPayload("hello")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var s string
+	if err := dc.FromPayload(p, &s); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(codec.IsEncrypted(p), s)
+	// Output: true hello
+}
+
+func ExampleKeyID() {
+	kr := codectest.NewKeyring()
+	c, err := codec.New(kr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sealed, err := c.Encode(context.Background(), "default", []*commonpb.Payload{{Data: []byte("x")}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	key, err := kr.SealingKey(context.Background(), "default")
+	if err != nil {
+		log.Fatal(err)
+	}
+	id, ok := codec.KeyID(sealed[0])
+	fmt.Println(ok, id == key.ID)
+	// Output: true true
+}
