@@ -1,0 +1,46 @@
+// Package keys holds Blindfold's data keys: per-scope Tink keysets wrapped by a key-encryption key, with rotation, caching and crypto-shredding, behind codec.Keyring.
+//
+// # Scopes
+//
+// A scope is a named key domain. By default each Temporal namespace is its own
+// scope (see ScopeForNamespace for how a namespace name becomes a scope name);
+// WithScopeFunc lets policy map namespaces or tenants to shared scopes.
+//
+// # Keys and key ids
+//
+// Each scope has a Tink keyset of AES-256-GCM data keys (DEKs). Rotate adds a
+// new primary key; older keys stay in the keyset for opening. A key id is
+// "<scope>/<tink key id as 8 lowercase hex digits>", e.g. "default/1a2b3c4d".
+//
+// # Wrapping
+//
+// A keyset is stored only wrapped by a KEK, with the scope name (and the
+// keys' creation times) as associated data, so a wrapped keyset copied into
+// another scope's file does not unwrap. The local provider (LocalKEK, DirStore)
+// keeps a 32-byte master key in <dir>/master.key (or BLINDFOLD_MASTER_KEY) and
+// one file per scope in <dir>/scopes/<scope>.keyset.
+//
+// # Caching
+//
+// Unwrapped keysets are cached per scope (LRU, bounded, TTL). In steady state
+// SealingKey and OpeningKey do no file and no KEK work. A cached keyset is
+// refreshed after RefreshAfter (default half the TTL) and when an opening key id
+// is not in it (rate-limited), so rotations by other processes are picked up. If
+// a refresh fails the cached keyset keeps serving until its TTL ends; after that
+// the Manager fails closed with an error wrapping ErrUnavailable.
+//
+// # Crypto-shredding
+//
+// Shred deletes a scope's keyset and records a tombstone. Afterwards every key
+// id of that scope fails with an error wrapping codec.ErrKeyDestroyed, in this
+// process at once and in other processes at their next refresh (at most the
+// cache TTL later). What the package cannot promise: overwriting and removing a
+// file does not reliably erase it on journaling or copy-on-write filesystems,
+// SSDs, snapshots or backups of the key directory. The durable guarantee comes
+// from the KEK: once every copy of the wrapped keyset or of the KEK that wraps it
+// is gone, the data keys are gone. With the local provider, back up the key
+// directory with that in mind (a backup taken before a shred still opens the
+// shredded keys); to make such copies useless too, re-wrap everything under a
+// new master key and destroy the old one (no command does this yet). A Vault Transit KEK per scope gives
+// the stronger guarantee: shredding deletes the Transit key itself.
+package keys

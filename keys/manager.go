@@ -1,0 +1,415 @@
+package keys
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
+	"github.com/tink-crypto/tink-go/v2/tink"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/blindfold-dev/blindfold/codec"
+)
+
+// Defaults of the Manager's options.
+const (
+	DefaultCacheTTL           = 10 * time.Minute
+	DefaultCacheSize          = 1024
+	DefaultMinRefreshInterval = time.Second
+)
+
+// Manager serves the data keys of every scope from a cache, and creates, rotates, lists and shreds scope keysets. It implements codec.Keyring and is safe for concurrent use.
+type Manager struct {
+	store      Store
+	kek        *countingKEK
+	scopeFunc  func(ctx context.Context, namespace string) string
+	autoCreate bool
+	ttl        time.Duration
+	refresh    time.Duration
+	minRefresh time.Duration
+	size       int
+	template   *tinkpb.KeyTemplate
+	log        *slog.Logger
+	now        func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*cacheEntry
+	lru     list.List // of *cacheEntry, most recently used first
+	gen     uint64    // bumped by every local change of a scope, so loads that raced it are not cached
+	loads   singleflight.Group
+
+	hits, misses, refreshes, refreshFailures, fileReads atomic.Uint64
+}
+
+var _ codec.Keyring = (*Manager)(nil)
+
+type cacheEntry struct {
+	scope       string
+	st          *scopeState
+	elem        *list.Element
+	lastAttempt time.Time
+	lastErr     error
+}
+
+// scopeState is an immutable snapshot of one scope, as loaded.
+type scopeState struct {
+	scope     string
+	hasKeyset bool
+	shredded  bool // a tombstone exists
+	aead      tink.AEAD
+	seal      codec.Key
+	primary   uint32
+	keyIDs    map[uint32]struct{}
+	destroyed map[uint32]struct{}
+	loadedAt  time.Time
+}
+
+func (s *scopeState) knows(id uint32) bool {
+	_, ok := s.keyIDs[id]
+	_, gone := s.destroyed[id]
+	return ok || gone
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithScopeFunc maps a namespace to its scope; the default is ScopeForNamespace. The result must pass ValidateScope.
+func WithScopeFunc(f func(ctx context.Context, namespace string) string) Option {
+	return func(m *Manager) { m.scopeFunc = f }
+}
+
+// WithAutoCreate sets whether SealingKey creates a keyset for a scope that never had one (default true, the dev behaviour).
+// A shredded scope is never re-created automatically.
+func WithAutoCreate(on bool) Option { return func(m *Manager) { m.autoCreate = on } }
+
+// WithCacheTTL sets how long an unwrapped keyset may be served without a successful reload (default DefaultCacheTTL).
+// It bounds how long a shred or a KEK revocation takes to reach other processes, and how long a KEK outage is survived.
+func WithCacheTTL(d time.Duration) Option { return func(m *Manager) { m.ttl = d } }
+
+// WithRefreshAfter sets the age after which a cached keyset is reloaded on its next use (default half the TTL).
+// If that reload fails, the cached keyset keeps serving until the TTL.
+func WithRefreshAfter(d time.Duration) Option { return func(m *Manager) { m.refresh = d } }
+
+// WithMinRefreshInterval limits reloads of one scope triggered by unknown key ids or failed refreshes (default DefaultMinRefreshInterval).
+func WithMinRefreshInterval(d time.Duration) Option { return func(m *Manager) { m.minRefresh = d } }
+
+// WithCacheSize bounds the number of scopes cached (least recently used evicted first; default DefaultCacheSize).
+func WithCacheSize(n int) Option { return func(m *Manager) { m.size = n } }
+
+// WithKeyTemplate sets the Tink template of new data keys (default aead.AES256GCMKeyTemplate()). It must produce AEAD keys.
+func WithKeyTemplate(t *tinkpb.KeyTemplate) Option { return func(m *Manager) { m.template = t } }
+
+// WithLogger sets the logger for key lifecycle events and refresh failures. Key material is never logged.
+func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+
+// NewManager returns a Manager over store whose keysets are wrapped by kek.
+func NewManager(store Store, kek KEK, opts ...Option) (*Manager, error) {
+	if store == nil || kek == nil {
+		return nil, errors.New("keys: store and kek are required")
+	}
+	m := &Manager{
+		autoCreate: true,
+		ttl:        DefaultCacheTTL,
+		minRefresh: DefaultMinRefreshInterval,
+		size:       DefaultCacheSize,
+		template:   aead.AES256GCMKeyTemplate(),
+		log:        slog.New(slog.DiscardHandler),
+		now:        time.Now,
+		entries:    map[string]*cacheEntry{},
+	}
+	m.scopeFunc = func(_ context.Context, ns string) string { return ScopeForNamespace(ns) }
+	for _, o := range opts {
+		o(m)
+	}
+	if m.ttl <= 0 || m.size <= 0 || m.minRefresh < 0 || m.refresh < 0 || m.template == nil {
+		return nil, errors.New("keys: cache TTL and size must be positive, refresh intervals not negative, key template set")
+	}
+	if m.refresh == 0 || m.refresh > m.ttl {
+		m.refresh = m.ttl / 2
+	}
+	m.store = store
+	m.kek = &countingKEK{kek: kek}
+	return m, nil
+}
+
+// OpenLocal returns a Manager for the local key directory dir: master key from $BLINDFOLD_MASTER_KEY or <dir>/master.key (created if missing), keysets in <dir>/scopes.
+func OpenLocal(dir string, opts ...Option) (*Manager, error) {
+	kek, err := LoadMasterKey(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	return NewManager(NewDirStore(dir), kek, opts...)
+}
+
+// Scope returns the scope namespace's payloads are sealed under.
+func (m *Manager) Scope(ctx context.Context, namespace string) (string, error) {
+	scope := m.scopeFunc(ctx, namespace)
+	if err := ValidateScope(scope); err != nil {
+		return "", fmt.Errorf("scope of namespace %q: %w", printable(namespace), err)
+	}
+	return scope, nil
+}
+
+// SealingKey returns the primary key of namespace's scope, creating the scope's keyset first if it has none and auto-creation is on.
+// A shredded scope returns an error wrapping codec.ErrKeyDestroyed.
+func (m *Manager) SealingKey(ctx context.Context, namespace string) (codec.Key, error) {
+	scope, err := m.Scope(ctx, namespace)
+	if err != nil {
+		return codec.Key{}, err
+	}
+	st, err := m.get(ctx, scope, 0, false)
+	if err != nil {
+		return codec.Key{}, err
+	}
+	if !st.hasKeyset {
+		if st.shredded {
+			return codec.Key{}, fmt.Errorf("%w: scope %q was shredded; new payloads need an explicitly re-created scope", codec.ErrKeyDestroyed, scope)
+		}
+		if !m.autoCreate {
+			return codec.Key{}, fmt.Errorf("%w: %q (create it with: blindfold keys init --scope %s)", ErrScopeNotFound, scope, scope)
+		}
+		if _, err := m.Create(ctx, scope, CreateOptions{}); errors.Is(err, ErrScopeExists) {
+			m.evict(scope) // another process created it first: drop our "no keyset" entry so the next get reads theirs
+		} else if err != nil {
+			return codec.Key{}, err
+		}
+		if st, err = m.get(ctx, scope, 0, false); err != nil {
+			return codec.Key{}, err
+		}
+		if !st.hasKeyset {
+			return codec.Key{}, fmt.Errorf("%w: scope %q: keyset vanished after creation", ErrUnavailable, scope)
+		}
+	}
+	if _, gone := st.destroyed[st.primary]; gone {
+		return codec.Key{}, fmt.Errorf("%w: primary key of scope %q was shredded", codec.ErrKeyDestroyed, scope)
+	}
+	return st.seal, nil
+}
+
+// OpeningKey returns the key named id. The scope is the one named in id (so payloads stay readable when a namespace's scope mapping changes);
+// the codec's associated data, not this lookup, binds a payload to its namespace.
+func (m *Manager) OpeningKey(ctx context.Context, namespace, id string) (codec.Key, error) {
+	scope, tid, err := ParseKeyID(id)
+	if err != nil {
+		return codec.Key{}, err
+	}
+	st, err := m.get(ctx, scope, tid, true)
+	if err != nil {
+		return codec.Key{}, err
+	}
+	if _, gone := st.destroyed[tid]; gone {
+		return codec.Key{}, fmt.Errorf("%w: key %s was shredded", codec.ErrKeyDestroyed, id)
+	}
+	if _, ok := st.keyIDs[tid]; ok {
+		return codec.Key{ID: id, AEAD: st.aead}, nil
+	}
+	if st.shredded && !st.hasKeyset {
+		return codec.Key{}, fmt.Errorf("%w: scope %q of key %s was shredded", codec.ErrKeyDestroyed, scope, id)
+	}
+	return codec.Key{}, fmt.Errorf("%w: %s", codec.ErrUnknownKey, id)
+}
+
+// get returns the cached state of scope, loading or refreshing it as needed. wantID, when check is set, is a key id the caller needs; a cached state without it is refreshed (rate-limited).
+func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bool) (*scopeState, error) {
+	now := m.now()
+	m.mu.Lock()
+	e := m.entries[scope]
+	if e != nil {
+		m.lru.MoveToFront(e.elem)
+		st := e.st
+		age := now.Sub(st.loadedAt)
+		limited := now.Sub(e.lastAttempt) < m.minRefresh
+		if age < m.ttl {
+			stale := age >= m.refresh || (check && !st.knows(wantID)) || (!check && !st.hasKeyset)
+			if !stale || limited {
+				m.mu.Unlock()
+				m.hits.Add(1)
+				return st, nil
+			}
+			e.lastAttempt = now
+			m.mu.Unlock()
+			m.refreshes.Add(1)
+			nst, err := m.load(ctx, scope)
+			if err != nil {
+				// Within the TTL the cached keyset stays good: a short KEK or store outage must not fail payloads.
+				m.refreshFailures.Add(1)
+				m.log.WarnContext(ctx, "keyset refresh failed; serving cached keyset", "scope", scope, "age", age.Round(time.Second), "ttl", m.ttl, "error", err)
+				return st, nil
+			}
+			return nst, nil
+		}
+		if limited && e.lastErr != nil {
+			err := e.lastErr
+			m.mu.Unlock()
+			m.misses.Add(1)
+			return nil, err
+		}
+		e.lastAttempt = now
+	}
+	m.mu.Unlock()
+	m.misses.Add(1)
+	st, err := m.load(ctx, scope)
+	if err != nil {
+		if e != nil {
+			err = fmt.Errorf("%w: scope %q: cached keyset expired (ttl %s) and reloading failed: %w", ErrUnavailable, scope, m.ttl, err)
+			m.mu.Lock()
+			if cur := m.entries[scope]; cur == e {
+				e.lastErr = err
+			}
+			m.mu.Unlock()
+			m.log.ErrorContext(ctx, "keyset unavailable; failing closed", "scope", scope, "error", err)
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: scope %q: %w", ErrUnavailable, scope, err)
+	}
+	return st, nil
+}
+
+// load reads and unwraps scope's keyset once for all concurrent callers and caches the result.
+func (m *Manager) load(ctx context.Context, scope string) (*scopeState, error) {
+	m.mu.Lock()
+	gen := m.gen
+	m.mu.Unlock()
+	v, err, _ := m.loads.Do(scope, func() (any, error) {
+		st, err := m.loadUncached(ctx, scope)
+		if err != nil {
+			return nil, err
+		}
+		m.put(st, gen)
+		return st, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*scopeState), nil
+}
+
+func (m *Manager) loadUncached(ctx context.Context, scope string) (*scopeState, error) {
+	m.fileReads.Add(1)
+	stored, err := m.store.Load(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := parseTombstone(scope, stored.Tombstone)
+	if err != nil {
+		return nil, err
+	}
+	st := &scopeState{scope: scope, shredded: ts != nil, destroyed: ts.destroyedIDs(), keyIDs: map[uint32]struct{}{}, loadedAt: m.now()}
+	if stored.Keyset == nil {
+		return st, nil
+	}
+	h, _, err := m.unwrap(ctx, scope, stored.Keyset)
+	if err != nil {
+		return nil, err
+	}
+	a, err := aead.New(h)
+	if err != nil {
+		return nil, fmt.Errorf("scope %q: keyset is not an AEAD keyset: %w", scope, err)
+	}
+	primary, err := h.Primary()
+	if err != nil {
+		return nil, fmt.Errorf("scope %q: keyset has no primary key: %w", scope, err)
+	}
+	for i := 0; i < h.Len(); i++ {
+		e, err := h.Entry(i)
+		if err != nil {
+			return nil, fmt.Errorf("scope %q: %w", scope, err)
+		}
+		if e.KeyStatus() == keyset.Enabled {
+			st.keyIDs[e.KeyID()] = struct{}{}
+		}
+	}
+	st.hasKeyset = true
+	st.aead = a
+	st.primary = primary.KeyID()
+	st.seal = codec.Key{ID: KeyID(scope, st.primary), AEAD: a}
+	return st, nil
+}
+
+func (m *Manager) put(st *scopeState, gen uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gen != gen {
+		return // the scope changed locally while this load ran; the next call reloads
+	}
+	if e := m.entries[st.scope]; e != nil {
+		e.st = st
+		e.lastErr = nil
+		m.lru.MoveToFront(e.elem)
+		return
+	}
+	e := &cacheEntry{scope: st.scope, st: st}
+	e.elem = m.lru.PushFront(e)
+	m.entries[st.scope] = e
+	for m.lru.Len() > m.size {
+		old := m.lru.Back().Value.(*cacheEntry)
+		m.lru.Remove(old.elem)
+		delete(m.entries, old.scope)
+	}
+}
+
+// evict drops scope from the cache and keeps loads that started before from re-inserting it.
+func (m *Manager) evict(scope string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.gen++
+	if e := m.entries[scope]; e != nil {
+		m.lru.Remove(e.elem)
+		delete(m.entries, scope)
+	}
+}
+
+// Stats are the Manager's counters since it was created, for metrics.
+type Stats struct {
+	// CacheHits counts key lookups answered from the cache without any load.
+	CacheHits uint64
+	// CacheMisses counts lookups that had to load a scope (not cached, or past its TTL).
+	CacheMisses uint64
+	// Refreshes counts reloads of a cached scope (age past RefreshAfter, or an unknown key id); RefreshFailures those that failed.
+	Refreshes, RefreshFailures uint64
+	// KEKCalls counts KEK Encrypt and Decrypt calls.
+	KEKCalls uint64
+	// KeyFileReads counts reads of a scope from the store.
+	KeyFileReads uint64
+	// CachedScopes is the number of scopes in the cache now.
+	CachedScopes int
+}
+
+// Stats returns a snapshot of the counters.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	n := len(m.entries)
+	m.mu.Unlock()
+	return Stats{
+		CacheHits:       m.hits.Load(),
+		CacheMisses:     m.misses.Load(),
+		Refreshes:       m.refreshes.Load(),
+		RefreshFailures: m.refreshFailures.Load(),
+		KEKCalls:        m.kek.calls.Load(),
+		KeyFileReads:    m.fileReads.Load(),
+		CachedScopes:    n,
+	}
+}
+
+type countingKEK struct {
+	kek   KEK
+	calls atomic.Uint64
+}
+
+func (c *countingKEK) EncryptWithContext(ctx context.Context, pt, ad []byte) ([]byte, error) {
+	c.calls.Add(1)
+	return c.kek.EncryptWithContext(ctx, pt, ad)
+}
+
+func (c *countingKEK) DecryptWithContext(ctx context.Context, ct, ad []byte) ([]byte, error) {
+	c.calls.Add(1)
+	return c.kek.DecryptWithContext(ctx, ct, ad)
+}
