@@ -1,0 +1,59 @@
+package codecserver
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	commonpb "go.temporal.io/api/common/v1"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/codec/codectest"
+	"github.com/blindfold-dev/blindfold/policy"
+)
+
+// BenchmarkDecode10k decodes one request of 10,000 payloads of 1 KiB each, the target (< 100 ms).
+func BenchmarkDecode10k(b *testing.B) {
+	c, err := codec.New(codectest.NewKeyring())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ps := make([]*commonpb.Payload, 10000)
+	for i := range ps {
+		data := make([]byte, 1024)
+		rand.Read(data)
+		ps[i] = &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: data}
+	}
+	enc, err := c.Encode(b.Context(), "default", ps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reqBody := []byte(body(&testing.T{}, enc...))
+	al, err := policy.OpenAudit(filepath.Join(b.TempDir(), "audit.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer al.Close()
+	h, err := New(Config{
+		Codec: c, Authenticator: Anonymous{Identity: policy.Identity{Subject: "bench"}}, Authorizer: policy.DevAccess(),
+		Audit: al, RateLimit: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(reqBody)))
+	b.ResetTimer()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/default/decode", bytes.NewReader(reqBody))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			b.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+}

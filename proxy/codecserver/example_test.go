@@ -1,0 +1,81 @@
+package codecserver_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+
+	commonpb "go.temporal.io/api/common/v1"
+
+	"github.com/blindfold-dev/blindfold/policy"
+	"github.com/blindfold-dev/blindfold/proxy/codecserver"
+)
+
+// upperCodec stands in for *codec.Codec in this example.
+type upperCodec struct{}
+
+func (upperCodec) Encode(_ context.Context, _ string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	return ps, nil
+}
+
+func (upperCodec) Decode(_ context.Context, _ string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	out := make([]*commonpb.Payload, len(ps))
+	for i, p := range ps {
+		out[i] = &commonpb.Payload{Metadata: p.Metadata, Data: []byte(strings.ToUpper(string(p.Data)))}
+	}
+	return out, nil
+}
+
+func ExampleNew() {
+	dir, _ := os.MkdirTemp("", "codec-example")
+	defer os.RemoveAll(dir)
+
+	pol, err := policy.Parse("policy.yaml", []byte(`version: 1
+access:
+  rules:
+    - name: auditors
+      groups: [auditors]
+      namespaces: ["*"]
+      operations: [decode]
+`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	audit, err := policy.OpenAudit(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer audit.Close()
+	tokens, _ := codecserver.NewStaticTokens(map[string]policy.Identity{
+		"s3cret": {Subject: "alice", Groups: []string{"auditors"}},
+	})
+	h, err := codecserver.New(codecserver.Config{
+		Codec:          upperCodec{},
+		Authenticator:  tokens,
+		Authorizer:     pol.Access,
+		Audit:          audit,
+		AllowedOrigins: []string{"http://localhost:8233"}, // the Web UI
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// In production: srv := h.Server(); srv.Addr = ":8081"; srv.ListenAndServe()
+
+	req := httptest.NewRequest("POST", "/default/decode", strings.NewReader(`{"payloads":[{"data":"ImhpIg=="}]}`))
+	req.Header.Set("Authorization", "Bearer s3cret")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	fmt.Println(w.Code, w.Body.String())
+
+	req = httptest.NewRequest("POST", "/default/decode", strings.NewReader(`{"payloads":[]}`))
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	fmt.Println(w.Code, w.Header().Get("WWW-Authenticate"))
+	// Output:
+	// 200 {"payloads":[{"data":"IkhJIg=="}]}
+	// 401 Bearer realm="blindfold-codec"
+}

@@ -1,0 +1,557 @@
+package codecserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/policy"
+)
+
+// Codec encodes and decodes payloads for a namespace. *codec.Codec implements it.
+type Codec interface {
+	Encode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
+	Decode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
+}
+
+// Authorizer decides whether an identity may perform an operation on a namespace. *policy.Access implements it.
+type Authorizer interface {
+	Authorize(ctx context.Context, id policy.Identity, namespace string, op policy.Operation) policy.Decision
+}
+
+// AuditLog records decisions durably. *policy.AuditLog implements it. Append returns the new head hash.
+type AuditLog interface {
+	Append(r policy.Record) (string, error)
+}
+
+// Config configures a Handler. Codec, Authenticator, Authorizer and Audit are required.
+type Config struct {
+	Codec         Codec
+	Authenticator Authenticator
+	Authorizer    Authorizer
+	Audit         AuditLog
+	// KeyID names the key that sealed an encrypted payload, read from its envelope metadata (never its contents), for the audit log.
+	// It returns "" for payloads that are not encrypted. Nil means codec.KeyID (Blindfold envelopes).
+	KeyID func(p *commonpb.Payload) string
+	// AllowedOrigins are the browser origins (scheme://host[:port]) that may call the endpoint, typically the Web UI's.
+	// Requests carrying any other Origin are refused with 403.
+	AllowedOrigins []string
+	// MaxBodyBytes caps the request body (default 32 MiB); larger bodies get 413.
+	MaxBodyBytes int64
+	// MaxPayloads caps the payloads in one request (default 20,000); more get 413.
+	MaxPayloads int
+	// RateLimit is each identity's sustained requests per second (default 50) and RateBurst its burst (default 100).
+	// Failed authentications are limited per remote IP with the same figures. A negative RateLimit disables limiting.
+	RateLimit rate.Limit
+	RateBurst int
+	// HandlerTimeout bounds the work on one request (default 30 s); ReadTimeout bounds reading it (default 30 s, used by Server).
+	HandlerTimeout time.Duration
+	ReadTimeout    time.Duration
+	// Logger receives one line per decision (never payload data); default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxBodyBytes   = 32 << 20
+	DefaultMaxPayloads    = 20000
+	DefaultRateLimit      = 50
+	DefaultRateBurst      = 100
+	DefaultHandlerTimeout = 30 * time.Second
+	DefaultReadTimeout    = 30 * time.Second
+)
+
+// DecodeErrorKey is the metadata key added to a payload that could not be decoded; its value says why.
+const DecodeErrorKey = "blindfold-decode-error"
+
+// FailedPayloadsHeader is the response header counting payloads that could not be decoded.
+const FailedPayloadsHeader = "Blindfold-Failed-Payloads"
+
+// Handler serves the remote codec protocol. It is safe for concurrent use.
+type Handler struct {
+	cfg     Config
+	origins map[string]bool
+	users   *limiter
+	ips     *limiter
+	log     *slog.Logger
+}
+
+// New validates cfg and returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	switch {
+	case cfg.Codec == nil:
+		return nil, errors.New("codecserver: Codec is required")
+	case cfg.Authenticator == nil:
+		return nil, errors.New("codecserver: Authenticator is required")
+	case cfg.Authorizer == nil:
+		return nil, errors.New("codecserver: Authorizer is required")
+	case cfg.Audit == nil:
+		return nil, errors.New("codecserver: Audit is required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxPayloads <= 0 {
+		cfg.MaxPayloads = DefaultMaxPayloads
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
+	if cfg.RateBurst <= 0 {
+		cfg.RateBurst = DefaultRateBurst
+	}
+	if cfg.HandlerTimeout <= 0 {
+		cfg.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.KeyID == nil {
+		cfg.KeyID = func(p *commonpb.Payload) string {
+			id, _ := codec.KeyID(p)
+			return id
+		}
+	}
+	h := &Handler{cfg: cfg, origins: map[string]bool{}, log: cfg.Logger}
+	for _, o := range cfg.AllowedOrigins {
+		norm, err := normalizeOrigin(o)
+		if err != nil {
+			return nil, fmt.Errorf("codecserver: allowed origin %q: %w", o, err)
+		}
+		h.origins[norm] = true
+	}
+	if cfg.RateLimit > 0 {
+		h.users = newLimiter(cfg.RateLimit, cfg.RateBurst)
+		h.ips = newLimiter(cfg.RateLimit, cfg.RateBurst)
+	}
+	return h, nil
+}
+
+// Server returns an http.Server for h with the configured read timeout and conservative header limits; the caller sets Addr or uses Serve.
+func (h *Handler) Server() *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       h.cfg.ReadTimeout,
+		WriteTimeout:      h.cfg.ReadTimeout + h.cfg.HandlerTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
+	}
+}
+
+func normalizeOrigin(o string) (string, error) {
+	if o == "*" {
+		return "", errors.New("wildcard origins are not allowed: the endpoint uses credentials")
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return "", errors.New("want scheme://host[:port]")
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}
+
+// namespaceRE accepts Temporal namespace names (including cloud "name.account" ones) and nothing that could smuggle a path or header.
+var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
+
+// httpError is a response the handler decided on: status, message, and whether the decision is audited.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func fail(status int, format string, args ...any) *httpError {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	// Decoded plaintext must never sit in a browser or proxy cache.
+	hdr.Set("Cache-Control", "no-store")
+	if origin := r.Header.Get("Origin"); origin != "" {
+		norm, err := normalizeOrigin(origin)
+		if err != nil || !h.origins[norm] {
+			h.writeError(w, fail(http.StatusForbidden, "origin %q is not allowed", origin))
+			return
+		}
+		hdr.Set("Access-Control-Allow-Origin", origin)
+		hdr.Set("Access-Control-Allow-Credentials", "true")
+		hdr.Set("Access-Control-Expose-Headers", FailedPayloadsHeader)
+		hdr.Add("Vary", "Origin")
+	}
+	if r.Method == http.MethodOptions {
+		h.preflight(w, r)
+		return
+	}
+	op, pathNS, ok := route(r.URL.Path)
+	if !ok {
+		h.writeError(w, fail(http.StatusNotFound, "not found: use POST /{namespace}/decode, /{namespace}/encode, /decode or /encode"))
+		return
+	}
+	if r.Method != http.MethodPost {
+		hdr.Set("Allow", "POST, OPTIONS")
+		h.writeError(w, fail(http.StatusMethodNotAllowed, "method %s not allowed: use POST", r.Method))
+		return
+	}
+	h.serveCodec(w, r, op, pathNS)
+}
+
+func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	if r.Header.Get("Origin") == "" {
+		hdr.Set("Allow", "POST, OPTIONS")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if m := r.Header.Get("Access-Control-Request-Method"); m != "" && m != http.MethodPost {
+		h.writeError(w, fail(http.StatusMethodNotAllowed, "method %s not allowed: use POST", m))
+		return
+	}
+	hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+	hdr.Set("Access-Control-Allow-Headers", "Authorization, Authorization-Extras, Content-Type, X-Namespace")
+	hdr.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// route maps a path to the operation and the namespace it names, if any.
+func route(p string) (policy.Operation, string, bool) {
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	var op, ns string
+	switch len(parts) {
+	case 1:
+		op = parts[0]
+	case 2:
+		ns, op = parts[0], parts[1]
+	default:
+		return "", "", false
+	}
+	switch policy.Operation(op) {
+	case policy.OpDecode, policy.OpEncode:
+		return policy.Operation(op), ns, true
+	}
+	return "", "", false
+}
+
+func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.Operation, pathNS string) {
+	now := time.Now()
+	rec := policy.Record{Via: "codec-endpoint", Operation: string(op), RemoteAddr: r.RemoteAddr, Decision: policy.AuditDeny}
+
+	id, err := h.cfg.Authenticator.Authenticate(r)
+	if err != nil {
+		// Limit failures per IP before auditing them, so unauthenticated callers cannot flood the audit log.
+		if ok, wait := h.ips.allow("ip:"+remoteIP(r), now); !ok {
+			h.tooMany(w, wait)
+			return
+		}
+		reason := "unauthenticated: " + err.Error()
+		if errors.Is(err, ErrNoCredentials) {
+			reason = "unauthenticated: no credentials"
+			w.Header().Set("WWW-Authenticate", `Bearer realm="blindfold-codec"`)
+		} else {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="blindfold-codec", error="invalid_token", error_description=%q`, sanitizeHeader(err.Error())))
+		}
+		rec.Namespace, _ = namespaceOf(r, pathNS)
+		rec.Reason = reason
+		h.audit(rec)
+		h.writeError(w, fail(http.StatusUnauthorized, "%s", reason))
+		return
+	}
+	rec.Identity = id
+
+	if ok, wait := h.users.allow("id:"+id.Method+":"+id.Subject, now); !ok {
+		h.tooMany(w, wait)
+		return
+	}
+	ns, herr := namespaceOf(r, pathNS)
+	if herr != nil {
+		h.writeError(w, herr)
+		return
+	}
+	rec.Namespace = ns
+
+	payloads, herr := h.readPayloads(w, r)
+	if herr != nil {
+		h.writeError(w, herr)
+		return
+	}
+	rec.Payloads = len(payloads)
+	rec.KeyIDs = h.keyIDs(payloads)
+
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.HandlerTimeout)
+	defer cancel()
+	d := h.cfg.Authorizer.Authorize(ctx, id, ns, op)
+	rec.Reason = d.Reason
+	if !d.Allow {
+		h.audit(rec)
+		h.writeError(w, fail(http.StatusForbidden, "forbidden: %s", d.Reason))
+		return
+	}
+
+	var out []*commonpb.Payload
+	failed := 0
+	switch op {
+	case policy.OpDecode:
+		out, failed = h.decode(ctx, ns, payloads)
+		if ctx.Err() != nil {
+			// Failures caused by the deadline say nothing about the payloads; report the timeout instead.
+			rec.Decision, rec.Failed = policy.AuditAllow, len(payloads)
+			rec.Reason = d.Reason + "; decode timed out"
+			h.audit(rec)
+			h.writeError(w, fail(http.StatusServiceUnavailable, "decode did not finish within %s", h.cfg.HandlerTimeout))
+			return
+		}
+	case policy.OpEncode:
+		out, err = h.cfg.Codec.Encode(ctx, ns, payloads)
+		if err == nil && len(out) != len(payloads) {
+			err = fmt.Errorf("codec returned %d payloads for %d", len(out), len(payloads))
+		}
+		if err != nil {
+			rec.Decision, rec.Failed = policy.AuditAllow, len(payloads)
+			rec.Reason = d.Reason + "; encode failed: " + err.Error()
+			h.audit(rec)
+			h.writeError(w, fail(http.StatusServiceUnavailable, "encode failed: %v", err))
+			return
+		}
+	}
+	body, err := marshalPayloads(out)
+	if err != nil {
+		h.writeError(w, fail(http.StatusInternalServerError, "encode response: %v", err))
+		return
+	}
+	rec.Decision, rec.Failed = policy.AuditAllow, failed
+	// The record must be durable before any plaintext is sent.
+	if !h.audit(rec) {
+		h.writeError(w, fail(http.StatusServiceUnavailable, "audit log unavailable; refusing to %s", op))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if failed > 0 {
+		w.Header().Set(FailedPayloadsHeader, strconv.Itoa(failed))
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// namespaceOf reads the namespace from the path or the X-Namespace header; both may be given only if they agree.
+func namespaceOf(r *http.Request, pathNS string) (string, *httpError) {
+	hdrNS := strings.TrimSpace(r.Header.Get("X-Namespace"))
+	ns := pathNS
+	switch {
+	case pathNS != "" && hdrNS != "" && pathNS != hdrNS:
+		return "", fail(http.StatusBadRequest, "namespace in path (%q) and X-Namespace header (%q) differ", pathNS, hdrNS)
+	case ns == "":
+		ns = hdrNS
+	}
+	if ns == "" {
+		return "", fail(http.StatusBadRequest, "missing namespace: use /{namespace}/decode or the X-Namespace header")
+	}
+	if !namespaceRE.MatchString(ns) {
+		return "", fail(http.StatusBadRequest, "invalid namespace %q", ns)
+	}
+	return ns, nil
+}
+
+func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) ([]*commonpb.Payload, *httpError) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return nil, fail(http.StatusUnsupportedMediaType, "content type %q not supported: send application/json", ct)
+		}
+	}
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		return nil, fail(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body := buf.Bytes()
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fail(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", h.cfg.MaxBodyBytes)
+		}
+		return nil, fail(http.StatusBadRequest, "read request body: %v", err)
+	}
+	return parsePayloads(body, h.cfg.MaxPayloads)
+}
+
+// parsePayloads decodes a {"payloads":[…]} body strictly (unknown fields are errors).
+func parsePayloads(body []byte, max int) ([]*commonpb.Payload, *httpError) {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil, fail(http.StatusBadRequest, `empty body: send {"payloads":[…]}`)
+	}
+	var ps commonpb.Payloads
+	if fast, ok := fastUnmarshal(body); ok {
+		ps.Payloads = fast
+	} else if err := protojson.Unmarshal(body, &ps); err != nil {
+		return nil, fail(http.StatusBadRequest, "malformed body: %v", err)
+	}
+	if len(ps.Payloads) > max {
+		return nil, fail(http.StatusRequestEntityTooLarge, "%d payloads exceed the limit of %d per request", len(ps.Payloads), max)
+	}
+	for i, p := range ps.Payloads {
+		if p == nil {
+			return nil, fail(http.StatusBadRequest, "payload %d is null", i)
+		}
+	}
+	return ps.Payloads, nil
+}
+
+func (h *Handler) keyIDs(payloads []*commonpb.Payload) []string {
+	var ids []string
+	for _, p := range payloads {
+		if id := h.cfg.KeyID(p); id != "" && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// decodeChunk is the batch size handed to the codec; chunks run in parallel and a failing chunk is retried payload by payload.
+const decodeChunk = 256
+
+// decode opens every payload it can. A payload that fails keeps its ciphertext and gains a DecodeErrorKey metadata entry.
+func (h *Handler) decode(ctx context.Context, ns string, in []*commonpb.Payload) ([]*commonpb.Payload, int) {
+	out := make([]*commonpb.Payload, len(in))
+	var failed int
+	var mu sync.Mutex
+	chunks := (len(in) + decodeChunk - 1) / decodeChunk
+	workers := min(runtime.GOMAXPROCS(0), chunks)
+	next := make(chan int, chunks)
+	for c := range chunks {
+		next <- c
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range next {
+				lo, hi := c*decodeChunk, min((c+1)*decodeChunk, len(in))
+				n := h.decodeRange(ctx, ns, in[lo:hi], out[lo:hi])
+				if n > 0 {
+					mu.Lock()
+					failed += n
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out, failed
+}
+
+func (h *Handler) decodeRange(ctx context.Context, ns string, in, out []*commonpb.Payload) int {
+	if res, err := h.cfg.Codec.Decode(ctx, ns, in); err == nil && len(res) == len(in) {
+		copy(out, res)
+		return 0
+	}
+	failed := 0
+	for i, p := range in {
+		res, err := h.cfg.Codec.Decode(ctx, ns, []*commonpb.Payload{p})
+		if err == nil && len(res) == 1 && res[0] != nil {
+			out[i] = res[0]
+			continue
+		}
+		if err == nil {
+			err = errors.New("codec returned no payload")
+		}
+		failed++
+		out[i] = markFailed(p, err)
+	}
+	return failed
+}
+
+// markFailed returns a copy of p (the ciphertext the caller sent) with a metadata entry saying why it stayed encrypted.
+func markFailed(p *commonpb.Payload, err error) *commonpb.Payload {
+	md := make(map[string][]byte, len(p.GetMetadata())+1)
+	for k, v := range p.GetMetadata() {
+		md[k] = v
+	}
+	// The codec numbers payloads within its batch, which here is always this one payload.
+	msg := strings.TrimPrefix(err.Error(), "decode payload 0 ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	md[DecodeErrorKey] = []byte(msg)
+	return &commonpb.Payload{Metadata: md, Data: p.GetData(), ExternalPayloads: p.GetExternalPayloads()}
+}
+
+// audit appends rec and logs the decision with the new head hash, which anchors the chain outside the file. It reports whether the record is durable.
+func (h *Handler) audit(rec policy.Record) bool {
+	head, err := h.cfg.Audit.Append(rec)
+	attrs := []any{"subject", rec.Identity.Subject, "method", rec.Identity.Method, "namespace", rec.Namespace, "operation", rec.Operation,
+		"payloads", rec.Payloads, "failed", rec.Failed, "decision", rec.Decision, "reason", rec.Reason, "remote", rec.RemoteAddr}
+	if err != nil {
+		h.log.Error("codec endpoint: audit append failed", append(attrs, "err", err)...)
+		return false
+	}
+	h.log.Info("codec endpoint decision", append(attrs, "audit_head", head)...)
+	return true
+}
+
+func (h *Handler) tooMany(w http.ResponseWriter, wait time.Duration) {
+	secs := int64(wait/time.Second) + 1
+	if wait > time.Hour {
+		secs = 3600
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	h.writeError(w, fail(http.StatusTooManyRequests, "rate limit exceeded; retry in %d s", secs))
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, e *httpError) {
+	switch {
+	case e.status >= 500:
+		h.log.Warn("codec endpoint error", "status", e.status, "err", e.msg)
+	case e.status != http.StatusUnauthorized && e.status != http.StatusForbidden:
+		// 401 and 403 are audited and logged by audit; other rejections are only logged.
+		h.log.Info("codec endpoint rejected request", "status", e.status, "err", e.msg)
+	}
+	http.Error(w, e.msg, e.status)
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// sanitizeHeader keeps an error message safe inside a quoted header parameter.
+func sanitizeHeader(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return ' '
+		}
+		return r
+	}, s)
+}
