@@ -64,10 +64,18 @@ func (m *Manager) Create(ctx context.Context, scope string, opts CreateOptions) 
 // Rotate adds a new primary key to scope's keyset and returns its id. Older keys stay for opening.
 // Other processes start sealing with the new key at their next refresh (at most RefreshAfter later), and open it at once (an unknown id triggers a refresh).
 func (m *Manager) Rotate(ctx context.Context, scope string) (string, error) {
+	id, _, err := m.rotate(ctx, scope, 0)
+	return id, err
+}
+
+// rotate adds a new primary to scope's keyset, unless maxAge > 0 and the primary is younger than maxAge (then it returns the
+// primary's id and false). The age is checked under the store's lock, so replicas rotating on a timer rotate once per period.
+func (m *Manager) rotate(ctx context.Context, scope string, maxAge time.Duration) (string, bool, error) {
 	if err := ValidateScope(scope); err != nil {
-		return "", err
+		return "", false, err
 	}
 	var id string
+	rotated := false
 	err := m.store.Update(ctx, scope, func(cur Stored) (Stored, error) {
 		ts, err := parseTombstone(scope, cur.Tombstone)
 		if err != nil {
@@ -82,6 +90,15 @@ func (m *Manager) Rotate(ctx context.Context, scope string) (string, error) {
 		h, created, err := m.unwrap(ctx, scope, cur.Keyset)
 		if err != nil {
 			return Stored{}, err
+		}
+		if maxAge > 0 {
+			if p, perr := h.Primary(); perr == nil {
+				c, terr := time.Parse(time.RFC3339, created[fmt.Sprintf("%08x", p.KeyID())])
+				if terr == nil && m.now().Sub(c) < maxAge {
+					id = KeyID(scope, p.KeyID())
+					return cur, nil
+				}
+			}
 		}
 		km := keyset.NewManagerFromHandle(h)
 		tid, err := m.addPrimary(km, ts.destroyedIDs())
@@ -99,15 +116,18 @@ func (m *Manager) Rotate(ctx context.Context, scope string) (string, error) {
 		if err != nil {
 			return Stored{}, err
 		}
-		id = KeyID(scope, tid)
+		id, rotated = KeyID(scope, tid), true
 		return Stored{Keyset: data, Tombstone: cur.Tombstone}, nil
 	})
 	if err != nil {
-		return "", err
+		return "", false, err
+	}
+	if !rotated {
+		return id, false, nil
 	}
 	m.evict(scope)
 	m.log.InfoContext(ctx, "scope keyset rotated", "scope", scope, "primary_key_id", id)
-	return id, nil
+	return id, true, nil
 }
 
 // addPrimary adds a key from the template as the new primary, never reusing a shredded id (a reused id would turn "destroyed" into "opens").
@@ -135,8 +155,12 @@ func (m *Manager) Shred(ctx context.Context, scope string) error {
 	if err := ValidateScope(scope); err != nil {
 		return err
 	}
+	kekKey, err := m.destroyKEKKey(ctx, scope)
+	if err != nil {
+		return err
+	}
 	var ids []string
-	err := m.store.Update(ctx, scope, func(cur Stored) (Stored, error) {
+	err = m.store.Update(ctx, scope, func(cur Stored) (Stored, error) {
 		ts, err := parseTombstone(scope, cur.Tombstone)
 		if err != nil {
 			// An unreadable tombstone must not block destroying keys: start a fresh one.
@@ -165,7 +189,8 @@ func (m *Manager) Shred(ctx context.Context, scope string) error {
 	if err != nil {
 		return err
 	}
-	m.log.WarnContext(ctx, "scope shredded", "scope", scope, "key_ids", ids)
+	// Audit point: policy's hash-chained audit log should record this act too (the CLI and proxy hold the audit writer).
+	m.log.WarnContext(ctx, "scope shredded", "scope", scope, "key_ids", ids, "kek_key_deleted", kekKey)
 	return nil
 }
 

@@ -43,4 +43,12 @@
 // shredded keys); to make such copies useless too, re-wrap everything under a
 // new master key and destroy the old one (no command does this yet). A Vault Transit KEK per scope gives
 // the stronger guarantee: shredding deletes the Transit key itself.
+//
+// # Vault Transit
+//
+// VaultKEK wraps each scope's keyset with its own Transit key (aes256-gcm96, derived, the keyset's associated
+// data as context), found from the associated data, so one VaultKEK serves every scope. Shred deletes the
+// scope's Transit key first; a keyset whose Transit key is gone counts as shredded, even one restored from a
+// backup. Rewrap moves stored keysets to the newest Transit key version inside Vault; StartRotation rotates
+// data keys on a timer. See docs/vault.md.
 package keys

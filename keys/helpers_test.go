@@ -105,5 +105,7 @@ func TestMain(m *testing.M) {
 	// The developer's own key settings must not leak into the tests.
 	os.Unsetenv(keys.MasterKeyEnv)
 	os.Unsetenv(keys.KeyDirEnv)
-	os.Exit(m.Run())
+	code := m.Run()
+	stopTestVault() // the one vaultdev of this package, if a Vault test started it
+	os.Exit(code)
 }

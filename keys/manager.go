@@ -36,6 +36,7 @@ type Manager struct {
 	refresh    time.Duration
 	minRefresh time.Duration
 	size       int
+	bgRefresh  time.Duration // > 0: age-based refreshes run in the background with this timeout
 	template   *tinkpb.KeyTemplate
 	log        *slog.Logger
 	now        func() time.Time
@@ -69,7 +70,16 @@ type scopeState struct {
 	primary   uint32
 	keyIDs    map[uint32]struct{}
 	destroyed map[uint32]struct{}
+	kekGone   error // set when the keyset exists but its KEK key was deleted (ErrKEKKeyMissing)
 	loadedAt  time.Time
+}
+
+// goneCause explains a shredded scope whose keyset file is still there.
+func (s *scopeState) goneCause() string {
+	if s.kekGone == nil {
+		return ""
+	}
+	return " (" + s.kekGone.Error() + ")"
 }
 
 func (s *scopeState) knows(id uint32) bool {
@@ -97,6 +107,14 @@ func WithCacheTTL(d time.Duration) Option { return func(m *Manager) { m.ttl = d 
 // WithRefreshAfter sets the age after which a cached keyset is reloaded on its next use (default half the TTL).
 // If that reload fails, the cached keyset keeps serving until the TTL.
 func WithRefreshAfter(d time.Duration) Option { return func(m *Manager) { m.refresh = d } }
+
+// WithBackgroundRefresh makes refreshes due to age (past RefreshAfter) run in a background goroutine, bounded by timeout, while the
+// request that noticed the age is served from the cache at once. Use it with a remote KEK (Vault): a slow or unreachable Vault then
+// never delays a payload, so a Vault outage shorter than the TTL costs neither failures nor latency. Loads a request cannot do
+// without (a scope not cached, an unknown key id, an expired TTL) stay synchronous. Off (0) by default.
+func WithBackgroundRefresh(timeout time.Duration) Option {
+	return func(m *Manager) { m.bgRefresh = timeout }
+}
 
 // WithMinRefreshInterval limits reloads of one scope triggered by unknown key ids or failed refreshes (default DefaultMinRefreshInterval).
 func WithMinRefreshInterval(d time.Duration) Option { return func(m *Manager) { m.minRefresh = d } }
@@ -129,7 +147,7 @@ func NewManager(store Store, kek KEK, opts ...Option) (*Manager, error) {
 	for _, o := range opts {
 		o(m)
 	}
-	if m.ttl <= 0 || m.size <= 0 || m.minRefresh < 0 || m.refresh < 0 || m.template == nil {
+	if m.ttl <= 0 || m.size <= 0 || m.minRefresh < 0 || m.refresh < 0 || m.bgRefresh < 0 || m.template == nil {
 		return nil, errors.New("keys: cache TTL and size must be positive, refresh intervals not negative, key template set")
 	}
 	if m.refresh == 0 || m.refresh > m.ttl {
@@ -171,7 +189,7 @@ func (m *Manager) SealingKey(ctx context.Context, namespace string) (codec.Key, 
 	}
 	if !st.hasKeyset {
 		if st.shredded {
-			return codec.Key{}, fmt.Errorf("%w: scope %q was shredded; new payloads need an explicitly re-created scope", codec.ErrKeyDestroyed, scope)
+			return codec.Key{}, fmt.Errorf("%w: scope %q was shredded%s; new payloads need an explicitly re-created scope", codec.ErrKeyDestroyed, scope, st.goneCause())
 		}
 		if !m.autoCreate {
 			return codec.Key{}, fmt.Errorf("%w: %q (create it with: blindfold keys init --scope %s)", ErrScopeNotFound, scope, scope)
@@ -212,7 +230,7 @@ func (m *Manager) OpeningKey(ctx context.Context, namespace, id string) (codec.K
 		return codec.Key{ID: id, AEAD: st.aead}, nil
 	}
 	if st.shredded && !st.hasKeyset {
-		return codec.Key{}, fmt.Errorf("%w: scope %q of key %s was shredded", codec.ErrKeyDestroyed, scope, id)
+		return codec.Key{}, fmt.Errorf("%w: scope %q of key %s was shredded%s", codec.ErrKeyDestroyed, scope, id, st.goneCause())
 	}
 	return codec.Key{}, fmt.Errorf("%w: %s", codec.ErrUnknownKey, id)
 }
@@ -236,6 +254,11 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 			}
 			e.lastAttempt = now
 			m.mu.Unlock()
+			if m.bgRefresh > 0 && st.hasKeyset && !(check && !st.knows(wantID)) {
+				m.hits.Add(1)
+				go m.refreshInBackground(context.WithoutCancel(ctx), scope, age)
+				return st, nil
+			}
 			m.refreshes.Add(1)
 			nst, err := m.load(ctx, scope)
 			if err != nil {
@@ -273,6 +296,16 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 	return st, nil
 }
 
+func (m *Manager) refreshInBackground(ctx context.Context, scope string, age time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, m.bgRefresh)
+	defer cancel()
+	m.refreshes.Add(1)
+	if _, err := m.load(ctx, scope); err != nil {
+		m.refreshFailures.Add(1)
+		m.log.WarnContext(ctx, "background keyset refresh failed; serving cached keyset", "scope", scope, "age", age.Round(time.Second), "ttl", m.ttl, "error", err)
+	}
+}
+
 // load reads and unwraps scope's keyset once for all concurrent callers and caches the result.
 func (m *Manager) load(ctx context.Context, scope string) (*scopeState, error) {
 	m.mu.Lock()
@@ -307,6 +340,13 @@ func (m *Manager) loadUncached(ctx context.Context, scope string) (*scopeState, 
 		return st, nil
 	}
 	h, _, err := m.unwrap(ctx, scope, stored.Keyset)
+	if errors.Is(err, ErrKEKKeyMissing) {
+		// The KEK key that wrapped this keyset is gone (a Vault Transit key deleted by a shred): nothing can unwrap it again,
+		// even a keyset file restored from a backup. Cache that as a shredded scope rather than retrying the KEK per payload.
+		m.log.WarnContext(ctx, "scope keyset cannot be unwrapped: its kek key was deleted; treating the scope as shredded", "scope", scope, "error", err)
+		st.shredded, st.kekGone = true, err
+		return st, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +24,7 @@ func newKeysCmd() *cobra.Command {
 	var keyDir string
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Create, rotate, list and shred local data keys",
+		Short: "Create, rotate, list and shred data keys (local master key or Vault Transit)",
 		Long: `Manage the local key directory: a master key and one Tink keyset per scope.
 
 A scope is a key domain; by default each Temporal namespace is its own scope
@@ -32,20 +33,30 @@ data keys, stored encrypted under the master key in <key-dir>/scopes/.
 
 The key directory is --key-dir, else $BLINDFOLD_KEY_DIR, else ~/.blindfold/keys.
 The master key is $BLINDFOLD_MASTER_KEY (32 bytes, base64) if set, else
-<key-dir>/master.key, created by "keys init" with mode 0600.`,
+<key-dir>/master.key, created by "keys init" with mode 0600.
+` + kekHelp,
 		Example: `  blindfold keys init
   blindfold keys init --scope payments
   blindfold keys rotate payments
   blindfold keys list
-  blindfold keys shred payments`,
+  blindfold keys shred payments
+  VAULT_ADDR=https://vault:8200 VAULT_TOKEN=… blindfold keys init --kek vault
+  blindfold keys rotate-kek payments --kek vault --vault-auth approle --vault-role-id … --vault-secret-id-file /run/secret-id`,
+		PersistentPreRunE: func(*cobra.Command, []string) error { return keysKEK.validate() },
 	}
+	keysKEK = addKEKFlags(cmd)
 	cmd.PersistentFlags().StringVar(&keyDir, "key-dir", keys.DefaultDir(), "local key directory")
-	cmd.AddCommand(newKeysInitCmd(&keyDir), newKeysRotateCmd(&keyDir), newKeysListCmd(&keyDir), newKeysShredCmd(&keyDir))
+	cmd.AddCommand(newKeysInitCmd(&keyDir), newKeysRotateCmd(&keyDir), newKeysListCmd(&keyDir), newKeysShredCmd(&keyDir),
+		newKeysRewrapCmd(&keyDir), newKeysRotateKEKCmd(&keyDir))
 	return cmd
 }
 
 // openKeys opens the key directory; only init may create a master key.
 func openKeys(dir string, create bool) (*keys.Manager, error) {
+	if keysKEK.vault() {
+		m, _, err := openVaultKeys(context.Background(), dir) // the process ends with the command: no token renewal to stop
+		return m, err
+	}
 	kek, err := keys.LoadMasterKey(dir, create)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no master key in %s (run: blindfold keys init --key-dir %s): %w", dir, dir, err)
@@ -82,6 +93,8 @@ keys stay destroyed either way.`,
 			}
 			out := cmd.OutOrStdout()
 			switch _, envSet := os.LookupEnv(keys.MasterKeyEnv); {
+			case keysKEK.vault():
+				fmt.Fprintf(out, "kek: vault transit, key %s%s at mount %s\n", keysKEK.prefix, scope, keysKEK.mount)
 			case envSet:
 				fmt.Fprintf(out, "master key: from $%s\n", keys.MasterKeyEnv)
 			case errors.Is(statErr, os.ErrNotExist):
@@ -200,6 +213,11 @@ Running proxies stop using the keys at their next refresh (at most the cache
 TTL, 10 minutes by default). Copies of the key directory (backups, snapshots,
 old disk blocks) can still hold the keyset: the guarantee is only as good as the
 destruction of every such copy or of the master key.
+
+With --kek vault, shred first deletes the scope's Transit key in Vault (all its
+versions); only then the local keyset. After that no copy of the keyset, backups
+included, can be unwrapped. If Vault cannot be reached nothing is changed; run
+the shred again.
 
 Shred asks you to type the scope name unless --yes is given.`,
 		Example: `  blindfold keys shred tenant-42

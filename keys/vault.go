@@ -1,0 +1,488 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+)
+
+// Vault auth methods accepted in VaultAuth.Method.
+const (
+	VaultAuthToken      = "token"
+	VaultAuthAppRole    = "approle"
+	VaultAuthKubernetes = "kubernetes"
+)
+
+// Defaults of VaultConfig.
+const (
+	DefaultVaultMount        = "transit"
+	DefaultVaultKeyPrefix    = "blindfold-"
+	DefaultVaultTimeout      = 10 * time.Second
+	DefaultKubernetesJWTPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+)
+
+// ErrKEKKeyMissing: the KEK has no key for the scope (a Vault Transit key that was deleted by a shred, or never existed at the configured address, namespace and mount).
+// Ciphertext wrapped under a deleted Transit key can never be unwrapped again, so the Manager treats it as a shredded scope.
+var ErrKEKKeyMissing = errors.New("kek key not found")
+
+// ErrRewrapUnsupported: the KEK cannot re-wrap ciphertext inside itself (the local master key has no versions to re-wrap to).
+var ErrRewrapUnsupported = errors.New("kek does not support rewrap")
+
+// VaultConfig configures a Vault Transit KEK. Empty fields take the Vault client's environment (VAULT_ADDR, VAULT_TOKEN,
+// VAULT_NAMESPACE, VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME) and then the defaults.
+type VaultConfig struct {
+	// Address is Vault's URL, e.g. https://vault.internal:8200; empty means $VAULT_ADDR.
+	Address string
+	// Mount is the Transit mount path (default "transit").
+	Mount string
+	// KeyPrefix is prepended to the scope name to name the scope's Transit key (default "blindfold-": scope "payments" → key "blindfold-payments").
+	KeyPrefix string
+	// Namespace is the Vault Enterprise namespace (X-Vault-Namespace); empty means $VAULT_NAMESPACE or none.
+	Namespace string
+	// TLS configures the connection to Vault.
+	TLS VaultTLS
+	// Auth says how to get a Vault token.
+	Auth VaultAuth
+	// CreateKeys lets the KEK create a scope's Transit key (aes256-gcm96, derived) on first use. Without it a missing key is an error
+	// wrapping ErrKEKKeyMissing, for deployments where an operator (Terraform, the blindfold CLI) creates keys and proxies may not.
+	CreateKeys bool
+	// Timeout bounds each Vault request (default DefaultVaultTimeout). The caller's context can end it earlier.
+	Timeout time.Duration
+	// MaxRetries is how often a request failing with a 5xx or a connection error is retried (default 1; 0 means the default, negative means none).
+	MaxRetries int
+	// Logger receives token renewal and key lifecycle events; nil discards them.
+	Logger *slog.Logger
+}
+
+// VaultTLS configures TLS to Vault. Paths are PEM files.
+type VaultTLS struct {
+	CACert     string // CA bundle that signs Vault's certificate; empty means $VAULT_CACERT or the system roots
+	ClientCert string // client certificate for mutual TLS
+	ClientKey  string // its private key
+	ServerName string // SNI and verification name, when it differs from the address's host
+}
+
+// VaultAuth says how the KEK authenticates to Vault.
+type VaultAuth struct {
+	// Method is VaultAuthToken (default), VaultAuthAppRole or VaultAuthKubernetes.
+	Method string
+	// Token is the token for the token method; empty means $VAULT_TOKEN, then ~/.vault-token.
+	Token string
+	// RoleID and SecretID are the AppRole credentials; SecretIDFile, when set, is read instead of SecretID (e.g. a mounted secret).
+	RoleID, SecretID, SecretIDFile string
+	// Role is the Vault role for Kubernetes auth.
+	Role string
+	// JWTPath is the service account token for Kubernetes auth (default DefaultKubernetesJWTPath). It is re-read on every login, since kubelet rotates it.
+	JWTPath string
+	// MountPath is where the auth method is mounted (default "approle" or "kubernetes").
+	MountPath string
+}
+
+// VaultKEK wraps scope keysets with Vault Transit: one key per scope, named KeyPrefix+scope, of type aes256-gcm96 with derived=true.
+// The associated data the Manager passes (it names the scope) is the derivation context, so a keyset wrapped for one scope
+// does not unwrap under another, and the wrapped keyset can be re-wrapped inside Vault (Transit's rewrap endpoint takes a context
+// but, in Vault 1.14, no associated_data). The key to use is found from the associated data, so one VaultKEK serves every scope.
+type VaultKEK struct {
+	client *vault.Client
+	mount  string
+	prefix string
+	create bool
+	addr   string
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	ensured map[string]bool // transit keys known to exist (and be derived) in this process
+
+	stopAuth context.CancelFunc
+	authDone chan struct{}
+}
+
+var _ KEK = (*VaultKEK)(nil)
+
+// NewVaultKEK connects to Vault and logs in. With AppRole or Kubernetes auth it keeps the token renewed (and logs in again when
+// it can no longer be renewed) until Close; a renewable static token is renewed too.
+func NewVaultKEK(ctx context.Context, cfg VaultConfig) (*VaultKEK, error) {
+	vc := vault.DefaultConfig() // reads VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_CERT, … from the environment
+	if vc.Error != nil {
+		return nil, fmt.Errorf("vault config: %w", vc.Error)
+	}
+	if cfg.Address != "" {
+		vc.Address = cfg.Address
+	}
+	if cfg.TLS != (VaultTLS{}) {
+		// ConfigureTLS replaces what DefaultConfig read from the environment: keep the environment for the fields not given.
+		t := &vault.TLSConfig{
+			CACert:        orDefault(cfg.TLS.CACert, os.Getenv(vault.EnvVaultCACert)),
+			CAPath:        os.Getenv(vault.EnvVaultCAPath),
+			ClientCert:    orDefault(cfg.TLS.ClientCert, os.Getenv(vault.EnvVaultClientCert)),
+			ClientKey:     orDefault(cfg.TLS.ClientKey, os.Getenv(vault.EnvVaultClientKey)),
+			TLSServerName: orDefault(cfg.TLS.ServerName, os.Getenv(vault.EnvVaultTLSServerName)),
+		}
+		if err := vc.ConfigureTLS(t); err != nil {
+			return nil, fmt.Errorf("vault tls: %w", err)
+		}
+	}
+	vc.Timeout = cfg.Timeout
+	if vc.Timeout <= 0 {
+		vc.Timeout = DefaultVaultTimeout
+	}
+	switch {
+	case cfg.MaxRetries < 0:
+		vc.MaxRetries = 0
+	case cfg.MaxRetries == 0:
+		vc.MaxRetries = 1
+	default:
+		vc.MaxRetries = cfg.MaxRetries
+	}
+	// Short waits: a refresh blocks the request that triggered it, and a cached keyset serves meanwhile anyway.
+	vc.MinRetryWait, vc.MaxRetryWait = 50*time.Millisecond, 250*time.Millisecond
+	c, err := vault.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	if cfg.Namespace != "" {
+		c.SetNamespace(cfg.Namespace)
+	}
+	k := &VaultKEK{
+		client:  c,
+		mount:   strings.Trim(cfg.Mount, "/"),
+		prefix:  cfg.KeyPrefix,
+		create:  cfg.CreateKeys,
+		addr:    vc.Address,
+		log:     cfg.Logger,
+		ensured: map[string]bool{},
+	}
+	if k.mount == "" {
+		k.mount = DefaultVaultMount
+	}
+	if k.prefix == "" {
+		k.prefix = DefaultVaultKeyPrefix
+	}
+	if k.log == nil {
+		k.log = slog.New(slog.DiscardHandler)
+	}
+	if err := k.startAuth(ctx, cfg.Auth); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Close stops token renewal. It does not revoke the token.
+func (k *VaultKEK) Close() error {
+	if k.stopAuth != nil {
+		k.stopAuth()
+		<-k.authDone
+	}
+	return nil
+}
+
+// Address is the Vault address in use.
+func (k *VaultKEK) Address() string { return k.addr }
+
+// KeyName is the name of scope's Transit key.
+func (k *VaultKEK) KeyName(scope string) string { return k.prefix + scope }
+
+// EncryptWithContext wraps plaintext with the Transit key of the scope named in associatedData, creating the key first when allowed.
+func (k *VaultKEK) EncryptWithContext(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
+	scope, err := scopeFromKeysetAD(associatedData)
+	if err != nil {
+		return nil, err
+	}
+	name := k.KeyName(scope)
+	if err := k.ensureKey(ctx, name); err != nil {
+		return nil, err
+	}
+	s, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/encrypt/"+name, map[string]any{
+		"plaintext": base64.StdEncoding.EncodeToString(plaintext),
+		"context":   base64.StdEncoding.EncodeToString(associatedData),
+	})
+	if err != nil {
+		if errors.Is(k.classify(err, name), ErrKEKKeyMissing) {
+			k.forget(name)
+		}
+		return nil, k.opError("encrypt", name, err)
+	}
+	ct, err := stringField(s, "ciphertext")
+	if err != nil {
+		return nil, k.opError("encrypt", name, err)
+	}
+	return []byte(ct), nil
+}
+
+// DecryptWithContext unwraps ciphertext with the Transit key of the scope named in associatedData.
+// A rejected ciphertext (other scope, tampered, below min_decryption_version) wraps ErrUnwrap; a deleted key wraps ErrKEKKeyMissing;
+// anything else (Vault unreachable, sealed, permission denied) is an error naming Vault.
+func (k *VaultKEK) DecryptWithContext(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
+	scope, err := scopeFromKeysetAD(associatedData)
+	if err != nil {
+		return nil, err
+	}
+	name := k.KeyName(scope)
+	s, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/decrypt/"+name, map[string]any{
+		"ciphertext": string(ciphertext),
+		"context":    base64.StdEncoding.EncodeToString(associatedData),
+	})
+	if err != nil {
+		return nil, k.opError("decrypt", name, err)
+	}
+	pt64, err := stringField(s, "plaintext")
+	if err != nil {
+		return nil, k.opError("decrypt", name, err)
+	}
+	pt, err := base64.StdEncoding.DecodeString(pt64)
+	if err != nil {
+		return nil, k.opError("decrypt", name, fmt.Errorf("plaintext is not base64: %w", err))
+	}
+	return pt, nil
+}
+
+// RewrapWithContext re-encrypts ciphertext under the newest version of its Transit key, inside Vault: the wrapped keyset is never
+// decrypted outside Vault. It returns ciphertext unchanged in meaning; errors are classified as in DecryptWithContext.
+func (k *VaultKEK) RewrapWithContext(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
+	scope, err := scopeFromKeysetAD(associatedData)
+	if err != nil {
+		return nil, err
+	}
+	name := k.KeyName(scope)
+	s, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/rewrap/"+name, map[string]any{
+		"ciphertext": string(ciphertext),
+		"context":    base64.StdEncoding.EncodeToString(associatedData),
+	})
+	if err != nil {
+		return nil, k.opError("rewrap", name, err)
+	}
+	ct, err := stringField(s, "ciphertext")
+	if err != nil {
+		return nil, k.opError("rewrap", name, err)
+	}
+	if v, ok := transitVersion(ct); ok {
+		if old, ok := transitVersion(string(ciphertext)); ok && old == v {
+			return ciphertext, nil // already under the newest version: keep the stored bytes
+		}
+	}
+	return []byte(ct), nil
+}
+
+// transitVersion returns the key version prefix of a Transit ciphertext ("vault:v3:…" → "v3").
+func transitVersion(ct string) (string, bool) {
+	parts := strings.SplitN(ct, ":", 3)
+	if len(parts) != 3 || parts[0] != "vault" || !strings.HasPrefix(parts[1], "v") {
+		return "", false
+	}
+	return parts[1], true
+}
+
+// VaultKeyInfo describes a scope's Transit key.
+type VaultKeyInfo struct {
+	Name                 string
+	Type                 string
+	Derived              bool
+	LatestVersion        int
+	MinDecryptionVersion int
+	DeletionAllowed      bool
+}
+
+// TransitKey reads scope's Transit key; a missing key wraps ErrKEKKeyMissing.
+func (k *VaultKEK) TransitKey(ctx context.Context, scope string) (VaultKeyInfo, error) {
+	if err := ValidateScope(scope); err != nil {
+		return VaultKeyInfo{}, err
+	}
+	return k.readKey(ctx, k.KeyName(scope))
+}
+
+// RotateScopeKey adds a new version to scope's Transit key and returns it. New wraps use it; older versions keep unwrapping until
+// SetMinDecryptionVersion raises the floor. Stored keysets move to the new version with Manager.Rewrap.
+func (k *VaultKEK) RotateScopeKey(ctx context.Context, scope string) (int, error) {
+	if err := ValidateScope(scope); err != nil {
+		return 0, err
+	}
+	name := k.KeyName(scope)
+	if _, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/keys/"+name+"/rotate", nil); err != nil {
+		return 0, k.opError("rotate", name, err)
+	}
+	info, err := k.readKey(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	k.log.InfoContext(ctx, "vault transit key rotated", "scope", scope, "key", name, "version", info.LatestVersion)
+	return info.LatestVersion, nil
+}
+
+// SetMinDecryptionVersion makes ciphertext of scope's Transit key versions below v fail to unwrap (with ErrUnwrap).
+// Run Manager.Rewrap on the scope first, or its stored keyset becomes unreadable.
+func (k *VaultKEK) SetMinDecryptionVersion(ctx context.Context, scope string, v int) error {
+	if err := ValidateScope(scope); err != nil {
+		return err
+	}
+	name := k.KeyName(scope)
+	if _, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/keys/"+name+"/config", map[string]any{"min_decryption_version": v}); err != nil {
+		return k.opError("configure", name, err)
+	}
+	k.log.WarnContext(ctx, "vault transit key min_decryption_version raised", "scope", scope, "key", name, "min_decryption_version", v)
+	return nil
+}
+
+// DestroyScope deletes scope's Transit key with all its versions (setting deletion_allowed first). Every keyset it wrapped,
+// including copies in backups, can never be unwrapped again. A key that is already gone is not an error.
+func (k *VaultKEK) DestroyScope(ctx context.Context, scope string) error {
+	if err := ValidateScope(scope); err != nil {
+		return err
+	}
+	name := k.KeyName(scope)
+	k.forget(name)
+	_, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/keys/"+name+"/config", map[string]any{"deletion_allowed": true})
+	if err != nil {
+		if errors.Is(k.classify(err, name), ErrKEKKeyMissing) || isStatus(err, http.StatusNotFound) {
+			return nil
+		}
+		return k.opError("allow deletion of", name, err)
+	}
+	if _, err := k.client.Logical().DeleteWithContext(ctx, k.mount+"/keys/"+name); err != nil {
+		return k.opError("delete", name, err)
+	}
+	k.log.WarnContext(ctx, "vault transit key deleted", "scope", scope, "key", name, "vault", k.addr)
+	return nil
+}
+
+func (k *VaultKEK) forget(name string) {
+	k.mu.Lock()
+	delete(k.ensured, name)
+	k.mu.Unlock()
+}
+
+// ensureKey checks once per process that name exists and is derived, creating it when allowed. Transit's encrypt endpoint would
+// otherwise create a missing key itself for any token with create rights, bypassing CreateKeys.
+func (k *VaultKEK) ensureKey(ctx context.Context, name string) error {
+	k.mu.Lock()
+	ok := k.ensured[name]
+	k.mu.Unlock()
+	if ok {
+		return nil
+	}
+	info, err := k.readKey(ctx, name)
+	if errors.Is(err, ErrKEKKeyMissing) && k.create {
+		_, err = k.client.Logical().WriteWithContext(ctx, k.mount+"/keys/"+name, map[string]any{
+			"type":    "aes256-gcm96",
+			"derived": true,
+		})
+		if err != nil {
+			return k.opError("create", name, err)
+		}
+		k.log.InfoContext(ctx, "vault transit key created", "key", name, "vault", k.addr)
+		info, err = k.readKey(ctx, name)
+	}
+	if err != nil {
+		return err
+	}
+	if !info.Derived {
+		return fmt.Errorf("vault transit key %q at %s/%s is not derived: it would ignore the scope context; create it with derived=true", name, k.addr, k.mount)
+	}
+	k.mu.Lock()
+	k.ensured[name] = true
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *VaultKEK) readKey(ctx context.Context, name string) (VaultKeyInfo, error) {
+	s, err := k.client.Logical().ReadWithContext(ctx, k.mount+"/keys/"+name)
+	if err != nil {
+		return VaultKeyInfo{}, k.opError("read", name, err)
+	}
+	if s == nil || s.Data == nil {
+		return VaultKeyInfo{}, fmt.Errorf("%w: vault transit key %q at %s/%s", ErrKEKKeyMissing, name, k.addr, k.mount)
+	}
+	info := VaultKeyInfo{Name: name}
+	info.Type, _ = s.Data["type"].(string)
+	info.Derived, _ = s.Data["derived"].(bool)
+	info.DeletionAllowed, _ = s.Data["deletion_allowed"].(bool)
+	info.LatestVersion = intField(s.Data["latest_version"])
+	info.MinDecryptionVersion = intField(s.Data["min_decryption_version"])
+	return info, nil
+}
+
+// classify maps a Vault error to the sentinel the Manager branches on, or nil when it is not one.
+func (k *VaultKEK) classify(err error, name string) error {
+	var re *vault.ResponseError
+	if !errors.As(err, &re) {
+		return nil
+	}
+	msg := strings.ToLower(strings.Join(re.Errors, "; "))
+	switch {
+	case strings.Contains(msg, "key not found") || strings.Contains(msg, "no existing key named"):
+		return ErrKEKKeyMissing
+	case re.StatusCode == http.StatusBadRequest:
+		// Transit answers 400 for a ciphertext it rejects: authentication failed (other scope, tampering), malformed, or a version
+		// below min_decryption_version.
+		return ErrUnwrap
+	}
+	return nil
+}
+
+func (k *VaultKEK) opError(op, name string, err error) error {
+	detail := err.Error()
+	var re *vault.ResponseError
+	if errors.As(err, &re) {
+		detail = fmt.Sprintf("HTTP %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
+	}
+	if s := k.classify(err, name); s != nil {
+		return fmt.Errorf("%w: vault transit %s with key %q at %s/%s: %s", s, op, name, k.addr, k.mount, detail)
+	}
+	return fmt.Errorf("vault transit %s with key %q at %s/%s: %w", op, name, k.addr, k.mount, err)
+}
+
+func isStatus(err error, code int) bool {
+	var re *vault.ResponseError
+	return errors.As(err, &re) && re.StatusCode == code
+}
+
+func stringField(s *vault.Secret, field string) (string, error) {
+	if s == nil || s.Data == nil {
+		return "", fmt.Errorf("empty response")
+	}
+	v, ok := s.Data[field].(string)
+	if !ok || v == "" {
+		return "", fmt.Errorf("response has no %s", field)
+	}
+	return v, nil
+}
+
+func intField(v any) int {
+	switch n := v.(type) {
+	case json.Number:
+		i, _ := n.Int64()
+		return int(i)
+	case float64:
+		return int(n)
+	case int:
+		return n
+	case int64:
+		return int(n)
+	}
+	return 0
+}
+
+// scopeFromKeysetAD returns the scope named in the associated data the Manager wraps keysets with (see keysetAD).
+func scopeFromKeysetAD(ad []byte) (string, error) {
+	const pre, post = keysetFormat + "\x00scope=", "\x00created="
+	rest, ok := bytes.CutPrefix(ad, []byte(pre))
+	i := bytes.Index(rest, []byte(post))
+	if !ok || i < 0 {
+		return "", errors.New("vault kek: associated data does not name a scope (not a blindfold keyset)")
+	}
+	scope := string(rest[:i])
+	if err := ValidateScope(scope); err != nil {
+		return "", fmt.Errorf("vault kek: %w", err)
+	}
+	return scope, nil
+}
