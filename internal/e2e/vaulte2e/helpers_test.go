@@ -1,0 +1,451 @@
+package vaulte2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	tproxy "go.temporal.io/api/proxy"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/devstack"
+	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
+	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
+	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/proxy"
+)
+
+func TestMain(m *testing.M) { devstacktest.Main(m) }
+
+// marker starts every workflow input and signal value. Ids, task queues and type names are stored in plaintext by design,
+// so they never contain it; finding it in what the frontend stores means a payload went out unencrypted.
+const marker = "BFVLTMARK"
+
+// Names the workflows and the activity are registered under (raw gRPC starts need the type name).
+const (
+	signalWF = "vaulte2e-signal"
+	streamWF = "vaulte2e-stream"
+	echoAct  = "vaulte2e-echo"
+)
+
+// namespace is the only namespace of the shared stack; its scope is "default" (keys.ScopeForNamespace). Tests keep
+// apart by using their own key directory, Transit key prefix, task queues and workflow ids.
+const (
+	namespace = "default"
+	scope     = "default"
+)
+
+// signalWorkflow waits for the "go" signal, then echoes its input and the signal through an activity.
+func signalWorkflow(ctx workflow.Context, in string) (string, error) {
+	var sig string
+	workflow.GetSignalChannel(ctx, "go").Receive(ctx, &sig)
+	var out string
+	err := workflow.ExecuteActivity(activityCtx(ctx), echoAct, in+"|"+sig).Get(ctx, &out)
+	return out, err
+}
+
+// streamWorkflow echoes its input through an activity: a start, a workflow task, an activity and a result per run.
+func streamWorkflow(ctx workflow.Context, in string) (string, error) {
+	var out string
+	err := workflow.ExecuteActivity(activityCtx(ctx), echoAct, in).Get(ctx, &out)
+	return out, err
+}
+
+func activityCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 20 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaximumAttempts: 5},
+	})
+}
+
+func echoActivity(_ context.Context, in string) (string, error) { return in + "|echo", nil }
+
+// wantStream is what streamWorkflow returns for in.
+func wantStream(in string) string { return in + "|echo" }
+
+// wantSignal is what signalWorkflow returns for in and signal sig.
+func wantSignal(in, sig string) string { return in + "|" + sig + "|echo" }
+
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// env is one test's Vault and the package's shared Temporal stack.
+type env struct {
+	stack *devstack.Stack
+	vault *vaultdevproc.Proc
+}
+
+// setup skips under -short, and starts the shared stack and a vaultdev of the test's own with file storage (so a
+// Restart keeps the Transit keys).
+func setup(t *testing.T) env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts vaultdev and the embedded Temporal server; skipped with -short")
+	}
+	stack := devstacktest.Shared(t)
+	p := vaultdevproc.Start(t, vaultdevproc.Options{StorageDir: t.TempDir()})
+	return env{stack: stack, vault: p}
+}
+
+// unique returns a name no other test or run uses, without the marker.
+func unique(kind string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "vaulte2e-" + kind + "-" + hex.EncodeToString(b)
+}
+
+// newKEK returns a Vault Transit KEK whose keys are named prefix+scope, closed when the test ends.
+func newKEK(t *testing.T, p *vaultdevproc.Proc, prefix string) *keys.VaultKEK {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	k, err := keys.NewVaultKEK(ctx, keys.VaultConfig{
+		Address:    p.Addr(),
+		Mount:      p.TransitMount(),
+		KeyPrefix:  prefix,
+		Auth:       keys.VaultAuth{Method: keys.VaultAuthToken, Token: p.Token()},
+		CreateKeys: true,
+		Timeout:    5 * time.Second,
+		Logger:     quietLogger,
+	})
+	if err != nil {
+		t.Fatalf("NewVaultKEK: %v", err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
+	return k
+}
+
+func newManager(t *testing.T, dir string, kek keys.KEK, opts ...keys.Option) *keys.Manager {
+	t.Helper()
+	m, err := keys.NewManager(keys.NewDirStore(dir), kek, append([]keys.Option{keys.WithLogger(quietLogger)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// keysetFile is where a DirStore keeps scope's wrapped keyset.
+func keysetFile(dir, scope string) string { return filepath.Join(dir, "scopes", scope+".keyset") }
+
+// copyKeyset copies scope's wrapped keyset file (as a backup would hold it) into a new key directory and returns it.
+func copyKeyset(t *testing.T, dir, scope string) string {
+	t.Helper()
+	b, err := os.ReadFile(keysetFile(dir, scope))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(out, "scopes"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keysetFile(out, scope), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// observer counts what the proxy reports: payloads encoded and decoded, and the RPCs it failed itself, by kind.
+type observer struct {
+	encoded, decoded atomic.Int64
+	mu               sync.Mutex
+	errs             map[proxy.ErrorKind]int
+}
+
+func (o *observer) Encoded(_ string, n, _ int) { o.encoded.Add(int64(n)) }
+func (o *observer) Decoded(_ string, n, _ int) { o.decoded.Add(int64(n)) }
+func (o *observer) Error(_ string, k proxy.ErrorKind) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.errs == nil {
+		o.errs = map[proxy.ErrorKind]int{}
+	}
+	o.errs[k]++
+}
+
+// errors returns the number of RPCs the proxy failed itself, and a summary by kind.
+func (o *observer) errors() (int, string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	var parts []string
+	for k, v := range o.errs {
+		n += v
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(parts)
+	return n, strings.Join(parts, " ")
+}
+
+// rpcCounter counts every inbound call of the proxy by status code.
+type rpcCounter struct {
+	mu    sync.Mutex
+	codes map[codes.Code]int
+}
+
+func (r *rpcCounter) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	c := status.Code(err)
+	r.mu.Lock()
+	if r.codes == nil {
+		r.codes = map[codes.Code]int{}
+	}
+	r.codes[c]++
+	r.mu.Unlock()
+	return resp, err
+}
+
+// snapshot returns the counts so far.
+func (r *rpcCounter) snapshot() map[codes.Code]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[codes.Code]int, len(r.codes))
+	for k, v := range r.codes {
+		out[k] = v
+	}
+	return out
+}
+
+// keyFailures counts calls that failed the way a key problem fails them (and no other upstream failure does here).
+func keyFailures(byCode map[codes.Code]int) int {
+	return byCode[codes.Unavailable] + byCode[codes.FailedPrecondition] + byCode[codes.Internal] + byCode[codes.DataLoss]
+}
+
+func total(byCode map[codes.Code]int) int {
+	n := 0
+	for _, v := range byCode {
+		n += v
+	}
+	return n
+}
+
+// testProxy is a proxy in front of the shared stack with the keys of one Manager.
+type testProxy struct {
+	addr string
+	obs  *observer
+	rpcs *rpcCounter
+}
+
+// startProxy runs a proxy with km's keys in front of upstream until the test ends.
+func startProxy(t *testing.T, upstream string, km *keys.Manager) *testProxy {
+	t.Helper()
+	c, err := codec.New(km)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &testProxy{obs: &observer{}, rpcs: &rpcCounter{}}
+	srv, err := proxy.New(proxy.Config{
+		Upstream:          upstream,
+		Codec:             c,
+		Logger:            quietLogger,
+		Observer:          tp.obs,
+		UnaryInterceptors: []grpc.UnaryServerInterceptor{tp.rpcs.intercept},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Logf("proxy shutdown: %v", err)
+		}
+	})
+	tp.addr = lis.Addr().String()
+	return tp
+}
+
+// dial returns an SDK client for addr, closed when the test ends (after workers started later have stopped).
+func dial(t *testing.T, addr string) client.Client {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: sdklog.NewStructuredLogger(quietLogger)})
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// startWorker runs a worker for the package's workflows on taskQueue until stop is called or the test ends.
+func startWorker(t *testing.T, c client.Client, taskQueue string) (stop func()) {
+	t.Helper()
+	w := worker.New(c, taskQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(signalWorkflow, workflow.RegisterOptions{Name: signalWF})
+	w.RegisterWorkflowWithOptions(streamWorkflow, workflow.RegisterOptions{Name: streamWF})
+	w.RegisterActivityWithOptions(echoActivity, activity.RegisterOptions{Name: echoAct})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(w.Stop) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// rawClient is a plain gRPC WorkflowService client for addr: no SDK retries, so a test sees each call's own status.
+func rawClient(t *testing.T, addr string) workflowservice.WorkflowServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return workflowservice.NewWorkflowServiceClient(conn)
+}
+
+// rawStart starts streamWF with input in through svc and returns the call's error.
+func rawStart(ctx context.Context, svc workflowservice.WorkflowServiceClient, id, taskQueue, in string) error {
+	input, err := converter.GetDefaultDataConverter().ToPayloads(in)
+	if err != nil {
+		return err
+	}
+	_, err = svc.StartWorkflowExecution(ctx, &workflowservice.StartWorkflowExecutionRequest{
+		Namespace:    namespace,
+		WorkflowId:   id,
+		WorkflowType: &commonpb.WorkflowType{Name: streamWF},
+		TaskQueue:    &taskqueuepb.TaskQueue{Name: taskQueue},
+		Input:        input,
+		Identity:     "vaulte2e",
+		RequestId:    unique("req"),
+	})
+	return err
+}
+
+// history reads a workflow's whole history through svc, one response per page.
+func history(ctx context.Context, svc workflowservice.WorkflowServiceClient, id string) ([]*workflowservice.GetWorkflowExecutionHistoryResponse, error) {
+	var out []*workflowservice.GetWorkflowExecutionHistoryResponse
+	var token []byte
+	for range 100 {
+		resp, err := svc.GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{
+			Namespace: namespace, Execution: &commonpb.WorkflowExecution{WorkflowId: id}, NextPageToken: token,
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp)
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("history of %s: more than 100 pages", id)
+}
+
+// payloadsOf returns every payload in m (search attributes aside, which stay plaintext by design).
+func payloadsOf(t *testing.T, m proto.Message) []*commonpb.Payload {
+	t.Helper()
+	var out []*commonpb.Payload
+	err := tproxy.VisitPayloads(context.Background(), m, tproxy.VisitPayloadsOptions{
+		SkipSearchAttributes: true,
+		Visitor: func(_ *tproxy.VisitPayloadsContext, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+			out = append(out, ps...)
+			return ps, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// storedView is what a direct client (no proxy, no keys) reads of one workflow's history.
+type storedView struct {
+	payloads  int
+	plaintext int            // payloads that are not Blindfold envelopes
+	keyIDs    map[string]int // key id → payloads sealed with it
+	startKey  string         // key id of the workflow input
+	hasMarker bool           // the marker appears anywhere in the stored bytes
+}
+
+// readStored reads id's history straight from the frontend and describes what is stored.
+func readStored(t *testing.T, ctx context.Context, direct workflowservice.WorkflowServiceClient, id string) storedView {
+	t.Helper()
+	pages, err := history(ctx, direct, id)
+	if err != nil {
+		t.Fatalf("direct history of %s: %v", id, err)
+	}
+	v := storedView{keyIDs: map[string]int{}}
+	for _, page := range pages {
+		b, err := proto.Marshal(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.hasMarker = v.hasMarker || bytes.Contains(b, []byte(marker))
+		for _, p := range payloadsOf(t, page) {
+			v.payloads++
+			id, ok := codec.KeyID(p)
+			if !codec.IsEncrypted(p) || !ok {
+				v.plaintext++
+				continue
+			}
+			v.keyIDs[id]++
+		}
+		for _, e := range page.GetHistory().GetEvents() {
+			if a := e.GetWorkflowExecutionStartedEventAttributes(); a != nil {
+				for _, p := range a.GetInput().GetPayloads() {
+					v.startKey, _ = codec.KeyID(p)
+				}
+			}
+		}
+	}
+	return v
+}
+
+// checkDecoded reads id's history through the proxy and checks that it decodes to plaintext containing each of want.
+func checkDecoded(t *testing.T, ctx context.Context, svc workflowservice.WorkflowServiceClient, id string, want ...string) {
+	t.Helper()
+	pages, err := history(ctx, svc, id)
+	if err != nil {
+		t.Errorf("history of %s through the proxy: %v", id, err)
+		return
+	}
+	var all []byte
+	for _, page := range pages {
+		for _, p := range payloadsOf(t, page) {
+			if codec.IsEncrypted(p) {
+				t.Errorf("history of %s through the proxy still holds an encrypted payload", id)
+				return
+			}
+		}
+		b, err := proto.Marshal(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	for _, w := range want {
+		if !bytes.Contains(all, []byte(w)) {
+			t.Errorf("history of %s through the proxy does not contain %q", id, w)
+		}
+	}
+}
