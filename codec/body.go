@@ -3,6 +3,7 @@ package codec
 import (
 	"errors"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -35,18 +36,14 @@ func simpleShape(p *commonpb.Payload) bool {
 	return len(p.ExternalPayloads) == 0 && len(p.ProtoReflect().GetUnknown()) == 0
 }
 
-// bodySize returns the exact size of p's body.
+// bodySize returns the exact size of p's body (the size marshalPlaintext computes; the tests check it against the protobuf runtime).
+// Like the protobuf runtime's Size, it does not check metadata keys for valid UTF-8.
 func bodySize(p *commonpb.Payload) int {
 	if !simpleShape(p) {
 		return marshalDeterministic.Size(p)
 	}
-	n := 0
-	for k, v := range p.Metadata {
-		n += entryTagAndSize(k, v)
-	}
-	if len(p.Data) > 0 {
-		n += protowire.SizeTag(fieldData) + protowire.SizeBytes(len(p.Data))
-	}
+	var buf [8]entry
+	_, n := collectEntries(buf[:0], p)
 	return n
 }
 
@@ -65,29 +62,63 @@ func appendBody(b []byte, p *commonpb.Payload) ([]byte, error) {
 		marshalDeterministic.Size(p) // fills the size cache UseCachedSize relies on
 		return marshalDeterministic.MarshalAppend(b, p)
 	}
-	var keysBuf [8]string
-	keys := keysBuf[:0]
-	for k := range p.Metadata {
-		if !utf8.ValidString(k) {
-			return nil, errInvalidUTF8
-		}
-		keys = append(keys, k)
+	var buf [8]entry
+	entries, _, err := sortedEntries(buf[:0], p)
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		v := p.Metadata[k]
-		b = protowire.AppendTag(b, fieldMetadata, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(entrySize(k, v)))
-		b = protowire.AppendTag(b, fieldMapKey, protowire.BytesType)
-		b = protowire.AppendString(b, k)
-		b = protowire.AppendTag(b, fieldMapValue, protowire.BytesType)
-		b = protowire.AppendBytes(b, v)
+	return appendSimpleBody(b, entries, p.Data), nil
+}
+
+// entry is one metadata entry of a payload being marshalled.
+type entry struct {
+	k string
+	v []byte
+}
+
+// sortedEntries appends p's metadata entries to es sorted by key, in one pass over the map, and returns them with the size of the body
+// that appendSimpleBody writes for them and p's data. It fails on a key that is not valid UTF-8, as the protobuf runtime does.
+func sortedEntries(es []entry, p *commonpb.Payload) ([]entry, int, error) {
+	es, n := collectEntries(es, p)
+	for _, e := range es {
+		if !utf8.ValidString(e.k) {
+			return nil, 0, errInvalidUTF8
+		}
+	}
+	if len(es) > 1 {
+		slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.k, b.k) })
+	}
+	return es, n, nil
+}
+
+// collectEntries appends p's metadata entries to es in map order and returns them with the body size.
+func collectEntries(es []entry, p *commonpb.Payload) ([]entry, int) {
+	n := 0
+	for k, v := range p.Metadata {
+		es = append(es, entry{k, v})
+		n += entryTagAndSize(k, v)
 	}
 	if len(p.Data) > 0 {
-		b = protowire.AppendTag(b, fieldData, protowire.BytesType)
-		b = protowire.AppendBytes(b, p.Data)
+		n += protowire.SizeTag(fieldData) + protowire.SizeBytes(len(p.Data))
 	}
-	return b, nil
+	return es, n
+}
+
+// appendSimpleBody appends the body of a simple-shaped payload with metadata entries es (sorted) and data.
+func appendSimpleBody(b []byte, es []entry, data []byte) []byte {
+	for _, e := range es {
+		b = protowire.AppendTag(b, fieldMetadata, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(entrySize(e.k, e.v)))
+		b = protowire.AppendTag(b, fieldMapKey, protowire.BytesType)
+		b = protowire.AppendString(b, e.k)
+		b = protowire.AppendTag(b, fieldMapValue, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.v)
+	}
+	if len(data) > 0 {
+		b = protowire.AppendTag(b, fieldData, protowire.BytesType)
+		b = protowire.AppendBytes(b, data)
+	}
+	return b
 }
 
 // unmarshalBody parses a body. The returned payload may alias body, which the caller must own and never modify again.
@@ -154,10 +185,13 @@ func parseEntry(b []byte) (string, []byte, bool) {
 		b = b[n:]
 		switch num {
 		case fieldMapKey:
-			if !utf8.Valid(v) {
+			if string(v) == MetadataEncoding {
+				key = MetadataEncoding // nearly every payload has it: no allocation, no UTF-8 check
+			} else if !utf8.Valid(v) {
 				return "", nil, false
+			} else {
+				key = string(v)
 			}
-			key = string(v)
 		case fieldMapValue:
 			val = v[:len(v):len(v)]
 		default:

@@ -58,6 +58,8 @@ type Codec struct {
 
 	encoder func() (*zstd.Encoder, error)
 	decoder func() (*zstd.Decoder, error)
+
+	contexts keyContexts
 }
 
 // Option configures a Codec.
@@ -116,19 +118,22 @@ func New(kr Keyring, opts ...Option) (*Codec, error) {
 // Encode seals every payload for namespace and returns them in a new slice of the same length.
 // Nil entries stay nil, and payloads that already are Blindfold envelopes are returned unchanged, so encoding twice never encrypts twice.
 // The input payloads are not modified.
+//
+// Each envelope has its own metadata map, but the byte slices of its metadata values are shared with other envelopes of the same key and
+// namespace (their capacity is their length, so appending to one copies it). Callers must not modify envelope metadata values in place;
+// replacing a value in the map is fine. Nothing in Blindfold or in the Temporal SDK and gRPC stacks writes into them.
 func (c *Codec) Encode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	out := make([]*commonpb.Payload, len(payloads))
 	var (
-		key  Key
-		ad   []byte
-		have bool
+		key Key
+		kc  *keyContext
 	)
 	for i, p := range payloads {
 		if p == nil || IsEncrypted(p) {
 			out[i] = p
 			continue
 		}
-		if !have {
+		if kc == nil {
 			var err error
 			key, err = c.kr.SealingKey(ctx, namespace)
 			if err != nil {
@@ -137,10 +142,9 @@ func (c *Codec) Encode(ctx context.Context, namespace string, payloads []*common
 			if key.ID == "" || key.AEAD == nil {
 				return nil, fmt.Errorf("encode payload %d: keyring returned an incomplete sealing key for namespace %q", i, namespace)
 			}
-			ad = associatedData(key.ID, namespace)
-			have = true
+			kc = c.contexts.get(namespace, key.ID)
 		}
-		env, err := c.seal(key, namespace, ad, p)
+		env, err := c.seal(key, kc, p)
 		if err != nil {
 			return nil, fmt.Errorf("encode payload %d (key %q): %w", i, key.ID, err)
 		}
@@ -150,15 +154,13 @@ func (c *Codec) Encode(ctx context.Context, namespace string, payloads []*common
 }
 
 // seal builds one envelope.
-func (c *Codec) seal(key Key, namespace string, ad []byte, p *commonpb.Payload) (*commonpb.Payload, error) {
-	bufp := getBuffer(1 + bodySize(p))
-	defer putBuffer(bufp)
-	buf := append((*bufp)[:0], 0) // flags byte: no flag set unless compressed below
-	buf, err := appendBody(buf, p)
+func (c *Codec) seal(key Key, kc *keyContext, p *commonpb.Payload) (*commonpb.Payload, error) {
+	bufp, err := marshalPlaintext(p)
 	if err != nil {
 		return nil, fmt.Errorf("marshal payload: %w", err)
 	}
-	*bufp = buf
+	defer putBuffer(bufp)
+	buf := *bufp
 	plaintext := buf
 
 	if body := buf[1:]; c.compress && len(body) >= c.threshold && len(body) <= c.maxDecodedSize {
@@ -175,7 +177,7 @@ func (c *Codec) seal(key Key, namespace string, ad []byte, p *commonpb.Payload) 
 		}
 	}
 
-	ct, err := key.AEAD.Encrypt(plaintext, ad)
+	ct, err := key.AEAD.Encrypt(plaintext, kc.ad)
 	if err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
@@ -183,22 +185,7 @@ func (c *Codec) seal(key Key, namespace string, ad []byte, p *commonpb.Payload) 
 		// A key without Tink's 5-byte output prefix (RAW) would write envelopes that decoders reject as truncated.
 		return nil, fmt.Errorf("key wrote a %d-byte ciphertext for a %d-byte plaintext: format v1 needs keys with a Tink output prefix", len(ct), len(plaintext))
 	}
-	// One backing array for the four metadata values; each value is capped so an append to one cannot overwrite the next.
-	vals := make([]byte, 0, len(EncodingEncrypted)+len(FormatV1)+len(key.ID)+len(namespace))
-	vals = append(vals, EncodingEncrypted...)
-	vals = append(vals, FormatV1...)
-	vals = append(vals, key.ID...)
-	vals = append(vals, namespace...)
-	a, b, c2 := len(EncodingEncrypted), len(EncodingEncrypted)+len(FormatV1), len(EncodingEncrypted)+len(FormatV1)+len(key.ID)
-	env := &commonpb.Payload{
-		Metadata: map[string][]byte{
-			MetadataEncoding:  vals[:a:a],
-			MetadataFormat:    vals[a:b:b],
-			MetadataKeyID:     vals[b:c2:c2],
-			MetadataNamespace: vals[c2:],
-		},
-		Data: ct,
-	}
+	env := &commonpb.Payload{Metadata: kc.envelopeMetadata(), Data: ct}
 	// The server sums external payload sizes for its own accounting, so they stay visible (sizes only); Decode restores them from the sealed body, not from here.
 	if len(p.ExternalPayloads) > 0 {
 		env.ExternalPayloads = make([]*commonpb.Payload_ExternalPayloadDetails, len(p.ExternalPayloads))
@@ -218,17 +205,16 @@ func (c *Codec) Decode(ctx context.Context, namespace string, payloads []*common
 	out := make([]*commonpb.Payload, len(payloads))
 	// Payloads in one batch nearly always share one key; remember the last one so the keyring is asked once.
 	var (
-		lastID  string
 		lastKey Key
-		lastAD  []byte
+		lastKC  *keyContext
 	)
 	for i, p := range payloads {
-		if !isEnvelope(p) {
+		version, ok := envelopeVersion(p)
+		if !ok {
 			out[i] = p
 			continue
 		}
 		md := p.Metadata
-		version := md[MetadataFormat]
 		if string(version) != FormatV1 {
 			return nil, fmt.Errorf("decode payload %d: format version %q: %w", i, clip(version), ErrUnsupportedVersion)
 		}
@@ -246,8 +232,14 @@ func (c *Codec) Decode(ctx context.Context, namespace string, payloads []*common
 		if len(p.Data) < MinCiphertextSize {
 			return nil, fmt.Errorf("decode payload %d (key %q): %d bytes of ciphertext, need at least %d: %w", i, clip(rawID), len(p.Data), MinCiphertextSize, ErrTruncated)
 		}
-		if lastAD == nil || string(rawID) != lastID {
-			id := string(rawID)
+		if lastKC == nil || string(rawID) != lastKC.id {
+			kc := c.contexts.lookupBytes(namespace, rawID)
+			var id string
+			if kc != nil {
+				id = kc.id
+			} else {
+				id = string(rawID)
+			}
 			key, err := c.kr.OpeningKey(ctx, namespace, id)
 			if err != nil {
 				return nil, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
@@ -255,15 +247,41 @@ func (c *Codec) Decode(ctx context.Context, namespace string, payloads []*common
 			if key.AEAD == nil {
 				return nil, fmt.Errorf("decode payload %d (key %q): keyring returned a key without AEAD", i, clip(rawID))
 			}
-			lastID, lastKey, lastAD = id, key, associatedData(id, namespace)
+			if kc == nil {
+				// Cached only now that the keyring knows the id, so ids from forged envelopes never enter the cache.
+				kc = c.contexts.get(namespace, id)
+			}
+			lastKey, lastKC = key, kc
 		}
-		orig, err := c.open(lastKey, lastAD, p.Data)
+		orig, err := c.open(lastKey, lastKC.ad, p.Data)
 		if err != nil {
 			return nil, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
 		}
 		out[i] = orig
 	}
 	return out, nil
+}
+
+// marshalPlaintext returns a pooled buffer holding the uncompressed plaintext of p: a zero flags byte, then p's body.
+func marshalPlaintext(p *commonpb.Payload) (*[]byte, error) {
+	if !simpleShape(p) {
+		bufp := getBuffer(1 + marshalDeterministic.Size(p))
+		b, err := marshalDeterministic.MarshalAppend(append((*bufp)[:0], 0), p)
+		if err != nil {
+			putBuffer(bufp)
+			return nil, err
+		}
+		*bufp = b
+		return bufp, nil
+	}
+	var buf [8]entry
+	entries, n, err := sortedEntries(buf[:0], p)
+	if err != nil {
+		return nil, err
+	}
+	bufp := getBuffer(1 + n)
+	*bufp = appendSimpleBody(append((*bufp)[:0], 0), entries, p.Data)
+	return bufp, nil
 }
 
 // open decrypts envelope data and restores the original payload.
@@ -319,14 +337,17 @@ func IsEncrypted(p *commonpb.Payload) bool {
 }
 
 func isEnvelope(p *commonpb.Payload) bool {
-	if p == nil {
-		return false
-	}
-	if string(p.Metadata[MetadataEncoding]) != EncodingEncrypted {
-		return false
-	}
-	_, ok := p.Metadata[MetadataFormat]
+	_, ok := envelopeVersion(p)
 	return ok
+}
+
+// envelopeVersion returns the format version of envelope p, and false when p is not an envelope.
+func envelopeVersion(p *commonpb.Payload) ([]byte, bool) {
+	if p == nil || string(p.Metadata[MetadataEncoding]) != EncodingEncrypted {
+		return nil, false
+	}
+	v, ok := p.Metadata[MetadataFormat]
+	return v, ok
 }
 
 // KeyID returns the id of the key that sealed envelope p, for auditing. It reports false when p is not a Blindfold envelope or names no key.

@@ -1,0 +1,104 @@
+package codec
+
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+)
+
+// A keyContext is everything the codec derives from a (key id, namespace) pair: the associated data and the envelope metadata.
+// Building them costs several allocations, which at 1 KiB is a noticeable share of a payload's cost, so they are built once per pair and
+// cached. A keyContext is immutable once published.
+type keyContext struct {
+	id        string
+	namespace string
+	// ad is the associated data of format v1 (docs/format.md §6). The AEAD only reads it.
+	ad []byte
+	// metadata is the envelope metadata of §2. Every envelope gets its own copy of the map (maps.Clone copies the one small group,
+	// much cheaper than four hashed inserts), but the values are shared by all envelopes of the pair: see Codec.Encode.
+	metadata map[string][]byte
+}
+
+func newKeyContext(id, namespace string) *keyContext {
+	return &keyContext{
+		id:        id,
+		namespace: namespace,
+		ad:        associatedData(id, namespace),
+		metadata: map[string][]byte{
+			MetadataEncoding:  encodingEncryptedBytes,
+			MetadataFormat:    formatV1Bytes,
+			MetadataKeyID:     capped([]byte(id)),
+			MetadataNamespace: capped([]byte(namespace)),
+		},
+	}
+}
+
+// envelopeMetadata returns a new metadata map for one envelope.
+func (k *keyContext) envelopeMetadata() map[string][]byte {
+	return maps.Clone(k.metadata)
+}
+
+// The constant metadata values shared by every envelope. Their capacity equals their length, so an append makes a copy instead of writing
+// into shared memory.
+var (
+	encodingEncryptedBytes = capped([]byte(EncodingEncrypted))
+	formatV1Bytes          = capped([]byte(FormatV1))
+)
+
+func capped(b []byte) []byte { return b[:len(b):len(b)] }
+
+// maxKeyContexts bounds the cache. A process sees few (key, namespace) pairs — one per namespace plus one per rotated key still in use —
+// so the bound is only a guard; when it is reached the cache starts over and refills with the pairs in use.
+const maxKeyContexts = 1024
+
+// keyContexts caches keyContext values by (namespace, key id). Lookups are lock-free reads of an immutable map (one atomic load, and no
+// allocation even when the key id is a []byte from envelope metadata); additions copy the map under a mutex, which happens once per pair.
+// Only pairs whose key the keyring actually returned are added, so ids read from untrusted envelopes cannot fill it.
+type keyContexts struct {
+	m  atomic.Pointer[map[keyContextKey]*keyContext]
+	mu sync.Mutex // serialises additions
+}
+
+type keyContextKey struct{ namespace, id string }
+
+// lookup returns the cached context of (namespace, id), or nil.
+func (c *keyContexts) lookup(namespace, id string) *keyContext {
+	if m := c.m.Load(); m != nil {
+		return (*m)[keyContextKey{namespace, id}]
+	}
+	return nil
+}
+
+// lookupBytes is lookup for an id still in its metadata bytes; the conversion in the map index does not allocate.
+func (c *keyContexts) lookupBytes(namespace string, id []byte) *keyContext {
+	if m := c.m.Load(); m != nil {
+		return (*m)[keyContextKey{namespace, string(id)}]
+	}
+	return nil
+}
+
+// get returns the context of (namespace, id), building and caching it when it is not cached yet.
+func (c *keyContexts) get(namespace, id string) *keyContext {
+	if kc := c.lookup(namespace, id); kc != nil {
+		return kc
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var next map[keyContextKey]*keyContext
+	if old := c.m.Load(); old != nil {
+		if kc := (*old)[keyContextKey{namespace, id}]; kc != nil {
+			return kc // added by another goroutine meanwhile
+		}
+		if len(*old) < maxKeyContexts {
+			next = make(map[keyContextKey]*keyContext, len(*old)+1)
+			maps.Copy(next, *old)
+		}
+	}
+	if next == nil {
+		next = make(map[keyContextKey]*keyContext, 1)
+	}
+	kc := newKeyContext(id, namespace)
+	next[keyContextKey{namespace, id}] = kc
+	c.m.Store(&next)
+	return kc
+}
