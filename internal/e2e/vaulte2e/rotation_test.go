@@ -164,14 +164,8 @@ func TestRotationMidRun(t *testing.T) {
 		!strings.Contains(st.Message(), "too old") {
 		t.Errorf("history through a proxy with the keyset wrapped under Transit v2, after min_decryption_version=3: %v; want an error naming the unwrap, the Transit key and the retired version", err)
 	}
-	// The failure is permanent (Vault answered and refused), so FailedPrecondition is the right code. The proxy maps
-	// keys.ErrUnavailable before keys.ErrUnwrap, and keys wraps a first load's ErrUnwrap in ErrUnavailable, so today it
-	// answers Unavailable, which SDK clients retry; accept both until that is settled, and refuse anything else.
-	switch st.Code() {
-	case codes.FailedPrecondition:
-	case codes.Unavailable:
-		t.Logf("note: a keyset below min_decryption_version is reported as Unavailable (retryable), not FailedPrecondition")
-	default:
+	// The failure is permanent (Vault answered and refused), so it must not look retryable.
+	if st.Code() != codes.FailedPrecondition {
 		t.Errorf("history with a keyset below min_decryption_version: code %s, want FailedPrecondition", st.Code())
 	}
 	if strings.Contains(st.Message(), marker) {
