@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/blindfold-dev/blindfold/keys"
+)
+
+func testFlagSet() (*pflag.FlagSet, *string, *[]string, *bool, *int) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	up := fs.String("upstream", "", "")
+	ns := fs.StringSlice("allow-namespace", nil, "")
+	tlsOn := fs.Bool("upstream-tls", false, "")
+	n := fs.Int("compress-threshold", 0, "")
+	fs.String("config", "", "")
+	return fs, up, ns, tlsOn, n
+}
+
+func TestBindEnvAndConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", "upstream: from-file:7233\nallow-namespace:\n  - a\n  - b\nupstream-tls: true\ncompress-threshold: 1024\n")
+
+	t.Run("file", func(t *testing.T) {
+		fs, up, ns, tlsOn, n := testFlagSet()
+		if err := bindEnvAndConfig(fs, good); err != nil {
+			t.Fatal(err)
+		}
+		if *up != "from-file:7233" || strings.Join(*ns, ",") != "a,b" || !*tlsOn || *n != 1024 {
+			t.Fatalf("got %q %q %v %d", *up, *ns, *tlsOn, *n)
+		}
+	})
+	t.Run("env over file, flag over env", func(t *testing.T) {
+		t.Setenv("BLINDFOLD_UPSTREAM", "from-env:7233")
+		t.Setenv("BLINDFOLD_ALLOW_NAMESPACE", "x,y")
+		t.Setenv("BLINDFOLD_COMPRESS_THRESHOLD", "7")
+		fs, up, ns, _, n := testFlagSet()
+		if err := fs.Parse([]string{"--compress-threshold", "9"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := bindEnvAndConfig(fs, good); err != nil {
+			t.Fatal(err)
+		}
+		if *up != "from-env:7233" || strings.Join(*ns, ",") != "x,y" || *n != 9 {
+			t.Fatalf("got %q %q %d", *up, *ns, *n)
+		}
+	})
+	for name, tc := range map[string]struct{ file, want string }{
+		"unknown key":      {"upstream: x\nupstrem-tls: true\n", `line 2: unknown key "upstrem-tls"`},
+		"config in config": {"config: other.yaml\n", `unknown key "config"`},
+		"not a mapping":    {"- upstream\n", "want a mapping"},
+		"list for scalar":  {"upstream: [a, b]\n", "line 1: upstream: want a single string value"},
+		"bad int":          {"compress-threshold: lots\n", "line 1: invalid value for compress-threshold"},
+		"nested list":      {"allow-namespace: [[a]]\n", "want a list of plain values"},
+		"repeated key":     {"upstream: a\nupstream: b\n", "upstream"},
+		"bad yaml":         {"upstream: [\n", "config"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs, _, _, _, _ := testFlagSet()
+			err := bindEnvAndConfig(fs, write(strings.ReplaceAll(name, " ", "-")+".yaml", tc.file))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("bad env value is not echoed", func(t *testing.T) {
+		t.Setenv("BLINDFOLD_COMPRESS_THRESHOLD", "s3cr3t-looking")
+		fs, _, _, _, _ := testFlagSet()
+		err := bindEnvAndConfig(fs, "")
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "BLINDFOLD_COMPRESS_THRESHOLD") {
+			t.Fatalf("error %v", err)
+		}
+	})
+	if err := bindEnvAndConfig(pflag.NewFlagSet("t", pflag.ContinueOnError), filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Fatal("missing config file accepted")
+	}
+}
+
+// TestProxyCommandRefuses checks the misconfigurations the command refuses before it serves anything.
+func TestProxyCommandRefuses(t *testing.T) {
+	keyDir := t.TempDir()
+	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("BLINDFOLD_METRICS_LISTEN", "")
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"no upstream":        {[]string{}, nil, "--upstream is required"},
+		"plaintext on all":   {[]string{"--upstream", "127.0.0.1:1", "--listen", "0.0.0.0:0"}, nil, "refusing to serve plaintext"},
+		"plaintext on empty": {[]string{"--upstream", "127.0.0.1:1", "--listen", ":0"}, nil, "refusing to serve plaintext"},
+		"half tls":           {[]string{"--upstream", "127.0.0.1:1", "--tls-cert", "c.pem"}, nil, "--tls-cert and --tls-key"},
+		"client ca alone":    {[]string{"--upstream", "127.0.0.1:1", "--client-ca", "ca.pem"}, nil, "--client-ca needs"},
+		"half upstream mtls": {[]string{"--upstream", "127.0.0.1:1", "--upstream-cert", "c.pem"}, nil, "--upstream-cert and --upstream-key"},
+		"missing tls files":  {[]string{"--upstream", "127.0.0.1:1", "--tls-cert", "nope.pem", "--tls-key", "nope-key.pem"}, nil, "inbound tls"},
+		"missing ca file":    {[]string{"--upstream", "127.0.0.1:1", "--upstream-ca", "nope.pem"}, nil, "--upstream-ca"},
+		"no master key":      {[]string{"--upstream", "127.0.0.1:1", "--key-dir", t.TempDir()}, nil, "no master key"},
+		"bad kek":            {[]string{"--upstream", "127.0.0.1:1", "--kek", "hsm"}, nil, "--kek"},
+		"bad log format":     {[]string{"--upstream", "127.0.0.1:1", "--log-format", "xml"}, nil, "--log-format"},
+		"api key without tls": {[]string{"--upstream", "127.0.0.1:1", "--key-dir", keyDir}, map[string]string{"BLINDFOLD_API_KEY": "sk-very-secret"},
+			"needs upstream TLS"},
+		"api key twice": {[]string{"--upstream", "127.0.0.1:1", "--api-key-file", "k"}, map[string]string{"BLINDFOLD_API_KEY": "sk-very-secret"}, "exclusive"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			r := execute(newProxyCmd(), tc.args)
+			var err error
+			select {
+			case err = <-r.done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("still running:\n%s", r.out.String())
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to mention %q\n%s", err, tc.want, r.out.String())
+			}
+			if strings.Contains(err.Error()+r.out.String(), "sk-very-secret") {
+				t.Fatal("the API key appears in the output")
+			}
+		})
+	}
+}
+
+// TestProxyCommandInsecureListen checks that --insecure-listen lets the proxy serve plaintext beyond loopback, and
+// that the command logs a warning about it, starts and stops cleanly (the upstream is never dialled).
+func TestProxyCommandInsecureListen(t *testing.T) {
+	keyDir := t.TempDir()
+	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	testHookGatewayReady = func(p, _ string) { ready <- p }
+	defer func() { testHookGatewayReady = nil }()
+	r := execute(newProxyCmd(), []string{"--upstream", "127.0.0.1:1", "--key-dir", keyDir, "--listen", "0.0.0.0:0",
+		"--insecure-listen", "--metrics-listen", "", "--api-key", "sk-cmdline-secret", "--upstream-tls"})
+	select {
+	case <-ready:
+	case err := <-r.done:
+		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("proxy not ready:\n%s", r.out.String())
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	out := r.out.String()
+	for _, want := range []string{"plaintext on a non-loopback address", "--api-key on the command line is visible"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no warning %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "sk-cmdline-secret") {
+		t.Error("the API key appears in the log")
+	}
+}
+
+// writeTestPKI writes a CA, a server certificate for 127.0.0.1 and a client certificate (PEM) into dir.
+func writeTestPKI(t *testing.T, dir string) (ca, cert, key, clientCert, clientKey string) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caKey := newKey()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) ([]byte, []byte) {
+		k := newKey()
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
+			NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips, KeyUsage: x509.KeyUsageDigitalSignature}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, _ := x509.MarshalECPrivateKey(k)
+		return der, kder
+	}
+	sDER, sKey := issue(2, "proxy", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
+	cDER, cKey := issue(3, "worker", x509.ExtKeyUsageClientAuth, nil)
+	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", sDER), write("server-key.pem", "EC PRIVATE KEY", sKey),
+		write("client.pem", "CERTIFICATE", cDER), write("client-key.pem", "EC PRIVATE KEY", cKey)
+}
+
+// TestProxyCommandMTLS serves the proxy with inbound mutual TLS on a non-loopback-capable address: a client without a
+// certificate is refused, one with a certificate from --client-ca gets gRPC health.
+func TestProxyCommandMTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key, clientCert, clientKey := writeTestPKI(t, dir)
+	keyDir := t.TempDir()
+	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	testHookGatewayReady = func(p, _ string) { ready <- p }
+	defer func() { testHookGatewayReady = nil }()
+	r := execute(newProxyCmd(), []string{"--upstream", "127.0.0.1:1", "--key-dir", keyDir, "--listen", "0.0.0.0:0",
+		"--tls-cert", cert, "--tls-key", key, "--client-ca", ca, "--metrics-listen", ""})
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-r.done:
+		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("proxy not ready:\n%s", r.out.String())
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	target := net.JoinHostPort("127.0.0.1", port)
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(ca)
+	pool.AppendCertsFromPEM(caPEM)
+
+	check := func(cfg *tls.Config) error {
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	if err := check(&tls.Config{RootCAs: pool}); err == nil {
+		t.Error("a client without a certificate was served")
+	}
+	pair, err := tls.LoadX509KeyPair(clientCert, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := check(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}); err != nil {
+		t.Errorf("a client with a certificate: %v", err)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
