@@ -24,6 +24,9 @@ type Policy struct {
 	Version int
 	// Access holds the codec endpoint's authorization rules. It is never nil: a file without an access section denies everything.
 	Access *Access
+	// Namespaces holds the proxy's per-namespace encryption rules; nil when the file has no namespaces section, in
+	// which case every namespace gets DefaultRules (use Policy.Namespace rather than reading it directly).
+	Namespaces *Namespaces
 }
 
 // Error is one problem found in a policy file, located by line and column (1-based) and by the dotted path of the field.
@@ -123,6 +126,9 @@ var sections = map[string]func(p *parser, n *yaml.Node, pol *Policy){
 	"access": func(p *parser, n *yaml.Node, pol *Policy) {
 		pol.Access = p.access(n, "access")
 	},
+	"namespaces": func(p *parser, n *yaml.Node, pol *Policy) {
+		pol.Namespaces = p.namespaces(n, "namespaces")
+	},
 }
 
 func (p *parser) policy(doc *yaml.Node) *Policy {
@@ -138,7 +144,7 @@ func (p *parser) policy(doc *yaml.Node) *Policy {
 	p.mapping(root, "", func(key string, kn, vn *yaml.Node) {
 		sec, ok := sections[key]
 		if !ok {
-			p.errorf(kn, key, "unknown section (known: access, version)")
+			p.errorf(kn, key, "unknown section (known: access, namespaces, version)")
 			return
 		}
 		if key == "version" {

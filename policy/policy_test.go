@@ -3,8 +3,12 @@ package policy
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/blindfold-dev/blindfold/keys"
 )
 
 func TestLoadValid(t *testing.T) {
@@ -186,13 +190,50 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("version: 1\naccess: {rules: [{name: r, groups: [g], namespaces: ['[', 'a*'], operations: [encode]}]}"))
+	f.Add([]byte("version: 1\nnamespaces:\n  \"*\": {}\n  \"prod-*\": {scope: prod, encrypt: {search_attributes: [N]}}\n  x: {tenant: {header: x-t, memo: m, default: d, allowed: [d, e], scope: \"{namespace}-{tenant}\"}}\n"))
+	f.Add([]byte("version: 1\nnamespaces:\n  a: {encrypt: {memo: false, headers: false, failures: false}, allow_plaintext: true}\n  b: {plaintext_from_sdk: pass, allow_plaintext: true}\n  c: {plaintext_from_sdk: reject}\n"))
+	f.Add([]byte("version: 1\nnamespaces:\n  a: {scope: s, tenant: {}}\n  \"[\": {plaintext_from_sdk: pass}\n"))
+	if seed, err := os.ReadFile("../deploy/policy.example.yaml"); err == nil {
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("f.yaml", data)
-		if err == nil {
-			if p.Access == nil {
-				t.Fatal("valid policy without Access")
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error is not a *policy.Error: %v", err)
 			}
-			p.Access.Authorize(context.Background(), Identity{Subject: "a", Groups: []string{"g"}}, "x", OpDecode)
+			return
+		}
+		if p.Access == nil {
+			t.Fatal("valid policy without Access")
+		}
+		p.Access.Authorize(context.Background(), Identity{Subject: "a", Groups: []string{"g"}}, "x", OpDecode)
+		for _, ns := range []string{"x", "prod-eu", "default", ""} {
+			r, err := p.Namespace(ns)
+			if err != nil {
+				continue
+			}
+			if r.Plaintext == PlaintextPass && !r.AllowPlaintext {
+				t.Fatalf("pass mode accepted without allow_plaintext: %+v", r)
+			}
+			if (!r.Encrypt.Memo || !r.Encrypt.Headers || !r.Encrypt.Failures) && !r.AllowPlaintext {
+				t.Fatalf("plaintext accepted without allow_plaintext: %+v", r)
+			}
+			tenant := ""
+			if r.Tenant != nil {
+				if tenant, err = r.Tenant.ResolveTenant("e", true); err != nil {
+					continue
+				}
+			}
+			if sc, err := r.ScopeFor(ns, tenant); err == nil {
+				if verr := keys.ValidateScope(sc); verr != nil {
+					t.Fatalf("ScopeFor returned invalid scope %q: %v", sc, verr)
+				}
+			}
+		}
+		if err := p.WriteSummary(io.Discard); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -6,6 +6,11 @@
 // is handed to the codec so that every ciphertext is bound to it. OperatorService calls and the namespace-less
 // WorkflowService calls pass through unchanged; gRPC health is served by the proxy itself.
 //
+// With Config.Policy (a policy.Store, see docs/policy.md) each RPC takes one snapshot of the policy when it is admitted:
+// the namespace's entry decides whether it is served at all, what is encrypted (memo, headers, failure text, which
+// search attributes), whether plaintext from SDKs is encrypted, rejected or passed, and the key scope (fixed or per
+// tenant, handed to the keyring through the context).
+//
 // The proxy fails closed: a request whose payloads cannot all be encrypted is rejected with a gRPC status and nothing is
 // forwarded; a response that cannot be decrypted is replaced by a status naming the cause (for example the key id).
 package proxy

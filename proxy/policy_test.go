@@ -208,9 +208,13 @@ func TestPolicyReject(t *testing.T) {
 	sealedBySDK = seal(jsonPayload(markerPrefix + "-result"))
 
 	for name, mutate := range map[string]func(*workflowservice.StartWorkflowExecutionRequest){
-		"payload":   func(r *workflowservice.StartWorkflowExecutionRequest) { r.Input.Payloads[0] = jsonPayload(markerPrefix) },
-		"memo":      func(r *workflowservice.StartWorkflowExecutionRequest) { r.Memo.Fields["m"] = jsonPayload(markerPrefix) },
-		"header":    func(r *workflowservice.StartWorkflowExecutionRequest) { r.Header.Fields["h"] = jsonPayload(markerPrefix) },
+		"payload": func(r *workflowservice.StartWorkflowExecutionRequest) {
+			r.Input.Payloads[0] = jsonPayload(markerPrefix)
+		},
+		"memo": func(r *workflowservice.StartWorkflowExecutionRequest) { r.Memo.Fields["m"] = jsonPayload(markerPrefix) },
+		"header": func(r *workflowservice.StartWorkflowExecutionRequest) {
+			r.Header.Fields["h"] = jsonPayload(markerPrefix)
+		},
 		"plain SAs": func(r *workflowservice.StartWorkflowExecutionRequest) {},
 	} {
 		req := &workflowservice.StartWorkflowExecutionRequest{
@@ -432,4 +436,37 @@ func TestPolicyScopeNotHonoured(t *testing.T) {
 	if len(up.received()) != 0 {
 		t.Error("request forwarded")
 	}
+}
+
+// FuzzOpenSearchAttribute: search attribute values come from the server; whatever they hold, opening one never panics,
+// and a value it accepts is a Blindfold envelope that seals back to the same wrapped string.
+func FuzzOpenSearchAttribute(f *testing.F) {
+	c, _ := newTestCodec(f)
+	env, err := c.Encode(context.Background(), "ns", []*commonpb.Payload{jsonPayload("secret")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	wrapped, err := sealSearchAttribute(env[0])
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(wrapped.GetData())
+	f.Add([]byte(`"blindfold:v1:"`))
+	f.Add([]byte(`"blindfold:v1:!!"`))
+	f.Add([]byte(`"plain keyword"`))
+	f.Add([]byte(`"blindfold:v1:CgA"`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: data}
+		got := openSearchAttribute(p)
+		if got == nil {
+			return
+		}
+		if !codec.IsEncrypted(got) {
+			t.Fatal("opened a value that is not an envelope")
+		}
+		again, err := sealSearchAttribute(got)
+		if err != nil || openSearchAttribute(again) == nil || !proto.Equal(openSearchAttribute(again), got) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/policy"
 	"github.com/blindfold-dev/blindfold/proxy"
 	"github.com/blindfold-dev/blindfold/proxy/observe"
 )
@@ -54,6 +55,7 @@ type proxyFlags struct {
 	tlsKey         string
 	clientCA       string
 	allowNS        []string
+	policyFile     string
 	maxRecv        int
 	reflection     bool
 
@@ -135,6 +137,7 @@ signal cuts them at once).`,
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&o.clientCA, "client-ca", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
 	f.StringSliceVar(&o.allowNS, "allow-namespace", nil, "serve only this namespace (repeatable; default: all)")
+	f.StringVar(&o.policyFile, "policy", "", "policy file (docs/policy.md): namespaces served, what is encrypted, tenants' key scopes, plaintext from SDKs; reloaded on change or SIGHUP")
 	f.IntVar(&o.maxRecv, "max-recv-msg-size", proxy.DefaultMaxRecvMsgSize, "largest request accepted from callers, in bytes (as the Temporal frontend)")
 	f.BoolVar(&o.reflection, "reflection", false, "serve gRPC reflection (API schema only), for grpcurl")
 	f.StringVar(&o.keyDir, "key-dir", keys.DefaultDir(), "local key directory (keysets; and the master key unless --kek vault)")
@@ -360,8 +363,8 @@ func (o *proxyFlags) resolveAPIKey() (string, error) {
 
 // openProxyKeys opens the key manager: local master key (never created here) or Vault Transit. closeKEK releases the
 // Vault client (token renewal); it is a no-op for local keys.
-func openProxyKeys(ctx context.Context, o *proxyFlags, log *slog.Logger) (m *keys.Manager, closeKEK func(), err error) {
-	opts := []keys.Option{keys.WithAutoCreate(o.createKeys), keys.WithLogger(log)}
+func openProxyKeys(ctx context.Context, o *proxyFlags, log *slog.Logger, extra ...keys.Option) (m *keys.Manager, closeKEK func(), err error) {
+	opts := append([]keys.Option{keys.WithAutoCreate(o.createKeys), keys.WithLogger(log)}, extra...)
 	if o.kek.vault() {
 		kek, err := keys.NewVaultKEK(ctx, o.kek.vaultConfig())
 		if err != nil {
@@ -415,7 +418,20 @@ func runProxy(ctx context.Context, stderr io.Writer, o *proxyFlags, apiKeyOnComm
 		log.Warn("serving plaintext on a non-loopback address (--insecure-listen)", "listen", o.listen)
 	}
 
-	km, closeKEK, err := openProxyKeys(ctx, o, log)
+	// The policy, if any, is loaded before the keys: the keyring must seal with the scope it picks per request.
+	var (
+		pol     *policy.Store
+		keyOpts []keys.Option
+	)
+	if o.policyFile != "" {
+		if pol, err = policy.NewStore(o.policyFile, policy.WithStoreLogger(log.With("component", "policy"))); err != nil {
+			return err
+		}
+		go func() { _ = pol.Watch(ctx) }()
+		keyOpts = append(keyOpts, keys.WithScopeFunc(pol.ScopeFunc()))
+		log.Info("policy loaded; watching for changes and SIGHUP", "file", o.policyFile)
+	}
+	km, closeKEK, err := openProxyKeys(ctx, o, log, keyOpts...)
 	if err != nil {
 		return err
 	}
@@ -451,11 +467,15 @@ func runProxy(ctx context.Context, stderr io.Writer, o *proxyFlags, apiKeyOnComm
 		}
 	}
 
+	pcfg := proxy.Config{
+		Upstream: o.upstream, UpstreamTLS: upTLS, APIKey: apiKey, TLS: inTLS, Codec: c,
+		AllowedNamespaces: o.allowNS, MaxRecvMsgSize: o.maxRecv, Reflection: o.reflection,
+	}
+	if pol != nil {
+		pcfg.Policy = pol // only when set: a nil *policy.Store in the interface would not read as "no policy"
+	}
 	g, err := startGateway(ctx, gatewayConfig{
-		proxy: proxy.Config{
-			Upstream: o.upstream, UpstreamTLS: upTLS, APIKey: apiKey, TLS: inTLS, Codec: c,
-			AllowedNamespaces: o.allowNS, MaxRecvMsgSize: o.maxRecv, Reflection: o.reflection,
-		},
+		proxy:  pcfg,
 		listen: o.listen, metricsListen: o.metricsListen, keyStats: km, log: log,
 	})
 	if err != nil {
