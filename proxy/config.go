@@ -135,8 +135,24 @@ type Config struct {
 	Reflection bool
 	// ServerOptions are appended to the inbound server's options (e.g. a stats handler for tracing).
 	ServerOptions []grpc.ServerOption
+	// NewGRPCServer, if set, creates the inbound gRPC server from the proxy's server options instead of
+	// grpc.NewServer. It lets replicas run as xDS-enabled servers (google.golang.org/grpc/xds.NewGRPCServer satisfies
+	// it), so a control plane such as `blindfold xds` pushes them RBAC and mTLS settings; leave TLS nil then and pass
+	// xDS server credentials in ServerOptions.
+	NewGRPCServer func(opts ...grpc.ServerOption) (GRPCServer, error)
 	// DialOptions are appended to the upstream connection's options (e.g. a stats handler for tracing).
 	DialOptions []grpc.DialOption
+}
+
+// GRPCServer is the inbound server the proxy registers its services on and serves: *grpc.Server, or an xDS-enabled
+// *xds.GRPCServer through Config.NewGRPCServer.
+type GRPCServer interface {
+	grpc.ServiceRegistrar
+	// GetServiceInfo lists the registered services, for server reflection.
+	GetServiceInfo() map[string]grpc.ServiceInfo
+	Serve(lis net.Listener) error
+	Stop()
+	GracefulStop()
 }
 
 // ErrConfig is wrapped by every error New returns for an invalid Config.

@@ -43,7 +43,7 @@ type Server struct {
 	allowed  map[string]bool
 	t        *transformer
 	upstream *grpc.ClientConn
-	grpc     *grpc.Server
+	grpc     GRPCServer
 	health   *health.Server
 
 	shutdownOnce sync.Once
@@ -83,7 +83,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.upstream = conn
 
-	s.grpc = grpc.NewServer(s.serverOptions()...)
+	if cfg.NewGRPCServer != nil {
+		s.grpc, err = cfg.NewGRPCServer(s.serverOptions()...)
+		if err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("create grpc server: %w", err)
+		}
+	} else {
+		s.grpc = grpc.NewServer(s.serverOptions()...)
+	}
 	wf, err := apiproxy.NewWorkflowServiceProxyServer(apiproxy.WorkflowServiceProxyOptions{
 		Client: workflowservice.NewWorkflowServiceClient(conn),
 		// Headers are forwarded by upstreamInterceptor, which filters them.

@@ -20,6 +20,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
+	grpcxds "google.golang.org/grpc/xds"
 	"gopkg.in/yaml.v3"
 
 	"github.com/blindfold-dev/blindfold/codec"
@@ -51,6 +54,7 @@ type proxyFlags struct {
 
 	listen         string
 	insecureListen bool
+	xdsServer      bool
 	tlsCert        string
 	tlsKey         string
 	clientCA       string
@@ -133,6 +137,7 @@ signal cuts them at once).`,
 	f.StringVar(&o.apiKeyFile, "api-key-file", "", "file holding the API key")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7233", "address the proxy serves SDK clients and workers on")
 	f.BoolVar(&o.insecureListen, "insecure-listen", false, "allow a non-loopback --listen without inbound TLS (everyone who reaches it reads plaintext)")
+	f.BoolVar(&o.xdsServer, "xds-server", false, "run as an xDS-enabled gRPC server: RBAC and mTLS come from the control plane (blindfold xds) named by the bootstrap in $GRPC_XDS_BOOTSTRAP or $GRPC_XDS_BOOTSTRAP_CONFIG; excludes --tls-cert")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for inbound TLS")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&o.clientCA, "client-ca", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
@@ -265,6 +270,9 @@ func (o *proxyFlags) validate() error {
 	}
 	if o.clientCA != "" && o.tlsCert == "" {
 		return errors.New("--client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)")
+	}
+	if o.xdsServer && (o.tlsCert != "" || o.clientCA != "") {
+		return errors.New("--xds-server takes inbound TLS from the xDS control plane: drop --tls-cert/--tls-key/--client-ca")
 	}
 	if (o.upstreamCert == "") != (o.upstreamKey == "") {
 		return errors.New("--upstream-cert and --upstream-key go together")
@@ -470,6 +478,19 @@ func runProxy(ctx context.Context, stderr io.Writer, o *proxyFlags, apiKeyOnComm
 	pcfg := proxy.Config{
 		Upstream: o.upstream, UpstreamTLS: upTLS, APIKey: apiKey, TLS: inTLS, Codec: c,
 		AllowedNamespaces: o.allowNS, MaxRecvMsgSize: o.maxRecv, Reflection: o.reflection,
+	}
+	if o.xdsServer {
+		// Without security settings from the control plane the listener falls back to plaintext, which the
+		// --listen check above already limits to loopback or --insecure-listen.
+		creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+		if err != nil {
+			stopEndpoint()
+			return fmt.Errorf("xds server credentials: %w", err)
+		}
+		pcfg.ServerOptions = append(pcfg.ServerOptions, grpc.Creds(creds))
+		pcfg.NewGRPCServer = func(opts ...grpc.ServerOption) (proxy.GRPCServer, error) {
+			return grpcxds.NewGRPCServer(opts...)
+		}
 	}
 	if pol != nil {
 		pcfg.Policy = pol // only when set: a nil *policy.Store in the interface would not read as "no policy"

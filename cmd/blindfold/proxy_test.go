@@ -117,6 +117,7 @@ func TestProxyCommandRefuses(t *testing.T) {
 		"plaintext on all":   {[]string{"--upstream", "127.0.0.1:1", "--listen", "0.0.0.0:0"}, nil, "refusing to serve plaintext"},
 		"plaintext on empty": {[]string{"--upstream", "127.0.0.1:1", "--listen", ":0"}, nil, "refusing to serve plaintext"},
 		"half tls":           {[]string{"--upstream", "127.0.0.1:1", "--tls-cert", "c.pem"}, nil, "--tls-cert and --tls-key"},
+		"xds server and tls": {[]string{"--upstream", "127.0.0.1:1", "--xds-server", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, nil, "--xds-server takes inbound TLS"},
 		"client ca alone":    {[]string{"--upstream", "127.0.0.1:1", "--client-ca", "ca.pem"}, nil, "--client-ca needs"},
 		"half upstream mtls": {[]string{"--upstream", "127.0.0.1:1", "--upstream-cert", "c.pem"}, nil, "--upstream-cert and --upstream-key"},
 		"missing tls files":  {[]string{"--upstream", "127.0.0.1:1", "--tls-cert", "nope.pem", "--tls-key", "nope-key.pem"}, nil, "inbound tls"},
