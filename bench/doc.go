@@ -1,0 +1,12 @@
+// Command bench measures Blindfold against a baseline taken in the same run: codec throughput, per-RPC and workflow
+// latency and throughput through the proxy, codec-endpoint decode time, proxy memory, and a load run with a plaintext scan.
+//
+// Usage:
+//
+//	go run ./bench [--quick] [--scenario codec,rpc,workflows,endpoint,memory,load] [--load-workflows N] [--open-workflows N]
+//
+// Every scenario prints a table whose rows compare Blindfold with its baseline (raw AES-GCM, or the same calls made
+// directly to the Temporal frontend), measured interleaved so both see the same machine load. --quick shrinks every
+// scenario so the whole run takes under two minutes; CI runs it through TestQuick without asserting timings.
+// docs/performance.md records the figures of a full run and what bounds them.
+package main

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/devstack"
+	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/proxy"
+)
+
+// Task queues of the shared workers: one worker reaches the frontend through the proxy, the other directly.
+const (
+	queueProxy  = "bench-proxy"
+	queueDirect = "bench-direct"
+)
+
+// env is what scenarios share: built lazily, so the codec scenario alone needs no server.
+type env struct {
+	quick        bool
+	loadN, openN int // overrides of the load and memory scenarios' workflow counts
+	log          *slog.Logger
+
+	tmp       string
+	keyDir    string
+	km        *keys.Manager
+	codec     *codec.Codec
+	stack     *devstack.Stack
+	proxy     *proxy.Server
+	proxyAddr string
+	direct    client.Client // to the raw frontend
+	viaProxy  client.Client // through the in-process proxy
+	closers   []func()
+}
+
+func newEnv(quick bool) *env {
+	return &env{quick: quick, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))}
+}
+
+func (e *env) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+	e.closers = nil
+}
+
+// keys returns the codec over a local key directory (the proxy's production keyring, DEKs cached after first use).
+func (e *env) ensureCodec() (*codec.Codec, error) {
+	if e.codec != nil {
+		return e.codec, nil
+	}
+	if e.tmp == "" {
+		dir, err := os.MkdirTemp("", "blindfold-bench-")
+		if err != nil {
+			return nil, fmt.Errorf("create temp dir: %w", err)
+		}
+		e.tmp = dir
+		e.closers = append(e.closers, func() { os.RemoveAll(dir) })
+	}
+	e.keyDir = e.tmp + "/keys"
+	km, err := keys.OpenLocal(e.keyDir, keys.WithAutoCreate(true))
+	if err != nil {
+		return nil, fmt.Errorf("open local keys: %w", err)
+	}
+	c, err := codec.New(km)
+	if err != nil {
+		return nil, fmt.Errorf("new codec: %w", err)
+	}
+	e.km, e.codec = km, c
+	return c, nil
+}
+
+// ensureStack starts the embedded Temporal server, an in-process proxy in front of it, a client of each, and one
+// worker per client running benchWorkflow.
+func (e *env) ensureStack(ctx context.Context) error {
+	if e.stack != nil {
+		return nil
+	}
+	c, err := e.ensureCodec()
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	st, err := devstack.Start(sctx, devstack.Config{DataDir: e.tmp + "/temporal", LogLevel: "error"})
+	if err != nil {
+		return fmt.Errorf("start embedded temporal: %w", err)
+	}
+	e.stack = st
+	e.closers = append(e.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st.Stop(ctx)
+	})
+
+	p, err := proxy.New(proxy.Config{Upstream: st.FrontendAddr(), Codec: c, Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("new proxy: %w", err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("proxy listen: %w", err)
+	}
+	go p.Serve(lis)
+	e.proxy, e.proxyAddr = p, lis.Addr().String()
+	e.closers = append(e.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+	})
+
+	if e.direct, err = e.dial(st.FrontendAddr()); err != nil {
+		return err
+	}
+	if e.viaProxy, err = e.dial(e.proxyAddr); err != nil {
+		return err
+	}
+	for _, w := range []struct {
+		c     client.Client
+		queue string
+	}{{e.viaProxy, queueProxy}, {e.direct, queueDirect}} {
+		if err := e.startWorker(w.c, w.queue); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *env) dial(addr string) (client.Client, error) {
+	c, err := dialClient(addr, e.log)
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, c.Close)
+	return c, nil
+}
+
+func dialClient(addr string, log *slog.Logger) (client.Client, error) {
+	c, err := client.Dial(client.Options{HostPort: addr, Namespace: devstack.DefaultNamespace, Logger: sdklog.NewStructuredLogger(log)})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+func (e *env) startWorker(c client.Client, queue string) error {
+	w, err := startWorker(c, queue)
+	if err != nil {
+		return err
+	}
+	e.closers = append(e.closers, w.Stop)
+	return nil
+}
+
+// startWorker runs a worker of every bench workflow and activity on queue.
+func startWorker(c client.Client, queue string) (worker.Worker, error) {
+	w := worker.New(c, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(benchWorkflow, workflow.RegisterOptions{Name: "BenchWorkflow"})
+	w.RegisterWorkflowWithOptions(waitWorkflow, workflow.RegisterOptions{Name: "WaitWorkflow"})
+	w.RegisterActivityWithOptions(benchActivity, activity.RegisterOptions{Name: "BenchActivity"})
+	if err := w.Start(); err != nil {
+		return nil, fmt.Errorf("start worker on %s: %w", queue, err)
+	}
+	return w, nil
+}
+
+// benchWorkflow is the trivial workflow of the round-trip scenarios: one activity that echoes its input.
+func benchWorkflow(ctx workflow.Context, in string) (string, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second})
+	var out string
+	err := workflow.ExecuteActivity(ctx, "BenchActivity", in).Get(ctx, &out)
+	return out, err
+}
+
+func benchActivity(_ context.Context, in string) (string, error) {
+	activityCalls.Add(1)
+	return "done:" + in, nil
+}
+
+// waitWorkflow runs one activity, then stays open until it receives the signal "finish", and returns its value.
+func waitWorkflow(ctx workflow.Context, in string) (string, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second})
+	var out string
+	if err := workflow.ExecuteActivity(ctx, "BenchActivity", in).Get(ctx, &out); err != nil {
+		return "", err
+	}
+	var v string
+	workflow.GetSignalChannel(ctx, "finish").Receive(ctx, &v)
+	return out + "/" + v, nil
+}

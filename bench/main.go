@@ -1,0 +1,31 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	quick := flag.Bool("quick", false, "shrink every scenario so the whole run takes under two minutes")
+	scen := flag.String("scenario", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
+	loadN := flag.Int("load-workflows", 0, "workflows of the load scenario (default 10000, quick 100)")
+	openN := flag.Int("open-workflows", 0, "open workflows of the memory scenario (default 1000, quick 100)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var names []string
+	if *scen != "" {
+		names = strings.Split(*scen, ",")
+	}
+	if _, err := Run(ctx, Options{Quick: *quick, Scenarios: names, Out: os.Stdout, LoadWorkflows: *loadN, OpenWorkflows: *openN}); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,251 @@
+package faulttest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/devstack"
+	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/proxy"
+)
+
+// envRole makes the test binary run as a child: "upstream" (an embedded Temporal server) or "proxy".
+const (
+	envRole   = "FAULTTEST_ROLE"
+	envConfig = "FAULTTEST_CONFIG"
+)
+
+// childConfig is what a child process runs with, passed as JSON in envConfig.
+type childConfig struct {
+	// Upstream role.
+	DataDir                                                               string
+	FrontendPort, FrontendHTTPPort, HistoryPort, MatchingPort, WorkerPort int
+	// Proxy role.
+	Upstream, Listen, KeyDir string
+}
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(envRole) {
+	case "":
+	case "upstream", "proxy":
+		if err := runChild(os.Getenv(envRole)); err != nil {
+			fmt.Fprintf(os.Stderr, "faulttest child: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown %s\n", envRole)
+		os.Exit(2)
+	}
+	code := m.Run()
+	stopSharedUpstream()
+	os.Exit(code)
+}
+
+// runChild serves until SIGTERM/SIGINT or until stdin closes (the parent died), printing "ready <addr>" once serving.
+func runChild(role string) error {
+	var cfg childConfig
+	if err := json.Unmarshal([]byte(os.Getenv(envConfig)), &cfg); err != nil {
+		return fmt.Errorf("parse %s: %w", envConfig, err)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	stdin := make(chan struct{})
+	go func() { io.Copy(io.Discard, os.Stdin); close(stdin) }()
+	wait := func() {
+		select {
+		case <-sig:
+		case <-stdin:
+		}
+	}
+	ctx := context.Background()
+	switch role {
+	case "upstream":
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		st, err := devstack.Start(sctx, devstack.Config{
+			DataDir: cfg.DataDir, FrontendPort: cfg.FrontendPort, FrontendHTTPPort: cfg.FrontendHTTPPort,
+			HistoryPort: cfg.HistoryPort, MatchingPort: cfg.MatchingPort, WorkerPort: cfg.WorkerPort,
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("ready %s\n", st.FrontendAddr())
+		wait()
+		stopCtx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel2()
+		return st.Stop(stopCtx)
+	default:
+		p, _, err := newProxy(cfg.Upstream, cfg.KeyDir)
+		if err != nil {
+			return err
+		}
+		var lis net.Listener
+		for i := 0; ; i++ { // a restarted proxy may find its port briefly busy
+			if lis, err = net.Listen("tcp", cfg.Listen); err == nil || i == 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			return err
+		}
+		go p.Serve(lis)
+		fmt.Printf("ready %s\n", lis.Addr())
+		wait()
+		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return p.Shutdown(stopCtx)
+	}
+}
+
+var quietLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+// newProxy is a proxy over a local key directory, as `blindfold proxy` runs by default.
+func newProxy(upstream, keyDir string) (*proxy.Server, *keys.Manager, error) {
+	km, err := keys.OpenLocal(keyDir, keys.WithAutoCreate(true))
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := codec.New(km)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := proxy.New(proxy.Config{Upstream: upstream, Codec: c, Logger: quietLog})
+	return p, km, err
+}
+
+// child is a running child process of this test binary.
+type child struct {
+	role  string
+	cfg   childConfig
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addr  string
+	done  chan struct{}
+}
+
+func startChild(role string, cfg childConfig) (*child, error) {
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envRole+"="+role, envConfig+"="+string(js))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s child: %w", role, err)
+	}
+	c := &child{role: role, cfg: cfg, cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(c.done) }()
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "ready "); ok {
+				ready <- a
+			}
+		}
+	}()
+	select {
+	case c.addr = <-ready:
+		return c, nil
+	case <-c.done:
+		return nil, fmt.Errorf("%s child exited before it was ready", role)
+	case <-time.After(2 * time.Minute):
+		c.kill()
+		return nil, fmt.Errorf("%s child not ready within 2 minutes", role)
+	}
+}
+
+// kill ends the child at once (SIGKILL): no drain, no goodbye to its clients.
+func (c *child) kill() {
+	c.cmd.Process.Kill()
+	<-c.done
+}
+
+// stop asks the child to shut down cleanly and kills it if it takes over 30 s.
+func (c *child) stop() {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		c.kill()
+	}
+}
+
+// restart starts the same role again with the same config (same ports, same data directory).
+func (c *child) restart() (*child, error) { return startChild(c.role, c.cfg) }
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func upstreamConfig(t testing.TB, dataDir string) childConfig {
+	return childConfig{DataDir: dataDir, FrontendPort: freePort(t), FrontendHTTPPort: freePort(t), HistoryPort: freePort(t),
+		MatchingPort: freePort(t), WorkerPort: freePort(t)}
+}
+
+var (
+	sharedMu  sync.Mutex
+	shared    *child
+	sharedErr error
+	sharedDir string
+)
+
+// sharedUpstream is one embedded Temporal server in a child process for the tests that do not restart it.
+func sharedUpstream(t testing.TB) string {
+	t.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared == nil && sharedErr == nil {
+		sharedDir, sharedErr = os.MkdirTemp("", "faulttest-upstream-")
+		if sharedErr == nil {
+			shared, sharedErr = startChild("upstream", upstreamConfig(t, sharedDir))
+		}
+	}
+	if sharedErr != nil {
+		t.Fatalf("shared upstream: %v", sharedErr)
+	}
+	return shared.addr
+}
+
+func stopSharedUpstream() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared != nil {
+		shared.stop()
+	}
+	if sharedDir != "" {
+		os.RemoveAll(sharedDir)
+	}
+}
