@@ -51,8 +51,12 @@ func TestStoreSIGHUP(t *testing.T) {
 			if r, _ := p.Namespace("default"); !r.EncryptsSearchAttribute("Notes") {
 				t.Fatal("SIGHUP loaded the wrong policy")
 			}
-			if !strings.Contains(logs.String(), "trigger=SIGHUP") {
-				t.Errorf("reload not logged: %s", logs.String())
+			// onChange runs before the reload is logged, so give the log line a moment.
+			for end := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "trigger=SIGHUP"); {
+				if time.Now().After(end) {
+					t.Fatalf("reload not logged: %s", logs.String())
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 			return
 		case <-time.After(100 * time.Millisecond):
