@@ -38,7 +38,9 @@ func (m *Manager) wrap(ctx context.Context, scope string, h *keyset.Handle, crea
 	call := &kekCall{kek: m.kek}
 	if err := h.WriteWithContext(ctx, keyset.NewBinaryWriter(&buf), call, keysetAD(scope, created)); err != nil {
 		if call.err != nil {
-			err = call.err // Tink flattens the KEK's error into text; keep it for errors.Is
+			// The KEK did not answer (e.g. Vault down): retryable, like a failed unwrap after the cache TTL. Tink
+			// flattens the KEK's error into text, so keep the original for errors.Is.
+			return nil, fmt.Errorf("wrap keyset of scope %q: %w: %w", scope, ErrUnavailable, call.err)
 		}
 		return nil, fmt.Errorf("wrap keyset of scope %q: %w", scope, err)
 	}

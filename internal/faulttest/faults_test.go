@@ -401,11 +401,9 @@ func TestVaultStoppedMidRun(t *testing.T) {
 		t.Fatal("new scope with Vault down: call succeeded")
 	case !strings.HasPrefix(st.Message(), "blindfold:"):
 		t.Errorf("new scope with Vault down: %v, want the proxy's own refusal", err)
-	case st.Code() == codes.Unavailable || st.Code() == codes.FailedPrecondition:
-	default:
-		// keys' auto-create path does not wrap keys.ErrUnavailable when the KEK cannot be reached, so the proxy answers
-		// Internal (not retried by SDKs) instead of Unavailable. Still fail-closed; reported to the keys owner.
-		t.Logf("new scope with Vault down: refused with %s, not Unavailable: %s", st.Code(), st.Message())
+	case st.Code() != codes.Unavailable:
+		// The KEK did not answer: retryable, so SDKs try again once Vault is back.
+		t.Errorf("new scope with Vault down: refused with %s, want Unavailable: %s", st.Code(), st.Message())
 	}
 }
 
