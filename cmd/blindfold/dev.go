@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
+	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
@@ -30,6 +32,7 @@ const (
 type devFlags struct {
 	dataDir      string
 	keyDir       string
+	vault        bool
 	proxyPort    int
 	frontendPort int
 	uiPort       int
@@ -97,6 +100,7 @@ the codec endpoint, the Web UI and the server.`,
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", defaultDevDir(), "directory of the SQLite database, keys and audit log")
 	f.StringVar(&o.keyDir, "key-dir", "", "key directory (default <data-dir>/keys)")
+	f.BoolVar(&o.vault, "vault", false, "wrap the keys with Vault Transit: starts vaultdev (a real Vault 1.14 on loopback, data in <data-dir>/vault; built from internal/vaultdev, or $BLINDFOLD_VAULTDEV) instead of using the local master key")
 	f.IntVarP(&o.proxyPort, "port", "p", DefaultDevProxyPort, "port of the Blindfold proxy (point SDKs here)")
 	f.IntVar(&o.frontendPort, "frontend-port", devstack.DefaultFrontendPort, "port of the raw Temporal frontend (ciphertext; for the Web UI and temporal CLI)")
 	f.IntVar(&o.uiPort, "ui-port", devstack.DefaultUIPort, "port of the Temporal Web UI")
@@ -162,9 +166,23 @@ func runDev(ctx context.Context, stdout, stderr io.Writer, o *devFlags) (err err
 	if keyDir == "" {
 		keyDir = filepath.Join(o.dataDir, "keys")
 	}
-	km, err := keys.OpenLocal(keyDir, keys.WithAutoCreate(true), keys.WithLogger(log))
-	if err != nil {
-		return fmt.Errorf("open keys in %s: %w", keyDir, err)
+	var km *keys.Manager
+	if o.vault {
+		kek, stopVault, err := startDevVault(ctx, o.dataDir, log)
+		if err != nil {
+			return err
+		}
+		defer stopVault()
+		km, err = keys.NewManager(keys.NewDirStore(keyDir), kek, keys.WithAutoCreate(true), keys.WithLogger(log),
+			keys.WithBackgroundRefresh(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("open keys in %s with vault: %w", keyDir, err)
+		}
+	} else {
+		km, err = keys.OpenLocal(keyDir, keys.WithAutoCreate(true), keys.WithLogger(log))
+		if err != nil {
+			return fmt.Errorf("open keys in %s: %w", keyDir, err)
+		}
 	}
 	c, err := codec.New(km)
 	if err != nil {
@@ -287,4 +305,34 @@ func printDevBanner(w io.Writer, a devAddrs, sdkDefault bool) {
 		fmt.Fprintf(w, "The same workflow, decoded: %s/namespaces/default/workflows\n", a.UI)
 	}
 	fmt.Fprintf(w, "\nCtrl-C stops everything.\n")
+}
+
+// startDevVault runs vaultdev with its storage in <dataDir>/vault (so Transit keys survive a restart of dev) and
+// returns a Transit KEK on it and a function that stops both.
+func startDevVault(ctx context.Context, dataDir string, log *slog.Logger) (*keys.VaultKEK, func(), error) {
+	bin, err := vaultdevproc.BuildBinary(ctx, filepath.Join(dataDir, "bin", "vaultdev"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("build vaultdev (or set %s): %w", vaultdevproc.EnvBinary, err)
+	}
+	proc, err := vaultdevproc.Launch(ctx, bin, vaultdevproc.Options{StorageDir: filepath.Join(dataDir, "vault")})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start vaultdev: %w", err)
+	}
+	kek, err := keys.NewVaultKEK(ctx, keys.VaultConfig{
+		Address:    proc.Addr(),
+		Auth:       keys.VaultAuth{Method: keys.VaultAuthToken, Token: proc.Token()},
+		CreateKeys: true,
+		Logger:     log,
+	})
+	if err != nil {
+		_ = proc.Stop()
+		return nil, nil, fmt.Errorf("vault transit kek: %w", err)
+	}
+	log.Info("vault transit is the key-encryption key", "vault", proc.Addr())
+	return kek, func() {
+		kek.Close()
+		if err := proc.Stop(); err != nil {
+			log.Warn("stop vaultdev", "error", err.Error())
+		}
+	}, nil
 }
