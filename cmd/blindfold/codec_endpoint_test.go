@@ -12,8 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/codec/codectest"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 )
 
 func TestCodecEndpointFlags(t *testing.T) {
@@ -22,8 +21,18 @@ func TestCodecEndpointFlags(t *testing.T) {
 	tokPath := filepath.Join(dir, "tokens.yaml")
 	os.WriteFile(polPath, []byte(decodePolicy), 0o600)
 	os.WriteFile(tokPath, []byte("- {token: t-alice, subject: alice, groups: [auditors]}\n- {token: t-bob, subject: bob}\n"), 0o600)
-	c, _ := codec.New(codectest.NewKeyring())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The endpoint is started the one way it is started in production: by the gateway, from the flags' config. The
+	// proxy's upstream is never dialled (no call goes through it).
+	start := func(f *codecEndpointFlags) (*gateway.Gateway, error) {
+		ec := f.config()
+		return gateway.Start(context.Background(), gateway.Config{
+			Keys:          gateway.KeysConfig{Dir: filepath.Join(dir, "keys"), CreateMasterKey: true},
+			Proxy:         gateway.ProxyConfig{Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1"},
+			CodecEndpoint: &ec,
+			Logger:        log,
+		})
+	}
 
 	var f codecEndpointFlags
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
@@ -32,13 +41,13 @@ func TestCodecEndpointFlags(t *testing.T) {
 		"--codec-static-tokens", tokPath, "--codec-ui-origin", "http://localhost:8233"}); err != nil {
 		t.Fatal(err)
 	}
-	e, err := f.start(context.Background(), c, log)
+	e, err := start(&f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Stop(context.Background())
 	for tok, want := range map[string]int{"t-alice": 200, "t-bob": 403, "nope": 401} {
-		req, _ := http.NewRequest(http.MethodPost, e.URL+"/default/decode", strings.NewReader(`{"payloads":[]}`))
+		req, _ := http.NewRequest(http.MethodPost, e.CodecURL()+"/default/decode", strings.NewReader(`{"payloads":[]}`))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -60,26 +69,9 @@ func TestCodecEndpointFlags(t *testing.T) {
 		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 		g.register(fs)
 		fs.Parse(args)
-		if e, err := g.start(context.Background(), c, log); err == nil {
+		if e, err := start(&g); err == nil {
 			e.Stop(context.Background())
 			t.Errorf("%v accepted", args)
 		}
-	}
-
-	dev, err := startDevCodecEndpoint(c, "127.0.0.1:0", filepath.Join(dir, "dev.jsonl"), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Post(dev.URL+"/decode", "application/json", strings.NewReader(`{"payloads":[]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 400 { // no namespace
-		t.Fatalf("dev endpoint: %d", resp.StatusCode)
-	}
-	dev.Stop(context.Background())
-	if _, err := startDevCodecEndpoint(c, "0.0.0.0:0", filepath.Join(dir, "dev2.jsonl"), log); err == nil {
-		t.Fatal("dev endpoint on a public address accepted")
 	}
 }

@@ -1,3 +1,5 @@
+//go:build !nodev
+
 package main
 
 import (
@@ -14,19 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/dev"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
-	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
-	"github.com/blindfold-dev/blindfold/keys"
-	"github.com/blindfold-dev/blindfold/proxy"
-)
-
-// Default ports of `blindfold dev`. The proxy takes Temporal's standard frontend port so that SDK defaults go through
-// encryption; the raw frontend moves next to it.
-const (
-	DefaultDevProxyPort   = 7233
-	DefaultDevCodecPort   = 8081
-	DefaultDevMetricsPort = 9464
 )
 
 type devFlags struct {
@@ -47,9 +38,7 @@ type devFlags struct {
 }
 
 // devAddrs are the addresses of a running dev stack.
-type devAddrs struct {
-	Proxy, Frontend, UI, Codec, Metrics, DataDir, KeyDir, AuditLog string
-}
+type devAddrs = dev.Addrs
 
 // testHookDevReady, if set (by tests), is called once the dev stack is ready.
 var testHookDevReady func(devAddrs)
@@ -66,8 +55,10 @@ func defaultDevDir() string {
 	return filepath.Join(home, ".blindfold", "dev")
 }
 
-func newDevCmd() *cobra.Command {
-	o := &devFlags{}
+func newDevCmd() *cobra.Command { return newDevCmdFor(&devFlags{}) }
+
+// newDevCmdFor builds the command over o, which receives the parsed flags (tests read it).
+func newDevCmdFor(o *devFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run Temporal, the Web UI and Blindfold on this machine, in one process",
@@ -101,11 +92,11 @@ the codec endpoint, the Web UI and the server.`,
 	f.StringVar(&o.dataDir, "data-dir", defaultDevDir(), "directory of the SQLite database, keys and audit log")
 	f.StringVar(&o.keyDir, "key-dir", "", "key directory (default <data-dir>/keys)")
 	f.BoolVar(&o.vault, "vault", false, "wrap the keys with Vault Transit: starts vaultdev (a real Vault 1.14 on loopback, data in <data-dir>/vault; built from internal/vaultdev, or $BLINDFOLD_VAULTDEV) instead of using the local master key")
-	f.IntVarP(&o.proxyPort, "port", "p", DefaultDevProxyPort, "port of the Blindfold proxy (point SDKs here)")
+	f.IntVarP(&o.proxyPort, "port", "p", dev.DefaultProxyPort, "port of the Blindfold proxy (point SDKs here)")
 	f.IntVar(&o.frontendPort, "frontend-port", devstack.DefaultFrontendPort, "port of the raw Temporal frontend (ciphertext; for the Web UI and temporal CLI)")
 	f.IntVar(&o.uiPort, "ui-port", devstack.DefaultUIPort, "port of the Temporal Web UI")
-	f.IntVar(&o.codecPort, "codec-port", DefaultDevCodecPort, "port of the codec endpoint the Web UI decodes through")
-	f.IntVar(&o.metricsPort, "metrics-port", DefaultDevMetricsPort, "port of /metrics and /healthz (-1: off)")
+	f.IntVar(&o.codecPort, "codec-port", dev.DefaultCodecPort, "port of the codec endpoint the Web UI decodes through")
+	f.IntVar(&o.metricsPort, "metrics-port", dev.DefaultMetricsPort, "port of /metrics and /healthz (-1: off)")
 	f.BoolVar(&o.headless, "headless", false, "do not start the Web UI")
 	f.StringSliceVarP(&o.namespaces, "namespace", "n", nil, "register this namespace too (repeatable)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -115,165 +106,39 @@ the codec endpoint, the Web UI and the server.`,
 	return cmd
 }
 
-// freeLoopbackPort returns a port that was free on 127.0.0.1 a moment ago.
-func freeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
-
-func runDev(ctx context.Context, stdout, stderr io.Writer, o *devFlags) (err error) {
-	begin := time.Now()
+func runDev(ctx context.Context, stdout, stderr io.Writer, o *devFlags) error {
 	log, err := newLogger(stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}
-	for name, p := range map[string]int{"--port": o.proxyPort, "--frontend-port": o.frontendPort, "--ui-port": o.uiPort, "--codec-port": o.codecPort} {
-		if p < 0 || p > 65535 {
-			return fmt.Errorf("%s %d: out of range", name, p)
-		}
-	}
-	if o.metricsPort < -1 || o.metricsPort > 65535 {
-		return fmt.Errorf("--metrics-port %d: out of range", o.metricsPort)
-	}
-	if o.dataDir, err = filepath.Abs(o.dataDir); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	var (
-		g     *gateway
-		ep    *codecEndpoint
-		stack *devstack.Stack
-	)
-	// The proxy's port first: if another Temporal already holds 7233, say so before starting anything.
-	proxyLis, err := net.Listen("tcp", loopback(o.proxyPort))
-	if err != nil {
-		return fmt.Errorf("proxy port (--port): %w", err)
-	}
-	defer func() {
-		if g == nil {
-			_ = proxyLis.Close()
-		}
-	}()
-	keyDir := o.keyDir
-	if keyDir == "" {
-		keyDir = filepath.Join(o.dataDir, "keys")
-	}
-	var km *keys.Manager
-	if o.vault {
-		kek, stopVault, err := startDevVault(ctx, o.dataDir, log)
-		if err != nil {
-			return err
-		}
-		defer stopVault()
-		km, err = keys.NewManager(keys.NewDirStore(keyDir), kek, keys.WithAutoCreate(true), keys.WithLogger(log),
-			keys.WithBackgroundRefresh(5*time.Second))
-		if err != nil {
-			return fmt.Errorf("open keys in %s with vault: %w", keyDir, err)
-		}
-	} else {
-		km, err = keys.OpenLocal(keyDir, keys.WithAutoCreate(true), keys.WithLogger(log))
-		if err != nil {
-			return fmt.Errorf("open keys in %s: %w", keyDir, err)
-		}
-	}
-	c, err := codec.New(km)
+	st, err := dev.Start(ctx, o.config(log))
 	if err != nil {
 		return err
 	}
-
-	// Whatever failed, stop what runs: the proxy first (callers see it go before the backend does), then the codec
-	// endpoint, then the Web UI and the server.
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		errs := []error{err}
-		t := time.Now()
-		if g != nil {
-			errs = append(errs, g.stop(sctx, o.drain, log))
-			log.Debug("dev: proxy stopped", "took", time.Since(t))
-		}
-		if ep != nil {
-			errs = append(errs, ep.Stop(sctx))
-			log.Debug("dev: codec endpoint stopped", "took", time.Since(t))
-		}
-		if stack != nil {
-			errs = append(errs, stack.Stop(sctx))
-			log.Debug("dev: web ui and temporal server stopped", "took", time.Since(t))
-		}
-		err = errors.Join(errs...)
-	}()
-
-	// The UI's origin goes into the codec endpoint's CORS allowlist, so its port is fixed first.
-	uiPort := o.uiPort
-	if !o.headless && uiPort == 0 {
-		if uiPort, err = freeLoopbackPort(); err != nil {
-			return err
-		}
-	}
-	var origins []string
-	if !o.headless {
-		origins = []string{"http://" + loopback(uiPort), "http://localhost:" + strconv.Itoa(uiPort)}
-	}
-	auditLog := filepath.Join(o.dataDir, "audit.jsonl")
-	if ep, err = startDevCodecEndpoint(c, loopback(o.codecPort), auditLog, log.With("component", "codec-endpoint"), origins...); err != nil {
-		return err
-	}
-
-	scfg := devstack.Config{
-		DataDir:         o.dataDir,
-		FrontendPort:    o.frontendPort,
-		UI:              !o.headless,
-		UIPort:          uiPort,
-		UICodecEndpoint: ep.URL,
-		Namespaces:      o.namespaces,
-		LogLevel:        o.serverLog,
-	}
-	if o.serverLog == "none" {
-		scfg.LogLevel, scfg.LogOutput = "", io.Discard
-	}
-	log.Debug("dev: keys and codec endpoint ready", "elapsed", time.Since(begin))
-	if stack, err = devstack.Start(ctx, scfg); err != nil {
-		return err
-	}
-	log.Debug("dev: temporal server and web ui ready", "elapsed", time.Since(begin))
-
-	metricsListen := ""
-	if o.metricsPort >= 0 {
-		metricsListen = loopback(o.metricsPort)
-	}
-	g, err = startGateway(ctx, gatewayConfig{
-		// Keys are created on first use in dev; no allowlist: every namespace the server knows.
-		proxy:    proxy.Config{Upstream: stack.FrontendAddr(), Codec: c},
-		listener: proxyLis, metricsListen: metricsListen, keyStats: km, log: log,
-	})
-	if err != nil {
-		return err
-	}
-
-	addrs := devAddrs{Proxy: g.addr, Frontend: stack.FrontendAddr(), UI: stack.UIAddr(), Codec: ep.URL,
-		Metrics: g.metricsURL(), DataDir: o.dataDir, KeyDir: keyDir, AuditLog: auditLog}
-	log.Debug("dev: proxy serving", "elapsed", time.Since(begin))
-	printDevBanner(stdout, addrs, g.addr == loopback(sdkDefaultPort))
+	addrs := st.Addrs()
+	printDevBanner(stdout, addrs, addrs.Proxy == net.JoinHostPort("127.0.0.1", strconv.Itoa(sdkDefaultPort)))
 	if testHookDevReady != nil {
 		testHookDevReady(addrs)
 	}
-
+	var runErr error
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(stdout, "\nstopping: proxy, codec endpoint, web ui, temporal server")
-		return nil
-	case err := <-g.serveErr:
-		return err
-	case err := <-ep.Done():
-		return fmt.Errorf("codec endpoint: %w", err)
+	case runErr = <-st.Done():
+	}
+	// Whatever ended the run, stop what runs: the proxy first (callers see it go before the backend does), then the
+	// codec endpoint, then the Web UI and the server.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return errors.Join(runErr, st.Stop(sctx, o.drain))
+}
+
+// config is the dev stack the flags describe.
+func (o *devFlags) config(log *slog.Logger) dev.Config {
+	return dev.Config{
+		DataDir: o.dataDir, KeyDir: o.keyDir, Vault: o.vault,
+		ProxyPort: o.proxyPort, FrontendPort: o.frontendPort, UIPort: o.uiPort, CodecPort: o.codecPort, MetricsPort: o.metricsPort,
+		Headless: o.headless, Namespaces: o.namespaces, ServerLogLevel: o.serverLog, Logger: log,
 	}
 }
 
@@ -305,34 +170,4 @@ func printDevBanner(w io.Writer, a devAddrs, sdkDefault bool) {
 		fmt.Fprintf(w, "The same workflow, decoded: %s/namespaces/default/workflows\n", a.UI)
 	}
 	fmt.Fprintf(w, "\nCtrl-C stops everything.\n")
-}
-
-// startDevVault runs vaultdev with its storage in <dataDir>/vault (so Transit keys survive a restart of dev) and
-// returns a Transit KEK on it and a function that stops both.
-func startDevVault(ctx context.Context, dataDir string, log *slog.Logger) (*keys.VaultKEK, func(), error) {
-	bin, err := vaultdevproc.BuildBinary(ctx, filepath.Join(dataDir, "bin", "vaultdev"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("build vaultdev (or set %s): %w", vaultdevproc.EnvBinary, err)
-	}
-	proc, err := vaultdevproc.Launch(ctx, bin, vaultdevproc.Options{StorageDir: filepath.Join(dataDir, "vault")})
-	if err != nil {
-		return nil, nil, fmt.Errorf("start vaultdev: %w", err)
-	}
-	kek, err := keys.NewVaultKEK(ctx, keys.VaultConfig{
-		Address:    proc.Addr(),
-		Auth:       keys.VaultAuth{Method: keys.VaultAuthToken, Token: proc.Token()},
-		CreateKeys: true,
-		Logger:     log,
-	})
-	if err != nil {
-		_ = proc.Stop()
-		return nil, nil, fmt.Errorf("vault transit kek: %w", err)
-	}
-	log.Info("vault transit is the key-encryption key", "vault", proc.Addr())
-	return kek, func() {
-		kek.Close()
-		if err := proc.Stop(); err != nil {
-			log.Warn("stop vaultdev", "error", err.Error())
-		}
-	}, nil
 }

@@ -1,3 +1,5 @@
+//go:build !nodev
+
 package main
 
 import (
@@ -6,13 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +21,6 @@ import (
 	apiproxy "go.temporal.io/api/proxy"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -31,62 +30,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/spf13/cobra"
-
 	"github.com/blindfold-dev/blindfold/examples/hello"
+	"github.com/blindfold-dev/blindfold/internal/dev"
 )
-
-// quietSDK keeps the SDK's debug logging out of the test output.
-var quietSDK = sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
-
-// syncBuffer is a bytes.Buffer safe for the command's goroutines to write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// runningCmd is a command executing in a goroutine.
-type runningCmd struct {
-	cancel context.CancelFunc
-	done   chan error
-	out    *syncBuffer
-}
-
-// stop cancels the command as Ctrl-C would and returns its error; it fails the test if the command hangs.
-func (r *runningCmd) stop(t *testing.T) error {
-	t.Helper()
-	r.cancel()
-	select {
-	case err := <-r.done:
-		return err
-	case <-time.After(45 * time.Second):
-		t.Fatalf("command did not stop within 45s; output:\n%s", r.out.String())
-		return nil
-	}
-}
-
-// execute runs c with args in a goroutine.
-func execute(c *cobra.Command, args []string) *runningCmd {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningCmd{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
-	c.SetArgs(args)
-	c.SetOut(r.out)
-	c.SetErr(r.out)
-	go func() { r.done <- c.ExecuteContext(ctx) }()
-	return r
-}
 
 // startDev runs `blindfold dev` on dataDir with free ports and waits until it is ready.
 func startDev(t *testing.T, dataDir string, extra ...string) (devAddrs, *runningCmd) {
@@ -106,20 +52,6 @@ func startDev(t *testing.T, dataDir string, extra ...string) (devAddrs, *running
 		t.Fatalf("dev not ready within 90s:\n%s", r.out.String())
 	}
 	return devAddrs{}, nil
-}
-
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
-	}
-	return string(b)
 }
 
 // TestDevCommand runs `blindfold dev` in-process, runs the hello example through its proxy, checks what the backend
@@ -357,5 +289,43 @@ func TestDevPortBusy(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "temporal.db")); err == nil {
 		t.Error("the server started although the proxy port was busy")
+	}
+}
+
+// TestDevAndProxyOpenTheSameKeys checks that `blindfold dev` and `blindfold proxy` derive the same key manager
+// behaviour from the same key settings: both go through gateway.OpenKeys, so with Vault both refresh keysets in the
+// background (a Vault outage within the cache TTL costs no latency), which the proxy used to lack.
+func TestDevAndProxyOpenTheSameKeys(t *testing.T) {
+	dir := t.TempDir()
+	for _, vault := range []bool{false, true} {
+		var d devFlags
+		devArgs := []string{"--data-dir", dir, "--key-dir", dir}
+		proxyArgs := []string{"--upstream", "127.0.0.1:1", "--key-dir", dir, "--create-keys"}
+		if vault {
+			devArgs = append(devArgs, "--vault")
+			proxyArgs = append(proxyArgs, "--kek", "vault")
+		}
+		if err := newDevCmdFor(&d).ParseFlags(devArgs); err != nil {
+			t.Fatal(err)
+		}
+		p := proxyFlags{}
+		if err := newProxyCmdFor(&p).ParseFlags(proxyArgs); err != nil {
+			t.Fatal(err)
+		}
+		pc, err := p.gatewayConfig(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dc := d.config(nil)
+		devKeys := dev.KeysConfig(dc.KeyDir, dc.Vault)
+		if devKeys.Dir != pc.Keys.Dir || devKeys.KEK != pc.Keys.KEK {
+			t.Errorf("vault=%v: dev keys %s/%s, proxy keys %s/%s", vault, devKeys.Dir, devKeys.KEK, pc.Keys.Dir, pc.Keys.KEK)
+		}
+		if dp, pp := devKeys.Plan(), pc.Keys.Plan(); dp != pp {
+			t.Errorf("vault=%v: dev key plan %+v, proxy key plan %+v", vault, dp, pp)
+		}
+		if vault && pc.Keys.Plan().BackgroundRefresh == 0 {
+			t.Error("proxy with Vault: no background refresh")
+		}
 	}
 }

@@ -7,18 +7,18 @@ import (
 	"os"
 
 	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 )
 
 // decodeOpenKeyring opens the local key directory read-only in spirit: it never creates a master key or a keyset,
 // so decoding with a wrong --keys path fails clearly instead of minting fresh, useless keys.
-func decodeOpenKeyring(_ context.Context, dir string) (codec.Keyring, error) {
-	kek, err := keys.LoadMasterKey(dir, false)
+func decodeOpenKeyring(ctx context.Context, dir string) (codec.Keyring, error) {
+	k, err := gateway.OpenKeys(ctx, gateway.KeysConfig{Dir: dir, KEK: gateway.KEKLocal}, nil)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no master key in %s (decode never creates keys; pass the --key-dir that blindfold keys init created): %w", dir, err)
+		return nil, fmt.Errorf("decode never creates keys; pass the --key-dir that blindfold keys init created: %w", err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open keys in %s: %w", dir, err)
+		return nil, err
 	}
-	return keys.NewManager(keys.NewDirStore(dir), kek, keys.WithAutoCreate(false))
+	return k.Manager, nil
 }

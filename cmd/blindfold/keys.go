@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -51,20 +52,16 @@ The master key is $BLINDFOLD_MASTER_KEY (32 bytes, base64) if set, else
 	return cmd
 }
 
-// openKeys opens the key directory; only init may create a master key.
+// openKeys opens the key directory; only init may create a master key. The process ends with the command, so the
+// KEK (Vault token renewal) is not closed.
 func openKeys(dir string, create bool) (*keys.Manager, error) {
-	if keysKEK.vault() {
-		m, _, err := openVaultKeys(context.Background(), dir) // the process ends with the command: no token renewal to stop
-		return m, err
-	}
-	kek, err := keys.LoadMasterKey(dir, create)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no master key in %s (run: blindfold keys init --key-dir %s): %w", dir, dir, err)
-	}
+	kc := keysKEK.keysConfig(dir, false, 0)
+	kc.CreateMasterKey = create
+	k, err := gateway.OpenKeys(context.Background(), kc, nil)
 	if err != nil {
 		return nil, err
 	}
-	return keys.NewManager(keys.NewDirStore(dir), kek, keys.WithAutoCreate(false))
+	return k.Manager, nil
 }
 
 func newKeysInitCmd(keyDir *string) *cobra.Command {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -84,11 +85,8 @@ func envOr(name, def string) string {
 func (f *kekFlags) vault() bool { return f.kind == "vault" }
 
 func (f *kekFlags) validate() error {
-	switch f.kind {
-	case "local", "vault":
-		return nil
-	}
-	return fmt.Errorf("--kek %q: want local or vault", f.kind)
+	_, err := gateway.ParseKEKKind(f.kind)
+	return err
 }
 
 func (f *kekFlags) vaultConfig() keys.VaultConfig {
@@ -108,18 +106,22 @@ func (f *kekFlags) vaultConfig() keys.VaultConfig {
 	}
 }
 
+// keysConfig is the key configuration of a command with these KEK flags over key directory dir.
+func (f *kekFlags) keysConfig(dir string, autoCreate bool, rotateEvery time.Duration) gateway.KeysConfig {
+	kc := gateway.KeysConfig{Dir: dir, KEK: gateway.KEKKind(f.kind), AutoCreate: autoCreate, RotateEvery: rotateEvery}
+	if f.vault() {
+		kc.Vault = f.vaultConfig()
+	}
+	return kc
+}
+
 // openVaultKeys is openKeys for --kek vault: keysets in dir, wrapped by Vault Transit.
 func openVaultKeys(ctx context.Context, dir string) (*keys.Manager, *keys.VaultKEK, error) {
-	kek, err := keys.NewVaultKEK(ctx, keysKEK.vaultConfig())
+	k, err := gateway.OpenKeys(ctx, keysKEK.keysConfig(dir, false, 0), nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := keys.NewManager(keys.NewDirStore(dir), kek, keys.WithAutoCreate(false))
-	if err != nil {
-		kek.Close()
-		return nil, nil, err
-	}
-	return m, kek, nil
+	return k.Manager, k.Vault, nil
 }
 
 func newKeysRewrapCmd(keyDir *string) *cobra.Command {

@@ -1,0 +1,45 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/codec/codectest"
+)
+
+// TestDevCodecEndpoint checks the dev endpoint: anonymous callers decode, bad requests are 400, and it refuses any
+// address but loopback because it lets everyone decode.
+func TestDevCodecEndpoint(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	c, err := codec.New(codectest.NewKeyring())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dev, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "127.0.0.1:0", Dev: true, AuditLog: filepath.Join(dir, "dev.jsonl")}, c, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(dev.url+"/decode", "application/json", strings.NewReader(`{"payloads":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 { // no namespace
+		t.Fatalf("dev endpoint: %d", resp.StatusCode)
+	}
+	if err := dev.stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "0.0.0.0:0", Dev: true, AuditLog: filepath.Join(dir, "dev2.jsonl")}, c, log); err == nil {
+		e.stop(context.Background())
+		t.Fatal("dev endpoint on a public address accepted")
+	}
+}

@@ -1,0 +1,342 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
+	grpcxds "google.golang.org/grpc/xds"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/policy"
+	"github.com/blindfold-dev/blindfold/proxy"
+	"github.com/blindfold-dev/blindfold/proxy/observe"
+)
+
+// DefaultServiceName names the gateway in traces.
+const DefaultServiceName = "blindfold-proxy"
+
+// Config is everything a gateway is built from. Keys and Proxy.Upstream are required.
+type Config struct {
+	Keys KeysConfig
+	// CompressThreshold zstd-compresses payloads of at least this many bytes before encryption (0: off).
+	CompressThreshold int
+	// PolicyFile, if set, is the policy (docs/policy.md) the proxy consults on every RPC; it is watched and reloaded
+	// on change or SIGHUP for as long as the gateway runs.
+	PolicyFile string
+	Proxy      ProxyConfig
+	// CodecEndpoint, if set, serves the auditors' codec endpoint over the same codec.
+	CodecEndpoint *CodecEndpointConfig
+	// MetricsListen is the address of /metrics and /healthz (empty: off).
+	MetricsListen string
+	// ServiceName names the gateway in traces (default DefaultServiceName). Traces are exported over OTLP when
+	// OTEL_EXPORTER_OTLP_ENDPOINT is set.
+	ServiceName string
+	// Logger receives the gateway's records (never payload data or key material); nil discards them.
+	Logger *slog.Logger
+}
+
+// ProxyConfig configures the gRPC proxy's two sides.
+type ProxyConfig struct {
+	// Listen is the address SDK clients and workers call; Listener, if set, is used instead (already bound).
+	Listen   string
+	Listener net.Listener
+	// Upstream is the Temporal frontend, host:port or a gRPC target.
+	Upstream string
+	// UpstreamTLS secures the one outbound connection (nil: plaintext, for loopback).
+	UpstreamTLS *tls.Config
+	// APIKey is sent upstream as a bearer token.
+	APIKey string
+	// AllowAPIKeyWithoutTLS permits APIKey over a plaintext loopback upstream (tests).
+	AllowAPIKeyWithoutTLS bool
+	// TLS secures the inbound side (nil: plaintext).
+	TLS *tls.Config
+	// AllowedNamespaces, if not empty, is the only namespaces served.
+	AllowedNamespaces []string
+	// MaxRecvMsgSize is the largest request accepted (0: proxy.DefaultMaxRecvMsgSize).
+	MaxRecvMsgSize int
+	// Reflection serves gRPC server reflection.
+	Reflection bool
+	// XDSServer runs the inbound side as an xDS-enabled server: RBAC and mTLS come from the control plane named by the
+	// gRPC xDS bootstrap. Without security settings from it the listener falls back to plaintext. Excludes TLS.
+	XDSServer bool
+	// UnaryInterceptors run on every inbound call after the gateway's metrics interceptor (tests, custom auth).
+	UnaryInterceptors []grpc.UnaryServerInterceptor
+}
+
+// Gateway is a running gateway. Stop it with Stop.
+type Gateway struct {
+	log      *slog.Logger
+	keys     *Keys
+	codec    *codec.Codec
+	policy   *policy.Store
+	proxy    *proxy.Server
+	addr     string
+	metrics  *http.Server
+	maddr    string
+	endpoint *codecEndpoint
+	tracing  *observe.Tracing
+	draining atomic.Bool
+	errc     chan error
+	// undo holds what Start started, in order; Stop and a failed Start run it backwards.
+	undo []func(context.Context) error
+}
+
+// Start opens the keys, builds the codec, the proxy, the codec endpoint and the metrics listener, and serves them in
+// goroutines. If any part fails, what was already started is stopped again before Start returns the error.
+func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
+	if cfg.Proxy.Upstream == "" {
+		return nil, errors.New("gateway: upstream address is required")
+	}
+	if cfg.Proxy.XDSServer && cfg.Proxy.TLS != nil {
+		return nil, errors.New("gateway: an xDS server takes inbound TLS from the control plane; TLS must be nil")
+	}
+	if cfg.CompressThreshold < 0 {
+		return nil, errors.New("gateway: compression threshold must not be negative")
+	}
+	g := &Gateway{log: cfg.Logger, errc: make(chan error, 3)}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	defer func() {
+		if err != nil {
+			_ = g.rollback(context.WithoutCancel(ctx))
+		}
+	}()
+
+	// The policy, if any, is loaded before the keys: the keyring must seal with the scope it picks per request.
+	var keyOpts []keys.Option
+	if cfg.PolicyFile != "" {
+		if g.policy, err = policy.NewStore(cfg.PolicyFile, policy.WithStoreLogger(g.log.With("component", "policy"))); err != nil {
+			return nil, err
+		}
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		watched := make(chan struct{})
+		go func() { defer close(watched); _ = g.policy.Watch(wctx) }()
+		g.onStop(func(context.Context) error { cancel(); <-watched; return nil })
+		keyOpts = append(keyOpts, keys.WithScopeFunc(g.policy.ScopeFunc()))
+		g.log.Info("policy loaded; watching for changes and SIGHUP", "file", cfg.PolicyFile)
+	}
+	if g.keys, err = openKeys(ctx, cfg.Keys, g.log.With("component", "keys"), keyOpts...); err != nil {
+		return nil, err
+	}
+	g.onStop(func(context.Context) error { g.keys.Close(); return nil })
+	var copts []codec.Option
+	if cfg.CompressThreshold > 0 {
+		copts = append(copts, codec.WithCompression(cfg.CompressThreshold))
+	}
+	if g.codec, err = codec.New(g.keys.Manager, copts...); err != nil {
+		return nil, err
+	}
+	if every := cfg.Keys.Plan().RotateEvery; every > 0 {
+		stop := g.keys.Manager.StartRotation(context.WithoutCancel(ctx), every)
+		g.onStop(func(context.Context) error { stop(); return nil })
+	}
+
+	if ec := cfg.CodecEndpoint; ec != nil {
+		if g.endpoint, err = startCodecEndpoint(ctx, *ec, g.codec, g.log.With("component", "codec-endpoint")); err != nil {
+			return nil, err
+		}
+		g.onStop(func(ctx context.Context) error {
+			// Its own deadline: the drain before it may have used up ctx's.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return g.endpoint.stop(sctx)
+		})
+		go func() {
+			if err := <-g.endpoint.done; err != nil {
+				g.errc <- fmt.Errorf("codec endpoint: %w", err)
+			}
+		}()
+		g.log.Info("codec endpoint serving", "url", g.endpoint.url)
+	}
+
+	if g.tracing, err = observe.StartTracing(ctx, cmp(cfg.ServiceName, DefaultServiceName)); err != nil {
+		return nil, err
+	}
+	g.onStop(func(ctx context.Context) error {
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := g.tracing.Shutdown(tctx); err != nil {
+			g.log.Warn("tracing shutdown", "error", err)
+		}
+		return nil
+	})
+	m := observe.NewMetrics()
+	if err := m.WatchKeys(g.keys.Manager); err != nil {
+		return nil, err
+	}
+
+	pc := cfg.Proxy
+	pcfg := proxy.Config{
+		Upstream: pc.Upstream, UpstreamTLS: pc.UpstreamTLS, APIKey: pc.APIKey, AllowAPIKeyWithoutTLS: pc.AllowAPIKeyWithoutTLS,
+		TLS: pc.TLS, Codec: g.codec, AllowedNamespaces: pc.AllowedNamespaces, MaxRecvMsgSize: pc.MaxRecvMsgSize,
+		Reflection: pc.Reflection, Logger: g.log.With("component", "proxy"), Observer: m,
+		UnaryInterceptors: append([]grpc.UnaryServerInterceptor{m.UnaryServerInterceptor()}, pc.UnaryInterceptors...),
+		ServerOptions:     append([]grpc.ServerOption(nil), g.tracing.ServerOptions...),
+		DialOptions:       append([]grpc.DialOption(nil), g.tracing.DialOptions...),
+	}
+	if g.policy != nil {
+		pcfg.Policy = g.policy // only when set: a nil *policy.Store in the interface would not read as "no policy"
+	}
+	if pc.XDSServer {
+		creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+		if err != nil {
+			return nil, fmt.Errorf("xds server credentials: %w", err)
+		}
+		pcfg.ServerOptions = append(pcfg.ServerOptions, grpc.Creds(creds))
+		pcfg.NewGRPCServer = func(opts ...grpc.ServerOption) (proxy.GRPCServer, error) { return grpcxds.NewGRPCServer(opts...) }
+	}
+	if g.proxy, err = proxy.New(pcfg); err != nil {
+		return nil, err
+	}
+	// The metrics listener (and its /healthz saying "draining") must outlive the drain, so it is stopped after the
+	// proxy: its stop goes before this one in the undo list.
+	proxyStop := len(g.undo)
+	g.onStop(func(ctx context.Context) error {
+		if err := g.proxy.Shutdown(ctx); err != nil {
+			// Cut long polls are expected at a deadline: workers retry them elsewhere.
+			g.log.Info("proxy drain ended at the deadline", "error", err)
+		}
+		return nil
+	})
+	lis := pc.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", pc.Listen); err != nil {
+			_ = g.proxy.Shutdown(context.Background())
+			return nil, fmt.Errorf("proxy listen: %w", err)
+		}
+	}
+	g.addr = lis.Addr().String()
+
+	if cfg.MetricsListen != "" {
+		mlis, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			_ = lis.Close()
+			return nil, fmt.Errorf("metrics listen: %w", err)
+		}
+		g.maddr = mlis.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			if g.draining.Load() {
+				http.Error(w, "draining", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "ok\n")
+		})
+		g.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := g.metrics.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.errc <- fmt.Errorf("metrics listener: %w", err)
+			}
+		}()
+		g.undo = slices.Insert(g.undo, proxyStop, func(ctx context.Context) error {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := g.metrics.Shutdown(sctx); err != nil {
+				return fmt.Errorf("metrics listener shutdown: %w", err)
+			}
+			return nil
+		})
+	}
+	go func() {
+		if err := g.proxy.Serve(lis); err != nil {
+			g.errc <- err
+		}
+	}()
+	return g, nil
+}
+
+func cmp(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// openKeys is OpenKeys with extra manager options the serving assembly adds (the policy's scope function).
+func openKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger, extra ...keys.Option) (*Keys, error) {
+	k, err := OpenKeys(ctx, cfg, log)
+	if err != nil || len(extra) == 0 {
+		return k, err
+	}
+	// Options apply at construction only: rebuild the manager over the same store and KEK with the extras.
+	plan := cfg.Plan()
+	opts := []keys.Option{keys.WithAutoCreate(plan.AutoCreate), keys.WithLogger(log), keys.WithCacheTTL(plan.CacheTTL)}
+	if plan.BackgroundRefresh > 0 {
+		opts = append(opts, keys.WithBackgroundRefresh(plan.BackgroundRefresh))
+	}
+	m, err := keys.NewManager(keys.NewDirStore(cfg.Dir), k.kek, append(opts, extra...)...)
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	k.Manager = m
+	return k, nil
+}
+
+func (g *Gateway) onStop(f func(context.Context) error) { g.undo = append(g.undo, f) }
+
+func (g *Gateway) rollback(ctx context.Context) error {
+	var errs []error
+	for i := len(g.undo) - 1; i >= 0; i-- {
+		errs = append(errs, g.undo[i](ctx))
+	}
+	g.undo = nil
+	return errors.Join(errs...)
+}
+
+// Addr is the proxy's address (host:port).
+func (g *Gateway) Addr() string { return g.addr }
+
+// MetricsAddr is the metrics listener's address, or "" when it is off.
+func (g *Gateway) MetricsAddr() string { return g.maddr }
+
+// MetricsURL is the URL of /metrics, or "" when the listener is off.
+func (g *Gateway) MetricsURL() string {
+	if g.maddr == "" {
+		return ""
+	}
+	return "http://" + g.maddr + "/metrics"
+}
+
+// CodecURL is the codec endpoint's base URL (for the Web UI's codec.endpoint or the CLI's --codec-endpoint), or "".
+func (g *Gateway) CodecURL() string {
+	if g.endpoint == nil {
+		return ""
+	}
+	return g.endpoint.url
+}
+
+// Keys is the open key manager.
+func (g *Gateway) Keys() *Keys { return g.keys }
+
+// Codec is the codec every door of the gateway seals and opens with.
+func (g *Gateway) Codec() *codec.Codec { return g.codec }
+
+// TracingEnabled reports whether traces are exported.
+func (g *Gateway) TracingEnabled() bool { return g.tracing.Enabled() }
+
+// Done delivers the first error of a part that stopped serving on its own (proxy, metrics listener, codec endpoint).
+func (g *Gateway) Done() <-chan error { return g.errc }
+
+// Stop drains the proxy until ctx ends (long polls included; then they are cut), then stops the metrics listener, the
+// codec endpoint (closing its audit log), tracing, rotation and the policy watch, and releases the KEK. /healthz
+// answers 503 from the start of the drain, so a load balancer stops sending new calls.
+func (g *Gateway) Stop(ctx context.Context) error {
+	g.draining.Store(true)
+	return g.rollback(ctx)
+}
