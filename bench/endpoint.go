@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/blindfold-dev/blindfold/policy"
-	"github.com/blindfold-dev/blindfold/proxy/codecserver"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 )
 
 // runEndpoint measures the codec endpoint decoding a 10,000-event history (one payload per event, of 1 KiB and of 128 B) over loopback
@@ -46,22 +44,20 @@ func endpointDecode(ctx context.Context, e *env, size int) ([]Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode history: %w", err)
 	}
-	al, err := policy.OpenAudit(fmt.Sprintf("%s/audit-%d.jsonl", e.tmp, size))
+	// The endpoint as `blindfold dev` serves it (every decision audited), without rate limits, started by the
+	// production assembly over the bench's key directory.
+	g, err := e.startGateway(ctx, "", &gateway.CodecEndpointConfig{
+		Listen: "127.0.0.1:0", Dev: true, AuditLog: fmt.Sprintf("%s/audit-%d.jsonl", e.tmp, size), RateLimit: -1,
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer al.Close()
-	cfg, err := codecserver.DevConfig(c, al, "")
-	if err != nil {
-		return nil, err
-	}
-	cfg.RateLimit, cfg.Logger = -1, e.log
-	h, err := codecserver.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		g.Stop(sctx)
+	}()
+	srvURL := g.CodecURL()
 
 	body := func(ps []*commonpb.Payload) ([]byte, error) {
 		return protojson.Marshal(&commonpb.Payloads{Payloads: ps})
@@ -80,12 +76,12 @@ func endpointDecode(ctx context.Context, e *env, size int) ([]Row, error) {
 	}
 	// post returns the response body; checking it (JSON parsing, as the UI does) is kept out of the timed part.
 	post := func(b []byte) ([]byte, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/default/decode", bytes.NewReader(b))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srvURL+"/default/decode", bytes.NewReader(b))
 		if err != nil {
 			return nil, err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := srv.Client().Do(req)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("post decode: %w", err)
 		}

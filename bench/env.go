@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"time"
 
@@ -16,8 +15,8 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/keys"
-	"github.com/blindfold-dev/blindfold/proxy"
 )
 
 // Task queues of the shared workers: one worker reaches the frontend through the proxy, the other directly.
@@ -37,7 +36,7 @@ type env struct {
 	km        *keys.Manager
 	codec     *codec.Codec
 	stack     *devstack.Stack
-	proxy     *proxy.Server
+	gateway   *gateway.Gateway
 	proxyAddr string
 	direct    client.Client // to the raw frontend
 	viaProxy  client.Client // through the in-process proxy
@@ -69,26 +68,48 @@ func (e *env) ensureCodec() (*codec.Codec, error) {
 		e.closers = append(e.closers, func() { os.RemoveAll(dir) })
 	}
 	e.keyDir = e.tmp + "/keys"
-	km, err := keys.OpenLocal(e.keyDir, keys.WithAutoCreate(true))
+	k, err := gateway.OpenKeys(context.Background(), e.keysConfig(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("open local keys: %w", err)
+		return nil, err
 	}
-	c, err := codec.New(km)
+	c, err := codec.New(k.Manager)
 	if err != nil {
 		return nil, fmt.Errorf("new codec: %w", err)
 	}
-	e.km, e.codec = km, c
+	e.km, e.codec = k.Manager, c
 	return c, nil
 }
 
-// ensureStack starts the embedded Temporal server, an in-process proxy in front of it, a client of each, and one
+// keysConfig is the bench's keys: a local key directory, as `blindfold dev` has them.
+func (e *env) keysConfig() gateway.KeysConfig {
+	return gateway.KeysConfig{Dir: e.keyDir, CreateMasterKey: true, AutoCreate: true}
+}
+
+// startGateway starts the production assembly in front of upstream (or, with an empty upstream, only the codec
+// endpoint ec), over the bench's key directory.
+func (e *env) startGateway(ctx context.Context, upstream string, ec *gateway.CodecEndpointConfig) (*gateway.Gateway, error) {
+	if _, err := e.ensureCodec(); err != nil {
+		return nil, err
+	}
+	g, err := gateway.Start(ctx, gateway.Config{
+		Keys:          e.keysConfig(),
+		Proxy:         gateway.ProxyConfig{Listen: "127.0.0.1:0", Upstream: upstream},
+		CodecEndpoint: ec,
+		Logger:        e.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start gateway: %w", err)
+	}
+	return g, nil
+}
+
+// ensureStack starts the embedded Temporal server, the gateway in front of it, a client of each, and one
 // worker per client running benchWorkflow.
 func (e *env) ensureStack(ctx context.Context) error {
 	if e.stack != nil {
 		return nil
 	}
-	c, err := e.ensureCodec()
-	if err != nil {
+	if _, err := e.ensureCodec(); err != nil {
 		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -104,20 +125,15 @@ func (e *env) ensureStack(ctx context.Context) error {
 		st.Stop(ctx)
 	})
 
-	p, err := proxy.New(proxy.Config{Upstream: st.FrontendAddr(), Codec: c, Logger: e.log})
+	g, err := e.startGateway(ctx, st.FrontendAddr(), nil)
 	if err != nil {
-		return fmt.Errorf("new proxy: %w", err)
+		return err
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("proxy listen: %w", err)
-	}
-	go p.Serve(lis)
-	e.proxy, e.proxyAddr = p, lis.Addr().String()
+	e.gateway, e.proxyAddr = g, g.Addr()
 	e.closers = append(e.closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		p.Shutdown(ctx)
+		g.Stop(ctx)
 	})
 
 	if e.direct, err = e.dial(st.FrontendAddr()); err != nil {

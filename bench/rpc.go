@@ -11,8 +11,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/blindfold-dev/blindfold/proxy"
 )
 
 // fakeFrontend answers SignalWorkflowExecution at once, so proxy-vs-direct against it isolates the proxy's own cost
@@ -67,19 +65,14 @@ func runRPC(ctx context.Context, e *env) ([]Row, error) {
 	workflowservice.RegisterWorkflowServiceServer(gs, fakeFrontend{})
 	go gs.Serve(lis)
 	defer gs.Stop()
-	p, err := proxy.New(proxy.Config{Upstream: lis.Addr().String(), Codec: e.codec, Logger: e.log})
+	g, err := e.startGateway(ctx, lis.Addr().String(), nil)
 	if err != nil {
 		return rows, err
 	}
-	plis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return rows, err
-	}
-	go p.Serve(plis)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		p.Shutdown(sctx)
+		g.Stop(sctx)
 	}()
 	// A third arm: a gRPC hop that forwards frames without decoding them, the floor any in-line proxy pays.
 	hop, err := newPassthrough(lis.Addr().String())
@@ -87,7 +80,7 @@ func runRPC(ctx context.Context, e *env) ([]Row, error) {
 		return rows, err
 	}
 	defer hop.stop()
-	fake, err := measureSignals(ctx, []string{plis.Addr().String(), hop.addr, lis.Addr().String()}, []string{"fake-p", "fake-h", "fake-d"}, n*3)
+	fake, err := measureSignals(ctx, []string{g.Addr(), hop.addr, lis.Addr().String()}, []string{"fake-p", "fake-h", "fake-d"}, n*3)
 	if err != nil {
 		return rows, err
 	}

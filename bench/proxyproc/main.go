@@ -1,4 +1,5 @@
-// Command proxyproc runs only the Blindfold proxy (local key directory, no metrics, no codec endpoint), so the bench can
+// Command proxyproc runs only the Blindfold gateway's proxy (local key directory, no metrics listener, no codec
+// endpoint; built by the same assembly as blindfold proxy), so the bench can
 // measure the proxy's memory in a process of its own, free of the embedded server and the bench's own allocations.
 //
 // It prints "listening <addr>" on stdout once it serves, and exits on SIGTERM/SIGINT or when stdin is closed (so it
@@ -11,15 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/keys"
-	"github.com/blindfold-dev/blindfold/proxy"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 )
 
 func main() {
@@ -35,22 +33,17 @@ func main() {
 
 func run(upstream, listen, keyDir string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	km, err := keys.OpenLocal(keyDir, keys.WithAutoCreate(true))
-	if err != nil {
-		return err
-	}
-	c, err := codec.New(km)
-	if err != nil {
-		return err
-	}
-	p, err := proxy.New(proxy.Config{Upstream: upstream, Codec: c, Logger: log})
-	if err != nil {
-		return err
-	}
-	var lis net.Listener
+	var (
+		g   *gateway.Gateway
+		err error
+	)
 	// A restarted proxy may find its old port briefly busy.
 	for i := 0; ; i++ {
-		lis, err = net.Listen("tcp", listen)
+		g, err = gateway.Start(context.Background(), gateway.Config{
+			Keys:   gateway.KeysConfig{Dir: keyDir, CreateMasterKey: true, AutoCreate: true},
+			Proxy:  gateway.ProxyConfig{Listen: listen, Upstream: upstream},
+			Logger: log,
+		})
 		if err == nil || i == 50 {
 			break
 		}
@@ -59,9 +52,7 @@ func run(upstream, listen, keyDir string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("listening %s\n", lis.Addr())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(lis) }()
+	fmt.Printf("listening %s\n", g.Addr())
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -70,10 +61,10 @@ func run(upstream, listen, keyDir string) error {
 	select {
 	case <-sig:
 	case <-stdin:
-	case err := <-done:
+	case err := <-g.Done():
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return p.Shutdown(ctx)
+	return g.Stop(ctx)
 }

@@ -28,7 +28,8 @@ import (
 // DefaultServiceName names the gateway in traces.
 const DefaultServiceName = "blindfold-proxy"
 
-// Config is everything a gateway is built from. Keys and Proxy.Upstream are required.
+// Config is everything a gateway is built from. Keys are required, and Proxy.Upstream unless the gateway serves only
+// the codec endpoint (an auditors' deployment with no proxy).
 type Config struct {
 	Keys KeysConfig
 	// CompressThreshold zstd-compresses payloads of at least this many bytes before encryption (0: off).
@@ -39,7 +40,7 @@ type Config struct {
 	Proxy      ProxyConfig
 	// CodecEndpoint, if set, serves the auditors' codec endpoint over the same codec.
 	CodecEndpoint *CodecEndpointConfig
-	// MetricsListen is the address of /metrics and /healthz (empty: off).
+	// MetricsListen is the address of /metrics and /healthz (empty: off), served alongside the proxy.
 	MetricsListen string
 	// ServiceName names the gateway in traces (default DefaultServiceName). Traces are exported over OTLP when
 	// OTEL_EXPORTER_OTLP_ENDPOINT is set.
@@ -97,7 +98,7 @@ type Gateway struct {
 // Start opens the keys, builds the codec, the proxy, the codec endpoint and the metrics listener, and serves them in
 // goroutines. If any part fails, what was already started is stopped again before Start returns the error.
 func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
-	if cfg.Proxy.Upstream == "" {
+	if cfg.Proxy.Upstream == "" && cfg.CodecEndpoint == nil {
 		return nil, errors.New("gateway: upstream address is required")
 	}
 	if cfg.Proxy.XDSServer && cfg.Proxy.TLS != nil {
@@ -179,6 +180,9 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		return nil, err
 	}
 
+	if cfg.Proxy.Upstream == "" {
+		return g, nil // the codec endpoint alone, for auditors
+	}
 	pc := cfg.Proxy
 	pcfg := proxy.Config{
 		Upstream: pc.Upstream, UpstreamTLS: pc.UpstreamTLS, APIKey: pc.APIKey, AllowAPIKeyWithoutTLS: pc.AllowAPIKeyWithoutTLS,
@@ -215,7 +219,6 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	lis := pc.Listener
 	if lis == nil {
 		if lis, err = net.Listen("tcp", pc.Listen); err != nil {
-			_ = g.proxy.Shutdown(context.Background())
 			return nil, fmt.Errorf("proxy listen: %w", err)
 		}
 	}
@@ -299,7 +302,7 @@ func (g *Gateway) rollback(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Addr is the proxy's address (host:port).
+// Addr is the proxy's address (host:port), or "" for a gateway without a proxy.
 func (g *Gateway) Addr() string { return g.addr }
 
 // MetricsAddr is the metrics listener's address, or "" when it is off.
