@@ -17,6 +17,11 @@
 // the failures. That keeps the Web UI useful (it needs a full array back) and
 // returns nothing the caller did not send. Encode is all or nothing.
 //
+// Decoder is that decode path on its own — authorize, audit, decode, mark
+// failures — for callers other than the HTTP handler: `blindfold decode` uses
+// it on exported histories, so both ways of reading a payload obey the same
+// rules and leave the same records.
+//
 // Every authorization decision — and every failed authentication — is written
 // to the audit log before the response is sent; no plaintext leaves unless its
 // record is on disk.
