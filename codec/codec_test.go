@@ -88,7 +88,7 @@ func openRaw(t testing.TB, kr codec.Keyring, namespace string, env *commonpb.Pay
 // sealRaw builds an envelope around an arbitrary plaintext (flags||body) with the namespace's sealing key.
 func sealRaw(t testing.TB, kr codec.Keyring, namespace string, plaintext []byte) *commonpb.Payload {
 	t.Helper()
-	key, err := kr.SealingKey(context.Background(), namespace)
+	key, err := kr.SealingKey(context.Background(), codec.Target{Namespace: namespace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ type failingKeyring struct{}
 
 var errStoreDown = errors.New("key store unreachable")
 
-func (failingKeyring) SealingKey(context.Context, string) (codec.Key, error) {
+func (failingKeyring) SealingKey(context.Context, codec.Target) (codec.Key, error) {
 	return codec.Key{}, errStoreDown
 }
 

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -72,7 +73,7 @@ func TestStartRotation(t *testing.T) {
 	clk.advance(3 * time.Second)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		k, err := m.SealingKey(ctx, "default")
+		k, err := m.SealingKey(ctx, codec.Target{Namespace: "default"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/codec"
 )
 
 func TestLoadValid(t *testing.T) {
@@ -227,7 +227,7 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 			if sc, err := r.ScopeFor(ns, tenant); err == nil {
-				if verr := keys.ValidateScope(sc); verr != nil {
+				if verr := codec.ValidateScope(sc); verr != nil {
 					t.Fatalf("ScopeFor returned invalid scope %q: %v", sc, verr)
 				}
 			}

@@ -22,6 +22,8 @@ import (
 // codecEndpointFlags configures the auditors' codec endpoint for `blindfold proxy` (and, in dev mode, `blindfold dev`).
 // A command registers them with register and starts the endpoint with start.
 type codecEndpointFlags struct {
+	// scopes, if set, picks the key scope of encodes (the proxy's policy); not a flag.
+	scopes         codecserver.ScopeSource
 	listen         string
 	policyFile     string
 	auditLog       string
@@ -125,7 +127,7 @@ func (f *codecEndpointFlags) start(ctx context.Context, c codecserver.Codec, log
 		return nil, err
 	}
 	cfg := codecserver.Config{
-		Codec: c, Authenticator: chain, Authorizer: pol.Access, Audit: audit,
+		Codec: c, Scopes: f.scopes, Authenticator: chain, Authorizer: pol.Access, Audit: audit,
 		AllowedOrigins: f.origins, MaxBodyBytes: f.maxBody, MaxPayloads: f.maxPayloads,
 		RateLimit: rate.Limit(f.rateLimit), RateBurst: f.rateBurst, HandlerTimeout: f.handlerTimeout, Logger: log,
 	}

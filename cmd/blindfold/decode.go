@@ -77,8 +77,8 @@ type payloadCodec interface {
 	Decode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
 }
 
-// decodeErrorKey matches the codec endpoint's marker for payloads left encrypted.
-const decodeErrorKey = "blindfold-decode-error"
+// decodeErrorKey is the codec endpoint's marker for payloads left encrypted.
+const decodeErrorKey = codec.MetadataDecodeError
 
 func runDecode(ctx context.Context, stdout, stderr io.Writer, file string, o decodeFlags) error {
 	var in []byte

@@ -18,6 +18,7 @@ import (
 	"github.com/blindfold-dev/blindfold/internal/devstack"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/vault"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
 
@@ -309,7 +310,7 @@ func printDevBanner(w io.Writer, a devAddrs, sdkDefault bool) {
 
 // startDevVault runs vaultdev with its storage in <dataDir>/vault (so Transit keys survive a restart of dev) and
 // returns a Transit KEK on it and a function that stops both.
-func startDevVault(ctx context.Context, dataDir string, log *slog.Logger) (*keys.VaultKEK, func(), error) {
+func startDevVault(ctx context.Context, dataDir string, log *slog.Logger) (*vault.KEK, func(), error) {
 	bin, err := vaultdevproc.BuildBinary(ctx, filepath.Join(dataDir, "bin", "vaultdev"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("build vaultdev (or set %s): %w", vaultdevproc.EnvBinary, err)
@@ -318,9 +319,9 @@ func startDevVault(ctx context.Context, dataDir string, log *slog.Logger) (*keys
 	if err != nil {
 		return nil, nil, fmt.Errorf("start vaultdev: %w", err)
 	}
-	kek, err := keys.NewVaultKEK(ctx, keys.VaultConfig{
+	kek, err := vault.NewKEK(ctx, vault.Config{
 		Address:    proc.Addr(),
-		Auth:       keys.VaultAuth{Method: keys.VaultAuthToken, Token: proc.Token()},
+		Auth:       vault.Auth{Method: vault.AuthToken, Token: proc.Token()},
 		CreateKeys: true,
 		Logger:     log,
 	})

@@ -27,6 +27,7 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/vault"
 	"github.com/blindfold-dev/blindfold/policy"
 	"github.com/blindfold-dev/blindfold/proxy"
 	"github.com/blindfold-dev/blindfold/proxy/observe"
@@ -374,7 +375,7 @@ func (o *proxyFlags) resolveAPIKey() (string, error) {
 func openProxyKeys(ctx context.Context, o *proxyFlags, log *slog.Logger, extra ...keys.Option) (m *keys.Manager, closeKEK func(), err error) {
 	opts := append([]keys.Option{keys.WithAutoCreate(o.createKeys), keys.WithLogger(log)}, extra...)
 	if o.kek.vault() {
-		kek, err := keys.NewVaultKEK(ctx, o.kek.vaultConfig())
+		kek, err := vault.NewKEK(ctx, o.kek.vaultConfig())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -426,20 +427,18 @@ func runProxy(ctx context.Context, stderr io.Writer, o *proxyFlags, apiKeyOnComm
 		log.Warn("serving plaintext on a non-loopback address (--insecure-listen)", "listen", o.listen)
 	}
 
-	// The policy, if any, is loaded before the keys: the keyring must seal with the scope it picks per request.
-	var (
-		pol     *policy.Store
-		keyOpts []keys.Option
-	)
+	// The policy, if any, picks the key scope per request (the proxy passes it to the codec with every seal) and, for
+	// the codec endpoint's encodes, per namespace.
+	var pol *policy.Store
 	if o.policyFile != "" {
 		if pol, err = policy.NewStore(o.policyFile, policy.WithStoreLogger(log.With("component", "policy"))); err != nil {
 			return err
 		}
 		go func() { _ = pol.Watch(ctx) }()
-		keyOpts = append(keyOpts, keys.WithScopeFunc(pol.ScopeFunc()))
+		o.codecEP.scopes = pol
 		log.Info("policy loaded; watching for changes and SIGHUP", "file", o.policyFile)
 	}
-	km, closeKEK, err := openProxyKeys(ctx, o, log, keyOpts...)
+	km, closeKEK, err := openProxyKeys(ctx, o, log)
 	if err != nil {
 		return err
 	}
