@@ -20,6 +20,7 @@ import (
 var ctx = context.Background()
 
 func TestNewManagerOptions(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	kek, _ := keys.LoadMasterKey(dir, true)
 	store := keys.NewDirStore(dir)
@@ -42,6 +43,7 @@ func TestNewManagerOptions(t *testing.T) {
 }
 
 func TestSealOpenAndRotate(t *testing.T) {
+	t.Parallel()
 	m, dir, _, _ := newManager(t)
 	id1, ct1 := mustSeal(t, m, "default")
 	if scope, _, err := keys.ParseKeyID(id1); err != nil || scope != "default" {
@@ -75,6 +77,7 @@ func TestSealOpenAndRotate(t *testing.T) {
 }
 
 func TestScopesAreSeparate(t *testing.T) {
+	t.Parallel()
 	m, _, _, _ := newManager(t)
 	idA, ctA := mustSeal(t, m, "a")
 	idB, _ := mustSeal(t, m, "b")
@@ -96,6 +99,7 @@ func TestScopesAreSeparate(t *testing.T) {
 }
 
 func TestLookupErrors(t *testing.T) {
+	t.Parallel()
 	m, _, _, _ := newManager(t, keys.WithAutoCreate(false))
 	if _, err := m.Create(ctx, "exists", keys.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -128,6 +132,7 @@ func TestLookupErrors(t *testing.T) {
 
 // TestStoredKeysetErrors damages the stored keyset in every way we know and checks that it fails closed with ErrUnwrap.
 func TestStoredKeysetErrors(t *testing.T) {
+	t.Parallel()
 	edit := func(f func(doc map[string]any)) func(t *testing.T, dir string) {
 		return func(t *testing.T, dir string) {
 			path := filepath.Join(dir, "scopes", "victim.keyset")
@@ -219,6 +224,7 @@ func TestStoredKeysetErrors(t *testing.T) {
 }
 
 func TestSteadyStateDoesNoKeyWork(t *testing.T) {
+	t.Parallel()
 	m, _, _, _ := newManager(t)
 	id, ct := mustSeal(t, m, "default")
 	mustOpen(t, m, "default", id, ct)
@@ -241,6 +247,7 @@ func TestSteadyStateDoesNoKeyWork(t *testing.T) {
 }
 
 func TestCacheTTLAndRefresh(t *testing.T) {
+	t.Parallel()
 	m, _, clk, _ := newManager(t, keys.WithCacheTTL(10*time.Minute))
 	mustSeal(t, m, "default")
 	s0 := m.Stats()
@@ -265,6 +272,7 @@ func TestCacheTTLAndRefresh(t *testing.T) {
 }
 
 func TestCacheSizeBound(t *testing.T) {
+	t.Parallel()
 	m, _, _, _ := newManager(t, keys.WithCacheSize(2))
 	ids := map[string]string{}
 	for _, ns := range []string{"a", "b", "c"} {
@@ -286,6 +294,7 @@ func TestCacheSizeBound(t *testing.T) {
 }
 
 func TestRotationByAnotherProcess(t *testing.T) {
+	t.Parallel()
 	m, dir, clk, _ := newManager(t)
 	mustSeal(t, m, "default")
 	admin, _, _, _ := newManagerIn(t, dir)
@@ -320,6 +329,7 @@ func TestRotationByAnotherProcess(t *testing.T) {
 }
 
 func TestKEKOutage(t *testing.T) {
+	t.Parallel()
 	m, _, clk, kek := newManager(t, keys.WithCacheTTL(10*time.Minute))
 	id, ct := mustSeal(t, m, "default")
 	kek.down.Store(true)
@@ -354,6 +364,7 @@ func TestKEKOutage(t *testing.T) {
 }
 
 func TestShred(t *testing.T) {
+	t.Parallel()
 	m, dir, clk, _ := newManager(t)
 	id1, _ := mustSeal(t, m, "tenant")
 	id2, _ := m.Rotate(ctx, "tenant")
@@ -436,6 +447,7 @@ func TestShred(t *testing.T) {
 }
 
 func TestUnreadableTombstoneFailsClosed(t *testing.T) {
+	t.Parallel()
 	m, dir, _, _ := newManager(t)
 	id, _ := mustSeal(t, m, "s")
 	os.WriteFile(filepath.Join(dir, "scopes", "s.shredded"), []byte("{"), 0o600)
@@ -446,6 +458,7 @@ func TestUnreadableTombstoneFailsClosed(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	m, dir, _, _ := newManager(t, keys.WithCacheSize(3), keys.WithMinRefreshInterval(0))
 	admin, _, _, _ := newManagerIn(t, dir)
 	var wg sync.WaitGroup
@@ -485,6 +498,7 @@ func TestConcurrentUse(t *testing.T) {
 // TestSealingKeyTargetScope: an explicit Target.Scope is the scope sealed with, whatever the namespace; an empty one is the
 // namespace's default scope.
 func TestSealingKeyTargetScope(t *testing.T) {
+	t.Parallel()
 	m, _, _, _ := newManager(t)
 	for _, tc := range []struct {
 		target codec.Target
@@ -507,6 +521,7 @@ func TestSealingKeyTargetScope(t *testing.T) {
 // TestSentinelsWrapCodecErrors: callers that know only codec.Keyring's contract classify this package's errors alike, and the
 // messages stay this package's.
 func TestSentinelsWrapCodecErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err, codecErr error
 		msg           string

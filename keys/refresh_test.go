@@ -42,6 +42,7 @@ func (h *hangingKEK) DecryptWithContext(ctx context.Context, ct, ad []byte) ([]b
 }
 
 func TestBackgroundRefresh(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	local, err := keys.LoadMasterKey(dir, true)
 	if err != nil {

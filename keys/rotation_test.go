@@ -9,6 +9,7 @@ import (
 )
 
 func TestRotateIfOlder(t *testing.T) {
+	t.Parallel()
 	m, dir, clk, _ := newManager(t)
 	first, err := m.Create(ctx, "default", keys.CreateOptions{})
 	if err != nil {
@@ -57,6 +58,7 @@ func mustLocalKEK(t *testing.T, dir string) keys.KEK {
 }
 
 func TestStartRotation(t *testing.T) {
+	t.Parallel()
 	m, _, clk, _ := newManager(t)
 	first, err := m.Create(ctx, "default", keys.CreateOptions{})
 	if err != nil {

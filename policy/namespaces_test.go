@@ -10,6 +10,7 @@ import (
 )
 
 func TestExamplePolicy(t *testing.T) {
+	t.Parallel()
 	p, err := Load("../deploy/policy.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +61,7 @@ func TestExamplePolicy(t *testing.T) {
 }
 
 func TestNoNamespacesSection(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte("version: 1\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +83,7 @@ func TestNoNamespacesSection(t *testing.T) {
 }
 
 func TestPrecedence(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte(`version: 1
 namespaces:
   "*": {scope: catchall}
@@ -138,6 +141,7 @@ namespaces:
 }
 
 func TestScopeAndTenant(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte(`version: 1
 namespaces:
   fixed: {scope: "shared-{namespace}"}
@@ -241,6 +245,7 @@ namespaces:
 }
 
 func TestNamespaceErrors(t *testing.T) {
+	t.Parallel()
 	const head = "version: 1\nnamespaces:\n"
 	tests := []struct {
 		name string
@@ -312,6 +317,7 @@ func TestNamespaceErrors(t *testing.T) {
 }
 
 func TestPlaintextAllowedWithMarker(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte(`version: 1
 namespaces:
   a:
