@@ -91,7 +91,7 @@ func newVaultKEK(t testing.TB, cfg vault.Config) *vault.KEK {
 	t.Helper()
 	k, err := vault.NewKEK(ctx, cfg)
 	if err != nil {
-		t.Fatalf("NewVaultKEK: %v", err)
+		t.Fatalf("NewKEK: %v", err)
 	}
 	t.Cleanup(func() { k.Close() })
 	return k

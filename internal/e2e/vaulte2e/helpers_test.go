@@ -137,7 +137,7 @@ func newKEK(t *testing.T, p *vaultdevproc.Proc, prefix string) *vault.KEK {
 		Logger:     quietLogger,
 	})
 	if err != nil {
-		t.Fatalf("NewVaultKEK: %v", err)
+		t.Fatalf("NewKEK: %v", err)
 	}
 	t.Cleanup(func() { _ = k.Close() })
 	return k
