@@ -22,12 +22,16 @@ type Target struct {
 //
 // Implementations must be safe for concurrent use and fast in steady state: both methods are on the hot path of every payload, so they are expected to answer from a cache.
 //
-// Errors are part of the contract, so that callers (the proxy, the codec endpoint) can map them to gRPC codes and HTTP statuses
-// without knowing the provider. An error about a key wraps ErrUnknownKey when the key (or its scope) does not exist, ErrKeyDestroyed
-// when it was crypto-shredded, ErrKeyRejected when the key service refused to unwrap it (final), and ErrKeyUnavailable when the key
-// service could not be asked and no cached key is left (retryable), and ErrInvalidScope for a Target whose scope is not a valid
-// scope name. An error may wrap both ErrKeyRejected and ErrKeyUnavailable (a refused reload past the cache's lifetime); it is final,
-// so callers test ErrKeyRejected first. Any other error is the provider's own failure.
+// Errors are part of the contract, so that callers (the proxy) can map them to gRPC codes and HTTP statuses
+// without knowing the provider. An error about a key wraps:
+//   - ErrUnknownKey when the key (or its scope) does not exist;
+//   - ErrKeyDestroyed when it was crypto-shredded;
+//   - ErrKeyRejected when the key service refused to unwrap it (final);
+//   - ErrKeyUnavailable when the key service could not be asked and no cached key is left (retryable);
+//   - ErrInvalidScope when the Target's scope is not a valid scope name.
+//
+// An error may wrap both ErrKeyRejected and ErrKeyUnavailable (a refused reload past the cache's lifetime); it is final, so
+// callers test ErrKeyRejected first. Any other error is the provider's own failure.
 type Keyring interface {
 	// SealingKey returns the key new payloads for t are sealed with: the primary key of t.Scope, or of the keyring's default scope
 	// for t.Namespace when t.Scope is empty. A keyring must never seal with another scope than the one asked for.
