@@ -51,6 +51,7 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 func TestStoreReload(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, storeV1)
 	var changes []*Policy
@@ -149,6 +150,7 @@ func TestStoreWatch(t *testing.T) {
 }
 
 func TestStaticStore(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte(storeV1))
 	if err != nil {
 		t.Fatal(err)

@@ -295,7 +295,7 @@ namespaces:
   saas:
     tenant: {header: x-tenant, memo: tenant, allowed: [acme, globex]}
 `)
-	km, err := keys.OpenLocal(t.TempDir(), keys.WithScopeFunc(store.ScopeFunc()))
+	km, err := keys.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,11 +351,11 @@ namespaces:
 		t.Errorf("poll without a tenant: %v", err)
 	}
 	// Shredding one tenant's scope leaves the other's payloads readable.
-	acme, err := c.Encode(policy.WithScope(context.Background(), "saas.acme"), "saas", []*commonpb.Payload{jsonPayload("a")})
+	acme, err := c.EncodeFor(context.Background(), codec.Target{Namespace: "saas", Scope: "saas.acme"}, []*commonpb.Payload{jsonPayload("a")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	globex, err := c.Encode(policy.WithScope(context.Background(), "saas.globex"), "saas", []*commonpb.Payload{jsonPayload("g")})
+	globex, err := c.EncodeFor(context.Background(), codec.Target{Namespace: "saas", Scope: "saas.globex"}, []*commonpb.Payload{jsonPayload("g")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,8 +412,15 @@ func TestPolicySnapshotPerRPC(t *testing.T) {
 	}
 }
 
-// TestPolicyScopeNotHonoured: a keyring that ignores the scope the policy chose (built without
-// keys.WithScopeFunc(store.ScopeFunc())) makes the request fail rather than seal a tenant's data elsewhere.
+// scopeIgnoringKeyring breaks codec.Keyring's contract: it seals every Target with the namespace's default scope.
+type scopeIgnoringKeyring struct{ *keys.Manager }
+
+func (k scopeIgnoringKeyring) SealingKey(ctx context.Context, t codec.Target) (codec.Key, error) {
+	return k.Manager.SealingKey(ctx, codec.Target{Namespace: t.Namespace})
+}
+
+// TestPolicyScopeNotHonoured: a keyring that ignores the scope the policy chose (the codec.Target's) makes the request
+// fail rather than seal a tenant's data elsewhere.
 func TestPolicyScopeNotHonoured(t *testing.T) {
 	up := startFakeUpstream(t)
 	store, _ := policyStore(t, "version: 1\nnamespaces:\n  saas: {tenant: {header: x-tenant}}\n  fixed: {scope: shared}\n")
@@ -421,7 +428,7 @@ func TestPolicyScopeNotHonoured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := codec.New(km)
+	c, err := codec.New(scopeIgnoringKeyring{km})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +436,7 @@ func TestPolicyScopeNotHonoured(t *testing.T) {
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-tenant", "acme")
 	for _, ns := range []string{"saas", "fixed"} {
 		_, err = p.wf.StartWorkflowExecution(ctx, startRequest(ns))
-		if st := wantCode(t, err, codes.Internal); !strings.Contains(st.Message(), "WithScopeFunc") {
+		if st := wantCode(t, err, codes.Internal); !strings.Contains(st.Message(), "codec.Target.Scope") {
 			t.Errorf("%s: %q", ns, st.Message())
 		}
 	}

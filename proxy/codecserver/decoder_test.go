@@ -43,7 +43,7 @@ func (a *memAudit) records() []policy.Record {
 // funcCodec decodes with a function, to produce the codec misbehaviour a real codec does not.
 type funcCodec func(ps []*commonpb.Payload) ([]*commonpb.Payload, error)
 
-func (funcCodec) Encode(_ context.Context, _ string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+func (funcCodec) EncodeFor(_ context.Context, _ codec.Target, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	return ps, nil
 }
 

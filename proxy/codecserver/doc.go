@@ -12,7 +12,7 @@
 //
 // Decode is per payload: a payload that cannot be opened (destroyed key,
 // tampered, sealed for another namespace, unknown key) comes back as the
-// ciphertext it was, with the metadata entry "blindfold-decode-error" saying
+// ciphertext it was, with the metadata entry "blindfold-decode-error" (codec.MetadataDecodeError) saying
 // why; the others are decoded, and the Blindfold-Failed-Payloads header counts
 // the failures. That keeps the Web UI useful (it needs a full array back) and
 // returns nothing the caller did not send. Encode is all or nothing.

@@ -12,6 +12,7 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/policy"
 	"github.com/blindfold-dev/blindfold/proxy/codecserver"
 )
@@ -19,7 +20,7 @@ import (
 // upperCodec stands in for *codec.Codec in this example.
 type upperCodec struct{}
 
-func (upperCodec) Encode(_ context.Context, _ string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+func (upperCodec) EncodeFor(_ context.Context, _ codec.Target, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	return ps, nil
 }
 

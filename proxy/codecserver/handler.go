@@ -23,10 +23,17 @@ import (
 	"github.com/blindfold-dev/blindfold/policy"
 )
 
-// Codec encodes and decodes payloads for a namespace. *codec.Codec implements it.
+// Codec encodes and decodes payloads for a namespace. *codec.Codec implements it. EncodeFor seals for t.Namespace with the
+// key scope t.Scope ("" for the keyring's default scope of the namespace).
 type Codec interface {
-	Encode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
+	EncodeFor(ctx context.Context, t codec.Target, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
 	Decode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
+}
+
+// ScopeSource picks the key scope the endpoint's encode seals a namespace's payloads with. *policy.Store and *policy.Policy
+// implement it (SealScope). An error must wrap why no scope can be used; the encode then fails rather than seal elsewhere.
+type ScopeSource interface {
+	SealScope(namespace string) (string, error)
 }
 
 // Authorizer decides whether an identity may perform an operation on a namespace. *policy.Access implements it.
@@ -41,7 +48,10 @@ type AuditLog interface {
 
 // Config configures a Handler. Codec, Authenticator, Authorizer and Audit are required.
 type Config struct {
-	Codec         Codec
+	Codec Codec
+	// Scopes, if set, picks the key scope of every encode: typically the proxy's policy, so the endpoint seals a namespace's
+	// payloads where the proxy would for a request that names no tenant. Nil means the keyring's default scope of the namespace.
+	Scopes        ScopeSource
 	Authenticator Authenticator
 	Authorizer    Authorizer
 	Audit         AuditLog
@@ -76,8 +86,9 @@ const (
 	DefaultReadTimeout    = 30 * time.Second
 )
 
-// DecodeErrorKey is the metadata key added to a payload that could not be decoded; its value says why.
-const DecodeErrorKey = "blindfold-decode-error"
+// DecodeErrorKey is the metadata key added to a payload that could not be decoded; its value says why. It is
+// codec.MetadataDecodeError, which clients (the SDK plugin, the CLI) read.
+const DecodeErrorKey = codec.MetadataDecodeError
 
 // FailedPayloadsHeader is the response header counting payloads that could not be decoded.
 const FailedPayloadsHeader = "Blindfold-Failed-Payloads"
@@ -314,7 +325,7 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 		h.writeError(w, fail(http.StatusForbidden, "forbidden: %s", d.Reason))
 		return
 	}
-	out, err := h.cfg.Codec.Encode(ctx, ns, payloads)
+	out, err := h.encode(ctx, ns, payloads)
 	if err == nil && len(out) != len(payloads) {
 		err = fmt.Errorf("codec returned %d payloads for %d", len(out), len(payloads))
 	}
@@ -375,6 +386,19 @@ func (h *Handler) writeOK(w http.ResponseWriter, body []byte, failed int) {
 	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// encode seals payloads for ns with the scope Config.Scopes picks, or the keyring's default scope.
+func (h *Handler) encode(ctx context.Context, ns string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	t := codec.Target{Namespace: ns}
+	if h.cfg.Scopes != nil {
+		scope, err := h.cfg.Scopes.SealScope(ns)
+		if err != nil {
+			return nil, fmt.Errorf("key scope of namespace %q: %w", ns, err)
+		}
+		t.Scope = scope
+	}
+	return h.cfg.Codec.EncodeFor(ctx, t, payloads)
 }
 
 // namespaceOf reads the namespace from the path or the X-Namespace header; both may be given only if they agree.

@@ -108,7 +108,7 @@ func start(t *testing.T, content string, onChange func(*policy.Policy)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	km, err := keys.OpenLocal(filepath.Join(dir, "keys"), keys.WithScopeFunc(store.ScopeFunc()))
+	km, err := keys.OpenLocal(filepath.Join(dir, "keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
