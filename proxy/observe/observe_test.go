@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -229,17 +230,28 @@ func TestTracingSpans(t *testing.T) {
 	e := start(t, observe.NewTracing(tp, nil))
 	e.signalAndQuery(t, context.Background())
 
-	spans := rec.Ended()
-	var server, client sdktrace.ReadOnlySpan
-	for _, s := range spans {
-		if s.Name() != "temporal.api.workflowservice.v1.WorkflowService/SignalWorkflowExecution" {
-			continue
+	// A server span ends when gRPC reports the call finished, which can come after the caller has its response:
+	// wait for both spans of the signal (and of the query) to end instead of reading once.
+	var (
+		spans          []sdktrace.ReadOnlySpan
+		server, client sdktrace.ReadOnlySpan
+	)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		spans = rec.Ended()
+		server, client = nil, nil
+		for _, s := range spans {
+			if s.Name() != "temporal.api.workflowservice.v1.WorkflowService/SignalWorkflowExecution" {
+				continue
+			}
+			switch s.SpanKind().String() {
+			case "server":
+				server = s
+			case "client":
+				client = s
+			}
 		}
-		switch s.SpanKind().String() {
-		case "server":
-			server = s
-		case "client":
-			client = s
+		if server != nil && client != nil && len(spans) >= 4 || time.Now().After(deadline) {
+			break
 		}
 	}
 	if server == nil || client == nil {
