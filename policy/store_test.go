@@ -1,16 +1,16 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 const (
@@ -19,24 +19,6 @@ const (
 	storeV3  = "version: 1\nnamespaces:\n  default: {plaintext_from_sdk: reject}\n"
 	storeBad = "version: 1\nnamespaces:\n  default: {encrypt: {memo: false}}\n"
 )
-
-// syncBuffer is a log sink safe for the watcher goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
@@ -102,7 +84,7 @@ func TestStoreReload(t *testing.T) {
 func TestStoreWatch(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, storeV1)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	reloaded := make(chan *Policy, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := Watch(ctx, path, func(p *Policy) { reloaded <- p },

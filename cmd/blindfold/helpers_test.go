@@ -1,46 +1,28 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/spf13/cobra"
+
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 // quietSDK keeps the SDK's debug logging out of the test output.
 var quietSDK = sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
 
-// syncBuffer is a bytes.Buffer safe for the command's goroutines to write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runningCmd is a command executing in a goroutine.
 type runningCmd struct {
 	cancel context.CancelFunc
 	done   chan error
-	out    *syncBuffer
+	out    *testenv.SyncBuffer
 }
 
 // stop cancels the command as Ctrl-C would and returns its error; it fails the test if the command hangs.
@@ -59,7 +41,7 @@ func (r *runningCmd) stop(t *testing.T) error {
 // execute runs c with args in a goroutine.
 func execute(c *cobra.Command, args []string) *runningCmd {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningCmd{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
+	r := &runningCmd{cancel: cancel, done: make(chan error, 1), out: &testenv.SyncBuffer{}}
 	c.SetArgs(args)
 	c.SetOut(r.out)
 	c.SetErr(r.out)
