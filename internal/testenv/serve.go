@@ -1,8 +1,10 @@
 package testenv
 
 import (
+	"context"
 	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -43,4 +45,30 @@ func DialInsecure(t testing.TB, addr string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// DrainingServer is a Server that drains on Shutdown (a proxy.Server).
+type DrainingServer interface {
+	Server
+	Shutdown(context.Context) error
+}
+
+// ShutdownTimeout bounds the drain of a server ServeUntilCleanup started.
+const ShutdownTimeout = 10 * time.Second
+
+// ServeUntilCleanup serves s on a free loopback port until the test ends, then shuts it down (the drain bounded by
+// ShutdownTimeout), passes a shutdown error to report (t.Errorf to fail the test, t.Logf to note it) and waits for
+// Serve to return. It returns the address.
+func ServeUntilCleanup(t testing.TB, s DrainingServer, report func(format string, args ...any)) string {
+	t.Helper()
+	addr, served := Serve(t, s)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			report("shutdown: %v", err)
+		}
+		<-served
+	})
+	return addr
 }
