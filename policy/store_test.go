@@ -20,17 +20,8 @@ const (
 	storeBad = "version: 1\nnamespaces:\n  default: {encrypt: {memo: false}}\n"
 )
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	// Write and rename, as editors and ConfigMap updates do, so a poll never sees half a file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
+// writeFile writes and renames, as editors and ConfigMap updates do, so a poll never sees half a file.
+func writeFile(t *testing.T, path, content string) { testenv.WriteFileAtomic(t, path, content) }
 
 func TestStoreReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
@@ -200,15 +201,7 @@ func (c *child) stop() {
 func (c *child) restart() (*child, error) { return startChild(c.role, c.cfg) }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testenv.FreePort(t) }
 
 func upstreamConfig(t testing.TB, dataDir string) childConfig {
 	return childConfig{DataDir: dataDir, FrontendPort: freePort(t), FrontendHTTPPort: freePort(t), HistoryPort: freePort(t),

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,16 +61,7 @@ type env struct {
 	policyAt string
 }
 
-func writePolicy(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
+func writePolicy(t *testing.T, path, content string) { testenv.WriteFileAtomic(t, path, content) }
 
 // start runs a proxy whose policy is the file written from content, watched with a short poll interval.
 func start(t *testing.T, content string, onChange func(*policy.Policy)) *env {
