@@ -181,9 +181,7 @@ func TestProxyKilledMidRun(t *testing.T) {
 	var mu sync.Mutex
 	t.Cleanup(func() { mu.Lock(); defer mu.Unlock(); pc.stop() })
 
-	c := dial(t, listen)
-	queue, prefix := "faulttest-proxykill", fmt.Sprintf("faulttest-proxykill-%d-", time.Now().UnixNano())
-	startWorker(t, c, queue)
+	c, queue, prefix := runThrough(t, listen, "proxykill")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	const n = 45
@@ -223,15 +221,8 @@ func TestUpstreamRestartedMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := testenv.Serve(t, p)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.Shutdown(ctx)
-	})
-	c := dial(t, addr)
-	queue, prefix := "faulttest-upstream", fmt.Sprintf("faulttest-upstream-%d-", time.Now().UnixNano())
-	startWorker(t, c, queue)
+	addr := testenv.ServeUntilCleanup(t, p, t.Logf)
+	c, queue, prefix := runThrough(t, addr, "upstream")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	const n = 45
@@ -288,15 +279,8 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := testenv.Serve(t, p)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.Shutdown(ctx)
-	})
-	c := dial(t, addr)
-	queue, prefix := "faulttest-vault", fmt.Sprintf("faulttest-vault-%d-", time.Now().UnixNano())
-	startWorker(t, c, queue)
+	addr := testenv.ServeUntilCleanup(t, p, t.Logf)
+	c, queue, prefix := runThrough(t, addr, "vault")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 
