@@ -26,14 +26,8 @@ func TestRotationMidRun(t *testing.T) {
 	e := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	prefix := unique("rot") + "-"
-	kek := newKEK(t, e.vault, prefix)
-	dir := t.TempDir()
-	km := newManager(t, dir, kek)
-	px := startProxy(t, e.stack.FrontendAddr(), km)
-	c := dial(t, px.addr)
-	tq := unique("rot")
-	startWorker(t, c, tq)
+	r := startRun(t, e, "rot")
+	prefix, kek, dir, km, px, c, tq := r.prefix, r.kek, r.dir, r.km, r.px, r.c, r.tq
 	direct := rawClient(t, e.stack.FrontendAddr())
 	began := time.Now()
 

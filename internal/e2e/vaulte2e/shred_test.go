@@ -23,14 +23,8 @@ func TestShredThroughStack(t *testing.T) {
 	e := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	prefix := unique("shred") + "-"
-	kek := newKEK(t, e.vault, prefix)
-	dir := t.TempDir()
-	km := newManager(t, dir, kek)
-	px := startProxy(t, e.stack.FrontendAddr(), km)
-	c := dial(t, px.addr)
-	tq := unique("shred")
-	stopWorker := startWorker(t, c, tq)
+	r := startRun(t, e, "shred")
+	prefix, kek, dir, km, px, c, tq, stopWorker := r.prefix, r.kek, r.dir, r.km, r.px, r.c, r.tq, r.stopWorker
 	var ids []string
 	for i := range 2 {
 		id := fmt.Sprintf("%s-%d", tq, i)

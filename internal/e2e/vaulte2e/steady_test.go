@@ -14,11 +14,8 @@ func TestSteadyStateVaultCalls(t *testing.T) {
 	e := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	km := newManager(t, t.TempDir(), newKEK(t, e.vault, unique("steady")+"-"))
-	px := startProxy(t, e.stack.FrontendAddr(), km)
-	c := dial(t, px.addr)
-	tq := unique("steady")
-	startWorker(t, c, tq)
+	r := startRun(t, e, "steady")
+	km, px, c, tq := r.km, r.px, r.c, r.tq
 
 	for i := range 2 {
 		if err := runOne(ctx, c, tq, fmt.Sprintf("%s-warm-%d", tq, i), fmt.Sprintf("%s-warm-%d", marker, i)); err != nil {
