@@ -206,26 +206,15 @@ func testProxyCommand(t *testing.T, a devAddrs, wfID string, want hello.Greeting
 	os.WriteFile(cfg, []byte(fmt.Sprintf("upstream: %s\nallow-namespace: [default]\nkey-dir: %s\nlisten: 127.0.0.1:7\nlog-format: json\n", a.Frontend, a.KeyDir)), 0o600)
 	t.Setenv("BLINDFOLD_METRICS_LISTEN", "127.0.0.1:0")
 	t.Setenv("BLINDFOLD_API_KEY", "")
-	type ready struct{ proxy, metrics string }
-	readyCh := make(chan ready, 1)
-	testHookGatewayReady = func(p, m string) { readyCh <- ready{p, m} }
-	defer func() { testHookGatewayReady = nil }()
-	r := execute(newProxyCmd(), []string{"--config", cfg, "--listen", "127.0.0.1:0"}) // the flag wins over the file's unusable port 7
-	var rd ready
-	select {
-	case rd = <-readyCh:
-	case err := <-r.done:
-		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("proxy not ready:\n%s", r.out.String())
-	}
-	if rd.metrics == "" || strings.HasSuffix(rd.metrics, ":9464") {
-		t.Errorf("metrics listener %q: BLINDFOLD_METRICS_LISTEN ignored", rd.metrics)
+	// The flag wins over the file's unusable port 7.
+	r, proxyAddr, metricsAddr := startProxyCmd(t, []string{"--config", cfg, "--listen", "127.0.0.1:0"})
+	if metricsAddr == "" || strings.HasSuffix(metricsAddr, ":9464") {
+		t.Errorf("metrics listener %q: BLINDFOLD_METRICS_LISTEN ignored", metricsAddr)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := client.Dial(client.Options{HostPort: rd.proxy, Logger: quietSDK})
+	c, err := client.Dial(client.Options{HostPort: proxyAddr, Logger: quietSDK})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +227,7 @@ func testProxyCommand(t *testing.T, a devAddrs, wfID string, want hello.Greeting
 		t.Errorf("through blindfold proxy: %+v, want %+v", got, want)
 	}
 
-	conn, err := grpc.NewClient(rd.proxy, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(proxyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,10 +240,10 @@ func testProxyCommand(t *testing.T, a devAddrs, wfID string, want hello.Greeting
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("grpc health: %v %v", h, err)
 	}
-	if got := httpGet(t, "http://"+rd.metrics+"/healthz"); got != "ok\n" {
+	if got := httpGet(t, "http://"+metricsAddr+"/healthz"); got != "ok\n" {
 		t.Errorf("healthz %q", got)
 	}
-	if m := httpGet(t, "http://"+rd.metrics+"/metrics"); !strings.Contains(m, `blindfold_proxy_errors_total{kind="namespace_denied"} 1`) {
+	if m := httpGet(t, "http://"+metricsAddr+"/metrics"); !strings.Contains(m, `blindfold_proxy_errors_total{kind="namespace_denied"} 1`) {
 		t.Errorf("proxy metrics lack the denied call")
 	}
 

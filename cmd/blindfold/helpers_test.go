@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/keys"
 )
 
 // quietSDK keeps the SDK's debug logging out of the test output.
@@ -47,6 +48,36 @@ func execute(c *cobra.Command, args []string) *runningCmd {
 	c.SetErr(r.out)
 	go func() { r.done <- c.ExecuteContext(ctx) }()
 	return r
+}
+
+// startProxyCmd runs `blindfold proxy` with args and waits (30 s at most) until its gateway serves; it returns the
+// running command and the addresses of the proxy and of the metrics listener.
+func startProxyCmd(t *testing.T, args []string) (r *runningCmd, proxyAddr, metricsAddr string) {
+	t.Helper()
+	type ready struct{ proxy, metrics string }
+	readyCh := make(chan ready, 1)
+	testHookGatewayReady = func(p, m string) { readyCh <- ready{p, m} }
+	defer func() { testHookGatewayReady = nil }()
+	r = execute(newProxyCmd(), args)
+	select {
+	case rd := <-readyCh:
+		return r, rd.proxy, rd.metrics
+	case err := <-r.done:
+		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("proxy not ready:\n%s", r.out.String())
+	}
+	return nil, "", ""
+}
+
+// newKeyDir is a key directory with a fresh local master key.
+func newKeyDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := keys.LoadMasterKey(dir, true); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func httpGet(t *testing.T, url string) string {

@@ -17,7 +17,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/blindfold-dev/blindfold/internal/testenv"
-	"github.com/blindfold-dev/blindfold/keys"
 )
 
 func testFlagSet() (*pflag.FlagSet, *string, *[]string, *bool, *int) {
@@ -98,10 +97,7 @@ func TestBindEnvAndConfig(t *testing.T) {
 
 // TestProxyCommandRefuses checks the misconfigurations the command refuses before it serves anything.
 func TestProxyCommandRefuses(t *testing.T) {
-	keyDir := t.TempDir()
-	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
-		t.Fatal(err)
-	}
+	keyDir := newKeyDir(t)
 	t.Setenv("BLINDFOLD_METRICS_LISTEN", "")
 	for name, tc := range map[string]struct {
 		args []string
@@ -148,22 +144,8 @@ func TestProxyCommandRefuses(t *testing.T) {
 // TestProxyCommandInsecureListen checks that --insecure-listen lets the proxy serve plaintext beyond loopback, and
 // that the command logs a warning about it, starts and stops cleanly (the upstream is never dialled).
 func TestProxyCommandInsecureListen(t *testing.T) {
-	keyDir := t.TempDir()
-	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	testHookGatewayReady = func(p, _ string) { ready <- p }
-	defer func() { testHookGatewayReady = nil }()
-	r := execute(newProxyCmd(), []string{"--upstream", "127.0.0.1:1", "--key-dir", keyDir, "--listen", "0.0.0.0:0",
+	r, _, _ := startProxyCmd(t, []string{"--upstream", "127.0.0.1:1", "--key-dir", newKeyDir(t), "--listen", "0.0.0.0:0",
 		"--insecure-listen", "--metrics-listen", "", "--api-key", "sk-cmdline-secret", "--upstream-tls"})
-	select {
-	case <-ready:
-	case err := <-r.done:
-		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("proxy not ready:\n%s", r.out.String())
-	}
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
@@ -192,23 +174,8 @@ func writeTestPKI(t *testing.T, dir string) (ca, cert, key, clientCert, clientKe
 func TestProxyCommandMTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca, cert, key, clientCert, clientKey := writeTestPKI(t, dir)
-	keyDir := t.TempDir()
-	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	testHookGatewayReady = func(p, _ string) { ready <- p }
-	defer func() { testHookGatewayReady = nil }()
-	r := execute(newProxyCmd(), []string{"--upstream", "127.0.0.1:1", "--key-dir", keyDir, "--listen", "0.0.0.0:0",
+	r, addr, _ := startProxyCmd(t, []string{"--upstream", "127.0.0.1:1", "--key-dir", newKeyDir(t), "--listen", "0.0.0.0:0",
 		"--tls-cert", cert, "--tls-key", key, "--client-ca", ca, "--metrics-listen", ""})
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-r.done:
-		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("proxy not ready:\n%s", r.out.String())
-	}
 	_, port, _ := net.SplitHostPort(addr)
 	target := net.JoinHostPort("127.0.0.1", port)
 	pool := x509.NewCertPool()
