@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/policy"
 )
@@ -295,14 +296,7 @@ namespaces:
   saas:
     tenant: {header: x-tenant, memo: tenant, allowed: [acme, globex]}
 `)
-	km, err := keys.OpenLocal(t.TempDir(), keys.WithScopeFunc(store.ScopeFunc()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := codec.New(km)
-	if err != nil {
-		t.Fatal(err)
-	}
+	km, c := testenv.LocalCodec(t, t.TempDir(), keys.WithScopeFunc(store.ScopeFunc()))
 	p := startProxy(t, up.addr, Config{Policy: store, Codec: c})
 	withTenant := func(tn string) context.Context {
 		return metadata.AppendToOutgoingContext(context.Background(), "x-tenant", tn)
@@ -417,18 +411,11 @@ func TestPolicySnapshotPerRPC(t *testing.T) {
 func TestPolicyScopeNotHonoured(t *testing.T) {
 	up := startFakeUpstream(t)
 	store, _ := policyStore(t, "version: 1\nnamespaces:\n  saas: {tenant: {header: x-tenant}}\n  fixed: {scope: shared}\n")
-	km, err := keys.OpenLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := codec.New(km)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := testenv.LocalCodec(t, t.TempDir())
 	p := startProxy(t, up.addr, Config{Policy: store, Codec: c})
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-tenant", "acme")
 	for _, ns := range []string{"saas", "fixed"} {
-		_, err = p.wf.StartWorkflowExecution(ctx, startRequest(ns))
+		_, err := p.wf.StartWorkflowExecution(ctx, startRequest(ns))
 		if st := wantCode(t, err, codes.Internal); !strings.Contains(st.Message(), "WithScopeFunc") {
 			t.Errorf("%s: %q", ns, st.Message())
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -82,14 +81,9 @@ func newKeyDir(t *testing.T) string {
 
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
+	code, body := testenv.HTTPGet(t, url)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s\n%s", url, code, http.StatusText(code), body)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
-	}
-	return string(b)
+	return body
 }

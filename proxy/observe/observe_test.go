@@ -20,8 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/proxy"
 	"github.com/blindfold-dev/blindfold/proxy/observe"
 )
@@ -66,14 +65,7 @@ func start(t *testing.T, tr *observe.Tracing) *env {
 	go func() { _ = upSrv.Serve(upLis) }()
 	t.Cleanup(upSrv.Stop)
 
-	km, err := keys.OpenLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := codec.New(km)
-	if err != nil {
-		t.Fatal(err)
-	}
+	km, c := testenv.LocalCodec(t, t.TempDir())
 	m := observe.NewMetrics()
 	if err := m.WatchKeys(km); err != nil {
 		t.Fatal(err)
