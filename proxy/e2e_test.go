@@ -50,8 +50,9 @@ type headerPropagator struct{}
 
 const headerField = "bf-propagated"
 
-func (headerPropagator) Inject(ctx context.Context, w workflow.HeaderWriter) error {
-	if v, ok := ctx.Value(headerKey{}).(string); ok {
+// injectHeader writes v (a context's headerKey value, if it is a string) into the header.
+func injectHeader(v any, w workflow.HeaderWriter) error {
+	if v, ok := v.(string); ok {
 		p, err := converterPayload(v)
 		if err != nil {
 			return err
@@ -61,34 +62,40 @@ func (headerPropagator) Inject(ctx context.Context, w workflow.HeaderWriter) err
 	return nil
 }
 
+// extractHeader reads the header's value; ok is false when there is none.
+func extractHeader(r workflow.HeaderReader) (v string, ok bool, err error) {
+	p, ok := r.Get(headerField)
+	if ok {
+		err = fromPayload(p, &v)
+	}
+	return v, ok, err
+}
+
+func (headerPropagator) Inject(ctx context.Context, w workflow.HeaderWriter) error {
+	return injectHeader(ctx.Value(headerKey{}), w)
+}
+
 func (headerPropagator) Extract(ctx context.Context, r workflow.HeaderReader) (context.Context, error) {
-	if p, ok := r.Get(headerField); ok {
-		var v string
-		if err := fromPayload(p, &v); err != nil {
-			return nil, err
-		}
+	v, ok, err := extractHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
 		ctx = context.WithValue(ctx, headerKey{}, v)
 	}
 	return ctx, nil
 }
 
 func (headerPropagator) InjectFromWorkflow(ctx workflow.Context, w workflow.HeaderWriter) error {
-	if v, ok := ctx.Value(headerKey{}).(string); ok {
-		p, err := converterPayload(v)
-		if err != nil {
-			return err
-		}
-		w.Set(headerField, p)
-	}
-	return nil
+	return injectHeader(ctx.Value(headerKey{}), w)
 }
 
 func (headerPropagator) ExtractToWorkflow(ctx workflow.Context, r workflow.HeaderReader) (workflow.Context, error) {
-	if p, ok := r.Get(headerField); ok {
-		var v string
-		if err := fromPayload(p, &v); err != nil {
-			return nil, err
-		}
+	v, ok, err := extractHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
 		ctx = workflow.WithValue(ctx, headerKey{}, v)
 	}
 	return ctx, nil
