@@ -57,6 +57,22 @@ func startDev(t *testing.T, dataDir string, extra ...string) (devAddrs, *running
 // TestDevCommand runs `blindfold dev` in-process, runs the hello example through its proxy, checks what the backend
 // stored, the Web UI's wiring, metrics and the codec endpoint, then runs `blindfold proxy` against the same backend,
 // stops both cleanly, restarts dev on the same data and reads the earlier result back.
+// startHello dials addr and runs the hello example's worker; stop stops the worker and closes the client.
+func startHello(t *testing.T, addr string) (c client.Client, stop func()) {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: addr, Logger: quietSDK})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := worker.New(c, hello.TaskQueue, worker.Options{})
+	w.RegisterWorkflow(hello.Workflow)
+	w.RegisterActivity(hello.Greet)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c, func() { w.Stop(); c.Close() }
+}
+
 func TestDevCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the embedded Temporal server")
@@ -74,16 +90,7 @@ func TestDevCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	c, err := client.Dial(client.Options{HostPort: a.Proxy, Logger: quietSDK})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := worker.New(c, hello.TaskQueue, worker.Options{})
-	w.RegisterWorkflow(hello.Workflow)
-	w.RegisterActivity(hello.Greet)
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c, stopHello := startHello(t, a.Proxy)
 	g, _, err := hello.Run(ctx, c, wfID, hello.Request{Name: "Ada", Email: marker}, hello.Approval{By: "approver-" + marker})
 	if err != nil {
 		t.Fatal(err)
@@ -91,8 +98,7 @@ func TestDevCommand(t *testing.T) {
 	if !strings.Contains(g.Text, marker) || g.ApprovedBy != "approver-"+marker {
 		t.Fatalf("greeting %+v", g)
 	}
-	w.Stop()
-	c.Close()
+	stopHello()
 
 	// The raw frontend has ciphertext only.
 	raw, err := client.Dial(client.Options{HostPort: a.Frontend, Logger: quietSDK})

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
-
-	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +13,7 @@ import (
 )
 
 // quietSDK keeps the SDK's debug logging out of the test output.
-var quietSDK = sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+var quietSDK = testenv.DiscardSDKLogger()
 
 // runningCmd is a command executing in a goroutine.
 type runningCmd struct {

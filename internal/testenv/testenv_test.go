@@ -62,15 +62,13 @@ func TestPKIAndForwarder(t *testing.T) {
 	defer func() { srv.Stop(); <-served }()
 
 	check := func(target string, tc *tls.Config) error {
-		creds := grpc.WithTransportCredentials(credentials.NewTLS(tc))
-		conn, err := grpc.NewClient(target, creds)
-		if err != nil {
-			return err
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+		if err == nil {
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
 	}
 	client := pki.Client(t, "worker", "spiffe://blindfold.test/worker")
