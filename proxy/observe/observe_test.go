@@ -3,8 +3,6 @@ package observe_test
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,7 +15,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/blindfold-dev/blindfold/internal/testenv"
@@ -58,11 +55,7 @@ func start(t *testing.T, tr *observe.Tracing) *env {
 	up := &upstream{}
 	upSrv := grpc.NewServer()
 	workflowservice.RegisterWorkflowServiceServer(upSrv, up)
-	upLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = upSrv.Serve(upLis) }()
+	upAddr, _ := testenv.Serve(t, upSrv)
 	t.Cleanup(upSrv.Stop)
 
 	km, c := testenv.LocalCodec(t, t.TempDir())
@@ -74,26 +67,18 @@ func start(t *testing.T, tr *observe.Tracing) *env {
 		tr = &observe.Tracing{}
 	}
 	p, err := proxy.New(proxy.Config{
-		Upstream: upLis.Addr().String(), Codec: c, AllowedNamespaces: []string{"default"},
+		Upstream: upAddr, Codec: c, AllowedNamespaces: []string{"default"},
 		Observer: m, UnaryInterceptors: []grpc.UnaryServerInterceptor{m.UnaryServerInterceptor()},
 		ServerOptions: tr.ServerOptions, DialOptions: tr.DialOptions,
-		Logger: slogDiscard(),
+		Logger: testenv.DiscardLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.Serve(lis) }()
+	addr, _ := testenv.Serve(t, p)
 	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
 
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := testenv.DialInsecure(t, addr)
 	return &env{client: workflowservice.NewWorkflowServiceClient(conn), metrics: m, up: up}
 }
 
@@ -290,4 +275,3 @@ func TestTracingWithExporter(t *testing.T) {
 	_ = tr.Shutdown(ctx) // nothing buffered: nothing to fail on
 }
 
-func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
