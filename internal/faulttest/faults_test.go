@@ -16,11 +16,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
-	"github.com/blindfold-dev/blindfold/proxy"
 )
 
 // The slow-upstream test comes first: its goroutine-leak check is cleanest before other tests' clients wind down.
@@ -271,11 +269,7 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cd, err := codec.New(km)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := proxy.New(proxy.Config{Upstream: upstream, Codec: cd, Logger: quietLog})
+	p, err := proxyOver(upstream, km)
 	if err != nil {
 		t.Fatal(err)
 	}
