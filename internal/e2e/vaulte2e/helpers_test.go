@@ -241,9 +241,10 @@ func total(byCode map[codes.Code]int) int {
 	return n
 }
 
-// run is one test's proxy in front of the shared stack, its keys in a directory of their own wrapped by Transit keys
+// run is one test's set-up (env) and its proxy in front of the shared stack, its keys in a directory of their own wrapped by Transit keys
 // named prefix+scope, with an SDK client and a worker on queue tq through it.
 type run struct {
+	env
 	prefix, dir, tq string
 	kek             *keys.VaultKEK
 	km              *keys.Manager
@@ -252,13 +253,13 @@ type run struct {
 	stopWorker      func()
 }
 
-// startRun starts a run whose names (Transit key prefix, task queue) are unique and start with kind.
-func startRun(t *testing.T, e env, kind string) run {
+// startRun runs setup and starts a run whose names (Transit key prefix, task queue) are unique and start with kind.
+func startRun(t *testing.T, kind string) run {
 	t.Helper()
-	r := run{prefix: unique(kind) + "-", dir: t.TempDir(), tq: unique(kind)}
-	r.kek = newKEK(t, e.vault, r.prefix)
+	r := run{env: setup(t), prefix: unique(kind) + "-", dir: t.TempDir(), tq: unique(kind)}
+	r.kek = newKEK(t, r.vault, r.prefix)
 	r.km = newManager(t, r.dir, r.kek)
-	r.px = startProxy(t, e.stack.FrontendAddr(), r.km)
+	r.px = startProxy(t, r.stack.FrontendAddr(), r.km)
 	r.c = dial(t, r.px.addr)
 	r.stopWorker = startWorker(t, r.c, r.tq)
 	return r
