@@ -62,13 +62,18 @@ func injectHeader(v any, w workflow.HeaderWriter) error {
 	return nil
 }
 
-// extractHeader reads the header's value; ok is false when there is none.
-func extractHeader(r workflow.HeaderReader) (v string, ok bool, err error) {
+// extractHeader returns ctx with the header's value set by with, or ctx itself when there is none.
+func extractHeader[C any](ctx C, r workflow.HeaderReader, with func(C, string) C) (C, error) {
 	p, ok := r.Get(headerField)
-	if ok {
-		err = fromPayload(p, &v)
+	if !ok {
+		return ctx, nil
 	}
-	return v, ok, err
+	var v string
+	if err := fromPayload(p, &v); err != nil {
+		var none C
+		return none, err
+	}
+	return with(ctx, v), nil
 }
 
 func (headerPropagator) Inject(ctx context.Context, w workflow.HeaderWriter) error {
@@ -76,14 +81,7 @@ func (headerPropagator) Inject(ctx context.Context, w workflow.HeaderWriter) err
 }
 
 func (headerPropagator) Extract(ctx context.Context, r workflow.HeaderReader) (context.Context, error) {
-	v, ok, err := extractHeader(r)
-	if err != nil {
-		return nil, err
-	}
-	if ok {
-		ctx = context.WithValue(ctx, headerKey{}, v)
-	}
-	return ctx, nil
+	return extractHeader(ctx, r, func(ctx context.Context, v string) context.Context { return context.WithValue(ctx, headerKey{}, v) })
 }
 
 func (headerPropagator) InjectFromWorkflow(ctx workflow.Context, w workflow.HeaderWriter) error {
@@ -91,14 +89,7 @@ func (headerPropagator) InjectFromWorkflow(ctx workflow.Context, w workflow.Head
 }
 
 func (headerPropagator) ExtractToWorkflow(ctx workflow.Context, r workflow.HeaderReader) (workflow.Context, error) {
-	v, ok, err := extractHeader(r)
-	if err != nil {
-		return nil, err
-	}
-	if ok {
-		ctx = workflow.WithValue(ctx, headerKey{}, v)
-	}
-	return ctx, nil
+	return extractHeader(ctx, r, func(ctx workflow.Context, v string) workflow.Context { return workflow.WithValue(ctx, headerKey{}, v) })
 }
 
 func e2eWorkflow(ctx workflow.Context, in e2eInput) ([]string, error) {
