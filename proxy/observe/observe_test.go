@@ -274,4 +274,3 @@ func TestTracingWithExporter(t *testing.T) {
 	defer cancel()
 	_ = tr.Shutdown(ctx) // nothing buffered: nothing to fail on
 }
-
