@@ -27,6 +27,7 @@ func bodyCases() []*commonpb.Payload {
 }
 
 func TestAppendBodyMatchesProto(t *testing.T) {
+	t.Parallel()
 	for i, p := range bodyCases() {
 		want, err := reference.Marshal(p)
 		if err != nil {
@@ -57,6 +58,7 @@ func TestAppendBodyMatchesProto(t *testing.T) {
 }
 
 func TestParseSimpleAliasesSafely(t *testing.T) {
+	t.Parallel()
 	body, _ := reference.Marshal(&commonpb.Payload{Metadata: map[string][]byte{"a": []byte("1"), "b": []byte("2")}, Data: []byte("data")})
 	p, ok := parseSimple(body)
 	if !ok {

@@ -25,6 +25,9 @@ const (
 	MetadataNamespace = "blindfold-namespace"
 	// FormatV1 is the value of MetadataFormat for the format this package writes.
 	FormatV1 = "1"
+	// MetadataDecodeError is added to a payload that a Blindfold decoder (the codec endpoint, the CLI's decode) could not open
+	// and returned still encrypted; its value says why. It is not part of the envelope, and SDK plugins treat it as an error.
+	MetadataDecodeError = "blindfold-decode-error"
 )
 
 const (
@@ -115,14 +118,20 @@ func New(kr Keyring, opts ...Option) (*Codec, error) {
 	return c, nil
 }
 
-// Encode seals every payload for namespace and returns them in a new slice of the same length.
+// Encode seals every payload for namespace with the keyring's default scope for namespace; it is EncodeFor with Target{Namespace: namespace}.
+func (c *Codec) Encode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	return c.EncodeFor(ctx, Target{Namespace: namespace}, payloads)
+}
+
+// EncodeFor seals every payload for t (bound to t.Namespace, with the primary key of t.Scope) and returns them in a new slice of the same length.
 // Nil entries stay nil, and payloads that already are Blindfold envelopes are returned unchanged, so encoding twice never encrypts twice.
 // The input payloads are not modified.
 //
 // Each envelope has its own metadata map, but the byte slices of its metadata values are shared with other envelopes of the same key and
 // namespace (their capacity is their length, so appending to one copies it). Callers must not modify envelope metadata values in place;
 // replacing a value in the map is fine. Nothing in Blindfold or in the Temporal SDK and gRPC stacks writes into them.
-func (c *Codec) Encode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	namespace := t.Namespace
 	out := make([]*commonpb.Payload, len(payloads))
 	var (
 		key Key
@@ -135,8 +144,11 @@ func (c *Codec) Encode(ctx context.Context, namespace string, payloads []*common
 		}
 		if kc == nil {
 			var err error
-			key, err = c.kr.SealingKey(ctx, namespace)
+			key, err = c.kr.SealingKey(ctx, t)
 			if err != nil {
+				if t.Scope != "" {
+					return nil, fmt.Errorf("encode payload %d: sealing key for namespace %q, scope %q: %w", i, namespace, t.Scope, err)
+				}
 				return nil, fmt.Errorf("encode payload %d: sealing key for namespace %q: %w", i, namespace, err)
 			}
 			if key.ID == "" || key.AEAD == nil {

@@ -88,7 +88,7 @@ func openRaw(t testing.TB, kr codec.Keyring, namespace string, env *commonpb.Pay
 // sealRaw builds an envelope around an arbitrary plaintext (flags||body) with the namespace's sealing key.
 func sealRaw(t testing.TB, kr codec.Keyring, namespace string, plaintext []byte) *commonpb.Payload {
 	t.Helper()
-	key, err := kr.SealingKey(context.Background(), namespace)
+	key, err := kr.SealingKey(context.Background(), codec.Target{Namespace: namespace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +108,7 @@ func sealRaw(t testing.TB, kr codec.Keyring, namespace string, plaintext []byte)
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	big := bytes.Repeat([]byte("blindfold "), 10_000)
 	payloads := []*commonpb.Payload{
 		jsonPayload("marker-roundtrip"),
@@ -183,6 +184,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestEncodeIsIdempotent(t *testing.T) {
+	t.Parallel()
 	kr := codectest.NewKeyring()
 	c := newCodec(t, kr)
 	ctx := context.Background()
@@ -214,6 +216,7 @@ func TestEncodeIsIdempotent(t *testing.T) {
 }
 
 func TestDecodePassesForeignPayloads(t *testing.T) {
+	t.Parallel()
 	kr := codectest.NewKeyring()
 	c := newCodec(t, kr)
 	foreign := []*commonpb.Payload{
@@ -246,7 +249,7 @@ type failingKeyring struct{}
 
 var errStoreDown = errors.New("key store unreachable")
 
-func (failingKeyring) SealingKey(context.Context, string) (codec.Key, error) {
+func (failingKeyring) SealingKey(context.Context, codec.Target) (codec.Key, error) {
 	return codec.Key{}, errStoreDown
 }
 
@@ -255,6 +258,7 @@ func (failingKeyring) OpeningKey(context.Context, string, string) (codec.Key, er
 }
 
 func TestDecodeErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	zenc, err := zstd.NewWriter(nil)
 	if err != nil {
@@ -436,6 +440,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestEncodeErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	kr := codectest.NewKeyring()
 	kr.Destroy("shredded")
@@ -454,6 +459,7 @@ func TestEncodeErrors(t *testing.T) {
 }
 
 func TestNewOptions(t *testing.T) {
+	t.Parallel()
 	kr := codectest.NewKeyring()
 	for _, tc := range []struct {
 		name string
@@ -477,6 +483,7 @@ func TestNewOptions(t *testing.T) {
 }
 
 func TestCompression(t *testing.T) {
+	t.Parallel()
 	compressible := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: bytes.Repeat([]byte(`{"k":"v"},`), 6554)}
 	incompressible := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: randomBytes(t, 64<<10)}
 	small := jsonPayload("small")
@@ -518,6 +525,7 @@ func TestCompression(t *testing.T) {
 }
 
 func TestAssociatedData(t *testing.T) {
+	t.Parallel()
 	got := codec.AssociatedData("default/0a1b2c3d", "ns")
 	want := []byte("\x00\x00\x00\x0cblindfold/v1\x00\x00\x00\x10default/0a1b2c3d\x00\x00\x00\x02ns")
 	if !bytes.Equal(got, want) {
@@ -530,6 +538,7 @@ func TestAssociatedData(t *testing.T) {
 }
 
 func TestNamespaceCodecIsPayloadCodec(t *testing.T) {
+	t.Parallel()
 	kr := codectest.NewKeyring()
 	c := newCodec(t, kr)
 	var pc converter.PayloadCodec = c.ForNamespace("default")
@@ -555,6 +564,7 @@ func TestNamespaceCodecIsPayloadCodec(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	kr := codectest.NewKeyring()
 	c := newCodec(t, kr, codec.WithCompression(64))
 	ctx := context.Background()

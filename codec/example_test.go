@@ -75,7 +75,7 @@ func ExampleKeyID() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	key, err := kr.SealingKey(context.Background(), "default")
+	key, err := kr.SealingKey(context.Background(), codec.Target{Namespace: "default"})
 	if err != nil {
 		log.Fatal(err)
 	}

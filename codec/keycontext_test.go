@@ -8,6 +8,7 @@ import (
 )
 
 func TestKeyContexts(t *testing.T) {
+	t.Parallel()
 	var c keyContexts
 	kc := c.get("ns", "ns/0a1b2c3d")
 	if !bytes.Equal(kc.ad, associatedData("ns/0a1b2c3d", "ns")) {
@@ -28,6 +29,7 @@ func TestKeyContexts(t *testing.T) {
 }
 
 func TestKeyContextsConcurrent(t *testing.T) {
+	t.Parallel()
 	var (
 		c  keyContexts
 		wg sync.WaitGroup
@@ -47,6 +49,7 @@ func TestKeyContextsConcurrent(t *testing.T) {
 
 // Envelope metadata values are shared between envelopes; appending to one must not write into the others.
 func TestEnvelopeMetadataIsolated(t *testing.T) {
+	t.Parallel()
 	kc := newKeyContext("ns/0a1b2c3d", "ns")
 	a, b := kc.envelopeMetadata(), kc.envelopeMetadata()
 	for k := range a {

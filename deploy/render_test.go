@@ -1,133 +1,165 @@
 package deploy
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"text/template"
 
-	"github.com/Masterminds/sprig/v3"
-	"sigs.k8s.io/yaml"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
 )
 
 var update = flag.Bool("update", false, "regenerate deploy/k8s/blindfold.yaml from the chart")
 
-const chartDir = "helm/blindfold"
+const (
+	chartDir    = "helm/blindfold"
+	releaseName = "blindfold"
+	namespace   = "blindfold"
+	// kubeVersion is the cluster version the chart is rendered for (.Capabilities.KubeVersion, checked against the
+	// chart's kubeVersion as `helm template` does): the release whose types k8s.io/api v0.37 decodes.
+	kubeVersion = "v1.37.0"
+)
 
-// renderChart renders every template of the chart with Go's text/template, sprig and the few functions Helm adds
-// (include, toYaml, required), as `helm template` would, and returns the output per template file.
-func renderChart(t *testing.T, values map[string]any, release, namespace string) map[string]string {
+// strictCodecs decodes manifests into the typed objects of k8s.io/api, registered in client-go's scheme, and
+// rejects what the API server's strict field validation rejects: unknown (misspelled, misplaced) fields and
+// duplicate keys. Values of the wrong type and unknown apiVersion/kind fail any decode.
+var strictCodecs = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict)
+
+func loadChart(t *testing.T) *chart.Chart {
 	t.Helper()
-	out, err := render(t, values, release, namespace)
+	ch, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return ch
+}
+
+// render renders the chart with Helm's own engine the way `helm template --namespace blindfold blindfold <chart>
+// -f values` does: values coalesced over the chart's values.yaml, release and capabilities as for an install, the
+// chart's kubeVersion checked, and the output split and ordered by releaseutil (install order, `# Source:` names).
+func render(ch *chart.Chart, values map[string]any) ([]releaseutil.Manifest, error) {
+	caps := chartutil.DefaultCapabilities.Copy()
+	kv, err := chartutil.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		return nil, err
+	}
+	caps.KubeVersion = *kv
+	if ch.Metadata.KubeVersion != "" && !chartutil.IsCompatibleRange(ch.Metadata.KubeVersion, caps.KubeVersion.String()) {
+		return nil, fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s", ch.Metadata.KubeVersion, caps.KubeVersion.String())
+	}
+	opts := chartutil.ReleaseOptions{Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true}
+	vals, err := chartutil.ToRenderValues(ch, values, opts, caps)
+	if err != nil {
+		return nil, err
+	}
+	files, err := engine.Render(ch, vals)
+	if err != nil {
+		return nil, err
+	}
+	hooks, manifests, err := releaseutil.SortManifests(files, caps.APIVersions, releaseutil.InstallOrder)
+	if err != nil {
+		return nil, err
+	}
+	if len(hooks) > 0 {
+		return nil, fmt.Errorf("the chart renders %d hooks; the plain manifests in deploy/k8s cannot express them", len(hooks))
+	}
+	return manifests, nil
+}
+
+func renderChart(t *testing.T, ch *chart.Chart, values map[string]any) []releaseutil.Manifest {
+	t.Helper()
+	manifests, err := render(ch, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return manifests
+}
+
+// decode decodes one YAML document strictly into its Kubernetes type (by apiVersion and kind) and checks that it
+// names itself.
+func decode(doc string) (runtime.Object, error) {
+	obj, gvk, err := strictCodecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", gvk, err)
+	}
+	if m.GetName() == "" {
+		return nil, fmt.Errorf("%s has no metadata.name", gvk.Kind)
+	}
+	return obj, nil
+}
+
+// objects decodes every document strictly and returns them by "Kind/name"; source names the documents in errors.
+func objects(t *testing.T, source string, docs []string) map[string]runtime.Object {
+	t.Helper()
+	out := map[string]runtime.Object{}
+	for i, doc := range docs {
+		obj, err := decode(doc)
+		if err != nil {
+			t.Errorf("%s document %d is not a valid Kubernetes object: %v\n%s", source, i, err, doc)
+			continue
+		}
+		m, _ := meta.Accessor(obj)
+		key := obj.GetObjectKind().GroupVersionKind().Kind + "/" + m.GetName()
+		if strings.Contains(doc, "=\n") || strings.Contains(doc, "<no value>") {
+			t.Errorf("%s: %s has an empty value:\n%s", source, key, doc)
+		}
+		if out[key] != nil {
+			t.Errorf("%s: %s rendered twice", source, key)
+		}
+		out[key] = obj
 	}
 	return out
 }
 
-func render(t *testing.T, values map[string]any, release, namespace string) (map[string]string, error) {
+func contents(manifests []releaseutil.Manifest) []string {
+	docs := make([]string, len(manifests))
+	for i, m := range manifests {
+		docs[i] = m.Content
+	}
+	return docs
+}
+
+// splitYAML splits a multi-document YAML stream as kubectl does, dropping documents that hold only comments.
+func splitYAML(t *testing.T, stream []byte) []string {
 	t.Helper()
-	var chart map[string]any
-	readYAML(t, filepath.Join(chartDir, "Chart.yaml"), &chart)
-
-	tmpl := template.New("chart").Option("missingkey=zero")
-	funcs := sprig.TxtFuncMap()
-	funcs["toYaml"] = func(v any) string {
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return ""
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
+	var docs []string
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return docs
 		}
-		return strings.TrimSuffix(string(b), "\n")
-	}
-	funcs["required"] = func(msg string, v any) (any, error) {
-		if v == nil || v == "" {
-			return nil, fmt.Errorf("required value missing: %s", msg)
-		}
-		return v, nil
-	}
-	funcs["include"] = func(name string, data any) (string, error) {
-		var b bytes.Buffer
-		err := tmpl.ExecuteTemplate(&b, name, data)
-		return b.String(), err
-	}
-	tmpl.Funcs(funcs)
-
-	files, err := filepath.Glob(filepath.Join(chartDir, "templates", "*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tmpl.New(filepath.Base(f)).Parse(string(b)); err != nil {
-			t.Fatalf("parse %s: %v", f, err)
+		if strings.TrimSpace(stripComments(string(doc))) != "" {
+			docs = append(docs, string(doc))
 		}
 	}
-	data := map[string]any{
-		"Values":  values,
-		"Release": map[string]any{"Name": release, "Namespace": namespace, "Service": "Helm"},
-		"Chart":   map[string]any{"Name": chart["name"], "Version": chart["version"], "AppVersion": chart["appVersion"]},
-	}
-	out := map[string]string{}
-	for _, f := range files {
-		name := filepath.Base(f)
-		if strings.HasPrefix(name, "_") || !strings.HasSuffix(name, ".yaml") {
-			continue
-		}
-		var b bytes.Buffer
-		if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
-			return nil, fmt.Errorf("render %s: %w", name, err)
-		}
-		// Helm renders missing values as empty, not "<no value>".
-		out[name] = strings.ReplaceAll(b.String(), "<no value>", "")
-	}
-	return out, nil
-}
-
-func readYAML(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(b, v); err != nil {
-		t.Fatalf("parse %s: %v", path, err)
-	}
-}
-
-var docSep = regexp.MustCompile(`(?m)^---\s*$`)
-
-// parseObjects splits a multi-document YAML stream and checks that every document is a Kubernetes object.
-func parseObjects(t *testing.T, source, stream string) []map[string]any {
-	t.Helper()
-	var objs []map[string]any
-	for i, doc := range docSep.Split(stream, -1) {
-		if strings.TrimSpace(stripComments(doc)) == "" {
-			continue
-		}
-		var obj map[string]any
-		if err := yaml.UnmarshalStrict([]byte(doc), &obj); err != nil {
-			t.Fatalf("%s document %d is not YAML: %v\n%s", source, i, err, doc)
-		}
-		md, _ := obj["metadata"].(map[string]any)
-		if obj["apiVersion"] == nil || obj["kind"] == nil || md["name"] == nil || md["name"] == "" {
-			t.Fatalf("%s document %d is not a Kubernetes object (apiVersion, kind, metadata.name):\n%s", source, i, doc)
-		}
-		if strings.Contains(doc, "=\n") || strings.Contains(doc, "<no value>") {
-			t.Errorf("%s: %s %s has an empty value:\n%s", source, obj["kind"], md["name"], doc)
-		}
-		objs = append(objs, obj)
-	}
-	return objs
 }
 
 func stripComments(doc string) string {
@@ -140,36 +172,17 @@ func stripComments(doc string) string {
 	return b.String()
 }
 
-// merge overlays src onto dst, recursively for maps.
-func merge(dst, src map[string]any) map[string]any {
-	out := maps.Clone(dst)
-	for k, v := range src {
-		if sm, ok := v.(map[string]any); ok {
-			if dm, ok := out[k].(map[string]any); ok {
-				out[k] = merge(dm, sm)
-				continue
-			}
-		}
-		out[k] = v
+func readValues(t *testing.T, path string) map[string]any {
+	t.Helper()
+	v, err := chartutil.ReadValuesFile(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
-}
-
-func get(obj map[string]any, path ...string) any {
-	var cur any = obj
-	for _, p := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = m[p]
-	}
-	return cur
+	return v
 }
 
 func TestHelmChartRenders(t *testing.T) {
-	var defaults map[string]any
-	readYAML(t, filepath.Join(chartDir, "values.yaml"), &defaults)
+	ch := loadChart(t)
 	scenarios := map[string]map[string]any{
 		"defaults": {},
 		"vault, xds and envoy egress": {
@@ -187,83 +200,129 @@ func TestHelmChartRenders(t *testing.T) {
 	}
 	for name, over := range scenarios {
 		t.Run(name, func(t *testing.T) {
-			out := renderChart(t, merge(defaults, over), "blindfold", "blindfold")
-			kinds := map[string]map[string]any{}
-			for _, file := range slices.Sorted(maps.Keys(out)) {
-				for _, obj := range parseObjects(t, file, out[file]) {
-					key := fmt.Sprintf("%s/%s", obj["kind"], get(obj, "metadata", "name"))
-					if kinds[key] != nil {
-						t.Errorf("%s rendered twice", key)
-					}
-					kinds[key] = obj
-				}
-			}
+			objs := objects(t, name, contents(renderChart(t, ch, over)))
 			for _, want := range []string{"Deployment/blindfold", "Service/blindfold", "Service/blindfold-headless", "NetworkPolicy/blindfold",
 				"ConfigMap/blindfold-policy", "Secret/blindfold-kek", "PodDisruptionBudget/blindfold", "ServiceAccount/blindfold"} {
-				if kinds[want] == nil {
-					t.Errorf("%s not rendered; got %v", want, slices.Sorted(maps.Keys(kinds)))
+				if objs[want] == nil {
+					t.Errorf("%s not rendered; got %v", want, slices.Sorted(maps.Keys(objs)))
 				}
 			}
-			dep := kinds["Deployment/blindfold"]
-			sel := get(dep, "spec", "selector", "matchLabels").(map[string]any)
-			labels := get(dep, "spec", "template", "metadata", "labels").(map[string]any)
+			if t.Failed() {
+				t.FailNow()
+			}
+			dep := objs["Deployment/blindfold"].(*appsv1.Deployment)
+			sel := dep.Spec.Selector.MatchLabels
+			labels := dep.Spec.Template.Labels
 			for k, v := range sel {
 				if labels[k] != v {
 					t.Errorf("deployment selector %s=%v does not match its pod labels %v", k, v, labels)
 				}
 			}
-			svcSel := get(kinds["Service/blindfold"], "spec", "selector").(map[string]any)
-			if !maps.Equal(svcSel, sel) {
-				t.Errorf("service selector %v differs from the deployment's %v", svcSel, sel)
+			svc := objs["Service/blindfold"].(*corev1.Service)
+			if !maps.Equal(svc.Spec.Selector, sel) {
+				t.Errorf("service selector %v differs from the deployment's %v", svc.Spec.Selector, sel)
+			}
+			// Every named target port of the Service is a port of the proxy container.
+			proxy := dep.Spec.Template.Spec.Containers[0]
+			for _, p := range svc.Spec.Ports {
+				if name := p.TargetPort.StrVal; name != "" && !slices.ContainsFunc(proxy.Ports, func(cp corev1.ContainerPort) bool { return cp.Name == name }) {
+					t.Errorf("service port %s targets %q, which container %s does not declare", p.Name, name, proxy.Name)
+				}
 			}
 			// Egress: only the backend, Vault (when used), the xDS server (when used) and DNS.
-			egress := get(kinds["NetworkPolicy/blindfold"], "spec", "egress").([]any)
+			egress := objs["NetworkPolicy/blindfold"].(*networkingv1.NetworkPolicy).Spec.Egress
 			wantEgress := 2
 			if over["keys"] != nil {
 				wantEgress++
 			}
 			if over["xds"] != nil {
 				wantEgress++
-				if kinds["Deployment/blindfold-xds"] == nil || kinds["Service/blindfold-xds"] == nil {
+				if objs["Deployment/blindfold-xds"] == nil || objs["Service/blindfold-xds"] == nil {
 					t.Error("xds enabled but its Deployment or Service is missing")
 				}
 			}
 			if len(egress) != wantEgress {
 				t.Errorf("network policy has %d egress rules, want %d", len(egress), wantEgress)
 			}
-			args := fmt.Sprint(get(dep, "spec", "template", "spec", "containers").([]any)[0].(map[string]any)["args"])
-			if over["envoyEgress"] != nil && !strings.Contains(args, "--upstream=127.0.0.1:7234") {
-				t.Errorf("with envoy egress the proxy must dial envoy on loopback: %s", args)
+			if over["envoyEgress"] != nil && !slices.Contains(proxy.Args, "--upstream=127.0.0.1:7234") {
+				t.Errorf("with envoy egress the proxy must dial envoy on loopback: %s", proxy.Args)
 			}
 		})
 	}
 
 	t.Run("missing required value fails", func(t *testing.T) {
-		vals := merge(defaults, map[string]any{"envoyEgress": map[string]any{"enabled": true, "config": ""}})
-		_, tmplErr := render(t, vals, "blindfold", "blindfold")
-		if tmplErr == nil || !strings.Contains(tmplErr.Error(), "envoyEgress.config") {
-			t.Errorf("render without envoyEgress.config = %v, want a required-value error", tmplErr)
+		_, err := render(ch, map[string]any{"envoyEgress": map[string]any{"enabled": true, "config": ""}})
+		if err == nil || !strings.Contains(err.Error(), "envoyEgress.config") {
+			t.Errorf("render without envoyEgress.config = %v, want a required-value error", err)
 		}
 	})
 }
 
-// TestPlainManifests checks deploy/k8s: every document is a Kubernetes object, and blindfold.yaml is the chart
-// rendered with deploy/k8s/values.yaml (regenerate with -update).
-func TestPlainManifests(t *testing.T) {
-	var defaults, over map[string]any
-	readYAML(t, filepath.Join(chartDir, "values.yaml"), &defaults)
-	readYAML(t, filepath.Join("k8s", "values.yaml"), &over)
-	out := renderChart(t, merge(defaults, over), "blindfold", "blindfold")
-	var b strings.Builder
-	b.WriteString("# Generated from deploy/helm/blindfold with deploy/k8s/values.yaml (go test ./deploy -update); do not edit.\n")
-	b.WriteString("# Create the Secrets it references first; see docs/deploy.md.\n")
-	for _, file := range slices.Sorted(maps.Keys(out)) {
-		for _, doc := range docSep.Split(out[file], -1) {
-			if strings.TrimSpace(stripComments(doc)) == "" {
-				continue
+// TestStrictDecodeRejects proves the decode above is strict: each case breaks one template of the chart, renders it
+// with Helm and expects the decode of the broken object to fail, naming what is wrong.
+func TestStrictDecodeRejects(t *testing.T) {
+	cases := []struct {
+		name, template, old, new string
+		want                     string // in the decode error
+		strict                   bool   // only a strict decode catches it
+	}{
+		{"misspelled field", "templates/deployment.yaml", "containerPort:", "contianerPort:",
+			`unknown field "spec.template.spec.containers[0].ports[0].contianerPort"`, true},
+		{"field at the wrong level", "templates/service.yaml", "  selector:", "  podSelector:",
+			`unknown field "spec.podSelector"`, true},
+		{"duplicate key", "templates/deployment.yaml", "automountServiceAccountToken: false",
+			"automountServiceAccountToken: false\n      automountServiceAccountToken: true", `"automountServiceAccountToken" already set`, true},
+		{"wrong type", "templates/deployment.yaml", "terminationGracePeriodSeconds: 80", `terminationGracePeriodSeconds: "80"`,
+			"terminationGracePeriodSeconds", false},
+		{"unknown kind", "templates/serviceaccount.yaml", "kind: ServiceAccount", "kind: ServiceAcount",
+			`no kind "ServiceAcount" is registered`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ch := loadChart(t)
+			i := slices.IndexFunc(ch.Templates, func(f *chart.File) bool { return f.Name == c.template })
+			if i < 0 || !bytes.Contains(ch.Templates[i].Data, []byte(c.old)) {
+				t.Fatalf("%s has no %q to break", c.template, c.old)
 			}
-			b.WriteString("---\n# Source: blindfold/templates/" + file + "\n" + strings.Trim(doc, "\n") + "\n")
-		}
+			ch.Templates[i].Data = bytes.Replace(ch.Templates[i].Data, []byte(c.old), []byte(c.new), 1)
+			manifests := renderChart(t, ch, nil)
+			var failed []error
+			for _, m := range manifests {
+				if _, err := decode(m.Content); err != nil {
+					failed = append(failed, err)
+					if !strings.HasSuffix(m.Name, c.template) {
+						t.Errorf("%s fails to decode, but only %s was broken: %v", m.Name, c.template, err)
+					}
+					if c.strict && runtime.IsStrictDecodingError(err) {
+						// A lenient decode (what a map-based check, or an old client, does) drops the field silently.
+						lenient := serializer.NewCodecFactory(scheme.Scheme).UniversalDeserializer()
+						if _, _, err := lenient.Decode([]byte(m.Content), nil, nil); err != nil {
+							t.Errorf("lenient decode of %s also fails: %v", m.Name, err)
+						}
+					}
+				}
+			}
+			if len(failed) != 1 || !strings.Contains(failed[0].Error(), c.want) {
+				t.Fatalf("decode errors %v, want one naming %s", failed, c.want)
+			}
+			if c.strict && !runtime.IsStrictDecodingError(failed[0]) {
+				t.Errorf("%v is not a strict decoding error", failed[0])
+			}
+			t.Logf("%s: %v", c.template, failed[0])
+		})
+	}
+}
+
+// TestPlainManifests checks deploy/k8s: every document is a Kubernetes object that decodes strictly, and
+// blindfold.yaml is the chart rendered with deploy/k8s/values.yaml, byte for byte as `helm template` prints it
+// (regenerate with -update).
+func TestPlainManifests(t *testing.T) {
+	manifests := renderChart(t, loadChart(t), readValues(t, filepath.Join("k8s", "values.yaml")))
+	var b strings.Builder
+	b.WriteString("# Generated from deploy/helm/blindfold with deploy/k8s/values.yaml (cd deploy && go test . -update); do not edit.\n")
+	b.WriteString("# Create the Secrets it references first; see docs/deploy.md.\n")
+	for _, m := range manifests {
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", m.Name, m.Content) // as helm template prints it
 	}
 	path := filepath.Join("k8s", "blindfold.yaml")
 	if *update {
@@ -283,7 +342,7 @@ func TestPlainManifests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if objs := parseObjects(t, f, string(got)); len(objs) == 0 {
+		if objs := objects(t, f, splitYAML(t, got)); len(objs) == 0 {
 			t.Errorf("%s holds no objects", f)
 		}
 	}
@@ -292,6 +351,6 @@ func TestPlainManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(got) != b.String() {
-		t.Errorf("%s is stale; run go test ./deploy -update", path)
+		t.Errorf("%s is stale; run: cd deploy && go test . -update", path)
 	}
 }

@@ -3,6 +3,7 @@ package keys_test
 import (
 	"testing"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -12,7 +13,7 @@ func BenchmarkSteadyState(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	k, err := m.SealingKey(ctx, "default")
+	k, err := m.SealingKey(ctx, codec.Target{Namespace: "default"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -20,7 +21,7 @@ func BenchmarkSteadyState(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := m.SealingKey(ctx, "default"); err != nil {
+				if _, err := m.SealingKey(ctx, codec.Target{Namespace: "default"}); err != nil {
 					b.Fatal(err)
 				}
 			}

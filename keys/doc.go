@@ -2,9 +2,11 @@
 //
 // # Scopes
 //
-// A scope is a named key domain. By default each Temporal namespace is its own
-// scope (see ScopeForNamespace for how a namespace name becomes a scope name);
-// WithScopeFunc lets policy map namespaces or tenants to shared scopes.
+// A scope is a named key domain. Every seal names its scope explicitly in the
+// codec.Target it gets (the proxy puts there the scope its policy chose for the
+// namespace or tenant); a Target without a scope uses the namespace's own scope
+// (see codec.ScopeForNamespace, also here as ScopeForNamespace, for how a
+// namespace name becomes a scope name).
 //
 // # Keys and key ids
 //
@@ -44,11 +46,19 @@
 // new master key and destroy the old one (no command does this yet). A Vault Transit KEK per scope gives
 // the stronger guarantee: shredding deletes the Transit key itself.
 //
+// # Errors
+//
+// The sentinels codec.Keyring's contract names are what SealingKey and OpeningKey
+// return, so callers that only know the codec package classify them:
+// ErrScopeNotFound wraps codec.ErrUnknownKey, ErrUnwrap codec.ErrKeyRejected,
+// ErrUnavailable codec.ErrKeyUnavailable, and ErrInvalidScope is codec.ErrInvalidScope.
+//
 // # Vault Transit
 //
-// VaultKEK wraps each scope's keyset with its own Transit key (aes256-gcm96, derived, the keyset's associated
-// data as context), found from the associated data, so one VaultKEK serves every scope. Shred deletes the
-// scope's Transit key first; a keyset whose Transit key is gone counts as shredded, even one restored from a
-// backup. Rewrap moves stored keysets to the newest Transit key version inside Vault; StartRotation rotates
-// data keys on a timer. See docs/vault.md.
+// The Vault Transit KEK is in the subpackage keys/vault, so that programs without
+// Vault do not link its client: it wraps each scope's keyset with its own Transit
+// key and implements ScopeDestroyer (Shred deletes the scope's Transit key first;
+// a keyset whose Transit key is gone counts as shredded, even one restored from a
+// backup) and Rewrapper (Rewrap moves stored keysets to the newest Transit key
+// version inside Vault). StartRotation rotates data keys on a timer. See docs/vault.md.
 package keys

@@ -23,7 +23,7 @@ func ExampleOpenLocal() {
 	}
 	var kr codec.Keyring = m
 
-	seal, _ := kr.SealingKey(ctx, "default") // creates the scope's keyset on first use
+	seal, _ := kr.SealingKey(ctx, codec.Target{Namespace: "default"}) // creates the scope's keyset on first use
 	ct, _ := seal.AEAD.Encrypt([]byte("hello"), []byte("associated data"))
 
 	open, _ := kr.OpeningKey(ctx, "default", seal.ID)
@@ -39,11 +39,11 @@ func ExampleManager_Rotate() {
 	ctx := context.Background()
 	m, _ := keys.OpenLocal(dir)
 
-	old, _ := m.SealingKey(ctx, "payments")
+	old, _ := m.SealingKey(ctx, codec.Target{Namespace: "payments"})
 	ct, _ := old.AEAD.Encrypt([]byte("sealed before rotation"), nil)
 
 	newID, _ := m.Rotate(ctx, "payments")
-	cur, _ := m.SealingKey(ctx, "payments")
+	cur, _ := m.SealingKey(ctx, codec.Target{Namespace: "payments"})
 	fmt.Println(cur.ID == newID, cur.ID != old.ID)
 
 	k, _ := m.OpeningKey(ctx, "payments", old.ID)
@@ -61,13 +61,13 @@ func ExampleManager_Shred() {
 	ctx := context.Background()
 	m, _ := keys.OpenLocal(dir)
 
-	k, _ := m.SealingKey(ctx, "tenant-42")
+	k, _ := m.SealingKey(ctx, codec.Target{Namespace: "tenant-42"})
 	if err := m.Shred(ctx, "tenant-42"); err != nil {
 		log.Fatal(err)
 	}
 	_, err := m.OpeningKey(ctx, "tenant-42", k.ID)
 	fmt.Println(errors.Is(err, codec.ErrKeyDestroyed))
-	_, err = m.SealingKey(ctx, "tenant-42")
+	_, err = m.SealingKey(ctx, codec.Target{Namespace: "tenant-42"})
 	fmt.Println(errors.Is(err, codec.ErrKeyDestroyed))
 	// Output:
 	// true

@@ -33,7 +33,7 @@ func FuzzOpeningKeyID(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	k, err := m.SealingKey(ctx, "default")
+	k, err := m.SealingKey(ctx, codec.Target{Namespace: "default"})
 	if err != nil {
 		f.Fatal(err)
 	}

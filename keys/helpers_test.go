@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -78,7 +79,7 @@ func newManagerIn(t *testing.T, dir string, opts ...keys.Option) (*keys.Manager,
 
 func mustSeal(t *testing.T, m *keys.Manager, ns string) (id string, ct []byte) {
 	t.Helper()
-	k, err := m.SealingKey(context.Background(), ns)
+	k, err := m.SealingKey(context.Background(), codec.Target{Namespace: ns})
 	if err != nil {
 		t.Fatalf("SealingKey(%q): %v", ns, err)
 	}
@@ -105,7 +106,5 @@ func TestMain(m *testing.M) {
 	// The developer's own key settings must not leak into the tests.
 	os.Unsetenv(keys.MasterKeyEnv)
 	os.Unsetenv(keys.KeyDirEnv)
-	code := m.Run()
-	stopTestVault() // the one vaultdev of this package, if a Vault test started it
-	os.Exit(code)
+	os.Exit(m.Run())
 }

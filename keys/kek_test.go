@@ -13,6 +13,7 @@ import (
 )
 
 func TestLoadMasterKeyCreates(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "new", "keys")
 	if _, err := keys.LoadMasterKey(dir, false); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing key without create: %v, want ErrNotExist", err)

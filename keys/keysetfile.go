@@ -26,6 +26,27 @@ type keysetFile struct {
 	Keyset  []byte            `json:"keyset"`
 }
 
+// KeysetAD is the associated data a Manager wraps scope's keyset with, binding it to its scope and its keys' creation times
+// (created maps Tink key ids in hex to RFC 3339 times). Every KEK gets it with each call; a KEK that holds a key per scope finds
+// the scope in it with ScopeOfKeysetAD, and its tests build it here.
+func KeysetAD(scope string, created map[string]string) []byte { return keysetAD(scope, created) }
+
+// ScopeOfKeysetAD returns the scope named in associated data built by KeysetAD. Anything else, or a scope that is not a valid
+// scope name, is an error: a KEK must not pick a key for data that is not a Blindfold keyset.
+func ScopeOfKeysetAD(ad []byte) (string, error) {
+	const pre, post = keysetFormat + "\x00scope=", "\x00created="
+	rest, ok := bytes.CutPrefix(ad, []byte(pre))
+	i := bytes.Index(rest, []byte(post))
+	if !ok || i < 0 {
+		return "", errors.New("associated data does not name a scope (not a blindfold keyset)")
+	}
+	scope := string(rest[:i])
+	if err := ValidateScope(scope); err != nil {
+		return "", err
+	}
+	return scope, nil
+}
+
 // keysetAD binds a wrapped keyset to its scope and its creation times.
 func keysetAD(scope string, created map[string]string) []byte {
 	c, _ := json.Marshal(created) // map keys are sorted: deterministic

@@ -30,7 +30,6 @@ const (
 type Manager struct {
 	store      Store
 	kek        *countingKEK
-	scopeFunc  func(ctx context.Context, namespace string) string
 	autoCreate bool
 	ttl        time.Duration
 	refresh    time.Duration
@@ -91,10 +90,9 @@ func (s *scopeState) knows(id uint32) bool {
 // Option configures a Manager.
 type Option func(*Manager)
 
-// WithScopeFunc maps a namespace to its scope; the default is ScopeForNamespace. The result must pass ValidateScope.
-func WithScopeFunc(f func(ctx context.Context, namespace string) string) Option {
-	return func(m *Manager) { m.scopeFunc = f }
-}
+// WithClock replaces the Manager's clock (default time.Now), which decides when cached keysets are refreshed and expire. Tests
+// and simulations of key service outages use it to move past RefreshAfter and the TTL without waiting.
+func WithClock(now func() time.Time) Option { return func(m *Manager) { m.now = now } }
 
 // WithAutoCreate sets whether SealingKey creates a keyset for a scope that never had one (default true, the dev behaviour).
 // A shredded scope is never re-created automatically.
@@ -143,7 +141,6 @@ func NewManager(store Store, kek KEK, opts ...Option) (*Manager, error) {
 		now:        time.Now,
 		entries:    map[string]*cacheEntry{},
 	}
-	m.scopeFunc = func(_ context.Context, ns string) string { return ScopeForNamespace(ns) }
 	for _, o := range opts {
 		o(m)
 	}
@@ -167,19 +164,23 @@ func OpenLocal(dir string, opts ...Option) (*Manager, error) {
 	return NewManager(NewDirStore(dir), kek, opts...)
 }
 
-// Scope returns the scope namespace's payloads are sealed under.
-func (m *Manager) Scope(ctx context.Context, namespace string) (string, error) {
-	scope := m.scopeFunc(ctx, namespace)
+// Scope returns the scope payloads for t are sealed under: t.Scope, or ScopeForNamespace(t.Namespace) when it is empty.
+// A scope that is not a valid scope name is an error wrapping ErrInvalidScope.
+func (m *Manager) Scope(t codec.Target) (string, error) {
+	scope := t.Scope
+	if scope == "" {
+		scope = ScopeForNamespace(t.Namespace)
+	}
 	if err := ValidateScope(scope); err != nil {
-		return "", fmt.Errorf("scope of namespace %q: %w", printable(namespace), err)
+		return "", fmt.Errorf("scope of namespace %q: %w", printable(t.Namespace), err)
 	}
 	return scope, nil
 }
 
-// SealingKey returns the primary key of namespace's scope, creating the scope's keyset first if it has none and auto-creation is on.
+// SealingKey returns the primary key of t's scope (see Scope), creating the scope's keyset first if it has none and auto-creation is on.
 // A shredded scope returns an error wrapping codec.ErrKeyDestroyed.
-func (m *Manager) SealingKey(ctx context.Context, namespace string) (codec.Key, error) {
-	scope, err := m.Scope(ctx, namespace)
+func (m *Manager) SealingKey(ctx context.Context, t codec.Target) (codec.Key, error) {
+	scope, err := m.Scope(t)
 	if err != nil {
 		return codec.Key{}, err
 	}

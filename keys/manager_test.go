@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 var ctx = context.Background()
 
 func TestNewManagerOptions(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	kek, _ := keys.LoadMasterKey(dir, true)
 	store := keys.NewDirStore(dir)
@@ -41,6 +43,7 @@ func TestNewManagerOptions(t *testing.T) {
 }
 
 func TestSealOpenAndRotate(t *testing.T) {
+	t.Parallel()
 	m, dir, _, _ := newManager(t)
 	id1, ct1 := mustSeal(t, m, "default")
 	if scope, _, err := keys.ParseKeyID(id1); err != nil || scope != "default" {
@@ -74,6 +77,7 @@ func TestSealOpenAndRotate(t *testing.T) {
 }
 
 func TestScopesAreSeparate(t *testing.T) {
+	t.Parallel()
 	m, _, _, _ := newManager(t)
 	idA, ctA := mustSeal(t, m, "a")
 	idB, _ := mustSeal(t, m, "b")
@@ -95,18 +99,21 @@ func TestScopesAreSeparate(t *testing.T) {
 }
 
 func TestLookupErrors(t *testing.T) {
+	t.Parallel()
 	m, _, _, _ := newManager(t, keys.WithAutoCreate(false))
 	if _, err := m.Create(ctx, "exists", keys.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	badScope, _, _, _ := newManager(t, keys.WithScopeFunc(func(context.Context, string) string { return "../x" }))
 	for _, tc := range []struct {
 		name string
 		do   func() error
 		want error
 	}{
-		{"seal without keyset, no auto-create", func() error { _, err := m.SealingKey(ctx, "missing"); return err }, keys.ErrScopeNotFound},
-		{"seal with invalid scope func", func() error { _, err := badScope.SealingKey(ctx, "default"); return err }, keys.ErrInvalidScope},
+		{"seal without keyset, no auto-create", func() error { _, err := m.SealingKey(ctx, codec.Target{Namespace: "missing"}); return err }, keys.ErrScopeNotFound},
+		{"seal with invalid scope", func() error {
+			_, err := m.SealingKey(ctx, codec.Target{Namespace: "default", Scope: "../x"})
+			return err
+		}, keys.ErrInvalidScope},
 		{"open malformed id", func() error { _, err := m.OpeningKey(ctx, "exists", "exists"); return err }, codec.ErrUnknownKey},
 		{"open id of missing scope", func() error { _, err := m.OpeningKey(ctx, "missing", "missing/00000001"); return err }, codec.ErrUnknownKey},
 		{"open unknown id of existing scope", func() error { _, err := m.OpeningKey(ctx, "exists", "exists/00000001"); return err }, codec.ErrUnknownKey},
@@ -125,6 +132,7 @@ func TestLookupErrors(t *testing.T) {
 
 // TestStoredKeysetErrors damages the stored keyset in every way we know and checks that it fails closed with ErrUnwrap.
 func TestStoredKeysetErrors(t *testing.T) {
+	t.Parallel()
 	edit := func(f func(doc map[string]any)) func(t *testing.T, dir string) {
 		return func(t *testing.T, dir string) {
 			path := filepath.Join(dir, "scopes", "victim.keyset")
@@ -189,7 +197,7 @@ func TestStoredKeysetErrors(t *testing.T) {
 			if !errors.Is(err, keys.ErrUnwrap) || !errors.Is(err, keys.ErrUnavailable) {
 				t.Fatalf("OpeningKey: %v, want ErrUnwrap and ErrUnavailable", err)
 			}
-			if _, err := fresh.SealingKey(ctx, "victim"); !errors.Is(err, keys.ErrUnwrap) {
+			if _, err := fresh.SealingKey(ctx, codec.Target{Namespace: "victim"}); !errors.Is(err, keys.ErrUnwrap) {
 				t.Fatalf("SealingKey: %v, want ErrUnwrap", err)
 			}
 			if _, err := fresh.Rotate(ctx, "victim"); !errors.Is(err, keys.ErrUnwrap) {
@@ -216,12 +224,13 @@ func TestStoredKeysetErrors(t *testing.T) {
 }
 
 func TestSteadyStateDoesNoKeyWork(t *testing.T) {
+	t.Parallel()
 	m, _, _, _ := newManager(t)
 	id, ct := mustSeal(t, m, "default")
 	mustOpen(t, m, "default", id, ct)
 	before := m.Stats()
 	for range 1000 {
-		if _, err := m.SealingKey(ctx, "default"); err != nil {
+		if _, err := m.SealingKey(ctx, codec.Target{Namespace: "default"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := m.OpeningKey(ctx, "default", id); err != nil {
@@ -238,6 +247,7 @@ func TestSteadyStateDoesNoKeyWork(t *testing.T) {
 }
 
 func TestCacheTTLAndRefresh(t *testing.T) {
+	t.Parallel()
 	m, _, clk, _ := newManager(t, keys.WithCacheTTL(10*time.Minute))
 	mustSeal(t, m, "default")
 	s0 := m.Stats()
@@ -262,6 +272,7 @@ func TestCacheTTLAndRefresh(t *testing.T) {
 }
 
 func TestCacheSizeBound(t *testing.T) {
+	t.Parallel()
 	m, _, _, _ := newManager(t, keys.WithCacheSize(2))
 	ids := map[string]string{}
 	for _, ns := range []string{"a", "b", "c"} {
@@ -283,6 +294,7 @@ func TestCacheSizeBound(t *testing.T) {
 }
 
 func TestRotationByAnotherProcess(t *testing.T) {
+	t.Parallel()
 	m, dir, clk, _ := newManager(t)
 	mustSeal(t, m, "default")
 	admin, _, _, _ := newManagerIn(t, dir)
@@ -317,6 +329,7 @@ func TestRotationByAnotherProcess(t *testing.T) {
 }
 
 func TestKEKOutage(t *testing.T) {
+	t.Parallel()
 	m, _, clk, kek := newManager(t, keys.WithCacheTTL(10*time.Minute))
 	id, ct := mustSeal(t, m, "default")
 	kek.down.Store(true)
@@ -330,13 +343,13 @@ func TestKEKOutage(t *testing.T) {
 		t.Fatalf("no refresh failure counted: %+v", s)
 	}
 	// New scopes fail closed at once.
-	if _, err := m.SealingKey(ctx, "new"); !errors.Is(err, errKEKDown) {
+	if _, err := m.SealingKey(ctx, codec.Target{Namespace: "new"}); !errors.Is(err, errKEKDown) {
 		t.Fatalf("new scope with KEK down: %v", err)
 	}
 	// After the TTL: fail closed with a clear error, also for repeated calls.
 	clk.advance(2 * time.Minute)
 	for range 3 {
-		if _, err := m.SealingKey(ctx, "default"); !errors.Is(err, keys.ErrUnavailable) || !errors.Is(err, errKEKDown) {
+		if _, err := m.SealingKey(ctx, codec.Target{Namespace: "default"}); !errors.Is(err, keys.ErrUnavailable) || !errors.Is(err, errKEKDown) {
 			t.Fatalf("SealingKey after TTL: %v, want ErrUnavailable wrapping the KEK error", err)
 		}
 		if _, err := m.OpeningKey(ctx, "default", id); !errors.Is(err, keys.ErrUnavailable) {
@@ -351,6 +364,7 @@ func TestKEKOutage(t *testing.T) {
 }
 
 func TestShred(t *testing.T) {
+	t.Parallel()
 	m, dir, clk, _ := newManager(t)
 	id1, _ := mustSeal(t, m, "tenant")
 	id2, _ := m.Rotate(ctx, "tenant")
@@ -386,7 +400,7 @@ func TestShred(t *testing.T) {
 		{"open first key", func() error { _, err := m.OpeningKey(ctx, "tenant", id1); return err }, codec.ErrKeyDestroyed},
 		{"open second key", func() error { _, err := m.OpeningKey(ctx, "tenant", id2); return err }, codec.ErrKeyDestroyed},
 		{"open never-existing id", func() error { _, err := m.OpeningKey(ctx, "tenant", "tenant/00000002"); return err }, codec.ErrKeyDestroyed},
-		{"seal (auto-create on)", func() error { _, err := m.SealingKey(ctx, "tenant"); return err }, codec.ErrKeyDestroyed},
+		{"seal (auto-create on)", func() error { _, err := m.SealingKey(ctx, codec.Target{Namespace: "tenant"}); return err }, codec.ErrKeyDestroyed},
 		{"rotate", func() error { _, err := m.Rotate(ctx, "tenant"); return err }, codec.ErrKeyDestroyed},
 		{"create without AllowAfterShred", func() error { _, err := m.Create(ctx, "tenant", keys.CreateOptions{}); return err }, codec.ErrKeyDestroyed},
 		{"shred again", func() error { return m.Shred(ctx, "tenant") }, nil},
@@ -433,6 +447,7 @@ func TestShred(t *testing.T) {
 }
 
 func TestUnreadableTombstoneFailsClosed(t *testing.T) {
+	t.Parallel()
 	m, dir, _, _ := newManager(t)
 	id, _ := mustSeal(t, m, "s")
 	os.WriteFile(filepath.Join(dir, "scopes", "s.shredded"), []byte("{"), 0o600)
@@ -443,6 +458,7 @@ func TestUnreadableTombstoneFailsClosed(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	m, dir, _, _ := newManager(t, keys.WithCacheSize(3), keys.WithMinRefreshInterval(0))
 	admin, _, _, _ := newManagerIn(t, dir)
 	var wg sync.WaitGroup
@@ -452,7 +468,7 @@ func TestConcurrentUse(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				ns := fmt.Sprintf("ns%d", (g+i)%5)
-				k, err := m.SealingKey(ctx, ns)
+				k, err := m.SealingKey(ctx, codec.Target{Namespace: ns})
 				if err != nil {
 					t.Error(err)
 					return
@@ -477,4 +493,53 @@ func TestConcurrentUse(t *testing.T) {
 		m.Stats()
 	}
 	wg.Wait()
+}
+
+// TestSealingKeyTargetScope: an explicit Target.Scope is the scope sealed with, whatever the namespace; an empty one is the
+// namespace's default scope.
+func TestSealingKeyTargetScope(t *testing.T) {
+	t.Parallel()
+	m, _, _, _ := newManager(t)
+	for _, tc := range []struct {
+		target codec.Target
+		scope  string
+	}{
+		{codec.Target{Namespace: "saas", Scope: "saas.acme"}, "saas.acme"},
+		{codec.Target{Namespace: "saas"}, "saas"},
+		{codec.Target{Namespace: "a/b"}, keys.ScopeForNamespace("a/b")},
+	} {
+		k, err := m.SealingKey(ctx, tc.target)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.target, err)
+		}
+		if !strings.HasPrefix(k.ID, tc.scope+"/") {
+			t.Errorf("%+v: sealed with %q, want scope %q", tc.target, k.ID, tc.scope)
+		}
+	}
+}
+
+// TestSentinelsWrapCodecErrors: callers that know only codec.Keyring's contract classify this package's errors alike, and the
+// messages stay this package's.
+func TestSentinelsWrapCodecErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err, codecErr error
+		msg           string
+	}{
+		{keys.ErrScopeNotFound, codec.ErrUnknownKey, "scope has no keyset"},
+		{keys.ErrUnwrap, codec.ErrKeyRejected, "keyset cannot be unwrapped"},
+		{keys.ErrUnavailable, codec.ErrKeyUnavailable, "keys unavailable"},
+		{keys.ErrInvalidScope, codec.ErrInvalidScope, "invalid scope name"},
+	} {
+		wrapped := fmt.Errorf("scope %q: %w", "x", tc.err)
+		if !errors.Is(wrapped, tc.err) || !errors.Is(wrapped, tc.codecErr) {
+			t.Errorf("%v: errors.Is(%v) or errors.Is(%v) is false", wrapped, tc.err, tc.codecErr)
+		}
+		if tc.err.Error() != tc.msg {
+			t.Errorf("message %q, want %q", tc.err.Error(), tc.msg)
+		}
+	}
+	if errors.Is(keys.ErrUnavailable, codec.ErrKeyRejected) || errors.Is(keys.ErrUnwrap, codec.ErrKeyUnavailable) {
+		t.Error("a retryable and a final key error are confused")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -41,6 +42,7 @@ func (h *hangingKEK) DecryptWithContext(ctx context.Context, ct, ad []byte) ([]b
 }
 
 func TestBackgroundRefresh(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	local, err := keys.LoadMasterKey(dir, true)
 	if err != nil {
@@ -89,7 +91,7 @@ func TestBackgroundRefresh(t *testing.T) {
 	clk.advance(11 * time.Minute)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := m.SealingKey(cctx, "default"); !errors.Is(err, keys.ErrUnavailable) {
+	if _, err := m.SealingKey(cctx, codec.Target{Namespace: "default"}); !errors.Is(err, keys.ErrUnavailable) {
 		t.Fatalf("SealingKey past the TTL with the KEK hanging = %v, want ErrUnavailable", err)
 	}
 }

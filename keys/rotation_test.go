@@ -4,10 +4,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
 func TestRotateIfOlder(t *testing.T) {
+	t.Parallel()
 	m, dir, clk, _ := newManager(t)
 	first, err := m.Create(ctx, "default", keys.CreateOptions{})
 	if err != nil {
@@ -56,6 +58,7 @@ func mustLocalKEK(t *testing.T, dir string) keys.KEK {
 }
 
 func TestStartRotation(t *testing.T) {
+	t.Parallel()
 	m, _, clk, _ := newManager(t)
 	first, err := m.Create(ctx, "default", keys.CreateOptions{})
 	if err != nil {
@@ -72,7 +75,7 @@ func TestStartRotation(t *testing.T) {
 	clk.advance(3 * time.Second)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		k, err := m.SealingKey(ctx, "default")
+		k, err := m.SealingKey(ctx, codec.Target{Namespace: "default"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,6 @@
 package keys
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,49 +8,15 @@ import (
 	"github.com/blindfold-dev/blindfold/codec"
 )
 
-// MaxScopeLen is the longest scope name accepted.
-const MaxScopeLen = 200
+// MaxScopeLen is the longest scope name accepted (codec.MaxScopeLen).
+const MaxScopeLen = codec.MaxScopeLen
 
-// hashedScopePrefix starts every scope derived by hashing a namespace name. Verbatim scope names never start with it, so the mapping stays injective.
-const hashedScopePrefix = "_"
+// ValidateScope is codec.ValidateScope, kept here beside the key administration that takes scope names.
+func ValidateScope(scope string) error { return codec.ValidateScope(scope) }
 
-// ValidateScope reports whether scope is a valid scope name: 1 to MaxScopeLen characters from [A-Za-z0-9._-], not starting with a dot.
-// Scope names become file names, so anything else is refused.
-func ValidateScope(scope string) error {
-	if scope == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidScope)
-	}
-	if len(scope) > MaxScopeLen {
-		return fmt.Errorf("%w: %d characters, at most %d allowed", ErrInvalidScope, len(scope), MaxScopeLen)
-	}
-	if scope[0] == '.' {
-		return fmt.Errorf("%w: %q starts with a dot", ErrInvalidScope, scope)
-	}
-	for i := 0; i < len(scope); i++ {
-		if !scopeByte(scope[i]) {
-			return fmt.Errorf("%w: %q contains %q; allowed are A-Z a-z 0-9 . _ -", ErrInvalidScope, scope, scope[i])
-		}
-	}
-	return nil
-}
-
-func scopeByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-}
-
-// ScopeForNamespace is the default namespace-to-scope rule.
-//
-// A namespace that is a valid scope name and does not start with "_" is its own scope ("default" → "default").
-// Any other namespace (other characters, a leading dot or underscore, longer than MaxScopeLen)
-// maps to "_" followed by the hex SHA-256 of its name, so every namespace gets its own valid scope
-// and no namespace can choose a name that lands in another namespace's scope.
-func ScopeForNamespace(namespace string) string {
-	if !strings.HasPrefix(namespace, hashedScopePrefix) && ValidateScope(namespace) == nil {
-		return namespace
-	}
-	sum := sha256.Sum256([]byte(namespace))
-	return hashedScopePrefix + hex.EncodeToString(sum[:])
-}
+// ScopeForNamespace is codec.ScopeForNamespace: the default namespace-to-scope rule, the scope a Manager seals with for a
+// codec.Target without a Scope.
+func ScopeForNamespace(namespace string) string { return codec.ScopeForNamespace(namespace) }
 
 // KeyID formats the id of Tink key tinkID in scope, e.g. "default/1a2b3c4d".
 func KeyID(scope string, tinkID uint32) string {

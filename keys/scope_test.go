@@ -10,6 +10,7 @@ import (
 )
 
 func TestValidateScope(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		scope string
 		ok    bool
@@ -39,6 +40,7 @@ func TestValidateScope(t *testing.T) {
 }
 
 func TestScopeForNamespace(t *testing.T) {
+	t.Parallel()
 	seen := map[string]string{}
 	for _, tc := range []struct {
 		ns       string
@@ -77,6 +79,7 @@ func TestScopeForNamespace(t *testing.T) {
 }
 
 func TestParseKeyID(t *testing.T) {
+	t.Parallel()
 	scope, n, err := keys.ParseKeyID("default/1a2b3c4d")
 	if err != nil || scope != "default" || n != 0x1a2b3c4d {
 		t.Fatalf("ParseKeyID = %q %x %v", scope, n, err)

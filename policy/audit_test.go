@@ -54,6 +54,7 @@ func verifyFile(t *testing.T, path string, opts VerifyOptions) (AuditSummary, er
 }
 
 func TestAuditAppendVerify(t *testing.T) {
+	t.Parallel()
 	path, head := writeLog(t, 5)
 	sum, err := verifyFile(t, path, VerifyOptions{Anchor: head})
 	if err != nil {
@@ -73,6 +74,7 @@ func TestAuditAppendVerify(t *testing.T) {
 }
 
 func TestAuditEmpty(t *testing.T) {
+	t.Parallel()
 	sum, err := VerifyAudit(strings.NewReader(""), VerifyOptions{})
 	if err != nil || sum.Records != 0 || sum.Head != GenesisHash {
 		t.Fatalf("%+v %v", sum, err)
@@ -80,6 +82,7 @@ func TestAuditEmpty(t *testing.T) {
 }
 
 func TestAuditReopenContinuesChain(t *testing.T) {
+	t.Parallel()
 	path, _ := writeLog(t, 3)
 	l, err := OpenAudit(path)
 	if err != nil {
@@ -103,6 +106,7 @@ func TestAuditReopenContinuesChain(t *testing.T) {
 }
 
 func TestAuditSecondWriterRefused(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	l, err := OpenAudit(path)
 	if err != nil {
@@ -116,6 +120,7 @@ func TestAuditSecondWriterRefused(t *testing.T) {
 }
 
 func TestAuditReopenRefusesPartialLine(t *testing.T) {
+	t.Parallel()
 	path, _ := writeLog(t, 2)
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"seq":3,"ti`)
@@ -127,6 +132,7 @@ func TestAuditReopenRefusesPartialLine(t *testing.T) {
 }
 
 func TestAuditConcurrentAppends(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	l, err := OpenAudit(path)
 	if err != nil {
@@ -155,6 +161,7 @@ func TestAuditConcurrentAppends(t *testing.T) {
 
 // TestAuditTamper edits, removes, reorders and inserts records and checks VerifyAudit reports the first bad line.
 func TestAuditTamper(t *testing.T) {
+	t.Parallel()
 	path, head := writeLog(t, 5)
 	orig, _ := os.ReadFile(path)
 	lines := strings.SplitAfter(string(orig), "\n")
@@ -210,6 +217,7 @@ func TestAuditTamper(t *testing.T) {
 }
 
 func TestAuditRecordHasNoPayloadField(t *testing.T) {
+	t.Parallel()
 	// A guard against someone adding payload data to the record type: every field is metadata.
 	path, _ := writeLog(t, 1)
 	data, _ := os.ReadFile(path)

@@ -10,7 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/codec"
 )
 
 // PlaintextMode says what the proxy does with payloads that arrive from SDKs in plaintext.
@@ -61,7 +61,7 @@ type Tenant struct {
 	Default string
 	// Allowed, if not empty, is the only tenants accepted.
 	Allowed []string
-	// Scope is the scope template: "{namespace}" is replaced by keys.ScopeForNamespace of the namespace and "{tenant}"
+	// Scope is the scope template: "{namespace}" is replaced by codec.ScopeForNamespace of the namespace and "{tenant}"
 	// by the tenant (DefaultTenantScope if empty).
 	Scope string
 }
@@ -73,9 +73,8 @@ type NamespaceRules struct {
 	Pattern string
 	// Line is the entry's line in the policy file (0 for built-in defaults).
 	Line int
-	// Scope is the key scope template of the namespace ("{namespace}" is replaced by keys.ScopeForNamespace of the
-	// namespace); empty means the keys package's
-	// default mapping (keys.ScopeForNamespace). Mutually exclusive with Tenant.
+	// Scope is the key scope template of the namespace ("{namespace}" is replaced by codec.ScopeForNamespace of the
+	// namespace); empty means the default mapping (codec.ScopeForNamespace). Mutually exclusive with Tenant.
 	Scope string
 	// Tenant, if set, selects a key scope per tenant.
 	Tenant *Tenant
@@ -142,7 +141,7 @@ func (r *NamespaceRules) EncryptsSearchAttribute(name string) bool {
 }
 
 // ScopeFor returns the key scope for payloads of namespace sealed for tenant (empty when the entry has no tenant
-// section). It returns an error wrapping keys.ErrInvalidScope if the template yields no valid scope name.
+// section). It returns an error wrapping codec.ErrInvalidScope if the template yields no valid scope name.
 func (r *NamespaceRules) ScopeFor(namespace, tenant string) (string, error) {
 	var scope string
 	switch {
@@ -151,16 +150,37 @@ func (r *NamespaceRules) ScopeFor(namespace, tenant string) (string, error) {
 		if tmpl == "" {
 			tmpl = DefaultTenantScope
 		}
-		scope = expand(tmpl, keys.ScopeForNamespace(namespace), tenant)
+		scope = expand(tmpl, codec.ScopeForNamespace(namespace), tenant)
 	case r.Scope != "":
-		scope = expand(r.Scope, keys.ScopeForNamespace(namespace), "")
+		scope = expand(r.Scope, codec.ScopeForNamespace(namespace), "")
 	default:
-		return keys.ScopeForNamespace(namespace), nil
+		return codec.ScopeForNamespace(namespace), nil
 	}
-	if err := keys.ValidateScope(scope); err != nil {
+	if err := codec.ValidateScope(scope); err != nil {
 		return "", fmt.Errorf("scope of namespace %q: %w", namespace, err)
 	}
 	return scope, nil
+}
+
+// SealScope returns the key scope new payloads of namespace are sealed with when no request names a tenant, as the codec
+// endpoint's encode does: the entry's fixed scope, or its tenant default's scope; the namespace's own scope
+// (codec.ScopeForNamespace) for a namespace without an entry, an entry without a scope or a tenant section without a
+// default (never a guessed tenant's). It returns an error wrapping codec.ErrInvalidScope if the template yields no valid
+// scope name, so a caller fails closed rather than sealing elsewhere. It only picks the scope new payloads are sealed
+// with; opening a payload uses the scope named in its key id.
+func (p *Policy) SealScope(namespace string) (string, error) {
+	r, err := p.Namespace(namespace)
+	if err != nil {
+		return codec.ScopeForNamespace(namespace), nil
+	}
+	tenant := ""
+	if r.Tenant != nil {
+		if r.Tenant.Default == "" {
+			return codec.ScopeForNamespace(namespace), nil
+		}
+		tenant = r.Tenant.Default
+	}
+	return r.ScopeFor(namespace, tenant)
 }
 
 func expand(tmpl, namespace, tenant string) string {
@@ -464,7 +484,7 @@ func (p *parser) checkScopeTemplate(n *yaml.Node, field, tmpl string, tenant boo
 		p.errorf(n, field, "unknown placeholder in %q (known: {namespace}, {tenant})", tmpl)
 		return
 	}
-	if err := keys.ValidateScope(expand(tmpl, "ns", "t")); err != nil {
+	if err := codec.ValidateScope(expand(tmpl, "ns", "t")); err != nil {
 		p.errorf(n, field, "%q does not make a valid key scope: %v", tmpl, err)
 	}
 }

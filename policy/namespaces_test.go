@@ -2,15 +2,15 @@ package policy
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/codec"
 )
 
 func TestExamplePolicy(t *testing.T) {
+	t.Parallel()
 	p, err := Load("../deploy/policy.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +61,7 @@ func TestExamplePolicy(t *testing.T) {
 }
 
 func TestNoNamespacesSection(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte("version: 1\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +73,7 @@ func TestNoNamespacesSection(t *testing.T) {
 	if !r.Encrypt.Memo || !r.Encrypt.Headers || !r.Encrypt.Failures || r.Plaintext != PlaintextEncrypt || len(r.Encrypt.SearchAttributes) != 0 {
 		t.Fatalf("defaults: %+v", r)
 	}
-	if sc, _ := r.ScopeFor("a b", ""); sc != keys.ScopeForNamespace("a b") {
+	if sc, _ := r.ScopeFor("a b", ""); sc != codec.ScopeForNamespace("a b") {
 		t.Fatalf("default scope %q", sc)
 	}
 	var nilPolicy *Policy
@@ -82,6 +83,7 @@ func TestNoNamespacesSection(t *testing.T) {
 }
 
 func TestPrecedence(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte(`version: 1
 namespaces:
   "*": {scope: catchall}
@@ -139,6 +141,7 @@ namespaces:
 }
 
 func TestScopeAndTenant(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte(`version: 1
 namespaces:
   fixed: {scope: "shared-{namespace}"}
@@ -206,18 +209,19 @@ namespaces:
 			t.Errorf("%s %q: scope %q %v, want %q", tc.rules.Pattern, tc.value, sc, err, tc.want)
 		}
 	}
-	// A namespace that is not a valid scope name is hashed, as keys.ScopeForNamespace does, so the tenant scope stays valid.
+	// A namespace that is not a valid scope name is hashed, as codec.ScopeForNamespace does, so the tenant scope stays valid.
 	wild, err := Parse("p.yaml", []byte("version: 1\nnamespaces:\n  \"*\": {tenant: {header: x-t}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, _ := wild.Namespace("_x")
-	if sc, err := r.ScopeFor("_x", "acme"); err != nil || sc != keys.ScopeForNamespace("_x")+".acme" || !strings.HasPrefix(sc, "_") {
+	if sc, err := r.ScopeFor("_x", "acme"); err != nil || sc != codec.ScopeForNamespace("_x")+".acme" || !strings.HasPrefix(sc, "_") {
 		t.Errorf("hashed namespace: %q %v", sc, err)
 	}
 }
 
-func TestStoreScopeFunc(t *testing.T) {
+func TestSealScope(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte(`version: 1
 namespaces:
   fixed: {scope: shared}
@@ -228,23 +232,20 @@ namespaces:
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := StaticStore(p).ScopeFunc()
-	ctx := context.Background()
+	store := StaticStore(p)
 	for ns, want := range map[string]string{"fixed": "shared", "saas": "saas", "withdefault": "withdefault.house", "other": "other"} {
-		if got := f(ctx, ns); got != want {
-			t.Errorf("%s: %q, want %q", ns, got, want)
+		if got, err := store.SealScope(ns); got != want || err != nil {
+			t.Errorf("%s: %q %v, want %q", ns, got, err, want)
 		}
 	}
-	if got := f(WithScope(ctx, "saas.acme"), "saas"); got != "saas.acme" {
-		t.Errorf("scope from context: %q", got)
-	}
 	empty, _ := Parse("p.yaml", []byte("version: 1\nnamespaces: {x: {}}\n"))
-	if got := StaticStore(empty).ScopeFunc()(ctx, "unlisted"); got != "unlisted" {
-		t.Errorf("unlisted namespace: %q", got)
+	if got, err := StaticStore(empty).SealScope("unlisted"); got != "unlisted" || err != nil {
+		t.Errorf("unlisted namespace: %q %v", got, err)
 	}
 }
 
 func TestNamespaceErrors(t *testing.T) {
+	t.Parallel()
 	const head = "version: 1\nnamespaces:\n"
 	tests := []struct {
 		name string
@@ -316,6 +317,7 @@ func TestNamespaceErrors(t *testing.T) {
 }
 
 func TestPlaintextAllowedWithMarker(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte(`version: 1
 namespaces:
   a:

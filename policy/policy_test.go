@@ -8,10 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/codec"
 )
 
 func TestLoadValid(t *testing.T) {
+	t.Parallel()
 	p, err := Load("testdata/valid.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -25,6 +26,7 @@ func TestLoadValid(t *testing.T) {
 }
 
 func TestAuthorize(t *testing.T) {
+	t.Parallel()
 	p, err := Load("testdata/valid.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +67,7 @@ func TestAuthorize(t *testing.T) {
 }
 
 func TestDefaultDeny(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("empty.yaml", []byte("version: 1\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +82,7 @@ func TestDefaultDeny(t *testing.T) {
 }
 
 func TestDevAccess(t *testing.T) {
+	t.Parallel()
 	a := DevAccess()
 	if d := a.Authorize(context.Background(), Identity{Subject: "dev"}, "anything", OpEncode); !d.Allow {
 		t.Fatalf("dev access refused: %+v", d)
@@ -89,6 +93,7 @@ func TestDevAccess(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		yaml string
@@ -227,7 +232,7 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 			if sc, err := r.ScopeFor(ns, tenant); err == nil {
-				if verr := keys.ValidateScope(sc); verr != nil {
+				if verr := codec.ValidateScope(sc); verr != nil {
 					t.Fatalf("ScopeFor returned invalid scope %q: %v", sc, verr)
 				}
 			}

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/blindfold-dev/blindfold/keys"
 )
 
 // DefaultPollInterval is how often a Store's Watch looks at the policy file.
@@ -197,44 +195,8 @@ func stamp(path string) (fileStamp, error) {
 	return fileStamp{mod: fi.ModTime(), size: fi.Size()}, nil
 }
 
-type scopeKey struct{}
-
-// WithScope returns ctx carrying the key scope to seal new payloads with. The proxy sets it per RPC from the tenant
-// rules; ScopeFunc reads it.
-func WithScope(ctx context.Context, scope string) context.Context {
-	return context.WithValue(ctx, scopeKey{}, scope)
-}
-
-// ScopeFromContext returns the scope WithScope put in ctx.
-func ScopeFromContext(ctx context.Context) (string, bool) {
-	s, ok := ctx.Value(scopeKey{}).(string)
-	return s, ok && s != ""
-}
-
-// ScopeFunc returns the namespace-to-scope function to give keys.WithScopeFunc: the scope in ctx (set by the proxy for
-// the request's tenant) if any; otherwise the fixed scope of the namespace's entry in the policy in force, or its
-// tenant default's scope; otherwise keys.ScopeForNamespace. It only picks the scope new payloads are sealed with;
-// opening a payload uses the scope named in its key id.
-func (s *Store) ScopeFunc() func(ctx context.Context, namespace string) string {
-	return func(ctx context.Context, namespace string) string {
-		if sc, ok := ScopeFromContext(ctx); ok {
-			return sc
-		}
-		r, err := s.Current().Namespace(namespace)
-		if err != nil {
-			return keys.ScopeForNamespace(namespace)
-		}
-		tenant := ""
-		if r.Tenant != nil {
-			if r.Tenant.Default == "" {
-				// No tenant known here (e.g. the codec endpoint's encode): the namespace's own scope, never a
-				// guessed tenant's.
-				return keys.ScopeForNamespace(namespace)
-			}
-			tenant = r.Tenant.Default
-		}
-		// On error sc is empty, which the keys package refuses with a clear error: fail closed.
-		sc, _ := r.ScopeFor(namespace, tenant)
-		return sc
-	}
+// SealScope is Current().SealScope: the scope new payloads of namespace are sealed with under the policy in force, when
+// no request names a tenant (see Policy.SealScope).
+func (s *Store) SealScope(namespace string) (string, error) {
+	return s.Current().SealScope(namespace)
 }

@@ -24,6 +24,7 @@ const (
 func writeFile(t *testing.T, path, content string) { testenv.WriteFileAtomic(t, path, content) }
 
 func TestStoreReload(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, storeV1)
 	var changes []*Policy
@@ -122,6 +123,7 @@ func TestStoreWatch(t *testing.T) {
 }
 
 func TestStaticStore(t *testing.T) {
+	t.Parallel()
 	p, err := Parse("p.yaml", []byte(storeV1))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/grpc"
+
+	"github.com/blindfold-dev/blindfold/codec"
 )
 
 // Message size defaults, aligned with Temporal v1.32: the frontend keeps gRPC's default 4 MiB receive limit (it sets
@@ -25,11 +27,14 @@ const (
 
 // PayloadCodec encrypts and decrypts payloads for one namespace. *codec.Codec implements it.
 //
-// Both methods return a slice of the same length as ps, element i being the result for ps[i]. Encode must leave payloads
-// it has already encrypted unchanged, and Decode must leave payloads that are not its own unchanged. Errors must never
-// contain payload content; they should name the key involved, since the proxy returns them to the caller.
+// Both methods return a slice of the same length as ps, element i being the result for ps[i]. EncodeFor seals for
+// t.Namespace with the key scope t.Scope names (the one the policy chose for the RPC; "" for the keyring's default
+// scope), and must leave payloads it has already encrypted unchanged; Decode must leave payloads that are not its own
+// unchanged. Errors must never contain payload content; they should name the key involved, since the proxy returns
+// them to the caller. The proxy maps errors wrapping the codec package's sentinels (codec.ErrKeyUnavailable,
+// codec.ErrKeyRejected, codec.ErrUnknownKey, ...) to gRPC codes; any other error is Internal.
 type PayloadCodec interface {
-	Encode(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error)
+	EncodeFor(ctx context.Context, t codec.Target, ps []*commonpb.Payload) ([]*commonpb.Payload, error)
 	Decode(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error)
 }
 
@@ -108,8 +113,8 @@ type Config struct {
 	// Policy, if set, is consulted on every RPC, one snapshot per RPC (a *policy.Store reloads it while running): a
 	// namespace without an entry in its namespaces section is refused with PermissionDenied, and the namespace's entry
 	// decides what is encrypted (memo, headers, failure text, which search attributes), what happens to plaintext from
-	// SDKs (encrypt, reject, pass) and the key scope (fixed, or per tenant: the scope is put in the context the codec
-	// gets, for a keyring built with keys.WithScopeFunc(store.ScopeFunc())). Nil keeps the built-in behaviour: every
+	// SDKs (encrypt, reject, pass) and the key scope (fixed, or per tenant: the scope is the codec.Target.Scope the
+	// codec's EncodeFor gets). Nil keeps the built-in behaviour: every
 	// namespace, everything but search attributes encrypted, the keyring's own scope per namespace. Both this and
 	// AllowedNamespaces apply when both are set.
 	Policy PolicySource

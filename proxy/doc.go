@@ -9,7 +9,9 @@
 // With Config.Policy (a policy.Store, see docs/policy.md) each RPC takes one snapshot of the policy when it is admitted:
 // the namespace's entry decides whether it is served at all, what is encrypted (memo, headers, failure text, which
 // search attributes), whether plaintext from SDKs is encrypted, rejected or passed, and the key scope (fixed or per
-// tenant, handed to the keyring through the context).
+// tenant, passed to the codec with every seal as codec.Target.Scope). Codec errors become gRPC codes by the codec
+// package's sentinels alone (codec.ErrKeyUnavailable is Unavailable; a rejected, unknown or destroyed key
+// FailedPrecondition; tampering DataLoss).
 //
 // The proxy fails closed: a request whose payloads cannot all be encrypted is rejected with a gRPC status and nothing is
 // forwarded; a response that cannot be decrypted is replaced by a status naming the cause (for example the key id).

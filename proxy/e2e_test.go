@@ -422,7 +422,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealedWith, _ := km.SealingKey(context.Background(), "default")
+	sealedWith, _ := km.SealingKey(context.Background(), codec.Target{Namespace: "default"})
 	st := historyStatus(t, startE2EProxy(t, stack.FrontendAddr(), other), id)
 	if st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), sealedWith.ID) || !strings.Contains(st.Message(), "unknown key") {
 		t.Errorf("history through a proxy without the key: %v", st)

@@ -19,7 +19,8 @@ type xorCodec struct{}
 
 const xorEncoding = "test/xor"
 
-func (xorCodec) Encode(_ context.Context, ns string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+func (xorCodec) EncodeFor(_ context.Context, t codec.Target, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	ns := t.Namespace
 	out := make([]*commonpb.Payload, len(ps))
 	for i, p := range ps {
 		if string(p.GetMetadata()["encoding"]) == xorEncoding {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +20,10 @@ import (
 // upstream connection is left.
 func TestShutdownLeavesNoGoroutines(t *testing.T) {
 	up := startFakeUpstream(t)
+	polled := make(chan struct{})
+	var pollOnce sync.Once
 	up.on("PollActivityTaskQueue", func(ctx context.Context, _ proto.Message) (proto.Message, error) {
+		pollOnce.Do(func() { close(polled) })
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
@@ -52,7 +56,12 @@ func TestShutdownLeavesNoGoroutines(t *testing.T) {
 		_, _ = wf.PollActivityTaskQueue(context.Background(), &workflowservice.PollActivityTaskQueueRequest{Namespace: "default"})
 		close(pollDone)
 	}()
-	time.Sleep(50 * time.Millisecond) // let the poll reach the upstream
+	// Shutdown must find the poll in flight upstream, so its deadline is what ends it.
+	select {
+	case <-polled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the poll did not reach the upstream")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
@@ -61,5 +70,10 @@ func TestShutdownLeavesNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = conn.Close()
+	// Connection goroutines end shortly after Close returns; on a loaded machine that can take longer than goleak's own
+	// half second of retries, so wait for the count to come down before the report.
+	for deadline := time.Now().Add(10 * time.Second); goleak.Find(ignore) != nil && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	goleak.VerifyNone(t, ignore)
 }

@@ -40,12 +40,16 @@ type callPolicy struct {
 type callPolicyKey struct{}
 
 func withCallPolicy(ctx context.Context, cp *callPolicy) context.Context {
-	ctx = context.WithValue(ctx, callPolicyKey{}, cp)
-	if cp.scope != "" {
-		// Read by policy.Store.ScopeFunc, which the keys.Manager behind the codec consults when sealing.
-		ctx = policy.WithScope(ctx, cp.scope)
+	return context.WithValue(ctx, callPolicyKey{}, cp)
+}
+
+// sealScope is the scope to put in the codec.Target of the RPC's payloads: the one the policy chose, or "" for the
+// keyring's default scope of the namespace (also without a policy, cp == nil).
+func (cp *callPolicy) sealScope() string {
+	if cp == nil {
+		return ""
 	}
-	return ctx
+	return cp.scope
 }
 
 func callPolicyFrom(ctx context.Context) *callPolicy {
@@ -238,10 +242,10 @@ func (cp *callPolicy) finish(dir direction, sa bool, orig, out *commonpb.Payload
 		return out, nil
 	}
 	if cp.scope != "" && !strings.HasPrefix(string(out.GetMetadata()[codec.MetadataKeyID]), cp.scope+"/") {
-		// The keyring chose its own scope: it was not built with keys.WithScopeFunc(store.ScopeFunc()). Sending this
-		// would seal a tenant's data where shredding the tenant cannot reach it.
+		// The codec or its keyring ignored the scope of the codec.Target it was given (a PayloadCodec or Keyring that breaks
+		// its contract). Sending this would seal a tenant's data where shredding the tenant cannot reach it: fail closed.
 		return nil, &requestError{kind: KindEncode, code: codes.Internal, msg: fmt.Sprintf(
-			"the keyring sealed with a key outside scope %q that the policy chose; it must be built with keys.WithScopeFunc(policy store's ScopeFunc)", cp.scope)}
+			"the keyring sealed with a key outside scope %q that the policy chose; it must seal with codec.Target.Scope", cp.scope)}
 	}
 	if !sa {
 		return out, nil

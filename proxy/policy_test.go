@@ -296,7 +296,7 @@ namespaces:
   saas:
     tenant: {header: x-tenant, memo: tenant, allowed: [acme, globex]}
 `)
-	km, c := testenv.LocalCodec(t, t.TempDir(), keys.WithScopeFunc(store.ScopeFunc()))
+	km, c := testenv.LocalCodec(t, t.TempDir())
 	p := startProxy(t, up.addr, Config{Policy: store, Codec: c})
 	withTenant := func(tn string) context.Context {
 		return metadata.AppendToOutgoingContext(context.Background(), "x-tenant", tn)
@@ -345,11 +345,11 @@ namespaces:
 		t.Errorf("poll without a tenant: %v", err)
 	}
 	// Shredding one tenant's scope leaves the other's payloads readable.
-	acme, err := c.Encode(policy.WithScope(context.Background(), "saas.acme"), "saas", []*commonpb.Payload{jsonPayload("a")})
+	acme, err := c.EncodeFor(context.Background(), codec.Target{Namespace: "saas", Scope: "saas.acme"}, []*commonpb.Payload{jsonPayload("a")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	globex, err := c.Encode(policy.WithScope(context.Background(), "saas.globex"), "saas", []*commonpb.Payload{jsonPayload("g")})
+	globex, err := c.EncodeFor(context.Background(), codec.Target{Namespace: "saas", Scope: "saas.globex"}, []*commonpb.Payload{jsonPayload("g")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,17 +406,31 @@ func TestPolicySnapshotPerRPC(t *testing.T) {
 	}
 }
 
-// TestPolicyScopeNotHonoured: a keyring that ignores the scope the policy chose (built without
-// keys.WithScopeFunc(store.ScopeFunc())) makes the request fail rather than seal a tenant's data elsewhere.
+// scopeIgnoringKeyring breaks codec.Keyring's contract: it seals every Target with the namespace's default scope.
+type scopeIgnoringKeyring struct{ *keys.Manager }
+
+func (k scopeIgnoringKeyring) SealingKey(ctx context.Context, t codec.Target) (codec.Key, error) {
+	return k.Manager.SealingKey(ctx, codec.Target{Namespace: t.Namespace})
+}
+
+// TestPolicyScopeNotHonoured: a keyring that ignores the scope the policy chose (the codec.Target's) makes the request
+// fail rather than seal a tenant's data elsewhere.
 func TestPolicyScopeNotHonoured(t *testing.T) {
 	up := startFakeUpstream(t)
 	store, _ := policyStore(t, "version: 1\nnamespaces:\n  saas: {tenant: {header: x-tenant}}\n  fixed: {scope: shared}\n")
-	_, c := testenv.LocalCodec(t, t.TempDir())
+	km, err := keys.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := codec.New(scopeIgnoringKeyring{km})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := startProxy(t, up.addr, Config{Policy: store, Codec: c})
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-tenant", "acme")
 	for _, ns := range []string{"saas", "fixed"} {
-		_, err := p.wf.StartWorkflowExecution(ctx, startRequest(ns))
-		if st := wantCode(t, err, codes.Internal); !strings.Contains(st.Message(), "WithScopeFunc") {
+		_, err = p.wf.StartWorkflowExecution(ctx, startRequest(ns))
+		if st := wantCode(t, err, codes.Internal); !strings.Contains(st.Message(), "codec.Target.Scope") {
 			t.Errorf("%s: %q", ns, st.Message())
 		}
 	}

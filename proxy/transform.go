@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/keys"
 )
 
 // encodedFailureMessage is the visible message of a failure whose text was moved into encoded_attributes: the SDKs'
@@ -127,7 +126,11 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 			}
 		}
 	}
-	return t.transformPayloads(ctx, w, namespace, msg, t.codec.Encode, cp)
+	encode := func(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+		// The scope the policy chose for this RPC travels with the call, not in ctx, so no keyring can miss it.
+		return t.codec.EncodeFor(ctx, codec.Target{Namespace: namespace, Scope: cp.sealScope()}, ps)
+	}
+	return t.transformPayloads(ctx, w, namespace, msg, encode, cp)
 }
 
 // decodeResponse decrypts every payload of msg for namespace in one Codec call (under a policy, encrypted search
@@ -464,16 +467,15 @@ func codecStatus(op string, namespace string, err error) (error, ErrorKind) {
 		code, kind = codes.Canceled, KindCanceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code, kind = codes.DeadlineExceeded, KindCanceled
-	case errors.Is(err, keys.ErrUnwrap):
-		// Checked before ErrUnavailable, which may wrap it: a keyset the KEK refuses for good (e.g. below Vault's
+	case errors.Is(err, codec.ErrKeyRejected):
+		// Checked before ErrKeyUnavailable, which may wrap it: a keyset the KEK refuses for good (e.g. below Vault's
 		// min_decryption_version) must not look retryable, or SDKs would retry it forever.
 		code, kind = codes.FailedPrecondition, KindKeyUnavailable
-	case errors.Is(err, keys.ErrUnavailable):
+	case errors.Is(err, codec.ErrKeyUnavailable):
 		// The key provider is down and no cached key is left: retryable, and nothing was forwarded.
 		code, kind = codes.Unavailable, KindKeyUnavailable
-	case errors.Is(err, keys.ErrScopeNotFound):
-		code, kind = codes.FailedPrecondition, KindUnknownKey
 	case errors.Is(err, codec.ErrUnknownKey):
+		// Also a scope without keys (keys.ErrScopeNotFound) when the keyring may not create one.
 		code, kind = codes.FailedPrecondition, KindUnknownKey
 	case errors.Is(err, codec.ErrKeyDestroyed):
 		code, kind = codes.FailedPrecondition, KindKeyDestroyed

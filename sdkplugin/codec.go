@@ -18,10 +18,6 @@ import (
 // (internal.ReplayNamespace, not exported). Sealing for it would make every replayed payload unreadable.
 const replayNamespace = "ReplayNamespace"
 
-// decodeErrorKey is the metadata key the Blindfold codec endpoint adds to a payload it could not open
-// (codecserver.DecodeErrorKey; not imported, to keep the endpoint's dependencies out of SDK users' builds).
-const decodeErrorKey = "blindfold-decode-error"
-
 // maxCachedNamespaces bounds the per-namespace codec cache; beyond it codecs are built per call, which is
 // correct, only slower.
 const maxCachedNamespaces = 1024
@@ -196,7 +192,7 @@ func (r *remoteBackend) decode(_ context.Context, ns string, ps []*commonpb.Payl
 	// still sealed with a reason in their metadata; to the SDK that must be an error, as it is with local keys.
 	for i, p := range out {
 		if codec.IsEncrypted(p) {
-			why := string(p.GetMetadata()[decodeErrorKey])
+			why := string(p.GetMetadata()[codec.MetadataDecodeError])
 			if why == "" {
 				why = "the codec endpoint returned it still encrypted"
 			}

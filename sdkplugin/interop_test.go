@@ -123,13 +123,13 @@ type countingCodec struct {
 	plaintextIn atomic.Int64
 }
 
-func (c *countingCodec) Encode(ctx context.Context, ns string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+func (c *countingCodec) EncodeFor(ctx context.Context, t codec.Target, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	for _, p := range ps {
 		if p != nil && !codec.IsEncrypted(p) {
 			c.plaintextIn.Add(1)
 		}
 	}
-	return c.Codec.Encode(ctx, ns, ps)
+	return c.Codec.EncodeFor(ctx, t, ps)
 }
 
 func startProxy(t *testing.T, upstream string, kr codec.Keyring) (string, *countingCodec) {

@@ -32,7 +32,7 @@ func sharedKeyDir(t testing.TB) (*keys.Manager, *keys.Manager) {
 	t.Helper()
 	dir := t.TempDir()
 	first := openKeyDir(t, dir)
-	if _, err := first.SealingKey(context.Background(), "default"); err != nil {
+	if _, err := first.SealingKey(context.Background(), codec.Target{Namespace: "default"}); err != nil {
 		t.Fatalf("create the default scope: %v", err)
 	}
 	return first, openKeyDir(t, dir)
@@ -43,7 +43,7 @@ var errKeyringDown = errors.New("keyring down")
 // downKeyring is a keyring whose key store is unreachable.
 type downKeyring struct{}
 
-func (downKeyring) SealingKey(context.Context, string) (codec.Key, error) {
+func (downKeyring) SealingKey(context.Context, codec.Target) (codec.Key, error) {
 	return codec.Key{}, errKeyringDown
 }
 

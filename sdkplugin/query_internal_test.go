@@ -25,7 +25,7 @@ const queryMarker = "QUERY-ERROR-MARKER-51c0"
 
 type failingKeyring struct{}
 
-func (failingKeyring) SealingKey(context.Context, string) (codec.Key, error) {
+func (failingKeyring) SealingKey(context.Context, codec.Target) (codec.Key, error) {
 	return codec.Key{}, errors.New("down")
 }
 func (failingKeyring) OpeningKey(context.Context, string, string) (codec.Key, error) {

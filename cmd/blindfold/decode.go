@@ -8,8 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"time"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	commonpb "go.temporal.io/api/common/v1"
@@ -24,6 +23,7 @@ import (
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/policy"
+	"github.com/blindfold-dev/blindfold/proxy/codecserver"
 )
 
 func init() {
@@ -71,14 +71,6 @@ type decodeFlags struct {
 	groups                                              []string
 	noShorthand                                         bool
 }
-
-// payloadCodec is what decodeHistory needs from *codec.Codec.
-type payloadCodec interface {
-	Decode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
-}
-
-// decodeErrorKey matches the codec endpoint's marker for payloads left encrypted.
-const decodeErrorKey = "blindfold-decode-error"
 
 func runDecode(ctx context.Context, stdout, stderr io.Writer, file string, o decodeFlags) error {
 	var in []byte
@@ -148,13 +140,9 @@ func readLimited(path string) ([]byte, error) {
 type decodeRequest struct {
 	namespace string
 	identity  policy.Identity
-	codec     payloadCodec
-	authz     interface {
-		Authorize(context.Context, policy.Identity, string, policy.Operation) policy.Decision
-	}
-	audit interface {
-		Append(policy.Record) (string, error)
-	}
+	codec     codecserver.Codec
+	authz     codecserver.Authorizer
+	audit     codecserver.AuditLog
 	shorthand bool
 }
 
@@ -165,73 +153,71 @@ type decodeResult struct {
 	auditSeq uint64
 }
 
-// errDecodeDenied is returned when the policy refuses the identity.
-var errDecodeDenied = errors.New("decode not allowed")
+// errDecodeDenied is returned when the policy refuses the identity: codecserver.ErrForbidden in the command's words.
+var errDecodeDenied error = &wrappedSentinel{msg: "decode not allowed", err: codecserver.ErrForbidden}
 
-// decodeHistory authorizes, audits and decodes an exported history. It returns a result (and possibly an error naming
-// failed payloads) once authorized; a nil result means nothing was decoded.
+// wrappedSentinel gives another package's sentinel a message of its own while errors.Is still finds the original.
+type wrappedSentinel struct {
+	msg string
+	err error
+}
+
+func (e *wrappedSentinel) Error() string { return e.msg }
+func (e *wrappedSentinel) Unwrap() error { return e.err }
+
+// slotKey marks the placeholder that stands in a history for payload number N of the flat list while it is decoded.
+// Visit order alone cannot say where a payload goes back: memo, header and search-attribute maps are walked in
+// random order, and payloads inside Any values are new objects on every walk. A placeholder carries its number.
+const slotKey = "blindfold-decode-slot"
+
+// decodeHistory authorizes, audits and decodes an exported history through codecserver.Decoder, the codec endpoint's
+// decode path. It returns a result (and possibly an error naming failed payloads) once authorized and recorded; a nil
+// result means nothing was decoded.
 func decodeHistory(ctx context.Context, in []byte, req decodeRequest) (*decodeResult, error) {
 	msg, err := parseHistory(in)
 	if err != nil {
 		return nil, err
 	}
-	// First pass: count payloads and collect key ids for the decision record, without decrypting anything.
-	var keyIDs []string
-	count := 0
+	// First pass: collect the payloads into one list, leaving a numbered placeholder where each one was.
+	var payloads []*commonpb.Payload
 	err = proxy.VisitPayloads(ctx, msg, proxy.VisitPayloadsOptions{
 		Visitor: func(_ *proxy.VisitPayloadsContext, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
-			count += len(ps)
-			for _, p := range ps {
-				if id, ok := codec.KeyID(p); ok && !slices.Contains(keyIDs, id) {
-					keyIDs = append(keyIDs, id)
-				}
+			out := make([]*commonpb.Payload, len(ps))
+			for i, p := range ps {
+				out[i] = &commonpb.Payload{Metadata: map[string][]byte{slotKey: []byte(strconv.Itoa(len(payloads)))}}
+				payloads = append(payloads, p)
 			}
-			return ps, nil
+			return out, nil
 		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("walk history payloads: %w", err)
 	}
-	slices.Sort(keyIDs)
-	rec := policy.Record{
-		Time: time.Now(), Via: "blindfold-decode", Identity: req.identity, Namespace: req.namespace,
-		Operation: string(policy.OpDecode), Payloads: count, KeyIDs: keyIDs,
-	}
-	d := req.authz.Authorize(ctx, req.identity, req.namespace, policy.OpDecode)
-	rec.Reason = d.Reason
-	if !d.Allow {
-		rec.Decision = policy.AuditDeny
-		if _, err := req.audit.Append(rec); err != nil {
-			return nil, fmt.Errorf("%w: %s (and the audit log failed: %v)", errDecodeDenied, d.Reason, err)
+	dec := codecserver.Decoder{Codec: req.codec, Authorizer: req.authz, Audit: req.audit}
+	res, err := dec.Decode(ctx, codecserver.DecodeRequest{Identity: req.identity, Namespace: req.namespace, Via: codecserver.ViaDecodeCommand}, payloads)
+	if err != nil {
+		var fe *codecserver.ForbiddenError
+		switch {
+		case errors.As(err, &fe) && fe.AuditErr != nil:
+			return nil, fmt.Errorf("%w: %s (and the audit log failed: %w)", errDecodeDenied, fe.Reason, fe.AuditErr)
+		case errors.As(err, &fe):
+			return nil, fmt.Errorf("%w: %s", errDecodeDenied, fe.Reason)
 		}
-		return nil, fmt.Errorf("%w: %s", errDecodeDenied, d.Reason)
+		return nil, fmt.Errorf("decode history payloads: %w", err)
 	}
 
-	// Second pass: decode payload by payload so one bad payload does not hide the rest.
-	failed := 0
-	var firstErr error
+	// Second pass: put each result where its placeholder stands.
+	placed := make([]bool, len(res.Payloads))
 	err = proxy.VisitPayloads(ctx, msg, proxy.VisitPayloadsOptions{
-		Visitor: func(vc *proxy.VisitPayloadsContext, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+		Visitor: func(_ *proxy.VisitPayloadsContext, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
 			out := make([]*commonpb.Payload, len(ps))
 			for i, p := range ps {
-				res, err := req.codec.Decode(vc, req.namespace, []*commonpb.Payload{p})
-				if err == nil && len(res) == 1 {
-					out[i] = res[0]
-					continue
+				n, err := strconv.Atoi(string(p.GetMetadata()[slotKey]))
+				if err != nil || len(p.GetMetadata()) != 1 || n < 0 || n >= len(placed) || placed[n] {
+					return nil, errors.New("a payload was not where the first walk left it")
 				}
-				if err == nil {
-					err = errors.New("codec returned no payload")
-				}
-				failed++
-				if firstErr == nil {
-					firstErr = err
-				}
-				md := make(map[string][]byte, len(p.GetMetadata())+1)
-				for k, v := range p.GetMetadata() {
-					md[k] = v
-				}
-				md[decodeErrorKey] = []byte(err.Error())
-				out[i] = &commonpb.Payload{Metadata: md, Data: p.GetData(), ExternalPayloads: p.GetExternalPayloads()}
+				placed[n] = true
+				out[i] = res.Payloads[n]
 			}
 			return out, nil
 		},
@@ -253,11 +239,6 @@ func decodeHistory(ctx context.Context, in []byte, req decodeRequest) (*decodeRe
 	if err != nil {
 		return nil, fmt.Errorf("restore failure messages: %w", err)
 	}
-
-	rec.Decision, rec.Failed = policy.AuditAllow, failed
-	if _, err := req.audit.Append(rec); err != nil {
-		return nil, fmt.Errorf("audit log: %w; refusing to print decoded data", err)
-	}
 	mo := temporalproto.CustomJSONMarshalOptions{Indent: "  "}
 	if req.shorthand {
 		mo.Metadata = map[string]any{commonpb.EnablePayloadShorthandMetadataKey: true}
@@ -266,14 +247,18 @@ func decodeHistory(ctx context.Context, in []byte, req decodeRequest) (*decodeRe
 	if err != nil {
 		return nil, fmt.Errorf("encode decoded history: %w", err)
 	}
-	res := &decodeResult{json: js, payloads: count, failed: failed, auditSeq: 0}
+	// The record must be durable before any plaintext is printed.
+	if err := res.Commit(); err != nil {
+		return nil, fmt.Errorf("audit log: %w; refusing to print decoded data", err)
+	}
+	out := &decodeResult{json: js, payloads: len(payloads), failed: res.Failed, auditSeq: 0}
 	if a, ok := req.audit.(interface{ Head() (uint64, string) }); ok {
-		res.auditSeq, _ = a.Head()
+		out.auditSeq, _ = a.Head()
 	}
-	if failed > 0 {
-		return res, fmt.Errorf("%d of %d payloads could not be decoded (first: %v)", failed, count, firstErr)
+	if res.Failed > 0 {
+		return out, fmt.Errorf("%d of %d payloads could not be decoded (first: %w)", res.Failed, len(payloads), res.FirstErr)
 	}
-	return res, nil
+	return out, nil
 }
 
 // parseHistory accepts a History or a GetWorkflowExecutionHistoryResponse, in standard protobuf JSON or with the

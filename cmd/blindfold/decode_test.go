@@ -22,6 +22,7 @@ import (
 	"github.com/blindfold-dev/blindfold/codec/codectest"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/policy"
+	"github.com/blindfold-dev/blindfold/proxy/codecserver"
 )
 
 const decodePolicy = `version: 1
@@ -160,10 +161,70 @@ func TestDecodeHistoryShreddedAndShorthand(t *testing.T) {
 	if res == nil || err == nil || !strings.Contains(err.Error(), "3 of 4 payloads could not be decoded") {
 		t.Fatalf("%v %v", res, err)
 	}
-	if !bytes.Contains(res.json, []byte(decodeErrorKey)) || bytes.Contains(res.json, []byte("INPUT-MARKER")) {
+	if !bytes.Contains(res.json, []byte(codecserver.DecodeErrorKey)) || bytes.Contains(res.json, []byte("INPUT-MARKER")) {
 		t.Fatalf("%s", res.json)
 	}
 }
+
+// TestDecodeHistoryMapsAndAudit checks that payloads in maps (walked in random order) come back to their own keys,
+// and that a lost audit record prints nothing.
+func TestDecodeHistoryMapsAndAudit(t *testing.T) {
+	_, c, pol, al, _ := decodeFixture(t)
+	h := sealedHistory(t, c)
+	dc := converter.GetDefaultDataConverter()
+	memo := map[string]*commonpb.Payload{}
+	for _, k := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+		p, _ := dc.ToPayload("MEMO-" + k)
+		sealed, err := c.Encode(context.Background(), "default", []*commonpb.Payload{p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		memo[k] = sealed[0]
+	}
+	h.Events[0].GetWorkflowExecutionStartedEventAttributes().Memo = &commonpb.Memo{Fields: memo}
+	in, err := temporalproto.CustomJSONMarshalOptions{}.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := policy.Identity{Subject: "bob", Groups: []string{"auditors"}, Method: "local"}
+	res, err := decodeHistory(context.Background(), in, decodeRequest{namespace: "default", identity: bob, codec: c, authz: pol.Access, audit: al})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got historypb.History
+	if err := (temporalproto.CustomJSONUnmarshalOptions{}).Unmarshal(res.json, &got); err != nil {
+		t.Fatal(err)
+	}
+	fields := got.Events[0].GetWorkflowExecutionStartedEventAttributes().GetMemo().GetFields()
+	if len(fields) != len(memo) {
+		t.Fatalf("memo has %d fields, want %d", len(fields), len(memo))
+	}
+	for k, p := range fields {
+		var v string
+		if err := dc.FromPayload(p, &v); err != nil || v != "MEMO-"+k {
+			t.Errorf("memo %s = %q (%v)", k, v, err)
+		}
+	}
+	if res.payloads != 11 || res.failed != 0 {
+		t.Fatalf("%+v", res)
+	}
+
+	disk := errors.New("disk full")
+	res, err = decodeHistory(context.Background(), in, decodeRequest{namespace: "default", identity: bob, codec: c, authz: pol.Access, audit: failingAudit{disk}})
+	if res != nil || !errors.Is(err, disk) || !strings.Contains(err.Error(), "refusing to print decoded data") {
+		t.Fatalf("%v %v", res, err)
+	}
+	mallory := policy.Identity{Subject: "mallory", Method: "local"}
+	res, err = decodeHistory(context.Background(), in, decodeRequest{namespace: "default", identity: mallory, codec: c, authz: pol.Access, audit: failingAudit{disk}})
+	if res != nil || !errors.Is(err, errDecodeDenied) || !errors.Is(err, codecserver.ErrForbidden) || !errors.Is(err, disk) ||
+		!strings.HasPrefix(err.Error(), "decode not allowed: ") || !strings.Contains(err.Error(), "(and the audit log failed: disk full)") {
+		t.Fatalf("%v %v", res, err)
+	}
+}
+
+type failingAudit struct{ err error }
+
+func (a failingAudit) Append(policy.Record) (string, error) { return "", a.err }
 
 func TestParseHistoryErrors(t *testing.T) {
 	for _, in := range []string{``, `[]`, `{}`, `{"events":[{"eventId":"x"}]}`, `{"history":7}`} {

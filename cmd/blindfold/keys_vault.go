@@ -11,6 +11,7 @@ import (
 
 	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/vault"
 )
 
 // kekFlags are the "blindfold keys" flags that choose and configure the key-encryption key.
@@ -55,23 +56,23 @@ func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	fs := cmd.PersistentFlags()
 	fs.StringVar(&f.kind, "kek", envOr("BLINDFOLD_KEK", "local"), "key-encryption key: local or vault (env BLINDFOLD_KEK)")
 	fs.StringVar(&f.addr, "vault-addr", "", "Vault address (default $VAULT_ADDR)")
-	fs.StringVar(&f.mount, "vault-mount", keys.DefaultVaultMount, "Vault Transit mount path")
-	fs.StringVar(&f.prefix, "vault-key-prefix", keys.DefaultVaultKeyPrefix, "Transit key name prefix; a scope's key is <prefix><scope>")
+	fs.StringVar(&f.mount, "vault-mount", vault.DefaultMount, "Vault Transit mount path")
+	fs.StringVar(&f.prefix, "vault-key-prefix", vault.DefaultKeyPrefix, "Transit key name prefix; a scope's key is <prefix><scope>")
 	fs.StringVar(&f.namespace, "vault-namespace", "", "Vault Enterprise namespace (default $VAULT_NAMESPACE)")
-	fs.StringVar(&f.auth, "vault-auth", keys.VaultAuthToken, "Vault auth method: token, approle or kubernetes")
+	fs.StringVar(&f.auth, "vault-auth", vault.AuthToken, "Vault auth method: token, approle or kubernetes")
 	fs.StringVar(&f.token, "vault-token", "", "Vault token for --vault-auth token (default $VAULT_TOKEN, then ~/.vault-token)")
 	fs.StringVar(&f.roleID, "vault-role-id", os.Getenv("VAULT_ROLE_ID"), "AppRole role_id (env VAULT_ROLE_ID)")
 	fs.StringVar(&f.secretID, "vault-secret-id", os.Getenv("VAULT_SECRET_ID"), "AppRole secret_id (env VAULT_SECRET_ID; prefer --vault-secret-id-file)")
 	fs.StringVar(&f.secretFile, "vault-secret-id-file", "", "file holding the AppRole secret_id")
 	fs.StringVar(&f.k8sRole, "vault-k8s-role", "", "Vault role for --vault-auth kubernetes")
-	fs.StringVar(&f.jwtPath, "vault-k8s-jwt", keys.DefaultKubernetesJWTPath, "service account token file for --vault-auth kubernetes")
+	fs.StringVar(&f.jwtPath, "vault-k8s-jwt", vault.DefaultKubernetesJWTPath, "service account token file for --vault-auth kubernetes")
 	fs.StringVar(&f.authMount, "vault-auth-mount", "", "mount path of the auth method (default approle or kubernetes)")
 	fs.StringVar(&f.caCert, "vault-cacert", "", "PEM CA bundle to verify Vault (default $VAULT_CACERT)")
 	fs.StringVar(&f.clientCert, "vault-client-cert", "", "PEM client certificate for mutual TLS to Vault")
 	fs.StringVar(&f.clientKey, "vault-client-key", "", "PEM private key of --vault-client-cert")
 	fs.StringVar(&f.serverName, "vault-tls-server-name", "", "TLS server name to verify, when it differs from the address")
 	fs.BoolVar(&f.noCreate, "vault-no-create", false, "never create Transit keys (they must exist)")
-	fs.DurationVar(&f.timeout, "vault-timeout", keys.DefaultVaultTimeout, "timeout of each Vault request")
+	fs.DurationVar(&f.timeout, "vault-timeout", vault.DefaultTimeout, "timeout of each Vault request")
 	return f
 }
 
@@ -89,14 +90,14 @@ func (f *kekFlags) validate() error {
 	return err
 }
 
-func (f *kekFlags) vaultConfig() keys.VaultConfig {
-	return keys.VaultConfig{
+func (f *kekFlags) vaultConfig() vault.Config {
+	return vault.Config{
 		Address:   f.addr,
 		Mount:     f.mount,
 		KeyPrefix: f.prefix,
 		Namespace: f.namespace,
-		TLS:       keys.VaultTLS{CACert: f.caCert, ClientCert: f.clientCert, ClientKey: f.clientKey, ServerName: f.serverName},
-		Auth: keys.VaultAuth{
+		TLS:       vault.TLS{CACert: f.caCert, ClientCert: f.clientCert, ClientKey: f.clientKey, ServerName: f.serverName},
+		Auth: vault.Auth{
 			Method: f.auth, Token: f.token,
 			RoleID: f.roleID, SecretID: f.secretID, SecretIDFile: f.secretFile,
 			Role: f.k8sRole, JWTPath: f.jwtPath, MountPath: f.authMount,
@@ -116,7 +117,7 @@ func (f *kekFlags) keysConfig(dir string, autoCreate bool, rotateEvery time.Dura
 }
 
 // openVaultKeys is openKeys for --kek vault: keysets in dir, wrapped by Vault Transit.
-func openVaultKeys(ctx context.Context, dir string) (*keys.Manager, *keys.VaultKEK, error) {
+func openVaultKeys(ctx context.Context, dir string) (*keys.Manager, *vault.KEK, error) {
 	k, err := gateway.OpenKeys(ctx, keysKEK.keysConfig(dir, false, 0), nil)
 	if err != nil {
 		return nil, nil, err

@@ -104,8 +104,13 @@ func (k *Keyring) Keyset(namespace string) (*keyset.Handle, error) {
 	return s.handle, nil
 }
 
-// SealingKey implements codec.Keyring.
-func (k *Keyring) SealingKey(_ context.Context, namespace string) (codec.Key, error) {
+// SealingKey implements codec.Keyring. The keyring has one scope per namespace, named like it: a Target naming any other
+// scope is refused with an error wrapping codec.ErrUnknownKey rather than sealed under the namespace's own keys.
+func (k *Keyring) SealingKey(_ context.Context, t codec.Target) (codec.Key, error) {
+	namespace := t.Namespace
+	if t.Scope != "" && t.Scope != namespace {
+		return codec.Key{}, fmt.Errorf("sealing key of namespace %q: scope %q: %w (codectest keeps one scope per namespace)", namespace, t.Scope, codec.ErrUnknownKey)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.destroyed[namespace] {

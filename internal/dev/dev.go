@@ -21,7 +21,7 @@ import (
 	"github.com/blindfold-dev/blindfold/internal/devstack"
 	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/vault"
 )
 
 // Default ports. The proxy takes Temporal's standard frontend port so that SDK defaults go through encryption; the
@@ -79,12 +79,12 @@ func (s *Stack) Done() <-chan error { return s.gw.Done() }
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // KeysConfig is the key configuration dev uses for keyDir: keysets created on first use, a master key created if
-// missing (or Vault when vault is set; its address and token are filled in by Start).
-func KeysConfig(keyDir string, vault bool) gateway.KeysConfig {
+// missing (or Vault when withVault is set; its address and token are filled in by Start).
+func KeysConfig(keyDir string, withVault bool) gateway.KeysConfig {
 	kc := gateway.KeysConfig{Dir: keyDir, KEK: gateway.KEKLocal, CreateMasterKey: true, AutoCreate: true}
-	if vault {
+	if withVault {
 		kc.KEK = gateway.KEKVault
-		kc.Vault = keys.VaultConfig{CreateKeys: true}
+		kc.Vault = vault.Config{CreateKeys: true}
 	}
 	return kc
 }
@@ -146,7 +146,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, err
 		}
 		kc.Vault.Address = s.vault.Addr()
-		kc.Vault.Auth = keys.VaultAuth{Method: keys.VaultAuthToken, Token: s.vault.Token()}
+		kc.Vault.Auth = vault.Auth{Method: vault.AuthToken, Token: s.vault.Token()}
 		log.Info("vault transit is the key-encryption key", "vault", s.vault.Addr())
 	}
 

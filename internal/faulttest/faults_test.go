@@ -19,6 +19,7 @@ import (
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/vault"
 )
 
 // The slow-upstream test comes first: its goroutine-leak check is cleanest before other tests' clients wind down.
@@ -259,8 +260,8 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	}
 	upstream := sharedUpstream(t)
 	vp := vaultdevproc.Start(t, vaultdevproc.Options{StorageDir: t.TempDir()})
-	kek, err := keys.NewVaultKEK(t.Context(), keys.VaultConfig{Address: vp.Addr(), Mount: vp.TransitMount(),
-		Auth: keys.VaultAuth{Token: vp.Token()}, CreateKeys: true})
+	kek, err := vault.NewKEK(t.Context(), vault.Config{Address: vp.Addr(), Mount: vp.TransitMount(),
+		Auth: vault.Auth{Token: vp.Token()}, CreateKeys: true})
 	if err != nil {
 		t.Fatalf("vault KEK: %v", err)
 	}

@@ -66,9 +66,10 @@ func (e *codecEndpoint) stop(ctx context.Context) error {
 	return err
 }
 
-// startCodecEndpoint serves the endpoint over c. In production mode an authenticator and a policy are required and
+// startCodecEndpoint serves the endpoint over c; scopes, if not nil, picks the key scope its encode seals under. In
+// production mode an authenticator and a policy are required and
 // everything not allowed is denied.
-func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.Codec, log *slog.Logger) (_ *codecEndpoint, err error) {
+func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.Codec, scopes codecserver.ScopeSource, log *slog.Logger) (_ *codecEndpoint, err error) {
 	if cfg.Listen == "" && cfg.Listener == nil {
 		return nil, errors.New("codec endpoint: no listen address")
 	}
@@ -125,7 +126,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 			return nil, err
 		}
 	}
-	hcfg.Codec, hcfg.Audit, hcfg.Logger = c, audit, log
+	hcfg.Codec, hcfg.Scopes, hcfg.Audit, hcfg.Logger = c, scopes, audit, log
 	hcfg.AllowedOrigins = cfg.Origins
 	hcfg.MaxBodyBytes, hcfg.MaxPayloads, hcfg.HandlerTimeout = cfg.MaxBodyBytes, cfg.MaxPayloads, cfg.HandlerTimeout
 	hcfg.RateLimit, hcfg.RateBurst = rate.Limit(cfg.RateLimit), cfg.RateBurst

@@ -23,7 +23,7 @@ func TestDevCodecEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dev, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "127.0.0.1:0", Dev: true, AuditLog: filepath.Join(dir, "dev.jsonl")}, c, log)
+	dev, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "127.0.0.1:0", Dev: true, AuditLog: filepath.Join(dir, "dev.jsonl")}, c, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestDevCodecEndpoint(t *testing.T) {
 	if err := dev.stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "0.0.0.0:0", Dev: true, AuditLog: filepath.Join(dir, "dev2.jsonl")}, c, log); err == nil {
+	if e, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "0.0.0.0:0", Dev: true, AuditLog: filepath.Join(dir, "dev2.jsonl")}, c, nil, log); err == nil {
 		e.stop(context.Background())
 		t.Fatal("dev endpoint on a public address accepted")
 	}

@@ -19,9 +19,9 @@ import (
 	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/policy"
 	"github.com/blindfold-dev/blindfold/proxy"
+	"github.com/blindfold-dev/blindfold/proxy/codecserver"
 	"github.com/blindfold-dev/blindfold/proxy/observe"
 )
 
@@ -117,8 +117,8 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		}
 	}()
 
-	// The policy, if any, is loaded before the keys: the keyring must seal with the scope it picks per request.
-	var keyOpts []keys.Option
+	// The policy, if any: the proxy takes a snapshot per RPC, and the scope it picks travels with every seal
+	// (codec.Target), so no keyring option has to be remembered.
 	if cfg.PolicyFile != "" {
 		if g.policy, err = policy.NewStore(cfg.PolicyFile, policy.WithStoreLogger(g.log.With("component", "policy"))); err != nil {
 			return nil, err
@@ -127,10 +127,9 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		watched := make(chan struct{})
 		go func() { defer close(watched); _ = g.policy.Watch(wctx) }()
 		g.onStop(func(context.Context) error { cancel(); <-watched; return nil })
-		keyOpts = append(keyOpts, keys.WithScopeFunc(g.policy.ScopeFunc()))
 		g.log.Info("policy loaded; watching for changes and SIGHUP", "file", cfg.PolicyFile)
 	}
-	if g.keys, err = openKeys(ctx, cfg.Keys, g.log.With("component", "keys"), keyOpts...); err != nil {
+	if g.keys, err = OpenKeys(ctx, cfg.Keys, g.log.With("component", "keys")); err != nil {
 		return nil, err
 	}
 	g.onStop(func(context.Context) error { g.keys.Close(); return nil })
@@ -147,7 +146,11 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	}
 
 	if ec := cfg.CodecEndpoint; ec != nil {
-		if g.endpoint, err = startCodecEndpoint(ctx, *ec, g.codec, g.log.With("component", "codec-endpoint")); err != nil {
+		var scopes codecserver.ScopeSource
+		if g.policy != nil {
+			scopes = g.policy // the codec endpoint's encode seals under the scope the proxy's policy picks
+		}
+		if g.endpoint, err = startCodecEndpoint(ctx, *ec, g.codec, scopes, g.log.With("component", "codec-endpoint")); err != nil {
 			return nil, err
 		}
 		g.onStop(func(ctx context.Context) error {
@@ -268,27 +271,6 @@ func cmp(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// openKeys is OpenKeys with extra manager options the serving assembly adds (the policy's scope function).
-func openKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger, extra ...keys.Option) (*Keys, error) {
-	k, err := OpenKeys(ctx, cfg, log)
-	if err != nil || len(extra) == 0 {
-		return k, err
-	}
-	// Options apply at construction only: rebuild the manager over the same store and KEK with the extras.
-	plan := cfg.Plan()
-	opts := []keys.Option{keys.WithAutoCreate(plan.AutoCreate), keys.WithLogger(log), keys.WithCacheTTL(plan.CacheTTL)}
-	if plan.BackgroundRefresh > 0 {
-		opts = append(opts, keys.WithBackgroundRefresh(plan.BackgroundRefresh))
-	}
-	m, err := keys.NewManager(keys.NewDirStore(cfg.Dir), k.kek, append(opts, extra...)...)
-	if err != nil {
-		k.Close()
-		return nil, err
-	}
-	k.Manager = m
-	return k, nil
 }
 
 func (g *Gateway) onStop(f func(context.Context) error) { g.undo = append(g.undo, f) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/vault"
 )
 
 // KEKKind names a key-encryption key provider.
@@ -47,7 +48,7 @@ type KeysConfig struct {
 	// KEK is the key-encryption key provider (default KEKLocal).
 	KEK KEKKind
 	// Vault configures KEKVault.
-	Vault keys.VaultConfig
+	Vault vault.Config
 	// CreateMasterKey lets KEKLocal create a missing master key (blindfold dev and keys init). Serving commands in
 	// production never create one: a wrong --key-dir must fail, not mint fresh, useless keys.
 	CreateMasterKey bool
@@ -105,7 +106,7 @@ type Keys struct {
 	// Manager serves and manages the data keys; it is the codec's keyring.
 	Manager *keys.Manager
 	// Vault is the Vault Transit KEK when the provider is KEKVault (for rewrap and KEK rotation), else nil.
-	Vault *keys.VaultKEK
+	Vault *vault.KEK
 	kek   keys.KEK
 }
 
@@ -139,7 +140,7 @@ func OpenKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, err
 		if vc.Logger == nil {
 			vc.Logger = log
 		}
-		v, err := keys.NewVaultKEK(ctx, vc)
+		v, err := vault.NewKEK(ctx, vc)
 		if err != nil {
 			return nil, fmt.Errorf("open keys: %w", err)
 		}

@@ -12,10 +12,15 @@
 //
 // Decode is per payload: a payload that cannot be opened (destroyed key,
 // tampered, sealed for another namespace, unknown key) comes back as the
-// ciphertext it was, with the metadata entry "blindfold-decode-error" saying
+// ciphertext it was, with the metadata entry "blindfold-decode-error" (codec.MetadataDecodeError) saying
 // why; the others are decoded, and the Blindfold-Failed-Payloads header counts
 // the failures. That keeps the Web UI useful (it needs a full array back) and
 // returns nothing the caller did not send. Encode is all or nothing.
+//
+// Decoder is that decode path on its own — authorize, audit, decode, mark
+// failures — for callers other than the HTTP handler: `blindfold decode` uses
+// it on exported histories, so both ways of reading a payload obey the same
+// rules and leave the same records.
 //
 // Every authorization decision — and every failed authentication — is written
 // to the audit log before the response is sent; no plaintext leaves unless its

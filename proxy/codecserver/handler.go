@@ -11,11 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -26,10 +23,17 @@ import (
 	"github.com/blindfold-dev/blindfold/policy"
 )
 
-// Codec encodes and decodes payloads for a namespace. *codec.Codec implements it.
+// Codec encodes and decodes payloads for a namespace. *codec.Codec implements it. EncodeFor seals for t.Namespace with the
+// key scope t.Scope ("" for the keyring's default scope of the namespace).
 type Codec interface {
-	Encode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
+	EncodeFor(ctx context.Context, t codec.Target, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
 	Decode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error)
+}
+
+// ScopeSource picks the key scope the endpoint's encode seals a namespace's payloads with. *policy.Store and *policy.Policy
+// implement it (SealScope). An error must wrap why no scope can be used; the encode then fails rather than seal elsewhere.
+type ScopeSource interface {
+	SealScope(namespace string) (string, error)
 }
 
 // Authorizer decides whether an identity may perform an operation on a namespace. *policy.Access implements it.
@@ -44,7 +48,10 @@ type AuditLog interface {
 
 // Config configures a Handler. Codec, Authenticator, Authorizer and Audit are required.
 type Config struct {
-	Codec         Codec
+	Codec Codec
+	// Scopes, if set, picks the key scope of every encode: typically the proxy's policy, so the endpoint seals a namespace's
+	// payloads where the proxy would for a request that names no tenant. Nil means the keyring's default scope of the namespace.
+	Scopes        ScopeSource
 	Authenticator Authenticator
 	Authorizer    Authorizer
 	Audit         AuditLog
@@ -79,8 +86,9 @@ const (
 	DefaultReadTimeout    = 30 * time.Second
 )
 
-// DecodeErrorKey is the metadata key added to a payload that could not be decoded; its value says why.
-const DecodeErrorKey = "blindfold-decode-error"
+// DecodeErrorKey is the metadata key added to a payload that could not be decoded; its value says why. It is
+// codec.MetadataDecodeError, which clients (the SDK plugin, the CLI) read.
+const DecodeErrorKey = codec.MetadataDecodeError
 
 // FailedPayloadsHeader is the response header counting payloads that could not be decoded.
 const FailedPayloadsHeader = "Blindfold-Failed-Payloads"
@@ -92,6 +100,8 @@ type Handler struct {
 	users   *limiter
 	ips     *limiter
 	log     *slog.Logger
+	// dec is the decode path shared with `blindfold decode`; its audit method also records the handler's other decisions.
+	dec *Decoder
 }
 
 // New validates cfg and returns a Handler.
@@ -133,7 +143,8 @@ func New(cfg Config) (*Handler, error) {
 			return id
 		}
 	}
-	h := &Handler{cfg: cfg, origins: map[string]bool{}, log: cfg.Logger}
+	h := &Handler{cfg: cfg, origins: map[string]bool{}, log: cfg.Logger,
+		dec: &Decoder{Codec: cfg.Codec, Authorizer: cfg.Authorizer, Audit: cfg.Audit, Logger: cfg.Logger, KeyID: cfg.KeyID}}
 	for _, o := range cfg.AllowedOrigins {
 		norm, err := normalizeOrigin(o)
 		if err != nil {
@@ -258,7 +269,7 @@ func route(p string) (policy.Operation, string, bool) {
 
 func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.Operation, pathNS string) {
 	now := time.Now()
-	rec := policy.Record{Via: "codec-endpoint", Operation: string(op), RemoteAddr: r.RemoteAddr, Decision: policy.AuditDeny}
+	rec := policy.Record{Via: ViaCodecEndpoint, Operation: string(op), RemoteAddr: r.RemoteAddr, Decision: policy.AuditDeny}
 
 	id, err := h.cfg.Authenticator.Authenticate(r)
 	if err != nil {
@@ -276,7 +287,7 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 		}
 		rec.Namespace, _ = namespaceOf(r, pathNS)
 		rec.Reason = reason
-		h.audit(rec)
+		_ = h.dec.audit(rec)
 		h.writeError(w, fail(http.StatusUnauthorized, "%s", reason))
 		return
 	}
@@ -298,62 +309,96 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 		h.writeError(w, herr)
 		return
 	}
-	rec.Payloads = len(payloads)
-	rec.KeyIDs = h.keyIDs(payloads)
-
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.HandlerTimeout)
 	defer cancel()
-	d := h.cfg.Authorizer.Authorize(ctx, id, ns, op)
-	rec.Reason = d.Reason
-	if !d.Allow {
-		h.audit(rec)
-		h.writeError(w, fail(http.StatusForbidden, "forbidden: %s", d.Reason))
+	if op == policy.OpDecode {
+		h.serveDecode(ctx, w, DecodeRequest{Identity: id, Namespace: ns, Via: ViaCodecEndpoint, RemoteAddr: r.RemoteAddr}, payloads)
 		return
 	}
 
-	var out []*commonpb.Payload
-	failed := 0
-	switch op {
-	case policy.OpDecode:
-		out, failed = h.decode(ctx, ns, payloads)
-		if ctx.Err() != nil {
-			// Failures caused by the deadline say nothing about the payloads; report the timeout instead.
-			rec.Decision, rec.Failed = policy.AuditAllow, len(payloads)
-			rec.Reason = d.Reason + "; decode timed out"
-			h.audit(rec)
-			h.writeError(w, fail(http.StatusServiceUnavailable, "decode did not finish within %s", h.cfg.HandlerTimeout))
-			return
-		}
-	case policy.OpEncode:
-		out, err = h.cfg.Codec.Encode(ctx, ns, payloads)
-		if err == nil && len(out) != len(payloads) {
-			err = fmt.Errorf("codec returned %d payloads for %d", len(out), len(payloads))
-		}
-		if err != nil {
-			rec.Decision, rec.Failed = policy.AuditAllow, len(payloads)
-			rec.Reason = d.Reason + "; encode failed: " + err.Error()
-			h.audit(rec)
-			h.writeError(w, fail(http.StatusServiceUnavailable, "encode failed: %v", err))
-			return
-		}
+	rec.Payloads = len(payloads)
+	rec.KeyIDs = h.dec.keyIDs(payloads)
+	d := h.cfg.Authorizer.Authorize(ctx, id, ns, op)
+	rec.Reason = d.Reason
+	if !d.Allow {
+		_ = h.dec.audit(rec)
+		h.writeError(w, fail(http.StatusForbidden, "forbidden: %s", d.Reason))
+		return
+	}
+	out, err := h.encode(ctx, ns, payloads)
+	if err == nil && len(out) != len(payloads) {
+		err = fmt.Errorf("codec returned %d payloads for %d", len(out), len(payloads))
+	}
+	if err != nil {
+		rec.Decision, rec.Failed = policy.AuditAllow, len(payloads)
+		rec.Reason = d.Reason + "; encode failed: " + err.Error()
+		_ = h.dec.audit(rec)
+		h.writeError(w, fail(http.StatusServiceUnavailable, "encode failed: %v", err))
+		return
 	}
 	body, err := marshalPayloads(out)
 	if err != nil {
 		h.writeError(w, fail(http.StatusInternalServerError, "encode response: %v", err))
 		return
 	}
-	rec.Decision, rec.Failed = policy.AuditAllow, failed
-	// The record must be durable before any plaintext is sent.
-	if !h.audit(rec) {
+	rec.Decision = policy.AuditAllow
+	// The record must be durable before the response is sent, as for decode.
+	if h.dec.audit(rec) != nil {
 		h.writeError(w, fail(http.StatusServiceUnavailable, "audit log unavailable; refusing to %s", op))
 		return
 	}
+	h.writeOK(w, body, 0)
+}
+
+// serveDecode answers a decode through the shared Decoder, writing the response only once its record is durable.
+func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req DecodeRequest, payloads []*commonpb.Payload) {
+	res, err := h.dec.Decode(ctx, req, payloads)
+	if err != nil {
+		var fe *ForbiddenError
+		switch {
+		case errors.As(err, &fe):
+			h.writeError(w, fail(http.StatusForbidden, "forbidden: %s", fe.Reason))
+		case ctx.Err() != nil:
+			h.writeError(w, fail(http.StatusServiceUnavailable, "decode did not finish within %s", h.cfg.HandlerTimeout))
+		default:
+			// Unreachable with payloads from parsePayloads, which rejects nulls; kept so a future error is not a 200.
+			h.writeError(w, fail(http.StatusInternalServerError, "decode: %v", err))
+		}
+		return
+	}
+	body, err := marshalPayloads(res.Payloads)
+	if err != nil {
+		h.writeError(w, fail(http.StatusInternalServerError, "encode response: %v", err))
+		return
+	}
+	// The record must be durable before any plaintext is sent.
+	if res.Commit() != nil {
+		h.writeError(w, fail(http.StatusServiceUnavailable, "audit log unavailable; refusing to %s", policy.OpDecode))
+		return
+	}
+	h.writeOK(w, body, res.Failed)
+}
+
+func (h *Handler) writeOK(w http.ResponseWriter, body []byte, failed int) {
 	w.Header().Set("Content-Type", "application/json")
 	if failed > 0 {
 		w.Header().Set(FailedPayloadsHeader, strconv.Itoa(failed))
 	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// encode seals payloads for ns with the scope Config.Scopes picks, or the keyring's default scope.
+func (h *Handler) encode(ctx context.Context, ns string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	t := codec.Target{Namespace: ns}
+	if h.cfg.Scopes != nil {
+		scope, err := h.cfg.Scopes.SealScope(ns)
+		if err != nil {
+			return nil, fmt.Errorf("key scope of namespace %q: %w", ns, err)
+		}
+		t.Scope = scope
+	}
+	return h.cfg.Codec.EncodeFor(ctx, t, payloads)
 }
 
 // namespaceOf reads the namespace from the path or the X-Namespace header; both may be given only if they agree.
@@ -421,101 +466,6 @@ func parsePayloads(body []byte, max int) ([]*commonpb.Payload, *httpError) {
 		}
 	}
 	return ps.Payloads, nil
-}
-
-func (h *Handler) keyIDs(payloads []*commonpb.Payload) []string {
-	var ids []string
-	for _, p := range payloads {
-		if id := h.cfg.KeyID(p); id != "" && !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-// decodeChunk is the batch size handed to the codec; chunks run in parallel and a failing chunk is retried payload by payload.
-const decodeChunk = 256
-
-// decode opens every payload it can. A payload that fails keeps its ciphertext and gains a DecodeErrorKey metadata entry.
-func (h *Handler) decode(ctx context.Context, ns string, in []*commonpb.Payload) ([]*commonpb.Payload, int) {
-	out := make([]*commonpb.Payload, len(in))
-	var failed int
-	var mu sync.Mutex
-	chunks := (len(in) + decodeChunk - 1) / decodeChunk
-	workers := min(runtime.GOMAXPROCS(0), chunks)
-	next := make(chan int, chunks)
-	for c := range chunks {
-		next <- c
-	}
-	close(next)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range next {
-				lo, hi := c*decodeChunk, min((c+1)*decodeChunk, len(in))
-				n := h.decodeRange(ctx, ns, in[lo:hi], out[lo:hi])
-				if n > 0 {
-					mu.Lock()
-					failed += n
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return out, failed
-}
-
-func (h *Handler) decodeRange(ctx context.Context, ns string, in, out []*commonpb.Payload) int {
-	if res, err := h.cfg.Codec.Decode(ctx, ns, in); err == nil && len(res) == len(in) {
-		copy(out, res)
-		return 0
-	}
-	failed := 0
-	for i, p := range in {
-		res, err := h.cfg.Codec.Decode(ctx, ns, []*commonpb.Payload{p})
-		if err == nil && len(res) == 1 && res[0] != nil {
-			out[i] = res[0]
-			continue
-		}
-		if err == nil {
-			err = errors.New("codec returned no payload")
-		}
-		failed++
-		out[i] = markFailed(p, err)
-	}
-	return failed
-}
-
-// markFailed returns a copy of p (the ciphertext the caller sent) with a metadata entry saying why it stayed encrypted.
-func markFailed(p *commonpb.Payload, err error) *commonpb.Payload {
-	md := make(map[string][]byte, len(p.GetMetadata())+1)
-	for k, v := range p.GetMetadata() {
-		md[k] = v
-	}
-	// The codec numbers payloads within its batch, which here is always this one payload.
-	msg := strings.TrimPrefix(err.Error(), "decode payload 0 ")
-	if len(msg) > 300 {
-		msg = msg[:300] + "…"
-	}
-	md[DecodeErrorKey] = []byte(msg)
-	return &commonpb.Payload{Metadata: md, Data: p.GetData(), ExternalPayloads: p.GetExternalPayloads()}
-}
-
-// audit appends rec and logs the decision with the new head hash, which anchors the chain outside the file. It reports whether the record is durable.
-func (h *Handler) audit(rec policy.Record) bool {
-	head, err := h.cfg.Audit.Append(rec)
-	attrs := []any{"subject", rec.Identity.Subject, "method", rec.Identity.Method, "namespace", rec.Namespace, "operation", rec.Operation,
-		"payloads", rec.Payloads, "failed", rec.Failed, "decision", rec.Decision, "reason", rec.Reason, "remote", rec.RemoteAddr}
-	if err != nil {
-		h.log.Error("codec endpoint: audit append failed", append(attrs, "err", err)...)
-		return false
-	}
-	h.log.Info("codec endpoint decision", append(attrs, "audit_head", head)...)
-	return true
 }
 
 func (h *Handler) tooMany(w http.ResponseWriter, wait time.Duration) {

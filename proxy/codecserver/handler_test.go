@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -622,5 +623,47 @@ func TestHandlerTimeout(t *testing.T) {
 	recs := readAudit(t, f2.auditLog)
 	if r := recs[len(recs)-1]; r.Decision != policy.AuditAllow || r.Failed != 1 || !strings.Contains(r.Reason, "timed out") {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// targetRecorder is the fixture's codec, remembering the Target of the last encode.
+type targetRecorder struct {
+	Codec
+	last codec.Target
+}
+
+func (r *targetRecorder) EncodeFor(ctx context.Context, t codec.Target, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	r.last = t
+	return r.Codec.EncodeFor(ctx, t, ps)
+}
+
+type scopeFunc func(string) (string, error)
+
+func (f scopeFunc) SealScope(ns string) (string, error) { return f(ns) }
+
+// TestEncodeScopes: Config.Scopes picks the scope of every encode, and a namespace it has no scope for fails the encode
+// (503) instead of being sealed under the default scope.
+func TestEncodeScopes(t *testing.T) {
+	in := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`"x"`)}
+	var rec *targetRecorder
+	scopes := scopeFunc(func(ns string) (string, error) {
+		if ns == "prod-7" {
+			return "prod-7", nil
+		}
+		return "", fmt.Errorf("no scope: %w", codec.ErrInvalidScope)
+	})
+	f := newFixture(t, func(c *Config) { rec = &targetRecorder{Codec: c.Codec}; c.Codec = rec; c.Scopes = scopes })
+	resp, b := f.do(req{path: "/prod-7/encode", body: body(t, in), headers: auth("writer-token")})
+	if resp.StatusCode != 200 || rec.last != (codec.Target{Namespace: "prod-7", Scope: "prod-7"}) {
+		t.Fatalf("%d %s, target %+v", resp.StatusCode, b, rec.last)
+	}
+	resp, b = f.do(req{path: "/prod-8/encode", body: body(t, in), headers: auth("writer-token")})
+	if resp.StatusCode != 503 || !strings.Contains(b, "key scope") {
+		t.Fatalf("encode without a scope: %d %s", resp.StatusCode, b)
+	}
+
+	plain := newFixture(t, func(c *Config) { rec = &targetRecorder{Codec: c.Codec}; c.Codec = rec })
+	if resp, b := plain.do(req{path: "/prod-7/encode", body: body(t, in), headers: auth("writer-token")}); resp.StatusCode != 200 || rec.last != (codec.Target{Namespace: "prod-7"}) {
+		t.Fatalf("without Scopes: %d %s, target %+v", resp.StatusCode, b, rec.last)
 	}
 }

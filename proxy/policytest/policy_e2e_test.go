@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +61,22 @@ type env struct {
 	keys     *keys.Manager
 	store    *policy.Store
 	policyAt string
+	storeLog *rejectCounter
+}
+
+// rejectCounter is the store's slog.Handler in these tests: it counts the reloads the store refused (logged at error
+// level, as Store.Watch documents), which is how a test knows the watcher has seen a bad file.
+type rejectCounter struct{ n atomic.Int64 }
+
+func (c *rejectCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (c *rejectCounter) WithAttrs([]slog.Attr) slog.Handler           { return c }
+func (c *rejectCounter) WithGroup(string) slog.Handler                { return c }
+
+func (c *rejectCounter) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "policy reload rejected") {
+		c.n.Add(1)
+	}
+	return nil
 }
 
 func writePolicy(t *testing.T, path, content string) { testenv.WriteFileAtomic(t, path, content) }
@@ -72,12 +90,13 @@ func start(t *testing.T, content string, onChange func(*policy.Policy)) *env {
 	writePolicy(t, path, content)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	storeLog := &rejectCounter{}
 	store, err := policy.Watch(ctx, path, onChange, policy.WithPollInterval(20*time.Millisecond),
-		policy.WithStoreLogger(testenv.DiscardLogger()))
+		policy.WithStoreLogger(slog.New(storeLog)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	km, err := keys.OpenLocal(filepath.Join(dir, "keys"), keys.WithScopeFunc(store.ScopeFunc()))
+	km, err := keys.OpenLocal(filepath.Join(dir, "keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +109,7 @@ func start(t *testing.T, content string, onChange func(*policy.Policy)) *env {
 		t.Fatal(err)
 	}
 	addr := testenv.ServeUntilCleanup(t, srv, t.Errorf)
-	return &env{stack: stack.FrontendAddr(), proxy: addr, keys: km, store: store, policyAt: path}
+	return &env{stack: stack.FrontendAddr(), proxy: addr, keys: km, store: store, policyAt: path, storeLog: storeLog}
 }
 
 type tenantHeader string
@@ -253,8 +272,14 @@ namespaces:
 
 	// An invalid file is rejected and the policy in force stays.
 	before := e.store.Current()
+	rejected := e.storeLog.n.Load()
 	writePolicy(t, e.policyAt, "version: 1\nnamespaces:\n  default: {encrypt: {memo: false}}\n")
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(20 * time.Second); e.storeLog.n.Load() == rejected; {
+		if time.Now().After(deadline) {
+			t.Fatal("invalid policy file not picked up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if e.store.Current() != before {
 		t.Fatal("an invalid policy file replaced the policy")
 	}

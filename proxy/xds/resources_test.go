@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,7 +229,8 @@ func TestWatchEndpointsFile(t *testing.T) {
 		writeAtomic(t, path, b.String())
 	}
 	write("10.0.0.1", "10.0.0.2")
-	s, err := New(Config{Logger: slog.New(slog.DiscardHandler)})
+	logs := &logRecorder{}
+	s, err := New(Config{Logger: slog.New(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,10 +246,47 @@ func TestWatchEndpointsFile(t *testing.T) {
 	write("10.0.0.2", "10.0.0.3")
 	waitFor(t, 5*time.Second, func() bool { return addrs(s.Replicas()) == "10.0.0.2:7233,10.0.0.3:7233" })
 	writeAtomic(t, path, "kind: Endpoints\nsubsets: [{addresses: [{ip: nonsense}], ports: [{name: grpc, port: 1}]}]\n")
-	time.Sleep(50 * time.Millisecond)
+	// The watcher logs the file it refused; after that warning the replicas are what the refusal left them.
+	waitFor(t, 5*time.Second, func() bool { return logs.count(slog.LevelWarn, "keeping the previous replica list") > 0 })
 	if got := addrs(s.Replicas()); got != "10.0.0.2:7233,10.0.0.3:7233" {
 		t.Fatalf("a broken file replaced the replicas: %s", got)
 	}
+}
+
+// logRecorder is a slog.Handler that keeps the level and message of every record, so a test can wait for the server to
+// report something it did instead of guessing how long that takes.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []loggedRecord
+}
+
+type loggedRecord struct {
+	level slog.Level
+	msg   string
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
+
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, loggedRecord{r.Level, r.Message})
+	return nil
+}
+
+// count returns how many records at level with message msg were logged.
+func (l *logRecorder) count(level slog.Level, msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.recs {
+		if r.level == level && r.msg == msg {
+			n++
+		}
+	}
+	return n
 }
 
 func addrs(rs []Replica) string {

@@ -36,6 +36,7 @@ import (
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/vault"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
 
@@ -118,21 +119,21 @@ func unique(kind string) string {
 }
 
 // newKEK returns a Vault Transit KEK whose keys are named prefix+scope, closed when the test ends.
-func newKEK(t *testing.T, p *vaultdevproc.Proc, prefix string) *keys.VaultKEK {
+func newKEK(t *testing.T, p *vaultdevproc.Proc, prefix string) *vault.KEK {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	k, err := keys.NewVaultKEK(ctx, keys.VaultConfig{
+	k, err := vault.NewKEK(ctx, vault.Config{
 		Address:    p.Addr(),
 		Mount:      p.TransitMount(),
 		KeyPrefix:  prefix,
-		Auth:       keys.VaultAuth{Method: keys.VaultAuthToken, Token: p.Token()},
+		Auth:       vault.Auth{Method: vault.AuthToken, Token: p.Token()},
 		CreateKeys: true,
 		Timeout:    5 * time.Second,
 		Logger:     quietLogger,
 	})
 	if err != nil {
-		t.Fatalf("NewVaultKEK: %v", err)
+		t.Fatalf("NewKEK: %v", err)
 	}
 	t.Cleanup(func() { _ = k.Close() })
 	return k
@@ -246,7 +247,7 @@ func total(byCode map[codes.Code]int) int {
 type run struct {
 	env
 	prefix, dir, tq string
-	kek             *keys.VaultKEK
+	kek             *vault.KEK
 	km              *keys.Manager
 	px              *testProxy
 	c               client.Client

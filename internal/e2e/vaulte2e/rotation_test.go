@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -49,7 +50,7 @@ func TestRotationMidRun(t *testing.T) {
 	}
 
 	start(1)
-	dek1, err := km.SealingKey(ctx, namespace)
+	dek1, err := km.SealingKey(ctx, codec.Target{Namespace: namespace})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -33,7 +34,7 @@ func TestShredThroughStack(t *testing.T) {
 		}
 	}
 	stopWorker()
-	sealed, err := km.SealingKey(ctx, namespace)
+	sealed, err := km.SealingKey(ctx, codec.Target{Namespace: namespace})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,8 @@ func TestWebUIDecodesThroughEndpoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Room for the stack's start and every page wait below on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	// The codec endpoint, on its own port, trusting the UI's origin.
@@ -145,20 +146,32 @@ func TestWebUIDecodesThroughEndpoint(t *testing.T) {
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	defer cancelBrowser()
 
+	// readText returns what the loaded page renders now, without navigating.
+	readText := func() (string, error) {
+		return chromedp.Run(browser, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	}
+	// waitText polls the page already loaded until done accepts its text or wait passes, and returns the last text read.
+	waitText := func(wait time.Duration, done func(string) bool) (string, bool) {
+		deadline := time.Now().Add(wait)
+		var text string
+		for {
+			if s, err := readText(); err == nil {
+				text = s
+				if done(text) {
+					return text, true
+				}
+			}
+			if time.Now().After(deadline) {
+				return text, false
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
 	pageText := func(url, want string, wait time.Duration) (string, bool) {
 		if err := chromedp.Do(browser, chromedp.Navigate(url)); err != nil {
 			t.Fatalf("navigate %s: %v", url, err)
 		}
-		deadline := time.Now().Add(wait)
-		var text string
-		for time.Now().Before(deadline) {
-			text, err = chromedp.Run(browser, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
-			if err == nil && strings.Contains(text, want) {
-				return text, true
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		return text, false
+		return waitText(wait, func(text string) bool { return strings.Contains(text, want) })
 	}
 	screenshot := func(name string) {
 		img, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
@@ -190,9 +203,16 @@ func TestWebUIDecodesThroughEndpoint(t *testing.T) {
 	if !found {
 		t.Fatalf("refused workflow page did not load; page text:\n%s", clip(text))
 	}
-	// Give the UI time to call the endpoint and render whatever it got back.
-	time.Sleep(3 * time.Second)
-	text, _ = pageText(deniedURL, "BROWSER-MARKER-REFUSED", 5*time.Second)
+	// The UI asks the endpoint to decode after the page shows. The deny record is written before the endpoint answers,
+	// so once it is there the refusal has happened; the page is then read on this load (navigating again would restart
+	// the exchange and read a half-rendered page) until it renders what the refusal leads to: the codec error banner
+	// and the input as ciphertext. Only then does the marker's absence mean the payload stayed encrypted.
+	waitAuditRecord(t, auditPath, 90*time.Second, func(r policy.Record) bool {
+		return r.Namespace == "secret" && r.Decision == policy.AuditDeny
+	})
+	text, _ = waitText(90*time.Second, func(text string) bool {
+		return strings.Contains(text, codecErrorBanner) && encryptedInput.MatchString(text)
+	})
 	screenshot("refused.png")
 	if os.Getenv("BLINDFOLD_UI_DUMP") != "" {
 		t.Logf("refused page text:\n%s", clip(text))
@@ -200,11 +220,11 @@ func TestWebUIDecodesThroughEndpoint(t *testing.T) {
 	if strings.Contains(text, "BROWSER-MARKER-REFUSED") {
 		t.Fatal("the Web UI shows a payload the policy refuses")
 	}
-	if !strings.Contains(text, "Codec Server could not connect") {
+	if !strings.Contains(text, codecErrorBanner) {
 		t.Errorf("refused page shows no codec error banner")
 	}
 	// What it shows instead is the envelope's ciphertext, base64 as the UI prints undecodable binary data.
-	if !regexp.MustCompile(`Input\s+"[A-Za-z0-9+/]{40,}={0,2}"`).MatchString(text) {
+	if !encryptedInput.MatchString(text) {
 		t.Fatalf("refused page does not show the encrypted input; page text:\n%s", clip(text))
 	}
 
@@ -227,6 +247,38 @@ func TestWebUIDecodesThroughEndpoint(t *testing.T) {
 	}
 	if !allowDefault || !denySecret {
 		t.Fatalf("audit log lacks the UI's decisions (allow default %v, deny secret %v):\n%s", allowDefault, denySecret, data)
+	}
+}
+
+// What the UI renders for a payload the endpoint refused: its codec error banner, and the envelope's ciphertext as the
+// base64 it prints for undecodable binary data.
+const codecErrorBanner = "Codec Server could not connect"
+
+var encryptedInput = regexp.MustCompile(`Input\s+"[A-Za-z0-9+/]{40,}={0,2}"`)
+
+// waitAuditRecord polls the audit log at path until it holds a complete record match accepts, or wait passes (the
+// caller's own checks then report what is missing).
+func waitAuditRecord(t *testing.T, path string, wait time.Duration, match func(policy.Record) bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A line still being written has no newline yet; only complete ones are records.
+		if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
+			for _, line := range bytes.Split(data[:i], []byte("\n")) {
+				var r policy.Record
+				if json.Unmarshal(line, &r) == nil && match(r) {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -11,21 +11,16 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// ScopeDestroyer is implemented by KEKs that hold a key per scope (VaultKEK): Shred calls DestroyScope to delete it, which makes
+// ScopeDestroyer is implemented by KEKs that hold a key per scope (the Vault Transit KEK, keys/vault): Shred calls DestroyScope to delete it, which makes
 // every copy of the scope's wrapped keyset, backups included, impossible to unwrap. It must succeed for an already deleted key.
 type ScopeDestroyer interface {
 	DestroyScope(ctx context.Context, scope string) error
 }
 
-// Rewrapper is implemented by KEKs that can move a ciphertext to their newest key version without releasing the plaintext (VaultKEK).
+// Rewrapper is implemented by KEKs that can move a ciphertext to their newest key version without releasing the plaintext (the Vault Transit KEK).
 type Rewrapper interface {
 	RewrapWithContext(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error)
 }
-
-var (
-	_ ScopeDestroyer = (*VaultKEK)(nil)
-	_ Rewrapper      = (*VaultKEK)(nil)
-)
 
 // destroyKEKKey deletes scope's KEK key before the local shred, so that a failure leaves nothing half done: a shred that could not reach
 // Vault changes nothing and can be run again. It reports whether a KEK key was deleted.

@@ -1,4 +1,4 @@
-package keys_test
+package vault_test
 
 import (
 	"bytes"
@@ -15,12 +15,13 @@ import (
 	"testing"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
+	vaultapi "github.com/hashicorp/vault/api"
 	commonpb "go.temporal.io/api/common/v1"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/vault"
 )
 
 // The package's one vaultdev, started on first use, with file storage so that the outage test's Restart keeps the Transit keys.
@@ -76,21 +77,21 @@ func uniquePrefix() string {
 	return "t" + hex.EncodeToString(b) + "-"
 }
 
-func vaultCfg(p *vaultdevproc.Proc, prefix string) keys.VaultConfig {
-	return keys.VaultConfig{
+func vaultCfg(p *vaultdevproc.Proc, prefix string) vault.Config {
+	return vault.Config{
 		Address:    p.Addr(),
 		Mount:      p.TransitMount(),
 		KeyPrefix:  prefix,
-		Auth:       keys.VaultAuth{Method: keys.VaultAuthToken, Token: p.Token()},
+		Auth:       vault.Auth{Method: vault.AuthToken, Token: p.Token()},
 		CreateKeys: true,
 	}
 }
 
-func newVaultKEK(t testing.TB, cfg keys.VaultConfig) *keys.VaultKEK {
+func newVaultKEK(t testing.TB, cfg vault.Config) *vault.KEK {
 	t.Helper()
-	k, err := keys.NewVaultKEK(ctx, cfg)
+	k, err := vault.NewKEK(ctx, cfg)
 	if err != nil {
-		t.Fatalf("NewVaultKEK: %v", err)
+		t.Fatalf("NewKEK: %v", err)
 	}
 	t.Cleanup(func() { k.Close() })
 	return k
@@ -105,9 +106,9 @@ func vaultManager(t testing.TB, dir string, kek keys.KEK, opts ...keys.Option) *
 	return m
 }
 
-func rootClient(t testing.TB, p *vaultdevproc.Proc) *vault.Client {
+func rootClient(t testing.TB, p *vaultdevproc.Proc) *vaultapi.Client {
 	t.Helper()
-	c, err := vault.NewClient(&vault.Config{Address: p.Addr()})
+	c, err := vaultapi.NewClient(&vaultapi.Config{Address: p.Addr()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func TestVaultNoCreateKeys(t *testing.T) {
 	cfg := vaultCfg(p, uniquePrefix())
 	cfg.CreateKeys = false
 	m := vaultManager(t, t.TempDir(), newVaultKEK(t, cfg))
-	_, err := m.SealingKey(ctx, "default")
+	_, err := m.SealingKey(ctx, codec.Target{Namespace: "default"})
 	if !errors.Is(err, keys.ErrKEKKeyMissing) {
 		t.Fatalf("SealingKey without a Transit key and CreateKeys off = %v, want ErrKEKKeyMissing", err)
 	}
@@ -220,7 +221,7 @@ func TestVaultScopeBinding(t *testing.T) {
 	prefix := uniquePrefix()
 	kek := newVaultKEK(t, vaultCfg(p, prefix))
 	created := map[string]string{"00000001": "2026-01-01T00:00:00Z"}
-	adA := keys.KeysetADForTest("scope-a", created)
+	adA := keys.KeysetAD("scope-a", created)
 	ct, err := kek.EncryptWithContext(ctx, []byte("dek keyset"), adA)
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +233,7 @@ func TestVaultScopeBinding(t *testing.T) {
 		t.Fatalf("decrypt under its own scope = %q, %v", pt, err)
 	}
 	// Make scope B's Transit key exist too, so the cross-scope case is a real rejection, not a missing key.
-	if _, err := kek.EncryptWithContext(ctx, []byte("x"), keys.KeysetADForTest("scope-b", created)); err != nil {
+	if _, err := kek.EncryptWithContext(ctx, []byte("x"), keys.KeysetAD("scope-b", created)); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -240,9 +241,9 @@ func TestVaultScopeBinding(t *testing.T) {
 		ad   []byte
 		want error
 	}{
-		{"other scope", keys.KeysetADForTest("scope-b", created), keys.ErrUnwrap},
-		{"same key, other creation times", keys.KeysetADForTest("scope-a", map[string]string{"00000001": "2026-01-02T00:00:00Z"}), keys.ErrUnwrap},
-		{"scope never created", keys.KeysetADForTest("scope-c", created), keys.ErrKEKKeyMissing},
+		{"other scope", keys.KeysetAD("scope-b", created), keys.ErrUnwrap},
+		{"same key, other creation times", keys.KeysetAD("scope-a", map[string]string{"00000001": "2026-01-02T00:00:00Z"}), keys.ErrUnwrap},
+		{"scope never created", keys.KeysetAD("scope-c", created), keys.ErrKEKKeyMissing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -273,7 +274,7 @@ func TestVaultScopeBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := vaultManager(t, dir, kek)
-	if _, err := fresh.SealingKey(ctx, "scope-b"); !errors.Is(err, keys.ErrUnwrap) {
+	if _, err := fresh.SealingKey(ctx, codec.Target{Namespace: "scope-b"}); !errors.Is(err, keys.ErrUnwrap) {
 		t.Fatalf("scope-a's keyset under scope-b = %v, want ErrUnwrap", err)
 	}
 }
@@ -401,7 +402,7 @@ func TestVaultShred(t *testing.T) {
 	if _, err := decodeErr(m, "default", enc); !errors.Is(err, codec.ErrKeyDestroyed) {
 		t.Fatalf("decode after shred = %v, want ErrKeyDestroyed", err)
 	}
-	if _, err := m.SealingKey(ctx, "default"); !errors.Is(err, codec.ErrKeyDestroyed) {
+	if _, err := m.SealingKey(ctx, codec.Target{Namespace: "default"}); !errors.Is(err, codec.ErrKeyDestroyed) {
 		t.Fatalf("SealingKey after shred = %v, want ErrKeyDestroyed", err)
 	}
 	mustDecode(t, m, "keep", "keep", keep) // other scopes are untouched
@@ -426,7 +427,7 @@ func TestVaultShred(t *testing.T) {
 		t.Fatalf("decode with the key directory restored from backup = %v, want ErrKeyDestroyed naming the Vault Transit key", err)
 	}
 	t.Logf("key directory restored without tombstone: %v", err)
-	if _, err := rm.SealingKey(ctx, "default"); !errors.Is(err, codec.ErrKeyDestroyed) {
+	if _, err := rm.SealingKey(ctx, codec.Target{Namespace: "default"}); !errors.Is(err, codec.ErrKeyDestroyed) {
 		t.Fatalf("SealingKey with restored keyset = %v, want ErrKeyDestroyed", err)
 	}
 	calls := rm.Stats().KEKCalls
@@ -467,7 +468,7 @@ func TestVaultAppRole(t *testing.T) {
 	root := rootClient(t, p)
 	prefix := uniquePrefix()
 	mount := "approle-" + strings.TrimSuffix(prefix, "-")
-	if err := root.Sys().EnableAuthWithOptions(mount, &vault.EnableAuthOptions{Type: "approle"}); err != nil {
+	if err := root.Sys().EnableAuthWithOptions(mount, &vaultapi.EnableAuthOptions{Type: "approle"}); err != nil {
 		t.Fatal(err)
 	}
 	policy := `path "` + p.TransitMount() + `/*" { capabilities = ["create", "read", "update", "delete"] }`
@@ -493,20 +494,20 @@ func TestVaultAppRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := vaultCfg(p, prefix)
-	cfg.Auth = keys.VaultAuth{Method: keys.VaultAuthAppRole, RoleID: rid.Data["role_id"].(string), SecretIDFile: secretFile, MountPath: mount}
+	cfg.Auth = vault.Auth{Method: vault.AuthAppRole, RoleID: rid.Data["role_id"].(string), SecretIDFile: secretFile, MountPath: mount}
 	kek := newVaultKEK(t, cfg)
 	m := vaultManager(t, t.TempDir(), kek)
 	enc := encode(t, m, "default", "approle")
 	time.Sleep(4 * time.Second) // past token_max_ttl: the first token is dead, the KEK must have logged in again
 	fresh := vaultManager(t, t.TempDir(), kek)
-	if _, err := fresh.SealingKey(ctx, "default"); err != nil {
+	if _, err := fresh.SealingKey(ctx, codec.Target{Namespace: "default"}); err != nil {
 		t.Fatalf("KEK after the first token's max TTL: %v", err)
 	}
 	mustDecode(t, m, "default", "approle", enc)
 
 	bad := cfg
 	bad.Auth.SecretIDFile, bad.Auth.SecretID = "", "wrong"
-	if _, err := keys.NewVaultKEK(ctx, bad); err == nil || !strings.Contains(err.Error(), "approle") {
+	if _, err := vault.NewKEK(ctx, bad); err == nil || !strings.Contains(err.Error(), "approle") {
 		t.Fatalf("AppRole login with a wrong secret_id = %v, want an error naming approle", err)
 	}
 }

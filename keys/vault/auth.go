@@ -1,4 +1,4 @@
-package keys
+package vault
 
 import (
 	"context"
@@ -8,18 +8,18 @@ import (
 	"strings"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
+	vaultapi "github.com/hashicorp/vault/api"
 )
 
-// startAuth obtains the first token synchronously (so NewVaultKEK fails fast on bad credentials) and then keeps it alive in the background.
-func (k *VaultKEK) startAuth(ctx context.Context, a VaultAuth) error {
+// startAuth obtains the first token synchronously (so NewKEK fails fast on bad credentials) and then keeps it alive in the background.
+func (k *KEK) startAuth(ctx context.Context, a Auth) error {
 	method := a.Method
 	if method == "" {
-		method = VaultAuthToken
+		method = AuthToken
 	}
-	var login func(ctx context.Context) (*vault.Secret, error)
+	var login func(ctx context.Context) (*vaultapi.Secret, error)
 	switch method {
-	case VaultAuthToken:
+	case AuthToken:
 		if a.Token != "" {
 			k.client.SetToken(a.Token)
 		}
@@ -28,7 +28,7 @@ func (k *VaultKEK) startAuth(ctx context.Context, a VaultAuth) error {
 		}
 		// A static token cannot be obtained again; only renew it if Vault says it is renewable.
 		s, err := k.client.Auth().Token().LookupSelfWithContext(ctx)
-		var re *vault.ResponseError
+		var re *vaultapi.ResponseError
 		if errors.As(err, &re) {
 			return fmt.Errorf("vault auth token: look up token at %s: %w", k.addr, err)
 		}
@@ -45,15 +45,15 @@ func (k *VaultKEK) startAuth(ctx context.Context, a VaultAuth) error {
 			return nil
 		}
 		// LookupSelf returns the token's data, not an auth block; the lifetime watcher wants the latter.
-		s.Auth = &vault.SecretAuth{ClientToken: k.client.Token(), Renewable: true, LeaseDuration: int(ttl.Seconds())}
+		s.Auth = &vaultapi.SecretAuth{ClientToken: k.client.Token(), Renewable: true, LeaseDuration: int(ttl.Seconds())}
 		k.runAuth(s, nil)
 		return nil
-	case VaultAuthAppRole:
+	case AuthAppRole:
 		mount := orDefault(a.MountPath, "approle")
 		if a.RoleID == "" {
 			return errors.New("vault auth approle: role_id is required")
 		}
-		login = func(ctx context.Context) (*vault.Secret, error) {
+		login = func(ctx context.Context) (*vaultapi.Secret, error) {
 			secretID := a.SecretID
 			if a.SecretIDFile != "" {
 				b, err := os.ReadFile(a.SecretIDFile)
@@ -64,13 +64,13 @@ func (k *VaultKEK) startAuth(ctx context.Context, a VaultAuth) error {
 			}
 			return k.client.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{"role_id": a.RoleID, "secret_id": secretID})
 		}
-	case VaultAuthKubernetes:
+	case AuthKubernetes:
 		mount := orDefault(a.MountPath, "kubernetes")
 		jwtPath := orDefault(a.JWTPath, DefaultKubernetesJWTPath)
 		if a.Role == "" {
 			return errors.New("vault auth kubernetes: role is required")
 		}
-		login = func(ctx context.Context) (*vault.Secret, error) {
+		login = func(ctx context.Context) (*vaultapi.Secret, error) {
 			jwt, err := os.ReadFile(jwtPath)
 			if err != nil {
 				return nil, fmt.Errorf("read service account token: %w", err)
@@ -84,11 +84,11 @@ func (k *VaultKEK) startAuth(ctx context.Context, a VaultAuth) error {
 	if err != nil {
 		return err
 	}
-	k.runAuth(s, func(ctx context.Context) (*vault.Secret, error) { return k.login(ctx, method, login) })
+	k.runAuth(s, func(ctx context.Context) (*vaultapi.Secret, error) { return k.login(ctx, method, login) })
 	return nil
 }
 
-func (k *VaultKEK) login(ctx context.Context, method string, fn func(context.Context) (*vault.Secret, error)) (*vault.Secret, error) {
+func (k *KEK) login(ctx context.Context, method string, fn func(context.Context) (*vaultapi.Secret, error)) (*vaultapi.Secret, error) {
 	s, err := fn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("vault auth %s: login at %s: %w", method, k.addr, err)
@@ -103,7 +103,7 @@ func (k *VaultKEK) login(ctx context.Context, method string, fn func(context.Con
 
 // runAuth renews the token in s until Close; when it can no longer be renewed (max TTL, revoked) and relogin is set, it logs in again,
 // retrying with backoff while Vault is down. Cached keysets keep serving meanwhile.
-func (k *VaultKEK) runAuth(s *vault.Secret, relogin func(context.Context) (*vault.Secret, error)) {
+func (k *KEK) runAuth(s *vaultapi.Secret, relogin func(context.Context) (*vaultapi.Secret, error)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	k.stopAuth = cancel
 	k.authDone = make(chan struct{})
@@ -137,7 +137,7 @@ func (k *VaultKEK) runAuth(s *vault.Secret, relogin func(context.Context) (*vaul
 }
 
 // watch renews s until it ends; it reports whether the caller should log in again.
-func (k *VaultKEK) watch(ctx context.Context, s *vault.Secret, canRelogin bool) bool {
+func (k *KEK) watch(ctx context.Context, s *vaultapi.Secret, canRelogin bool) bool {
 	if !s.Auth.Renewable || s.Auth.LeaseDuration <= 0 {
 		if s.Auth.LeaseDuration <= 0 {
 			<-ctx.Done() // a token without TTL never expires
@@ -151,7 +151,7 @@ func (k *VaultKEK) watch(ctx context.Context, s *vault.Secret, canRelogin bool) 
 			return canRelogin
 		}
 	}
-	w, err := k.client.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: s})
+	w, err := k.client.NewLifetimeWatcher(&vaultapi.LifetimeWatcherInput{Secret: s})
 	if err != nil {
 		k.log.Warn("vault token renewal not started", "error", err)
 		return canRelogin

@@ -1,4 +1,4 @@
-package keys_test
+package vault_test
 
 import (
 	"bytes"

@@ -1,7 +1,6 @@
-package keys
+package vault
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -14,34 +13,29 @@ import (
 	"sync"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/blindfold-dev/blindfold/keys"
 )
 
-// Vault auth methods accepted in VaultAuth.Method.
+// Vault auth methods accepted in Auth.Method.
 const (
-	VaultAuthToken      = "token"
-	VaultAuthAppRole    = "approle"
-	VaultAuthKubernetes = "kubernetes"
+	AuthToken      = "token"
+	AuthAppRole    = "approle"
+	AuthKubernetes = "kubernetes"
 )
 
-// Defaults of VaultConfig.
+// Defaults of Config.
 const (
-	DefaultVaultMount        = "transit"
-	DefaultVaultKeyPrefix    = "blindfold-"
-	DefaultVaultTimeout      = 10 * time.Second
+	DefaultMount             = "transit"
+	DefaultKeyPrefix         = "blindfold-"
+	DefaultTimeout           = 10 * time.Second
 	DefaultKubernetesJWTPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 )
 
-// ErrKEKKeyMissing: the KEK has no key for the scope (a Vault Transit key that was deleted by a shred, or never existed at the configured address, namespace and mount).
-// Ciphertext wrapped under a deleted Transit key can never be unwrapped again, so the Manager treats it as a shredded scope.
-var ErrKEKKeyMissing = errors.New("kek key not found")
-
-// ErrRewrapUnsupported: the KEK cannot re-wrap ciphertext inside itself (the local master key has no versions to re-wrap to).
-var ErrRewrapUnsupported = errors.New("kek does not support rewrap")
-
-// VaultConfig configures a Vault Transit KEK. Empty fields take the Vault client's environment (VAULT_ADDR, VAULT_TOKEN,
+// Config configures a Vault Transit KEK. Empty fields take the Vault client's environment (VAULT_ADDR, VAULT_TOKEN,
 // VAULT_NAMESPACE, VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME) and then the defaults.
-type VaultConfig struct {
+type Config struct {
 	// Address is Vault's URL, e.g. https://vault.internal:8200; empty means $VAULT_ADDR.
 	Address string
 	// Mount is the Transit mount path (default "transit").
@@ -51,13 +45,13 @@ type VaultConfig struct {
 	// Namespace is the Vault Enterprise namespace (X-Vault-Namespace); empty means $VAULT_NAMESPACE or none.
 	Namespace string
 	// TLS configures the connection to Vault.
-	TLS VaultTLS
+	TLS TLS
 	// Auth says how to get a Vault token.
-	Auth VaultAuth
+	Auth Auth
 	// CreateKeys lets the KEK create a scope's Transit key (aes256-gcm96, derived) on first use. Without it a missing key is an error
-	// wrapping ErrKEKKeyMissing, for deployments where an operator (Terraform, the blindfold CLI) creates keys and proxies may not.
+	// wrapping keys.ErrKEKKeyMissing, for deployments where an operator (Terraform, the blindfold CLI) creates keys and proxies may not.
 	CreateKeys bool
-	// Timeout bounds each Vault request (default DefaultVaultTimeout). The caller's context can end it earlier.
+	// Timeout bounds each Vault request (default DefaultTimeout). The caller's context can end it earlier.
 	Timeout time.Duration
 	// MaxRetries is how often a request failing with a 5xx or a connection error is retried (default 1; 0 means the default, negative means none).
 	MaxRetries int
@@ -65,17 +59,17 @@ type VaultConfig struct {
 	Logger *slog.Logger
 }
 
-// VaultTLS configures TLS to Vault. Paths are PEM files.
-type VaultTLS struct {
+// TLS configures TLS to Vault. Paths are PEM files.
+type TLS struct {
 	CACert     string // CA bundle that signs Vault's certificate; empty means $VAULT_CACERT or the system roots
 	ClientCert string // client certificate for mutual TLS
 	ClientKey  string // its private key
 	ServerName string // SNI and verification name, when it differs from the address's host
 }
 
-// VaultAuth says how the KEK authenticates to Vault.
-type VaultAuth struct {
-	// Method is VaultAuthToken (default), VaultAuthAppRole or VaultAuthKubernetes.
+// Auth says how the KEK authenticates to Vault.
+type Auth struct {
+	// Method is AuthToken (default), AuthAppRole or AuthKubernetes.
 	Method string
 	// Token is the token for the token method; empty means $VAULT_TOKEN, then ~/.vault-token.
 	Token string
@@ -89,12 +83,12 @@ type VaultAuth struct {
 	MountPath string
 }
 
-// VaultKEK wraps scope keysets with Vault Transit: one key per scope, named KeyPrefix+scope, of type aes256-gcm96 with derived=true.
+// KEK wraps scope keysets with Vault Transit: one key per scope, named KeyPrefix+scope, of type aes256-gcm96 with derived=true.
 // The associated data the Manager passes (it names the scope) is the derivation context, so a keyset wrapped for one scope
 // does not unwrap under another, and the wrapped keyset can be re-wrapped inside Vault (Transit's rewrap endpoint takes a context
-// but, in Vault 1.14, no associated_data). The key to use is found from the associated data, so one VaultKEK serves every scope.
-type VaultKEK struct {
-	client *vault.Client
+// but, in Vault 1.14, no associated_data). The key to use is found from the associated data, so one KEK serves every scope.
+type KEK struct {
+	client *vaultapi.Client
 	mount  string
 	prefix string
 	create bool
@@ -108,26 +102,30 @@ type VaultKEK struct {
 	authDone chan struct{}
 }
 
-var _ KEK = (*VaultKEK)(nil)
+var (
+	_ keys.KEK            = (*KEK)(nil)
+	_ keys.ScopeDestroyer = (*KEK)(nil)
+	_ keys.Rewrapper      = (*KEK)(nil)
+)
 
-// NewVaultKEK connects to Vault and logs in. With AppRole or Kubernetes auth it keeps the token renewed (and logs in again when
+// NewKEK connects to Vault and logs in. With AppRole or Kubernetes auth it keeps the token renewed (and logs in again when
 // it can no longer be renewed) until Close; a renewable static token is renewed too.
-func NewVaultKEK(ctx context.Context, cfg VaultConfig) (*VaultKEK, error) {
-	vc := vault.DefaultConfig() // reads VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_CERT, … from the environment
+func NewKEK(ctx context.Context, cfg Config) (*KEK, error) {
+	vc := vaultapi.DefaultConfig() // reads VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_CERT, … from the environment
 	if vc.Error != nil {
 		return nil, fmt.Errorf("vault config: %w", vc.Error)
 	}
 	if cfg.Address != "" {
 		vc.Address = cfg.Address
 	}
-	if cfg.TLS != (VaultTLS{}) {
+	if cfg.TLS != (TLS{}) {
 		// ConfigureTLS replaces what DefaultConfig read from the environment: keep the environment for the fields not given.
-		t := &vault.TLSConfig{
-			CACert:        orDefault(cfg.TLS.CACert, os.Getenv(vault.EnvVaultCACert)),
-			CAPath:        os.Getenv(vault.EnvVaultCAPath),
-			ClientCert:    orDefault(cfg.TLS.ClientCert, os.Getenv(vault.EnvVaultClientCert)),
-			ClientKey:     orDefault(cfg.TLS.ClientKey, os.Getenv(vault.EnvVaultClientKey)),
-			TLSServerName: orDefault(cfg.TLS.ServerName, os.Getenv(vault.EnvVaultTLSServerName)),
+		t := &vaultapi.TLSConfig{
+			CACert:        orDefault(cfg.TLS.CACert, os.Getenv(vaultapi.EnvVaultCACert)),
+			CAPath:        os.Getenv(vaultapi.EnvVaultCAPath),
+			ClientCert:    orDefault(cfg.TLS.ClientCert, os.Getenv(vaultapi.EnvVaultClientCert)),
+			ClientKey:     orDefault(cfg.TLS.ClientKey, os.Getenv(vaultapi.EnvVaultClientKey)),
+			TLSServerName: orDefault(cfg.TLS.ServerName, os.Getenv(vaultapi.EnvVaultTLSServerName)),
 		}
 		if err := vc.ConfigureTLS(t); err != nil {
 			return nil, fmt.Errorf("vault tls: %w", err)
@@ -135,7 +133,7 @@ func NewVaultKEK(ctx context.Context, cfg VaultConfig) (*VaultKEK, error) {
 	}
 	vc.Timeout = cfg.Timeout
 	if vc.Timeout <= 0 {
-		vc.Timeout = DefaultVaultTimeout
+		vc.Timeout = DefaultTimeout
 	}
 	switch {
 	case cfg.MaxRetries < 0:
@@ -147,14 +145,14 @@ func NewVaultKEK(ctx context.Context, cfg VaultConfig) (*VaultKEK, error) {
 	}
 	// Short waits: a refresh blocks the request that triggered it, and a cached keyset serves meanwhile anyway.
 	vc.MinRetryWait, vc.MaxRetryWait = 50*time.Millisecond, 250*time.Millisecond
-	c, err := vault.NewClient(vc)
+	c, err := vaultapi.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	if cfg.Namespace != "" {
 		c.SetNamespace(cfg.Namespace)
 	}
-	k := &VaultKEK{
+	k := &KEK{
 		client:  c,
 		mount:   strings.Trim(cfg.Mount, "/"),
 		prefix:  cfg.KeyPrefix,
@@ -164,10 +162,10 @@ func NewVaultKEK(ctx context.Context, cfg VaultConfig) (*VaultKEK, error) {
 		ensured: map[string]bool{},
 	}
 	if k.mount == "" {
-		k.mount = DefaultVaultMount
+		k.mount = DefaultMount
 	}
 	if k.prefix == "" {
-		k.prefix = DefaultVaultKeyPrefix
+		k.prefix = DefaultKeyPrefix
 	}
 	if k.log == nil {
 		k.log = slog.New(slog.DiscardHandler)
@@ -179,7 +177,7 @@ func NewVaultKEK(ctx context.Context, cfg VaultConfig) (*VaultKEK, error) {
 }
 
 // Close stops token renewal. It does not revoke the token.
-func (k *VaultKEK) Close() error {
+func (k *KEK) Close() error {
 	if k.stopAuth != nil {
 		k.stopAuth()
 		<-k.authDone
@@ -188,16 +186,16 @@ func (k *VaultKEK) Close() error {
 }
 
 // Address is the Vault address in use.
-func (k *VaultKEK) Address() string { return k.addr }
+func (k *KEK) Address() string { return k.addr }
 
 // KeyName is the name of scope's Transit key.
-func (k *VaultKEK) KeyName(scope string) string { return k.prefix + scope }
+func (k *KEK) KeyName(scope string) string { return k.prefix + scope }
 
 // EncryptWithContext wraps plaintext with the Transit key of the scope named in associatedData, creating the key first when allowed.
-func (k *VaultKEK) EncryptWithContext(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
-	scope, err := scopeFromKeysetAD(associatedData)
+func (k *KEK) EncryptWithContext(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
+	scope, err := keys.ScopeOfKeysetAD(associatedData)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("vault kek: %w", err)
 	}
 	name := k.KeyName(scope)
 	if err := k.ensureKey(ctx, name); err != nil {
@@ -208,7 +206,7 @@ func (k *VaultKEK) EncryptWithContext(ctx context.Context, plaintext, associated
 		"context":   base64.StdEncoding.EncodeToString(associatedData),
 	})
 	if err != nil {
-		if errors.Is(k.classify(err, name), ErrKEKKeyMissing) {
+		if errors.Is(k.classify(err, name), keys.ErrKEKKeyMissing) {
 			k.forget(name)
 		}
 		return nil, k.opError("encrypt", name, err)
@@ -221,12 +219,12 @@ func (k *VaultKEK) EncryptWithContext(ctx context.Context, plaintext, associated
 }
 
 // DecryptWithContext unwraps ciphertext with the Transit key of the scope named in associatedData.
-// A rejected ciphertext (other scope, tampered, below min_decryption_version) wraps ErrUnwrap; a deleted key wraps ErrKEKKeyMissing;
+// A rejected ciphertext (other scope, tampered, below min_decryption_version) wraps keys.ErrUnwrap; a deleted key wraps keys.ErrKEKKeyMissing;
 // anything else (Vault unreachable, sealed, permission denied) is an error naming Vault.
-func (k *VaultKEK) DecryptWithContext(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
-	scope, err := scopeFromKeysetAD(associatedData)
+func (k *KEK) DecryptWithContext(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
+	scope, err := keys.ScopeOfKeysetAD(associatedData)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("vault kek: %w", err)
 	}
 	name := k.KeyName(scope)
 	s, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/decrypt/"+name, map[string]any{
@@ -249,10 +247,10 @@ func (k *VaultKEK) DecryptWithContext(ctx context.Context, ciphertext, associate
 
 // RewrapWithContext re-encrypts ciphertext under the newest version of its Transit key, inside Vault: the wrapped keyset is never
 // decrypted outside Vault. It returns ciphertext unchanged in meaning; errors are classified as in DecryptWithContext.
-func (k *VaultKEK) RewrapWithContext(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
-	scope, err := scopeFromKeysetAD(associatedData)
+func (k *KEK) RewrapWithContext(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
+	scope, err := keys.ScopeOfKeysetAD(associatedData)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("vault kek: %w", err)
 	}
 	name := k.KeyName(scope)
 	s, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/rewrap/"+name, map[string]any{
@@ -283,8 +281,8 @@ func transitVersion(ct string) (string, bool) {
 	return parts[1], true
 }
 
-// VaultKeyInfo describes a scope's Transit key.
-type VaultKeyInfo struct {
+// KeyInfo describes a scope's Transit key.
+type KeyInfo struct {
 	Name                 string
 	Type                 string
 	Derived              bool
@@ -293,18 +291,18 @@ type VaultKeyInfo struct {
 	DeletionAllowed      bool
 }
 
-// TransitKey reads scope's Transit key; a missing key wraps ErrKEKKeyMissing.
-func (k *VaultKEK) TransitKey(ctx context.Context, scope string) (VaultKeyInfo, error) {
-	if err := ValidateScope(scope); err != nil {
-		return VaultKeyInfo{}, err
+// TransitKey reads scope's Transit key; a missing key wraps keys.ErrKEKKeyMissing.
+func (k *KEK) TransitKey(ctx context.Context, scope string) (KeyInfo, error) {
+	if err := keys.ValidateScope(scope); err != nil {
+		return KeyInfo{}, err
 	}
 	return k.readKey(ctx, k.KeyName(scope))
 }
 
 // RotateScopeKey adds a new version to scope's Transit key and returns it. New wraps use it; older versions keep unwrapping until
 // SetMinDecryptionVersion raises the floor. Stored keysets move to the new version with Manager.Rewrap.
-func (k *VaultKEK) RotateScopeKey(ctx context.Context, scope string) (int, error) {
-	if err := ValidateScope(scope); err != nil {
+func (k *KEK) RotateScopeKey(ctx context.Context, scope string) (int, error) {
+	if err := keys.ValidateScope(scope); err != nil {
 		return 0, err
 	}
 	name := k.KeyName(scope)
@@ -319,10 +317,10 @@ func (k *VaultKEK) RotateScopeKey(ctx context.Context, scope string) (int, error
 	return info.LatestVersion, nil
 }
 
-// SetMinDecryptionVersion makes ciphertext of scope's Transit key versions below v fail to unwrap (with ErrUnwrap).
+// SetMinDecryptionVersion makes ciphertext of scope's Transit key versions below v fail to unwrap (with keys.ErrUnwrap).
 // Run Manager.Rewrap on the scope first, or its stored keyset becomes unreadable.
-func (k *VaultKEK) SetMinDecryptionVersion(ctx context.Context, scope string, v int) error {
-	if err := ValidateScope(scope); err != nil {
+func (k *KEK) SetMinDecryptionVersion(ctx context.Context, scope string, v int) error {
+	if err := keys.ValidateScope(scope); err != nil {
 		return err
 	}
 	name := k.KeyName(scope)
@@ -335,15 +333,15 @@ func (k *VaultKEK) SetMinDecryptionVersion(ctx context.Context, scope string, v 
 
 // DestroyScope deletes scope's Transit key with all its versions (setting deletion_allowed first). Every keyset it wrapped,
 // including copies in backups, can never be unwrapped again. A key that is already gone is not an error.
-func (k *VaultKEK) DestroyScope(ctx context.Context, scope string) error {
-	if err := ValidateScope(scope); err != nil {
+func (k *KEK) DestroyScope(ctx context.Context, scope string) error {
+	if err := keys.ValidateScope(scope); err != nil {
 		return err
 	}
 	name := k.KeyName(scope)
 	k.forget(name)
 	_, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/keys/"+name+"/config", map[string]any{"deletion_allowed": true})
 	if err != nil {
-		if errors.Is(k.classify(err, name), ErrKEKKeyMissing) || isStatus(err, http.StatusNotFound) {
+		if errors.Is(k.classify(err, name), keys.ErrKEKKeyMissing) || isStatus(err, http.StatusNotFound) {
 			return nil
 		}
 		return k.opError("allow deletion of", name, err)
@@ -355,7 +353,7 @@ func (k *VaultKEK) DestroyScope(ctx context.Context, scope string) error {
 	return nil
 }
 
-func (k *VaultKEK) forget(name string) {
+func (k *KEK) forget(name string) {
 	k.mu.Lock()
 	delete(k.ensured, name)
 	k.mu.Unlock()
@@ -363,7 +361,7 @@ func (k *VaultKEK) forget(name string) {
 
 // ensureKey checks once per process that name exists and is derived, creating it when allowed. Transit's encrypt endpoint would
 // otherwise create a missing key itself for any token with create rights, bypassing CreateKeys.
-func (k *VaultKEK) ensureKey(ctx context.Context, name string) error {
+func (k *KEK) ensureKey(ctx context.Context, name string) error {
 	k.mu.Lock()
 	ok := k.ensured[name]
 	k.mu.Unlock()
@@ -371,7 +369,7 @@ func (k *VaultKEK) ensureKey(ctx context.Context, name string) error {
 		return nil
 	}
 	info, err := k.readKey(ctx, name)
-	if errors.Is(err, ErrKEKKeyMissing) && k.create {
+	if errors.Is(err, keys.ErrKEKKeyMissing) && k.create {
 		_, err = k.client.Logical().WriteWithContext(ctx, k.mount+"/keys/"+name, map[string]any{
 			"type":    "aes256-gcm96",
 			"derived": true,
@@ -394,15 +392,15 @@ func (k *VaultKEK) ensureKey(ctx context.Context, name string) error {
 	return nil
 }
 
-func (k *VaultKEK) readKey(ctx context.Context, name string) (VaultKeyInfo, error) {
+func (k *KEK) readKey(ctx context.Context, name string) (KeyInfo, error) {
 	s, err := k.client.Logical().ReadWithContext(ctx, k.mount+"/keys/"+name)
 	if err != nil {
-		return VaultKeyInfo{}, k.opError("read", name, err)
+		return KeyInfo{}, k.opError("read", name, err)
 	}
 	if s == nil || s.Data == nil {
-		return VaultKeyInfo{}, fmt.Errorf("%w: vault transit key %q at %s/%s", ErrKEKKeyMissing, name, k.addr, k.mount)
+		return KeyInfo{}, fmt.Errorf("%w: vault transit key %q at %s/%s", keys.ErrKEKKeyMissing, name, k.addr, k.mount)
 	}
-	info := VaultKeyInfo{Name: name}
+	info := KeyInfo{Name: name}
 	info.Type, _ = s.Data["type"].(string)
 	info.Derived, _ = s.Data["derived"].(bool)
 	info.DeletionAllowed, _ = s.Data["deletion_allowed"].(bool)
@@ -412,26 +410,26 @@ func (k *VaultKEK) readKey(ctx context.Context, name string) (VaultKeyInfo, erro
 }
 
 // classify maps a Vault error to the sentinel the Manager branches on, or nil when it is not one.
-func (k *VaultKEK) classify(err error, name string) error {
-	var re *vault.ResponseError
+func (k *KEK) classify(err error, name string) error {
+	var re *vaultapi.ResponseError
 	if !errors.As(err, &re) {
 		return nil
 	}
 	msg := strings.ToLower(strings.Join(re.Errors, "; "))
 	switch {
 	case strings.Contains(msg, "key not found") || strings.Contains(msg, "no existing key named"):
-		return ErrKEKKeyMissing
+		return keys.ErrKEKKeyMissing
 	case re.StatusCode == http.StatusBadRequest:
 		// Transit answers 400 for a ciphertext it rejects: authentication failed (other scope, tampering), malformed, or a version
 		// below min_decryption_version.
-		return ErrUnwrap
+		return keys.ErrUnwrap
 	}
 	return nil
 }
 
-func (k *VaultKEK) opError(op, name string, err error) error {
+func (k *KEK) opError(op, name string, err error) error {
 	detail := err.Error()
-	var re *vault.ResponseError
+	var re *vaultapi.ResponseError
 	if errors.As(err, &re) {
 		detail = fmt.Sprintf("HTTP %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
 	}
@@ -442,11 +440,11 @@ func (k *VaultKEK) opError(op, name string, err error) error {
 }
 
 func isStatus(err error, code int) bool {
-	var re *vault.ResponseError
+	var re *vaultapi.ResponseError
 	return errors.As(err, &re) && re.StatusCode == code
 }
 
-func stringField(s *vault.Secret, field string) (string, error) {
+func stringField(s *vaultapi.Secret, field string) (string, error) {
 	if s == nil || s.Data == nil {
 		return "", fmt.Errorf("empty response")
 	}
@@ -470,19 +468,4 @@ func intField(v any) int {
 		return int(n)
 	}
 	return 0
-}
-
-// scopeFromKeysetAD returns the scope named in the associated data the Manager wraps keysets with (see keysetAD).
-func scopeFromKeysetAD(ad []byte) (string, error) {
-	const pre, post = keysetFormat + "\x00scope=", "\x00created="
-	rest, ok := bytes.CutPrefix(ad, []byte(pre))
-	i := bytes.Index(rest, []byte(post))
-	if !ok || i < 0 {
-		return "", errors.New("vault kek: associated data does not name a scope (not a blindfold keyset)")
-	}
-	scope := string(rest[:i])
-	if err := ValidateScope(scope); err != nil {
-		return "", fmt.Errorf("vault kek: %w", err)
-	}
-	return scope, nil
 }

@@ -1,4 +1,4 @@
-package keys_test
+package vault_test
 
 import (
 	"context"
@@ -7,17 +7,18 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/vault"
 )
 
 // A Manager whose scope keysets are wrapped by Vault Transit: one derived Transit key per scope ("blindfold-<scope>").
 // Keysets are still stored in the key directory; Vault is called only when a scope is loaded, refreshed, rotated or shredded.
-func ExampleNewVaultKEK() {
+func ExampleNewKEK() {
 	ctx := context.Background()
-	kek, err := keys.NewVaultKEK(ctx, keys.VaultConfig{
+	kek, err := vault.NewKEK(ctx, vault.Config{
 		Address:    "https://vault.internal:8200", // empty: $VAULT_ADDR
 		Mount:      "transit",
-		TLS:        keys.VaultTLS{CACert: "/etc/blindfold/vault-ca.pem"},
-		Auth:       keys.VaultAuth{Method: keys.VaultAuthAppRole, RoleID: "…", SecretIDFile: "/run/secrets/vault-secret-id"},
+		TLS:        vault.TLS{CACert: "/etc/blindfold/vault-ca.pem"},
+		Auth:       vault.Auth{Method: vault.AuthAppRole, RoleID: "…", SecretIDFile: "/run/secrets/vault-secret-id"},
 		CreateKeys: true,
 	})
 	if err != nil {

@@ -1,0 +1,259 @@
+package codecserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	commonpb "go.temporal.io/api/common/v1"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/policy"
+)
+
+// Values of DecodeRequest.Via, naming the component that decided in the audit record.
+const (
+	ViaCodecEndpoint = "codec-endpoint"   // the HTTP codec endpoint (Handler)
+	ViaDecodeCommand = "blindfold-decode" // the offline `blindfold decode` command
+)
+
+// ErrForbidden means the authorizer refused a decode. Decoder.Decode returns it wrapped in a *ForbiddenError.
+var ErrForbidden = errors.New("forbidden")
+
+// ForbiddenError is the error Decoder.Decode returns when the authorizer refuses the request; errors.Is(err, ErrForbidden) holds.
+type ForbiddenError struct {
+	// Reason is the authorizer's reason, as recorded in the deny record.
+	Reason string
+	// AuditErr is why the deny record could not be written, or nil if it was.
+	AuditErr error
+}
+
+func (e *ForbiddenError) Error() string {
+	if e.AuditErr != nil {
+		return fmt.Sprintf("forbidden: %s (and the audit log failed: %v)", e.Reason, e.AuditErr)
+	}
+	return "forbidden: " + e.Reason
+}
+
+// Unwrap lets errors.Is find ErrForbidden and, when the deny record was lost, the audit log's error.
+func (e *ForbiddenError) Unwrap() []error {
+	if e.AuditErr != nil {
+		return []error{ErrForbidden, e.AuditErr}
+	}
+	return []error{ErrForbidden}
+}
+
+// Decoder is Blindfold's one decode path: authorize, audit, decode, mark failures. The codec endpoint (Handler) and
+// `blindfold decode` both go through it, so a payload is opened under the same rules and leaves the same record
+// whichever way an auditor reads it. Codec, Authorizer and Audit are required. A Decoder is safe for concurrent use
+// once its fields are set; do not change them afterwards.
+type Decoder struct {
+	Codec      Codec
+	Authorizer Authorizer
+	Audit      AuditLog
+	// Logger receives one line per audited decision (never payload data). Nil logs nothing, for callers that report
+	// on their own (the CLI).
+	Logger *slog.Logger
+	// KeyID names the key that sealed a payload, read from its envelope metadata, for the audit record; "" for
+	// payloads that are not encrypted. Nil means codec.KeyID (Blindfold envelopes).
+	KeyID func(p *commonpb.Payload) string
+}
+
+// DecodeRequest says who asks to decode, where, and through what; it becomes the audit record.
+type DecodeRequest struct {
+	Identity  policy.Identity
+	Namespace string
+	// Via is ViaCodecEndpoint or ViaDecodeCommand.
+	Via string
+	// RemoteAddr is the caller's network address, empty offline.
+	RemoteAddr string
+}
+
+// Decoded is the result of an authorized decode. Its payloads are plaintext: the caller prepares its output from
+// them, then calls Commit, and releases nothing unless Commit returned nil.
+type Decoded struct {
+	// Payloads has one entry per payload given, in order: the decoded payload, or the ciphertext as given with a
+	// DecodeErrorKey metadata entry saying why it could not be opened.
+	Payloads []*commonpb.Payload
+	// Failed counts the payloads that stayed encrypted.
+	Failed int
+	// FirstErr is the codec's error for the first failed payload (in input order), nil when none failed.
+	FirstErr error
+
+	d         *Decoder
+	rec       policy.Record
+	once      sync.Once
+	commitErr error
+}
+
+// Commit appends the allow record (with the failure count) to the audit log and returns an error if it is not
+// durable, in which case the caller must discard the plaintext. The record is written at most once; later calls
+// return the first call's result.
+func (r *Decoded) Commit() error {
+	r.once.Do(func() {
+		rec := r.rec
+		rec.Decision, rec.Failed = policy.AuditAllow, r.Failed
+		r.commitErr = r.d.audit(rec)
+	})
+	return r.commitErr
+}
+
+// Decode authorizes req to decode payloads and, if allowed, decodes them.
+//
+// The audit record counts the payloads and names the key ids that sealed them (sorted), never their content.
+// When the authorizer refuses, Decode writes the deny record and returns a *ForbiddenError. Otherwise it decodes
+// every payload it can: chunks run in parallel and a chunk the codec rejects is retried payload by payload, so one
+// bad payload (destroyed key, tampered, sealed for another namespace) does not hide the rest. The allow record is
+// left for Decoded.Commit, so that it is on disk before any plaintext leaves but after the caller knows it can
+// produce its output.
+//
+// If ctx ends during the decode, the failures say nothing about the payloads: Decode records the decision as allowed
+// with every payload failed and "decode timed out", and returns an error wrapping ctx.Err(). Nil payloads are bad
+// input: Decode rejects them before deciding anything, so nothing is audited.
+func (d *Decoder) Decode(ctx context.Context, req DecodeRequest, payloads []*commonpb.Payload) (*Decoded, error) {
+	if d.Codec == nil || d.Authorizer == nil || d.Audit == nil {
+		return nil, errors.New("codecserver: Decoder needs Codec, Authorizer and Audit")
+	}
+	for i, p := range payloads {
+		if p == nil {
+			return nil, fmt.Errorf("codecserver: payload %d is nil", i)
+		}
+	}
+	rec := policy.Record{
+		Via: req.Via, Identity: req.Identity, Namespace: req.Namespace, Operation: string(policy.OpDecode), RemoteAddr: req.RemoteAddr,
+		Payloads: len(payloads), KeyIDs: d.keyIDs(payloads), Decision: policy.AuditDeny,
+	}
+	dec := d.Authorizer.Authorize(ctx, req.Identity, req.Namespace, policy.OpDecode)
+	rec.Reason = dec.Reason
+	if !dec.Allow {
+		return nil, &ForbiddenError{Reason: dec.Reason, AuditErr: d.audit(rec)}
+	}
+	out, failed, firstErr := d.decode(ctx, req.Namespace, payloads)
+	if ctx.Err() != nil {
+		rec.Decision, rec.Failed = policy.AuditAllow, len(payloads)
+		rec.Reason = dec.Reason + "; decode timed out"
+		if err := d.audit(rec); err != nil {
+			return nil, fmt.Errorf("codecserver: decode did not finish: %w (and the audit log failed: %w)", ctx.Err(), err)
+		}
+		return nil, fmt.Errorf("codecserver: decode did not finish: %w", ctx.Err())
+	}
+	return &Decoded{Payloads: out, Failed: failed, FirstErr: firstErr, d: d, rec: rec}, nil
+}
+
+// audit appends rec and logs the decision with the new head hash, which anchors the chain outside the file.
+// A nil error means the record is durable.
+func (d *Decoder) audit(rec policy.Record) error {
+	head, err := d.Audit.Append(rec)
+	if d.Logger != nil {
+		attrs := []any{"subject", rec.Identity.Subject, "method", rec.Identity.Method, "namespace", rec.Namespace, "operation", rec.Operation,
+			"payloads", rec.Payloads, "failed", rec.Failed, "decision", rec.Decision, "reason", rec.Reason, "remote", rec.RemoteAddr}
+		if err != nil {
+			d.Logger.Error("codec endpoint: audit append failed", append(attrs, "err", err)...)
+		} else {
+			d.Logger.Info("codec endpoint decision", append(attrs, "audit_head", head)...)
+		}
+	}
+	return err
+}
+
+// keyIDs lists the distinct key ids that sealed payloads, sorted so that records of the same payloads compare equal.
+func (d *Decoder) keyIDs(payloads []*commonpb.Payload) []string {
+	keyID := d.KeyID
+	if keyID == nil {
+		keyID = func(p *commonpb.Payload) string {
+			id, _ := codec.KeyID(p)
+			return id
+		}
+	}
+	var ids []string
+	for _, p := range payloads {
+		if id := keyID(p); id != "" && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// decodeChunk is the batch size handed to the codec; chunks run in parallel and a failing chunk is retried payload by payload.
+const decodeChunk = 256
+
+// decode opens every payload it can. A payload that fails keeps its ciphertext and gains a DecodeErrorKey metadata
+// entry. It returns the failure count and the first failure's error in input order.
+func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload) ([]*commonpb.Payload, int, error) {
+	out := make([]*commonpb.Payload, len(in))
+	chunks := (len(in) + decodeChunk - 1) / decodeChunk
+	// Each chunk owns its slots, so workers write without locking; the sums are taken after they finish.
+	failed := make([]int, chunks)
+	firstErrs := make([]error, chunks)
+	workers := min(runtime.GOMAXPROCS(0), chunks)
+	next := make(chan int, chunks)
+	for c := range chunks {
+		next <- c
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for c := range next {
+				lo, hi := c*decodeChunk, min((c+1)*decodeChunk, len(in))
+				failed[c], firstErrs[c] = d.decodeRange(ctx, ns, in[lo:hi], out[lo:hi])
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	var firstErr error
+	for c := range chunks {
+		total += failed[c]
+		if firstErr == nil {
+			firstErr = firstErrs[c]
+		}
+	}
+	return out, total, firstErr
+}
+
+func (d *Decoder) decodeRange(ctx context.Context, ns string, in, out []*commonpb.Payload) (int, error) {
+	if res, err := d.Codec.Decode(ctx, ns, in); err == nil && len(res) == len(in) {
+		copy(out, res)
+		return 0, nil
+	}
+	failed := 0
+	var firstErr error
+	for i, p := range in {
+		res, err := d.Codec.Decode(ctx, ns, []*commonpb.Payload{p})
+		if err == nil && len(res) == 1 && res[0] != nil {
+			out[i] = res[0]
+			continue
+		}
+		if err == nil {
+			err = errors.New("codec returned no payload")
+		}
+		failed++
+		if firstErr == nil {
+			firstErr = err
+		}
+		out[i] = markFailed(p, err)
+	}
+	return failed, firstErr
+}
+
+// markFailed returns a copy of p (the ciphertext the caller sent) with a metadata entry saying why it stayed encrypted.
+func markFailed(p *commonpb.Payload, err error) *commonpb.Payload {
+	md := make(map[string][]byte, len(p.GetMetadata())+1)
+	for k, v := range p.GetMetadata() {
+		md[k] = v
+	}
+	// The codec numbers payloads within its batch, which here is always this one payload.
+	msg := strings.TrimPrefix(err.Error(), "decode payload 0 ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	md[DecodeErrorKey] = []byte(msg)
+	return &commonpb.Payload{Metadata: md, Data: p.GetData(), ExternalPayloads: p.GetExternalPayloads()}
+}
