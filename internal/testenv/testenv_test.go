@@ -126,3 +126,12 @@ func TestPKIAndForwarder(t *testing.T) {
 		t.Fatalf("metadata upstream: %q, want the caller's", got)
 	}
 }
+
+func TestClock(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := testenv.NewClock(start)
+	c.Advance(time.Minute)
+	if got := c.Now(); !got.Equal(start.Add(time.Minute)) {
+		t.Fatalf("clock reads %v after a minute from %v", got, start)
+	}
+}
