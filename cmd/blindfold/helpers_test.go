@@ -46,6 +46,16 @@ func execute(c *cobra.Command, args []string) *runningCmd {
 	return r
 }
 
+// cliStep is one command of a scripted CLI session: its standard input and arguments, what its output must contain
+// and what its error must say ("" for none).
+type cliStep struct {
+	name    string
+	stdin   string
+	args    []string
+	wantOut []string
+	wantErr string
+}
+
 // startProxyCmd runs `blindfold proxy` with args and waits (30 s at most) until its gateway serves; it returns the
 // running command and the addresses of the proxy and of the metrics listener.
 func startProxyCmd(t *testing.T, args []string) (r *runningCmd, proxyAddr, metricsAddr string) {
