@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 // proxyProc is a proxyproc child process.
@@ -38,15 +40,8 @@ func buildProxyProc(ctx context.Context, dir string) (string, error) {
 func startProxyProc(ctx context.Context, bin, upstream, keyDir string) (*proxyProc, error) {
 	cmd := exec.Command(bin, "--upstream", upstream, "--key-dir", keyDir)
 	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	stdin, stdout, err := testenv.StartPiped(cmd)
 	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start proxyproc: %w", err)
 	}
 	p := &proxyProc{cmd: cmd, stdin: stdin}

@@ -11,6 +11,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 // fakeFrontend answers SignalWorkflowExecution at once, so proxy-vs-direct against it isolates the proxy's own cost
@@ -75,12 +77,12 @@ func runRPC(ctx context.Context, e *env) ([]Row, error) {
 		g.Stop(sctx)
 	}()
 	// A third arm: a gRPC hop that forwards frames without decoding them, the floor any in-line proxy pays.
-	hop, err := newPassthrough(lis.Addr().String())
+	hop, err := testenv.StartForwarder(lis.Addr().String(), nil)
 	if err != nil {
 		return rows, err
 	}
-	defer hop.stop()
-	fake, err := measureSignals(ctx, []string{g.Addr(), hop.addr, lis.Addr().String()}, []string{"fake-p", "fake-h", "fake-d"}, n*3)
+	defer hop.Stop()
+	fake, err := measureSignals(ctx, []string{g.Addr(), hop.Addr, lis.Addr().String()}, []string{"fake-p", "fake-h", "fake-d"}, n*3)
 	if err != nil {
 		return rows, err
 	}

@@ -4,34 +4,17 @@ import (
 	"context"
 	"errors"
 	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
-// clock is a manual clock for cache tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock is a manual clock for cache tests.
+func newClock() *testenv.Clock { return testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 var errKEKDown = errors.New("kek unavailable (test fault)")
 
@@ -56,13 +39,13 @@ func (f *faultyKEK) DecryptWithContext(ctx context.Context, ct, ad []byte) ([]by
 }
 
 // newManager returns a manager on a fresh key directory, with a manual clock and a KEK that can be taken down.
-func newManager(t *testing.T, opts ...keys.Option) (*keys.Manager, string, *clock, *faultyKEK) {
+func newManager(t *testing.T, opts ...keys.Option) (*keys.Manager, string, *testenv.Clock, *faultyKEK) {
 	t.Helper()
 	dir := t.TempDir()
 	return newManagerIn(t, dir, opts...)
 }
 
-func newManagerIn(t *testing.T, dir string, opts ...keys.Option) (*keys.Manager, string, *clock, *faultyKEK) {
+func newManagerIn(t *testing.T, dir string, opts ...keys.Option) (*keys.Manager, string, *testenv.Clock, *faultyKEK) {
 	t.Helper()
 	kek, err := keys.LoadMasterKey(dir, true)
 	if err != nil {
@@ -70,7 +53,7 @@ func newManagerIn(t *testing.T, dir string, opts ...keys.Option) (*keys.Manager,
 	}
 	c := newClock()
 	f := &faultyKEK{KEK: kek}
-	m, err := keys.NewManager(keys.NewDirStore(dir), f, append([]keys.Option{keys.WithClock(c.now)}, opts...)...)
+	m, err := keys.NewManager(keys.NewDirStore(dir), f, append([]keys.Option{keys.WithClock(c.Now)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -251,19 +251,19 @@ func TestCacheTTLAndRefresh(t *testing.T) {
 	m, _, clk, _ := newManager(t, keys.WithCacheTTL(10*time.Minute))
 	mustSeal(t, m, "default")
 	s0 := m.Stats()
-	clk.advance(4 * time.Minute) // younger than RefreshAfter (TTL/2): no reload
+	clk.Advance(4 * time.Minute) // younger than RefreshAfter (TTL/2): no reload
 	mustSeal(t, m, "default")
 	if s := m.Stats(); s.KeyFileReads != s0.KeyFileReads {
 		t.Fatalf("reloaded before RefreshAfter: %+v", s)
 	}
-	clk.advance(2 * time.Minute) // past RefreshAfter: one reload
+	clk.Advance(2 * time.Minute) // past RefreshAfter: one reload
 	mustSeal(t, m, "default")
 	mustSeal(t, m, "default")
 	s1 := m.Stats()
 	if s1.KeyFileReads != s0.KeyFileReads+1 || s1.Refreshes != s0.Refreshes+1 {
 		t.Fatalf("after RefreshAfter: %+v, before %+v", s1, s0)
 	}
-	clk.advance(11 * time.Minute) // past TTL: a miss and a reload
+	clk.Advance(11 * time.Minute) // past TTL: a miss and a reload
 	mustSeal(t, m, "default")
 	s2 := m.Stats()
 	if s2.KeyFileReads != s1.KeyFileReads+1 || s2.CacheMisses != s1.CacheMisses+1 {
@@ -316,13 +316,13 @@ func TestRotationByAnotherProcess(t *testing.T) {
 	if s1.KeyFileReads-s0.KeyFileReads > 1 {
 		t.Fatalf("unknown ids caused %d reloads, want at most 1", s1.KeyFileReads-s0.KeyFileReads)
 	}
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	m.OpeningKey(ctx, "default", "default/00000001")
 	if s := m.Stats(); s.KeyFileReads != s1.KeyFileReads+1 {
 		t.Fatalf("no refresh after the interval: %+v", s)
 	}
 	// The sealing key follows at the next refresh.
-	clk.advance(6 * time.Minute)
+	clk.Advance(6 * time.Minute)
 	if id, _ := mustSeal(t, m, "default"); id != newID {
 		t.Fatalf("sealing with %s after refresh, want %s", id, newID)
 	}
@@ -335,7 +335,7 @@ func TestKEKOutage(t *testing.T) {
 	kek.down.Store(true)
 	// Within the TTL: refreshes fail, payloads do not.
 	for _, step := range []time.Duration{6 * time.Minute, time.Minute, 2 * time.Minute} {
-		clk.advance(step)
+		clk.Advance(step)
 		mustSeal(t, m, "default")
 		mustOpen(t, m, "default", id, ct)
 	}
@@ -347,7 +347,7 @@ func TestKEKOutage(t *testing.T) {
 		t.Fatalf("new scope with KEK down: %v", err)
 	}
 	// After the TTL: fail closed with a clear error, also for repeated calls.
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	for range 3 {
 		if _, err := m.SealingKey(ctx, codec.Target{Namespace: "default"}); !errors.Is(err, keys.ErrUnavailable) || !errors.Is(err, errKEKDown) {
 			t.Fatalf("SealingKey after TTL: %v, want ErrUnavailable wrapping the KEK error", err)
@@ -358,7 +358,7 @@ func TestKEKOutage(t *testing.T) {
 	}
 	// Recovery is automatic once the KEK is back.
 	kek.down.Store(false)
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	mustOpen(t, m, "default", id, ct)
 	mustSeal(t, m, "default")
 }
@@ -412,13 +412,13 @@ func TestShred(t *testing.T) {
 	mustOpen(t, m, "keep", keepID, keepCT)
 
 	// The replica still has the keyset cached; it learns of the shred at its next refresh, within the TTL.
-	rclk.advance(keys.DefaultCacheTTL)
+	rclk.Advance(keys.DefaultCacheTTL)
 	if _, err := replica.OpeningKey(ctx, "tenant", id1); !errors.Is(err, codec.ErrKeyDestroyed) {
 		t.Fatalf("replica after TTL: %v", err)
 	}
 
 	// Re-creating needs the explicit flag, gets a new id, and the old ids stay destroyed.
-	clk.advance(time.Hour)
+	clk.Advance(time.Hour)
 	id3, err := m.Create(ctx, "tenant", keys.CreateOptions{AllowAfterShred: true})
 	if err != nil || id3 == id1 || id3 == id2 {
 		t.Fatalf("re-create: %s %v", id3, err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -50,7 +51,7 @@ func TestBackgroundRefresh(t *testing.T) {
 	}
 	kek := &hangingKEK{KEK: local, hang: make(chan struct{}), release: make(chan struct{})}
 	clk := newClock()
-	m, err := keys.NewManager(keys.NewDirStore(dir), kek, keys.WithClock(clk.now), keys.WithCacheTTL(10*time.Minute), keys.WithBackgroundRefresh(time.Hour))
+	m, err := keys.NewManager(keys.NewDirStore(dir), kek, keys.WithClock(clk.Now), keys.WithCacheTTL(10*time.Minute), keys.WithBackgroundRefresh(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestBackgroundRefresh(t *testing.T) {
 	// The KEK hangs and the keyset is due for a refresh: requests (with no deadline at all) are answered from the cache at once;
 	// with a synchronous refresh this call would never return.
 	close(kek.hang)
-	clk.advance(6 * time.Minute)
+	clk.Advance(6 * time.Minute)
 	for range 20 {
 		mustOpen(t, m, "default", first, ct)
 		if id, _ := mustSeal(t, m, "default"); id != first {
@@ -83,12 +84,12 @@ func TestBackgroundRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.advance(time.Second) // past MinRefreshInterval
+	clk.Advance(time.Second) // past MinRefreshInterval
 	waitFor(t, func() bool { id, _ := mustSeal(t, m, "default"); return id == next }, "the background refresh to pick up the rotation")
 
 	// Past the TTL the load is synchronous again: fail closed rather than serve an expired keyset.
 	close(kek.hang)
-	clk.advance(11 * time.Minute)
+	clk.Advance(11 * time.Minute)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	if _, err := m.SealingKey(cctx, codec.Target{Namespace: "default"}); !errors.Is(err, keys.ErrUnavailable) {
@@ -97,12 +98,5 @@ func TestBackgroundRefresh(t *testing.T) {
 }
 
 func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, what, cond)
 }

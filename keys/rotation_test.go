@@ -16,7 +16,7 @@ func TestRotateIfOlder(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second process sharing the store, with the same clock.
-	other, err := keys.NewManager(keys.NewDirStore(dir), mustLocalKEK(t, dir), keys.WithClock(clk.now))
+	other, err := keys.NewManager(keys.NewDirStore(dir), mustLocalKEK(t, dir), keys.WithClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestRotateIfOlder(t *testing.T) {
 	}
 	prev := first
 	for i, tc := range tests {
-		clk.advance(tc.advance)
+		clk.Advance(tc.advance)
 		id, rotated, err := tc.who.RotateIfOlder(ctx, "default", 24*time.Hour)
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
@@ -72,7 +72,7 @@ func TestStartRotation(t *testing.T) {
 	}
 	stop := m.StartRotation(ctx, 2*time.Second) // checks about every second of real time
 	defer stop()
-	clk.advance(3 * time.Second)
+	clk.Advance(3 * time.Second)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		k, err := m.SealingKey(ctx, codec.Target{Namespace: "default"})

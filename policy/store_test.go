@@ -1,16 +1,16 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 const (
@@ -20,35 +20,8 @@ const (
 	storeBad = "version: 1\nnamespaces:\n  default: {encrypt: {memo: false}}\n"
 )
 
-// syncBuffer is a log sink safe for the watcher goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	// Write and rename, as editors and ConfigMap updates do, so a poll never sees half a file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
+// writeFile writes and renames, as editors and ConfigMap updates do, so a poll never sees half a file.
+func writeFile(t *testing.T, path, content string) { testenv.WriteFileAtomic(t, path, content) }
 
 func TestStoreReload(t *testing.T) {
 	t.Parallel()
@@ -103,7 +76,7 @@ func TestStoreReload(t *testing.T) {
 func TestStoreWatch(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, storeV1)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	reloaded := make(chan *Policy, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := Watch(ctx, path, func(p *Policy) { reloaded <- p },

@@ -13,12 +13,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 func TestStoreSIGHUP(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, storeV1)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	reloaded := make(chan *Policy, 10)
 	s, err := NewStore(path, WithPollInterval(time.Hour), WithOnChange(func(p *Policy) { reloaded <- p }),
 		WithStoreLogger(slog.New(slog.NewTextHandler(&logs, nil))))

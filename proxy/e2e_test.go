@@ -6,9 +6,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -20,19 +17,17 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -55,8 +50,9 @@ type headerPropagator struct{}
 
 const headerField = "bf-propagated"
 
-func (headerPropagator) Inject(ctx context.Context, w workflow.HeaderWriter) error {
-	if v, ok := ctx.Value(headerKey{}).(string); ok {
+// injectHeader writes v (a context's headerKey value, if it is a string) into the header.
+func injectHeader(v any, w workflow.HeaderWriter) error {
+	if v, ok := v.(string); ok {
 		p, err := converterPayload(v)
 		if err != nil {
 			return err
@@ -64,39 +60,36 @@ func (headerPropagator) Inject(ctx context.Context, w workflow.HeaderWriter) err
 		w.Set(headerField, p)
 	}
 	return nil
+}
+
+// extractHeader returns ctx with the header's value set by with, or ctx itself when there is none.
+func extractHeader[C any](ctx C, r workflow.HeaderReader, with func(C, string) C) (C, error) {
+	p, ok := r.Get(headerField)
+	if !ok {
+		return ctx, nil
+	}
+	var v string
+	if err := fromPayload(p, &v); err != nil {
+		var none C
+		return none, err
+	}
+	return with(ctx, v), nil
+}
+
+func (headerPropagator) Inject(ctx context.Context, w workflow.HeaderWriter) error {
+	return injectHeader(ctx.Value(headerKey{}), w)
 }
 
 func (headerPropagator) Extract(ctx context.Context, r workflow.HeaderReader) (context.Context, error) {
-	if p, ok := r.Get(headerField); ok {
-		var v string
-		if err := fromPayload(p, &v); err != nil {
-			return nil, err
-		}
-		ctx = context.WithValue(ctx, headerKey{}, v)
-	}
-	return ctx, nil
+	return extractHeader(ctx, r, func(ctx context.Context, v string) context.Context { return context.WithValue(ctx, headerKey{}, v) })
 }
 
 func (headerPropagator) InjectFromWorkflow(ctx workflow.Context, w workflow.HeaderWriter) error {
-	if v, ok := ctx.Value(headerKey{}).(string); ok {
-		p, err := converterPayload(v)
-		if err != nil {
-			return err
-		}
-		w.Set(headerField, p)
-	}
-	return nil
+	return injectHeader(ctx.Value(headerKey{}), w)
 }
 
 func (headerPropagator) ExtractToWorkflow(ctx workflow.Context, r workflow.HeaderReader) (workflow.Context, error) {
-	if p, ok := r.Get(headerField); ok {
-		var v string
-		if err := fromPayload(p, &v); err != nil {
-			return nil, err
-		}
-		ctx = workflow.WithValue(ctx, headerKey{}, v)
-	}
-	return ctx, nil
+	return extractHeader(ctx, r, func(ctx workflow.Context, v string) workflow.Context { return workflow.WithValue(ctx, headerKey{}, v) })
 }
 
 func e2eWorkflow(ctx workflow.Context, in e2eInput) ([]string, error) {
@@ -212,7 +205,7 @@ func e2eRun(t *testing.T, hostPort, prefix string) string {
 		HostPort:           hostPort,
 		Namespace:          "default",
 		ContextPropagators: []workflow.ContextPropagator{headerPropagator{}},
-		Logger:             sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		Logger:             testenv.DiscardSDKLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +321,7 @@ func storedViews(t *testing.T, addr, id string) []proto.Message {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := client.Dial(client.Options{HostPort: addr, Namespace: "default",
-		Logger: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+		Logger: testenv.DiscardSDKLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,36 +470,20 @@ func startE2EProxy(t testing.TB, upstream string, km *keys.Manager) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := New(Config{Upstream: upstream, Codec: c, Logger: testenv.DiscardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Upstream: upstream, Codec: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return lis.Addr().String()
+	return testenv.ServeUntilCleanup(t, srv, t.Errorf)
 }
 
 // historyStatus reads a workflow's history through the proxy at addr with a raw client and returns the call's status.
 func historyStatus(t *testing.T, addr, id string) *status.Status {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := testenv.DialInsecure(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = workflowservice.NewWorkflowServiceClient(conn).GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{
+	_, err := workflowservice.NewWorkflowServiceClient(conn).GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{
 		Namespace: "default", Execution: &commonpb.WorkflowExecution{WorkflowId: id},
 	})
 	return status.Convert(err)

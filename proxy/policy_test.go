@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/policy"
 )
@@ -295,14 +296,7 @@ namespaces:
   saas:
     tenant: {header: x-tenant, memo: tenant, allowed: [acme, globex]}
 `)
-	km, err := keys.OpenLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := codec.New(km)
-	if err != nil {
-		t.Fatal(err)
-	}
+	km, c := testenv.LocalCodec(t, t.TempDir())
 	p := startProxy(t, up.addr, Config{Policy: store, Codec: c})
 	withTenant := func(tn string) context.Context {
 		return metadata.AppendToOutgoingContext(context.Background(), "x-tenant", tn)

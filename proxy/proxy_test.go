@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -34,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 func jsonPayload(s string) *commonpb.Payload {
@@ -613,7 +613,7 @@ func TestLogsCarryNoPayloads(t *testing.T) {
 	up.on("QueryWorkflow", func(_ context.Context, req proto.Message) (proto.Message, error) {
 		return &workflowservice.QueryWorkflowResponse{QueryResult: req.(*workflowservice.QueryWorkflowRequest).GetQuery().GetQueryArgs()}, nil
 	})
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	p := startProxy(t, up.addr, Config{Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ctx := context.Background()
 	if _, err := p.wf.QueryWorkflow(ctx, &workflowservice.QueryWorkflowRequest{Namespace: "default",
@@ -692,23 +692,6 @@ func (o *countingObserver) errorCount(k ErrorKind) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.errors[k]
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestRawHistoryDecoded: history sent as raw blobs (frontend.sendRawWorkflowHistory) is decrypted too: the proxy

@@ -10,9 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -28,7 +25,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -39,6 +35,7 @@ import (
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
 
@@ -109,7 +106,7 @@ func uniqueName(t *testing.T, what string) string {
 	return fmt.Sprintf("%s-%s-%x", strings.ReplaceAll(t.Name(), "/", "-"), what, b)
 }
 
-var quietSDKLogger = sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+var quietSDKLogger = testenv.DiscardSDKLogger()
 
 func stack(t *testing.T) *devstack.Stack {
 	t.Helper()
@@ -145,26 +142,12 @@ func startProxy(t *testing.T, upstream string, kr codec.Keyring) (string, *count
 	srv, err := proxy.New(proxy.Config{
 		Upstream: upstream,
 		Codec:    cc,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:   testenv.DiscardLogger(),
 	})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("proxy shutdown: %v", err)
-		}
-		<-done
-	})
-	return lis.Addr().String(), cc
+	return testenv.ServeUntilCleanup(t, srv, t.Errorf), cc
 }
 
 func dial(t *testing.T, addr string, plugins ...client.Plugin) client.Client {

@@ -20,7 +20,7 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/codec/codectest"
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/policy"
 	"github.com/blindfold-dev/blindfold/proxy/codecserver"
 )
@@ -238,14 +238,7 @@ func TestParseHistoryErrors(t *testing.T) {
 func TestDecodeCommand(t *testing.T) {
 	dir := t.TempDir()
 	keyDir := filepath.Join(dir, "keys")
-	m, err := keys.OpenLocal(keyDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := codec.New(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := testenv.LocalCodec(t, keyDir)
 	js, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(sealedHistory(t, c))
 	if err != nil {
 		t.Fatal(err)

@@ -57,6 +57,22 @@ func startDev(t *testing.T, dataDir string, extra ...string) (devAddrs, *running
 // TestDevCommand runs `blindfold dev` in-process, runs the hello example through its proxy, checks what the backend
 // stored, the Web UI's wiring, metrics and the codec endpoint, then runs `blindfold proxy` against the same backend,
 // stops both cleanly, restarts dev on the same data and reads the earlier result back.
+// startHello dials addr and runs the hello example's worker; stop stops the worker and closes the client.
+func startHello(t *testing.T, addr string) (c client.Client, stop func()) {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: addr, Logger: quietSDK})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := worker.New(c, hello.TaskQueue, worker.Options{})
+	w.RegisterWorkflow(hello.Workflow)
+	w.RegisterActivity(hello.Greet)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c, func() { w.Stop(); c.Close() }
+}
+
 func TestDevCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the embedded Temporal server")
@@ -74,16 +90,7 @@ func TestDevCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	c, err := client.Dial(client.Options{HostPort: a.Proxy, Logger: quietSDK})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := worker.New(c, hello.TaskQueue, worker.Options{})
-	w.RegisterWorkflow(hello.Workflow)
-	w.RegisterActivity(hello.Greet)
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c, stopHello := startHello(t, a.Proxy)
 	g, _, err := hello.Run(ctx, c, wfID, hello.Request{Name: "Ada", Email: marker}, hello.Approval{By: "approver-" + marker})
 	if err != nil {
 		t.Fatal(err)
@@ -91,8 +98,7 @@ func TestDevCommand(t *testing.T) {
 	if !strings.Contains(g.Text, marker) || g.ApprovedBy != "approver-"+marker {
 		t.Fatalf("greeting %+v", g)
 	}
-	w.Stop()
-	c.Close()
+	stopHello()
 
 	// The raw frontend has ciphertext only.
 	raw, err := client.Dial(client.Options{HostPort: a.Frontend, Logger: quietSDK})
@@ -206,26 +212,15 @@ func testProxyCommand(t *testing.T, a devAddrs, wfID string, want hello.Greeting
 	os.WriteFile(cfg, []byte(fmt.Sprintf("upstream: %s\nallow-namespace: [default]\nkey-dir: %s\nlisten: 127.0.0.1:7\nlog-format: json\n", a.Frontend, a.KeyDir)), 0o600)
 	t.Setenv("BLINDFOLD_METRICS_LISTEN", "127.0.0.1:0")
 	t.Setenv("BLINDFOLD_API_KEY", "")
-	type ready struct{ proxy, metrics string }
-	readyCh := make(chan ready, 1)
-	testHookGatewayReady = func(p, m string) { readyCh <- ready{p, m} }
-	defer func() { testHookGatewayReady = nil }()
-	r := execute(newProxyCmd(), []string{"--config", cfg, "--listen", "127.0.0.1:0"}) // the flag wins over the file's unusable port 7
-	var rd ready
-	select {
-	case rd = <-readyCh:
-	case err := <-r.done:
-		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("proxy not ready:\n%s", r.out.String())
-	}
-	if rd.metrics == "" || strings.HasSuffix(rd.metrics, ":9464") {
-		t.Errorf("metrics listener %q: BLINDFOLD_METRICS_LISTEN ignored", rd.metrics)
+	// The flag wins over the file's unusable port 7.
+	r, proxyAddr, metricsAddr := startProxyCmd(t, []string{"--config", cfg, "--listen", "127.0.0.1:0"})
+	if metricsAddr == "" || strings.HasSuffix(metricsAddr, ":9464") {
+		t.Errorf("metrics listener %q: BLINDFOLD_METRICS_LISTEN ignored", metricsAddr)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := client.Dial(client.Options{HostPort: rd.proxy, Logger: quietSDK})
+	c, err := client.Dial(client.Options{HostPort: proxyAddr, Logger: quietSDK})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +233,7 @@ func testProxyCommand(t *testing.T, a devAddrs, wfID string, want hello.Greeting
 		t.Errorf("through blindfold proxy: %+v, want %+v", got, want)
 	}
 
-	conn, err := grpc.NewClient(rd.proxy, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(proxyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,10 +246,10 @@ func testProxyCommand(t *testing.T, a devAddrs, wfID string, want hello.Greeting
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("grpc health: %v %v", h, err)
 	}
-	if got := httpGet(t, "http://"+rd.metrics+"/healthz"); got != "ok\n" {
+	if got := httpGet(t, "http://"+metricsAddr+"/healthz"); got != "ok\n" {
 		t.Errorf("healthz %q", got)
 	}
-	if m := httpGet(t, "http://"+rd.metrics+"/metrics"); !strings.Contains(m, `blindfold_proxy_errors_total{kind="namespace_denied"} 1`) {
+	if m := httpGet(t, "http://"+metricsAddr+"/metrics"); !strings.Contains(m, `blindfold_proxy_errors_total{kind="namespace_denied"} 1`) {
 		t.Errorf("proxy metrics lack the denied call")
 	}
 

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
-
 	"github.com/blindfold-dev/blindfold/examples/hello"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 )
@@ -36,20 +33,10 @@ func TestDevCommandVault(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := client.Dial(client.Options{HostPort: a.Proxy, Logger: quietSDK})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := worker.New(c, hello.TaskQueue, worker.Options{})
-	w.RegisterWorkflow(hello.Workflow)
-	w.RegisterActivity(hello.Greet)
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c, stopHello := startHello(t, a.Proxy)
 	marker := fmt.Sprintf("vault-%d@example.com", time.Now().UnixNano())
 	g, _, err := hello.Run(ctx, c, fmt.Sprintf("dev-vault-%d", time.Now().UnixNano()), hello.Request{Name: "Ada", Email: marker}, hello.Approval{By: "v"})
-	w.Stop()
-	c.Close()
+	stopHello()
 	if err != nil {
 		t.Fatal(err)
 	}

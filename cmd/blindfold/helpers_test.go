@@ -1,46 +1,25 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
-	sdklog "go.temporal.io/sdk/log"
-
 	"github.com/spf13/cobra"
+
+	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/keys"
 )
 
 // quietSDK keeps the SDK's debug logging out of the test output.
-var quietSDK = sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
-
-// syncBuffer is a bytes.Buffer safe for the command's goroutines to write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+var quietSDK = testenv.DiscardSDKLogger()
 
 // runningCmd is a command executing in a goroutine.
 type runningCmd struct {
 	cancel context.CancelFunc
 	done   chan error
-	out    *syncBuffer
+	out    *testenv.SyncBuffer
 }
 
 // stop cancels the command as Ctrl-C would and returns its error; it fails the test if the command hangs.
@@ -59,7 +38,7 @@ func (r *runningCmd) stop(t *testing.T) error {
 // execute runs c with args in a goroutine.
 func execute(c *cobra.Command, args []string) *runningCmd {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningCmd{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
+	r := &runningCmd{cancel: cancel, done: make(chan error, 1), out: &testenv.SyncBuffer{}}
 	c.SetArgs(args)
 	c.SetOut(r.out)
 	c.SetErr(r.out)
@@ -67,16 +46,51 @@ func execute(c *cobra.Command, args []string) *runningCmd {
 	return r
 }
 
-func httpGet(t *testing.T, url string) string {
+// cliStep is one command of a scripted CLI session: its standard input and arguments, what its output must contain
+// and what its error must say ("" for none).
+type cliStep struct {
+	name    string
+	stdin   string
+	args    []string
+	wantOut []string
+	wantErr string
+}
+
+// startProxyCmd runs `blindfold proxy` with args and waits (30 s at most) until its gateway serves; it returns the
+// running command and the addresses of the proxy and of the metrics listener.
+func startProxyCmd(t *testing.T, args []string) (r *runningCmd, proxyAddr, metricsAddr string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
+	type ready struct{ proxy, metrics string }
+	readyCh := make(chan ready, 1)
+	testHookGatewayReady = func(p, m string) { readyCh <- ready{p, m} }
+	defer func() { testHookGatewayReady = nil }()
+	r = execute(newProxyCmd(), args)
+	select {
+	case rd := <-readyCh:
+		return r, rd.proxy, rd.metrics
+	case err := <-r.done:
+		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("proxy not ready:\n%s", r.out.String())
+	}
+	return nil, "", ""
+}
+
+// newKeyDir is a key directory with a fresh local master key.
+func newKeyDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := keys.LoadMasterKey(dir, true); err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
+	return dir
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	code, body := testenv.HTTPGet(t, url)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s\n%s", url, code, http.StatusText(code), body)
 	}
-	return string(b)
+	return body
 }

@@ -33,13 +33,7 @@ func TestKeysCommands(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "keys")
 	kd := "--key-dir=" + dir
 
-	steps := []struct {
-		name    string
-		stdin   string
-		args    []string
-		wantOut []string
-		wantErr string
-	}{
+	steps := []cliStep{
 		{"rotate before init", "", []string{"rotate", "default", kd}, nil, "no master key"},
 		{"list before init", "", []string{"list", kd}, nil, "no master key"},
 		{"init", "", []string{"init", kd}, []string{"master key: created", "scope default: created, primary key default/"}, ""},

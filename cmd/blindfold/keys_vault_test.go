@@ -22,13 +22,7 @@ func TestKeysVaultCommands(t *testing.T) {
 	t.Setenv("VAULT_CACERT", "")
 	kd := "--key-dir=" + filepath.Join(t.TempDir(), "keys")
 	v := []string{"--kek", "vault", "--vault-mount", p.TransitMount(), "--vault-key-prefix", "cli-", "--vault-cacert", p.CACert()}
-	steps := []struct {
-		name    string
-		stdin   string
-		args    []string
-		wantOut []string
-		wantErr string
-	}{
+	steps := []cliStep{
 		{"bad kek", "", []string{"list", kd, "--kek", "hsm"}, nil, `--kek "hsm"`},
 		{"rewrap local", "", []string{"rewrap", kd}, nil, "kek does not support rewrap"},
 		{"init", "", append([]string{"init", kd}, v...), []string{"kek: vault transit, key cli-default at mount transit", "scope default: created"}, ""},

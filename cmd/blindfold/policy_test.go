@@ -14,8 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-
-	"github.com/blindfold-dev/blindfold/keys"
 )
 
 func TestPolicyCheck(t *testing.T) {
@@ -58,10 +56,7 @@ func TestPolicyCheck(t *testing.T) {
 // TestProxyCommandPolicy: `blindfold proxy --policy` refuses to start on an invalid file, naming the line, and with a
 // valid one refuses namespaces the policy does not list (before dialling the upstream).
 func TestProxyCommandPolicy(t *testing.T) {
-	keyDir := t.TempDir()
-	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
-		t.Fatal(err)
-	}
+	keyDir := newKeyDir(t)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	good := filepath.Join(dir, "good.yaml")
@@ -83,18 +78,7 @@ func TestProxyCommandPolicy(t *testing.T) {
 		t.Fatal("proxy started with an invalid policy")
 	}
 
-	ready := make(chan string, 1)
-	testHookGatewayReady = func(p, _ string) { ready <- p }
-	defer func() { testHookGatewayReady = nil }()
-	r = execute(newProxyCmd(), append(base, "--policy", good))
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-r.done:
-		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("proxy not ready:\n%s", r.out.String())
-	}
+	r, addr, _ := startProxyCmd(t, append(base, "--policy", good))
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

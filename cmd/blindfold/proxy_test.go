@@ -2,14 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,7 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 func testFlagSet() (*pflag.FlagSet, *string, *[]string, *bool, *int) {
@@ -103,10 +97,7 @@ func TestBindEnvAndConfig(t *testing.T) {
 
 // TestProxyCommandRefuses checks the misconfigurations the command refuses before it serves anything.
 func TestProxyCommandRefuses(t *testing.T) {
-	keyDir := t.TempDir()
-	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
-		t.Fatal(err)
-	}
+	keyDir := newKeyDir(t)
 	t.Setenv("BLINDFOLD_METRICS_LISTEN", "")
 	for name, tc := range map[string]struct {
 		args []string
@@ -153,22 +144,8 @@ func TestProxyCommandRefuses(t *testing.T) {
 // TestProxyCommandInsecureListen checks that --insecure-listen lets the proxy serve plaintext beyond loopback, and
 // that the command logs a warning about it, starts and stops cleanly (the upstream is never dialled).
 func TestProxyCommandInsecureListen(t *testing.T) {
-	keyDir := t.TempDir()
-	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	testHookGatewayReady = func(p, _ string) { ready <- p }
-	defer func() { testHookGatewayReady = nil }()
-	r := execute(newProxyCmd(), []string{"--upstream", "127.0.0.1:1", "--key-dir", keyDir, "--listen", "0.0.0.0:0",
+	r, _, _ := startProxyCmd(t, []string{"--upstream", "127.0.0.1:1", "--key-dir", newKeyDir(t), "--listen", "0.0.0.0:0",
 		"--insecure-listen", "--metrics-listen", "", "--api-key", "sk-cmdline-secret", "--upstream-tls"})
-	select {
-	case <-ready:
-	case err := <-r.done:
-		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("proxy not ready:\n%s", r.out.String())
-	}
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
@@ -186,43 +163,10 @@ func TestProxyCommandInsecureListen(t *testing.T) {
 // writeTestPKI writes a CA, a server certificate for 127.0.0.1 and a client certificate (PEM) into dir.
 func writeTestPKI(t *testing.T, dir string) (ca, cert, key, clientCert, clientKey string) {
 	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caKey := newKey()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) ([]byte, []byte) {
-		k := newKey()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
-			NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips, KeyUsage: x509.KeyUsageDigitalSignature}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(k)
-		return der, kder
-	}
-	sDER, sKey := issue(2, "proxy", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
-	cDER, cKey := issue(3, "worker", x509.ExtKeyUsageClientAuth, nil)
-	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", sDER), write("server-key.pem", "EC PRIVATE KEY", sKey),
-		write("client.pem", "CERTIFICATE", cDER), write("client-key.pem", "EC PRIVATE KEY", cKey)
+	pki := testenv.NewPKI(t)
+	cert, key = pki.Server(t, "proxy").Write(t, dir, "server.pem", "server-key.pem")
+	clientCert, clientKey = pki.Client(t, "worker", "").Write(t, dir, "client.pem", "client-key.pem")
+	return pki.WriteCA(t, dir, "ca.pem"), cert, key, clientCert, clientKey
 }
 
 // TestProxyCommandMTLS serves the proxy with inbound mutual TLS on a non-loopback-capable address: a client without a
@@ -230,23 +174,8 @@ func writeTestPKI(t *testing.T, dir string) (ca, cert, key, clientCert, clientKe
 func TestProxyCommandMTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca, cert, key, clientCert, clientKey := writeTestPKI(t, dir)
-	keyDir := t.TempDir()
-	if _, err := keys.LoadMasterKey(keyDir, true); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	testHookGatewayReady = func(p, _ string) { ready <- p }
-	defer func() { testHookGatewayReady = nil }()
-	r := execute(newProxyCmd(), []string{"--upstream", "127.0.0.1:1", "--key-dir", keyDir, "--listen", "0.0.0.0:0",
+	r, addr, _ := startProxyCmd(t, []string{"--upstream", "127.0.0.1:1", "--key-dir", newKeyDir(t), "--listen", "0.0.0.0:0",
 		"--tls-cert", cert, "--tls-key", key, "--client-ca", ca, "--metrics-listen", ""})
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-r.done:
-		t.Fatalf("proxy exited: %v\n%s", err, r.out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("proxy not ready:\n%s", r.out.String())
-	}
 	_, port, _ := net.SplitHostPort(addr)
 	target := net.JoinHostPort("127.0.0.1", port)
 	pool := x509.NewCertPool()

@@ -3,7 +3,6 @@ package faulttest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -14,17 +13,13 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/keys/vault"
-	"github.com/blindfold-dev/blindfold/proxy"
 )
 
 // The slow-upstream test comes first: its goroutine-leak check is cleanest before other tests' clients wind down.
@@ -40,20 +35,12 @@ func TestSlowUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, err := newProxy(mb.addr, t.TempDir())
+	p, _, err := newProxy(mb.Addr, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, served := testenv.Serve(t, p)
+	conn := testenv.DialInsecure(t, addr)
 	wc := workflowservice.NewWorkflowServiceClient(conn)
 	ctx := t.Context()
 
@@ -107,7 +94,9 @@ func TestSlowUpstream(t *testing.T) {
 	if n := mb.withoutDeadline.Load(); n > 0 {
 		t.Errorf("%d upstream calls carried no deadline", n)
 	}
-	waitFor(t, 3*time.Second, "upstream calls abandoned", func() bool { return mb.inFlight.Load() == 0 })
+	if !testenv.Poll(3*time.Second, func() bool { return mb.inFlight.Load() == 0 }) {
+		t.Errorf("upstream calls abandoned: not within %s", 3*time.Second)
+	}
 	if n := mb.lateDeadline.Load(); n > 0 {
 		t.Errorf("%d upstream calls had a deadline later than the caller's", n)
 	}
@@ -128,15 +117,13 @@ func TestSlowUpstream(t *testing.T) {
 		t.Errorf("proxy shutdown: %v", err)
 	}
 	<-served
-	mb.stop()
+	mb.Stop()
 	goleak.VerifyNone(t, ignore)
 }
 
 // middlebox forwards every gRPC call to an upstream unchanged, then holds the response for delay.
 type middlebox struct {
-	addr            string
-	srv             *grpc.Server
-	conn            *grpc.ClientConn
+	*testenv.Forwarder
 	delay           atomic.Int64 // time.Duration
 	calls           atomic.Int64 // calls that were delayed
 	inFlight        atomic.Int64
@@ -144,44 +131,18 @@ type middlebox struct {
 	lateDeadline    atomic.Int64
 }
 
-// rawFrame carries a message's bytes through the middlebox without decoding it.
-type rawFrame struct{ b []byte }
-
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) { return v.(*rawFrame).b, nil }
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	v.(*rawFrame).b = append([]byte(nil), data...)
-	return nil
-}
-func (rawCodec) Name() string { return "proto" }
-
 func newMiddlebox(upstream string) (*middlebox, error) {
-	conn, err := grpc.NewClient(upstream, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	mb := &middlebox{}
+	f, err := testenv.StartForwarder(upstream, mb.hold)
 	if err != nil {
 		return nil, err
 	}
-	mb := &middlebox{conn: conn}
-	mb.srv = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(mb.handle))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	mb.addr = lis.Addr().String()
-	go mb.srv.Serve(lis)
+	mb.Forwarder = f
 	return mb, nil
 }
 
-func (mb *middlebox) handle(_ any, stream grpc.ServerStream) error {
-	ctx := stream.Context()
-	method, _ := grpc.MethodFromServerStream(stream)
-	var in rawFrame
-	if err := stream.RecvMsg(&in); err != nil {
-		return err
-	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		ctx = metadata.NewOutgoingContext(ctx, md)
-	}
+// hold counts a delayed call, forwards it and holds its response (or error) for delay.
+func (mb *middlebox) hold(ctx context.Context, _ string, invoke func(context.Context) error) error {
 	d := time.Duration(mb.delay.Load())
 	if d > 0 {
 		mb.calls.Add(1)
@@ -195,8 +156,7 @@ func (mb *middlebox) handle(_ any, stream grpc.ServerStream) error {
 			mb.lateDeadline.Add(1)
 		}
 	}
-	var out rawFrame
-	err := mb.conn.Invoke(ctx, method, &in, &out, grpc.ForceCodec(rawCodec{}))
+	err := invoke(ctx)
 	// Errors are held back as long as responses.
 	if d > 0 {
 		select {
@@ -205,26 +165,7 @@ func (mb *middlebox) handle(_ any, stream grpc.ServerStream) error {
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	if err != nil {
-		return err
-	}
-	return stream.SendMsg(&out)
-}
-
-func (mb *middlebox) stop() {
-	mb.srv.Stop()
-	mb.conn.Close()
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !ok(); {
-		if time.Now().After(end) {
-			t.Errorf("%s: not within %s", what, d)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return err
 }
 
 // TestProxyKilledMidRun kills the proxy process (SIGKILL) a third of the way through a run of workflows whose starter
@@ -239,9 +180,7 @@ func TestProxyKilledMidRun(t *testing.T) {
 	var mu sync.Mutex
 	t.Cleanup(func() { mu.Lock(); defer mu.Unlock(); pc.stop() })
 
-	c := dial(t, listen)
-	queue, prefix := "faulttest-proxykill", fmt.Sprintf("faulttest-proxykill-%d-", time.Now().UnixNano())
-	startWorker(t, c, queue)
+	c, queue, prefix := runThrough(t, listen, "proxykill")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	const n = 45
@@ -281,19 +220,8 @@ func TestUpstreamRestartedMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(lis)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.Shutdown(ctx)
-	})
-	c := dial(t, lis.Addr().String())
-	queue, prefix := "faulttest-upstream", fmt.Sprintf("faulttest-upstream-%d-", time.Now().UnixNano())
-	startWorker(t, c, queue)
+	addr := testenv.ServeUntilCleanup(t, p, t.Logf)
+	c, queue, prefix := runThrough(t, addr, "upstream")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	const n = 45
@@ -316,9 +244,9 @@ func TestUpstreamRestartedMidRun(t *testing.T) {
 	}
 	t.Logf("%d calls retried across the restart", retried)
 	mu.Lock()
-	addr := up.addr
+	upAddr := up.addr
 	mu.Unlock()
-	checkExactlyOnce(t, ctx, rawClient(t, addr), prefix, n)
+	checkExactlyOnce(t, ctx, rawClient(t, upAddr), prefix, n)
 }
 
 // TestVaultStoppedMidRun wraps keys with Vault Transit (vaultdev with file storage) and stops Vault a third of the way
@@ -342,27 +270,12 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cd, err := codec.New(km)
+	p, err := proxyOver(upstream, km)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := proxy.New(proxy.Config{Upstream: upstream, Codec: cd, Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(lis)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.Shutdown(ctx)
-	})
-	c := dial(t, lis.Addr().String())
-	queue, prefix := "faulttest-vault", fmt.Sprintf("faulttest-vault-%d-", time.Now().UnixNano())
-	startWorker(t, c, queue)
+	addr := testenv.ServeUntilCleanup(t, p, t.Logf)
+	c, queue, prefix := runThrough(t, addr, "vault")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 
@@ -387,7 +300,7 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	checkExactlyOnce(t, ctx, rawClient(t, upstream), prefix, n)
 
 	// A namespace whose scope was never loaded needs Vault: the proxy must refuse, not forward plaintext.
-	wc := workflowservice.NewWorkflowServiceClient(dialRaw(t, lis.Addr().String()))
+	wc := workflowservice.NewWorkflowServiceClient(testenv.DialInsecure(t, addr))
 	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
 	defer ccancel()
 	_, err = wc.SignalWorkflowExecution(cctx, &workflowservice.SignalWorkflowExecutionRequest{
@@ -408,16 +321,6 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	}
 }
 
-func dialRaw(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
 func rawClient(t *testing.T, addr string) workflowservice.WorkflowServiceClient {
-	return workflowservice.NewWorkflowServiceClient(dialRaw(t, addr))
+	return workflowservice.NewWorkflowServiceClient(testenv.DialInsecure(t, addr))
 }

@@ -57,6 +57,16 @@ func startWorker(t *testing.T, c client.Client, queue string) {
 	t.Cleanup(w.Stop)
 }
 
+// runThrough dials addr and starts a worker on a queue named for kind; it returns the client, the queue and a prefix
+// for workflow ids no other run uses.
+func runThrough(t *testing.T, addr, kind string) (c client.Client, queue, prefix string) {
+	t.Helper()
+	c = dial(t, addr)
+	queue, prefix = "faulttest-"+kind, fmt.Sprintf("faulttest-%s-%d-", kind, time.Now().UnixNano())
+	startWorker(t, c, queue)
+	return c, queue, prefix
+}
+
 // campaign starts n workflows named prefix+i on 3 starters, calls fault (once, on its own goroutine) when a third of
 // them are started, and waits for every result. With retry, a failed start or result call is retried (bounded by
 // ctx): a start that the server already took (the SDK reuses its request id, or the id exists) counts as started.

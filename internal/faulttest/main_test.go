@@ -19,6 +19,7 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
@@ -121,12 +122,17 @@ func newProxy(upstream, keyDir string) (*proxy.Server, *keys.Manager, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	p, err := proxyOver(upstream, km)
+	return p, km, err
+}
+
+// proxyOver is a proxy in front of upstream sealing with km's keys.
+func proxyOver(upstream string, km *keys.Manager) (*proxy.Server, error) {
 	c, err := codec.New(km)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	p, err := proxy.New(proxy.Config{Upstream: upstream, Codec: c, Logger: quietLog})
-	return p, km, err
+	return proxy.New(proxy.Config{Upstream: upstream, Codec: c, Logger: quietLog})
 }
 
 // child is a running child process of this test binary.
@@ -147,15 +153,8 @@ func startChild(role string, cfg childConfig) (*child, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envRole+"="+role, envConfig+"="+string(js))
 	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	stdin, stdout, err := testenv.StartPiped(cmd)
 	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s child: %w", role, err)
 	}
 	c := &child{role: role, cfg: cfg, cmd: cmd, stdin: stdin, done: make(chan struct{})}
@@ -200,15 +199,7 @@ func (c *child) stop() {
 func (c *child) restart() (*child, error) { return startChild(c.role, c.cfg) }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testenv.FreePort(t) }
 
 func upstreamConfig(t testing.TB, dataDir string) childConfig {
 	return childConfig{DataDir: dataDir, FrontendPort: freePort(t), FrontendHTTPPort: freePort(t), HistoryPort: freePort(t),

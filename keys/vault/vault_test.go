@@ -521,7 +521,7 @@ func TestVaultOutage(t *testing.T) {
 	kek := newVaultKEK(t, cfg)
 	clk := newClock()
 	const ttl = 10 * time.Minute
-	m := vaultManager(t, t.TempDir(), kek, keys.WithClock(clk.now), keys.WithCacheTTL(ttl))
+	m := vaultManager(t, t.TempDir(), kek, keys.WithClock(clk.Now), keys.WithCacheTTL(ttl))
 	c, err := codec.New(m)
 	if err != nil {
 		t.Fatal(err)
@@ -536,7 +536,7 @@ func TestVaultOutage(t *testing.T) {
 				failures, last = failures+1, err
 			}
 			if i%10 == 0 {
-				clk.advance(time.Second)
+				clk.Advance(time.Second)
 			}
 		}
 		return failures, last
@@ -556,7 +556,7 @@ func TestVaultOutage(t *testing.T) {
 		}
 	})
 	// Vault is down; the cache is past its refresh point (TTL/2) but within the TTL: every payload still works.
-	clk.advance(ttl/2 + time.Second)
+	clk.Advance(ttl/2 + time.Second)
 	if f, err := stream(200); f != 0 {
 		t.Fatalf("%d of 200 payloads failed during a Vault outage within the TTL: %v", f, err)
 	}
@@ -567,7 +567,7 @@ func TestVaultOutage(t *testing.T) {
 	t.Logf("within TTL: 0 failures, %d refresh attempts failed, %d KEK calls", s.RefreshFailures, s.KEKCalls-calls)
 
 	// Past the TTL: fail closed, with an error that says Vault.
-	clk.advance(ttl)
+	clk.Advance(ttl)
 	f, err := stream(5)
 	if f != 5 || !errors.Is(err, keys.ErrUnavailable) || !strings.Contains(err.Error(), "vault transit decrypt") || !strings.Contains(err.Error(), p.Addr()) {
 		t.Fatalf("after the TTL: %d/5 failed, last %v; want all failing with ErrUnavailable naming vault and its address", f, err)
@@ -579,7 +579,7 @@ func TestVaultOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted = true
-	clk.advance(2 * time.Second) // past the failure rate limit (MinRefreshInterval)
+	clk.Advance(2 * time.Second) // past the failure rate limit (MinRefreshInterval)
 	if f, err := stream(50); f != 0 {
 		t.Fatalf("%d failures after Vault came back: %v", f, err)
 	}
@@ -652,7 +652,7 @@ func TestVaultPartitionWithBackgroundRefresh(t *testing.T) {
 	kek := newVaultKEK(t, cfg)
 	clk := newClock()
 	const ttl = 10 * time.Minute
-	m := vaultManager(t, t.TempDir(), kek, keys.WithClock(clk.now), keys.WithCacheTTL(ttl), keys.WithBackgroundRefresh(500*time.Millisecond))
+	m := vaultManager(t, t.TempDir(), kek, keys.WithClock(clk.Now), keys.WithCacheTTL(ttl), keys.WithBackgroundRefresh(500*time.Millisecond))
 	c, err := codec.New(m)
 	if err != nil {
 		t.Fatal(err)
@@ -669,7 +669,7 @@ func TestVaultPartitionWithBackgroundRefresh(t *testing.T) {
 	}
 
 	bh.set(true)
-	clk.advance(ttl/2 + time.Second)
+	clk.Advance(ttl/2 + time.Second)
 	// Within the TTL, with Vault silent: every payload works at once. These requests carry no deadline, so a synchronous
 	// refresh would hang them for the KEK's 5s timeout; the background refresh gives up after its own 500ms.
 	for i := range 100 {
@@ -677,13 +677,13 @@ func TestVaultPartitionWithBackgroundRefresh(t *testing.T) {
 			t.Fatalf("payload %d during the partition within the TTL: %v", i, err)
 		}
 		if i%20 == 0 {
-			clk.advance(time.Second)
+			clk.Advance(time.Second)
 		}
 	}
 	waitFor(t, func() bool { return m.Stats().RefreshFailures > 0 }, "a background refresh to time out")
 
 	// Past the TTL: fail closed within the request's deadline, naming Vault.
-	clk.advance(ttl)
+	clk.Advance(ttl)
 	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	err = roundTrip(rctx)
 	cancel()
@@ -693,7 +693,7 @@ func TestVaultPartitionWithBackgroundRefresh(t *testing.T) {
 	t.Logf("partition, after TTL: %v", err)
 
 	bh.set(false)
-	clk.advance(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if err := roundTrip(ctx); err != nil {
 		t.Fatalf("after the partition healed: %v", err)
 	}

@@ -3,8 +3,6 @@ package observe_test
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,11 +16,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/proxy"
 	"github.com/blindfold-dev/blindfold/proxy/observe"
 )
@@ -60,21 +56,10 @@ func start(t *testing.T, tr *observe.Tracing) *env {
 	up := &upstream{}
 	upSrv := grpc.NewServer()
 	workflowservice.RegisterWorkflowServiceServer(upSrv, up)
-	upLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = upSrv.Serve(upLis) }()
+	upAddr, _ := testenv.Serve(t, upSrv)
 	t.Cleanup(upSrv.Stop)
 
-	km, err := keys.OpenLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := codec.New(km)
-	if err != nil {
-		t.Fatal(err)
-	}
+	km, c := testenv.LocalCodec(t, t.TempDir())
 	m := observe.NewMetrics()
 	if err := m.WatchKeys(km); err != nil {
 		t.Fatal(err)
@@ -83,26 +68,18 @@ func start(t *testing.T, tr *observe.Tracing) *env {
 		tr = &observe.Tracing{}
 	}
 	p, err := proxy.New(proxy.Config{
-		Upstream: upLis.Addr().String(), Codec: c, AllowedNamespaces: []string{"default"},
+		Upstream: upAddr, Codec: c, AllowedNamespaces: []string{"default"},
 		Observer: m, UnaryInterceptors: []grpc.UnaryServerInterceptor{m.UnaryServerInterceptor()},
 		ServerOptions: tr.ServerOptions, DialOptions: tr.DialOptions,
-		Logger: slogDiscard(),
+		Logger: testenv.DiscardLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.Serve(lis) }()
+	addr, _ := testenv.Serve(t, p)
 	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
 
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := testenv.DialInsecure(t, addr)
 	return &env{client: workflowservice.NewWorkflowServiceClient(conn), metrics: m, up: up}
 }
 
@@ -309,5 +286,3 @@ func TestTracingWithExporter(t *testing.T) {
 	defer cancel()
 	_ = tr.Shutdown(ctx) // nothing buffered: nothing to fail on
 }
-
-func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -7,10 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -29,12 +26,12 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/policy"
 	"github.com/blindfold-dev/blindfold/proxy"
@@ -82,16 +79,7 @@ func (c *rejectCounter) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-func writePolicy(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
+func writePolicy(t *testing.T, path, content string) { testenv.WriteFileAtomic(t, path, content) }
 
 // start runs a proxy whose policy is the file written from content, watched with a short poll interval.
 func start(t *testing.T, content string, onChange func(*policy.Policy)) *env {
@@ -116,24 +104,12 @@ func start(t *testing.T, content string, onChange func(*policy.Policy)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := proxy.New(proxy.Config{Upstream: stack.FrontendAddr(), Codec: c, Policy: store, Logger: testenv.DiscardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.New(proxy.Config{Upstream: stack.FrontendAddr(), Codec: c, Policy: store,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return &env{stack: stack.FrontendAddr(), proxy: lis.Addr().String(), keys: km, store: store, policyAt: path, storeLog: storeLog}
+	addr := testenv.ServeUntilCleanup(t, srv, t.Errorf)
+	return &env{stack: stack.FrontendAddr(), proxy: addr, keys: km, store: store, policyAt: path, storeLog: storeLog}
 }
 
 type tenantHeader string
@@ -176,15 +152,7 @@ func runWorker(t *testing.T, c client.Client, queue string) {
 	t.Cleanup(w.Stop)
 }
 
-func rawConn(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
+func rawConn(t *testing.T, addr string) *grpc.ClientConn { return testenv.DialInsecure(t, addr) }
 
 func describe(t *testing.T, addr, id string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
 	t.Helper()

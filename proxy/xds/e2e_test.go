@@ -2,22 +2,11 @@ package xds_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,14 +27,13 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds"
 
-	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/codec/codectest"
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
-	"github.com/blindfold-dev/blindfold/proxy"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
 	"github.com/blindfold-dev/blindfold/proxy/xds"
 )
 
@@ -60,12 +48,13 @@ func quietLogger() *slog.Logger {
 // replica is one proxy replica on loopback, counting the calls it serves.
 type replica struct {
 	addr  string
-	srv   *proxy.Server
+	g     *gateway.Gateway
 	calls atomic.Int64
 }
 
-// startReplica starts a plain (not xDS-enabled) proxy replica in front of upstream.
-func startReplica(t *testing.T, upstream string, c proxy.PayloadCodec) *replica {
+// startReplica starts a plain (not xDS-enabled) gateway replica in front of upstream, with the keys in keyDir
+// (replicas sharing a directory share keys, as a fleet on one volume does).
+func startReplica(t *testing.T, upstream, keyDir string) *replica {
 	t.Helper()
 	r := &replica{}
 	count := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -74,21 +63,12 @@ func startReplica(t *testing.T, upstream string, c proxy.PayloadCodec) *replica 
 		}
 		return h(ctx, req)
 	}
-	srv, err := proxy.New(proxy.Config{Upstream: upstream, Codec: c, Logger: quietLogger(), UnaryInterceptors: []grpc.UnaryServerInterceptor{count}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.addr, r.srv = lis.Addr().String(), srv
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
+	r.g = gatewayenv.Start(t, gateway.Config{
+		Keys:   gatewayenv.LocalKeys(keyDir),
+		Proxy:  gateway.ProxyConfig{Upstream: upstream, UnaryInterceptors: []grpc.UnaryServerInterceptor{count}},
+		Logger: quietLogger(),
 	})
+	r.addr = r.g.Addr()
 	return r
 }
 
@@ -142,17 +122,6 @@ func xdsResolver(t *testing.T, xdsAddr, node string) grpc.DialOption {
 	return grpc.WithResolvers(b)
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 func healthyCount(s *xds.Server) int {
 	n := 0
 	for _, r := range s.Replicas() {
@@ -163,32 +132,23 @@ func healthyCount(s *xds.Server) int {
 	return n
 }
 
-func newCodec(t *testing.T) *codec.Codec {
-	t.Helper()
-	c, err := codec.New(codectest.NewKeyring())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // TestFleet runs three replicas behind the control plane: calls from a proxyless xDS client spread over all of them,
 // and workflows run by an SDK client and worker dialing xds:/// all complete while one replica is stopped mid-run.
 func TestFleet(t *testing.T) {
 	stack := devstacktest.Shared(t)
-	c := newCodec(t)
+	keyDir := t.TempDir()
 	cp, xdsAddr := startControlPlane(t)
 	var replicas []*replica
 	var addrs []string
 	for range 3 {
-		r := startReplica(t, stack.FrontendAddr(), c)
+		r := startReplica(t, stack.FrontendAddr(), keyDir)
 		replicas = append(replicas, r)
 		addrs = append(addrs, r.addr)
 	}
 	if err := cp.SetReplicas(xds.SourceStatic, addrs); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "three healthy replicas", func() bool { return healthyCount(cp) == 3 })
+	testenv.WaitFor(t, 10*time.Second, "three healthy replicas", func() bool { return healthyCount(cp) == 3 })
 
 	t.Run("calls spread across replicas", func(t *testing.T) {
 		conn, err := grpc.NewClient("xds:///"+serviceName, xdsResolver(t, xdsAddr, "spread-client"),
@@ -261,14 +221,14 @@ func TestFleet(t *testing.T) {
 		}
 
 		// Stop one replica while the workflows are half-way.
-		waitFor(t, 2*time.Minute, "a quarter of the activities", func() bool { return activities.Load() >= workflows*steps/4 })
+		testenv.WaitFor(t, 2*time.Minute, "a quarter of the activities", func() bool { return activities.Load() >= workflows*steps/4 })
 		victim := replicas[1]
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = victim.srv.Shutdown(sctx) // cuts the worker's long polls on it; the SDK polls again elsewhere
+		_ = victim.g.Stop(sctx) // cuts the worker's long polls on it; the SDK polls again elsewhere
 		scancel()
 		stoppedAt := activities.Load()
 		t.Logf("stopped replica %s after %d of %d activities", victim.addr, stoppedAt, workflows*steps)
-		waitFor(t, 10*time.Second, "the stopped replica leaves the endpoints", func() bool { return healthyCount(cp) == 2 })
+		testenv.WaitFor(t, 10*time.Second, "the stopped replica leaves the endpoints", func() bool { return healthyCount(cp) == 2 })
 		othersBefore := replicas[0].calls.Load() + replicas[2].calls.Load()
 
 		for i, run := range runs {
@@ -315,48 +275,20 @@ func stepsWorkflow(ctx workflow.Context, steps int) ([]string, error) {
 func TestRBACPushedAtRunTime(t *testing.T) {
 	stack := devstacktest.Shared(t)
 	cp, xdsAddr := startControlPlane(t)
-	backend := startReplica(t, stack.FrontendAddr(), newCodec(t))
+	backend := startReplica(t, stack.FrontendAddr(), t.TempDir())
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs, err := xds.Bootstrap(xds.BootstrapConfig{ServerURI: xdsAddr, NodeID: "replica-rbac", AdvertiseAddr: lis.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fwdConn, err := grpc.NewClient("passthrough:///"+backend.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fwdConn.Close()
-	var serving atomic.Bool
-	front, err := grpcxds.NewGRPCServer(
-		grpcxds.BootstrapContentsForTesting(bs),
-		grpcxds.ServingModeCallback(func(_ net.Addr, a grpcxds.ServingModeChangeArgs) {
-			serving.Store(a.Mode == connectivity.ServingModeServing)
-		}),
-		grpc.ForceServerCodec(rawCodec{}),
-		grpc.UnknownServiceHandler(forwarder(fwdConn)),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = front.Serve(lis) }()
-	defer front.Stop()
-
-	waitFor(t, 10*time.Second, "the xds-enabled replica serves", serving.Load)
+	front := startXDSFront(t, xds.BootstrapConfig{ServerURI: xdsAddr, NodeID: "replica-rbac"}, true, backend.addr)
 	// It registered itself through its bootstrap's node metadata and passed its health check.
-	waitFor(t, 10*time.Second, "self-registered replica healthy", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "self-registered replica healthy", func() bool {
 		for _, r := range cp.Replicas() {
-			if r.Addr == lis.Addr().String() && r.Healthy {
+			if r.Addr == front && r.Healthy {
 				return true
 			}
 		}
 		return false
 	})
 
-	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///"+front, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +318,7 @@ rules:
 		t.Fatal(err)
 	}
 	var last error
-	waitFor(t, 10*time.Second, "DescribeNamespace denied", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "DescribeNamespace denied", func() bool {
 		last = describe()
 		return status.Code(last) == codes.PermissionDenied
 	})
@@ -400,60 +332,7 @@ rules:
 	if err := cp.SetRBAC(xds.RBACConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "DescribeNamespace allowed again", func() bool { return describe() == nil })
-}
-
-// rawCodec passes messages through as bytes, so the forwarder needs no message types.
-type rawCodec struct{}
-
-type frame struct{ b []byte }
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	f, ok := v.(*frame)
-	if !ok {
-		return nil, fmt.Errorf("rawCodec: unexpected %T", v)
-	}
-	return f.b, nil
-}
-
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	f, ok := v.(*frame)
-	if !ok {
-		return fmt.Errorf("rawCodec: unexpected %T", v)
-	}
-	f.b = append([]byte(nil), data...)
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
-
-// forwarder relays unary calls, with their metadata, to conn.
-func forwarder(conn *grpc.ClientConn) grpc.StreamHandler {
-	return func(_ any, ss grpc.ServerStream) error {
-		method, ok := grpc.MethodFromServerStream(ss)
-		if !ok {
-			return status.Error(codes.Internal, "no method")
-		}
-		var in, out frame
-		if err := ss.RecvMsg(&in); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		md, _ := metadata.FromIncomingContext(ss.Context())
-		outMD := metadata.MD{}
-		for k, v := range md {
-			if !strings.HasPrefix(k, ":") && k != "content-type" && k != "user-agent" && k != "te" {
-				outMD[k] = v
-			}
-		}
-		ctx := metadata.NewOutgoingContext(ss.Context(), outMD)
-		if err := conn.Invoke(ctx, method, &in, &out, grpc.ForceCodec(rawCodec{})); err != nil {
-			return err
-		}
-		return ss.SendMsg(&out)
-	}
+	testenv.WaitFor(t, 10*time.Second, "DescribeNamespace allowed again", func() bool { return describe() == nil })
 }
 
 // TestMTLSAndPrincipalsFromControlPlane: the control plane pushes mTLS to an xDS-enabled replica (certificates from
@@ -476,52 +355,24 @@ rules:
 		RBAC:        rules,
 		ServerTLS:   &xds.ServerTLS{CertProviderInstance: xds.CertProviderName, RequireClientCert: true},
 	})
-	backend := startReplica(t, stack.FrontendAddr(), newCodec(t))
+	backend := startReplica(t, stack.FrontendAddr(), t.TempDir())
 
-	pki := newTestPKI(t)
+	pki := testenv.NewPKI(t)
 	certDir := t.TempDir()
-	pki.writeServer(t, certDir)
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs, err := xds.Bootstrap(xds.BootstrapConfig{ServerURI: xdsAddr, NodeID: "replica-mtls", CertDir: certDir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pki.Server(t, "blindfold test").Write(t, certDir, "cert.pem", "key.pem")
+	pki.WriteCA(t, certDir, "ca.pem")
 	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fwdConn, err := grpc.NewClient("passthrough:///"+backend.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fwdConn.Close()
-	var serving atomic.Bool
-	front, err := grpcxds.NewGRPCServer(
-		grpc.Creds(creds),
-		grpcxds.BootstrapContentsForTesting(bs),
-		grpcxds.ServingModeCallback(func(_ net.Addr, a grpcxds.ServingModeChangeArgs) {
-			serving.Store(a.Mode == connectivity.ServingModeServing)
-		}),
-		grpc.ForceServerCodec(rawCodec{}),
-		grpc.UnknownServiceHandler(forwarder(fwdConn)),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = front.Serve(lis) }()
-	defer front.Stop()
-	waitFor(t, 10*time.Second, "the xds-enabled replica serves", serving.Load)
+	front := startXDSFront(t, xds.BootstrapConfig{ServerURI: xdsAddr, NodeID: "replica-mtls", CertDir: certDir}, false, backend.addr, grpc.Creds(creds))
 
 	call := func(tc *tls.Config, method string) error {
 		var dc credentials.TransportCredentials = insecure.NewCredentials()
 		if tc != nil {
 			dc = credentials.NewTLS(tc)
 		}
-		conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(dc))
+		conn, err := grpc.NewClient("passthrough:///"+front, grpc.WithTransportCredentials(dc))
 		if err != nil {
 			return err
 		}
@@ -535,8 +386,8 @@ rules:
 		}
 		return err
 	}
-	worker := pki.clientTLS(t, "spiffe://blindfold.test/worker")
-	admin := pki.clientTLS(t, "spiffe://blindfold.test/admin")
+	worker := clientTLS(pki, pki.Client(t, "worker", "spiffe://blindfold.test/worker"))
+	admin := clientTLS(pki, pki.Client(t, "admin", "spiffe://blindfold.test/admin"))
 	if err := call(worker, "workflow"); err != nil {
 		t.Fatalf("worker certificate, WorkflowService: %v", err)
 	}
@@ -549,107 +400,46 @@ rules:
 	if err := call(nil, "workflow"); status.Code(err) != codes.Unavailable {
 		t.Fatalf("plaintext caller: %v, want Unavailable (handshake refused)", err)
 	}
-	noCert := pki.clientTLS(t, "")
+	noCert := clientTLS(pki, nil)
 	if err := call(noCert, "workflow"); err == nil {
 		t.Fatal("a caller without a client certificate was served")
 	}
 }
 
-// testPKI is a throwaway CA issuing a server certificate for 127.0.0.1 and client certificates with URI SANs.
-type testPKI struct {
-	ca    *x509.Certificate
-	caKey *ecdsa.PrivateKey
-	caPEM []byte
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "blindfold test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testPKI{ca: ca, caKey: key, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-func (p *testPKI) issue(t *testing.T, serial int64, server bool, uri string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "blindfold test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	if uri != "" {
-		u, err := url.Parse(uri)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl.URIs = []*url.URL{u}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-}
-
-// writeServer writes cert.pem, key.pem and ca.pem, the files the bootstrap's certificate provider watches.
-func (p *testPKI) writeServer(t *testing.T, dir string) {
-	t.Helper()
-	cert, key := p.issue(t, 2, true, "")
-	for name, b := range map[string][]byte{"cert.pem": cert, "key.pem": key, "ca.pem": p.caPEM} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-var serial atomic.Int64
-
-// clientTLS returns a client configuration trusting the CA, with a certificate for uri (none if uri is empty).
-func (p *testPKI) clientTLS(t *testing.T, uri string) *tls.Config {
-	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AddCert(p.ca)
-	tc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	if uri != "" {
-		certPEM, keyPEM := p.issue(t, 100+serial.Add(1), false, uri)
-		cert, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
+// clientTLS trusts the PKI and presents cert (none if nil), verifying the replica as 127.0.0.1.
+func clientTLS(pki *testenv.PKI, cert *testenv.Cert) *tls.Config {
+	tc := pki.ClientTLS(cert)
+	tc.ServerName = "127.0.0.1"
 	return tc
+}
+
+// startXDSFront serves an xDS-enabled gRPC server on loopback whose bootstrap is bc (advertising its own address
+// when advertise is set), forwarding raw frames to backend, and waits until it serves. It returns its address.
+func startXDSFront(t *testing.T, bc xds.BootstrapConfig, advertise bool, backend string, opts ...grpc.ServerOption) string {
+	t.Helper()
+	lis := testenv.Listen(t)
+	if advertise {
+		bc.AdvertiseAddr = lis.Addr().String()
+	}
+	bs, err := xds.Bootstrap(bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwdConn := testenv.DialInsecure(t, "passthrough:///"+backend)
+	var serving atomic.Bool
+	front, err := grpcxds.NewGRPCServer(append(opts,
+		grpcxds.BootstrapContentsForTesting(bs),
+		grpcxds.ServingModeCallback(func(_ net.Addr, a grpcxds.ServingModeChangeArgs) {
+			serving.Store(a.Mode == connectivity.ServingModeServing)
+		}),
+		grpc.ForceServerCodec(testenv.RawCodec{}),
+		grpc.UnknownServiceHandler(testenv.Forward(fwdConn, nil)),
+	)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = front.Serve(lis) }()
+	t.Cleanup(front.Stop)
+	testenv.WaitFor(t, 10*time.Second, "the xds-enabled replica serves", serving.Load)
+	return lis.Addr().String()
 }

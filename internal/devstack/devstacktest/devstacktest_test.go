@@ -8,10 +8,9 @@ import (
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -32,11 +31,7 @@ func TestSharedIsStartedOnce(t *testing.T) {
 		t.Fatalf("namespaces %v lack the one from SetSharedOptions", a.Namespaces())
 	}
 
-	conn, err := grpc.NewClient(a.FrontendAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := testenv.DialInsecure(t, a.FrontendAddr())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := workflowservice.NewWorkflowServiceClient(conn).DescribeNamespace(ctx,

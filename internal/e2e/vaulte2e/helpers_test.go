@@ -6,9 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,19 +22,18 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/keys/vault"
@@ -95,7 +91,7 @@ func wantStream(in string) string { return in + "|echo" }
 // wantSignal is what signalWorkflow returns for in and signal sig.
 func wantSignal(in, sig string) string { return in + "|" + sig + "|echo" }
 
-var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quietLogger = testenv.DiscardLogger()
 
 // env is one test's Vault and the package's shared Temporal stack.
 type env struct {
@@ -246,6 +242,30 @@ func total(byCode map[codes.Code]int) int {
 	return n
 }
 
+// run is one test's set-up (env) and its proxy in front of the shared stack, its keys in a directory of their own wrapped by Transit keys
+// named prefix+scope, with an SDK client and a worker on queue tq through it.
+type run struct {
+	env
+	prefix, dir, tq string
+	kek             *vault.KEK
+	km              *keys.Manager
+	px              *testProxy
+	c               client.Client
+	stopWorker      func()
+}
+
+// startRun runs setup and starts a run whose names (Transit key prefix, task queue) are unique and start with kind.
+func startRun(t *testing.T, kind string) run {
+	t.Helper()
+	r := run{env: setup(t), prefix: unique(kind) + "-", dir: t.TempDir(), tq: unique(kind)}
+	r.kek = newKEK(t, r.vault, r.prefix)
+	r.km = newManager(t, r.dir, r.kek)
+	r.px = startProxy(t, r.stack.FrontendAddr(), r.km)
+	r.c = dial(t, r.px.addr)
+	r.stopWorker = startWorker(t, r.c, r.tq)
+	return r
+}
+
 // testProxy is a proxy in front of the shared stack with the keys of one Manager.
 type testProxy struct {
 	addr string
@@ -271,26 +291,14 @@ func startProxy(t *testing.T, upstream string, km *keys.Manager) *testProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Logf("proxy shutdown: %v", err)
-		}
-	})
-	tp.addr = lis.Addr().String()
+	tp.addr = testenv.ServeUntilCleanup(t, srv, t.Logf)
 	return tp
 }
 
 // dial returns an SDK client for addr, closed when the test ends (after workers started later have stopped).
 func dial(t *testing.T, addr string) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: sdklog.NewStructuredLogger(quietLogger)})
+	c, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: testenv.DiscardSDKLogger()})
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
@@ -317,12 +325,7 @@ func startWorker(t *testing.T, c client.Client, taskQueue string) (stop func()) 
 // rawClient is a plain gRPC WorkflowService client for addr: no SDK retries, so a test sees each call's own status.
 func rawClient(t *testing.T, addr string) workflowservice.WorkflowServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return workflowservice.NewWorkflowServiceClient(conn)
+	return workflowservice.NewWorkflowServiceClient(testenv.DialInsecure(t, addr))
 }
 
 // rawStart starts streamWF with input in through svc and returns the call's error.

@@ -24,17 +24,10 @@ import (
 // version, a fresh proxy (empty key cache) still decodes everything, while a keyset left wrapped under an older
 // version (a backup) no longer unwraps.
 func TestRotationMidRun(t *testing.T) {
-	e := setup(t)
+	r := startRun(t, "rot")
+	e, prefix, kek, dir, km, px, c, tq := r.env, r.prefix, r.kek, r.dir, r.km, r.px, r.c, r.tq
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	prefix := unique("rot") + "-"
-	kek := newKEK(t, e.vault, prefix)
-	dir := t.TempDir()
-	km := newManager(t, dir, kek)
-	px := startProxy(t, e.stack.FrontendAddr(), km)
-	c := dial(t, px.addr)
-	tq := unique("rot")
-	startWorker(t, c, tq)
 	direct := rawClient(t, e.stack.FrontendAddr())
 	began := time.Now()
 

@@ -21,17 +21,10 @@ import (
 // refused, and the proxy keeps serving. A key directory restored from a backup taken before the shred (keyset, no
 // tombstone) fails the same way, naming the deleted Transit key: only Vault stood between the backup and the data.
 func TestShredThroughStack(t *testing.T) {
-	e := setup(t)
+	r := startRun(t, "shred")
+	e, prefix, kek, dir, km, px, c, tq, stopWorker := r.env, r.prefix, r.kek, r.dir, r.km, r.px, r.c, r.tq, r.stopWorker
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	prefix := unique("shred") + "-"
-	kek := newKEK(t, e.vault, prefix)
-	dir := t.TempDir()
-	km := newManager(t, dir, kek)
-	px := startProxy(t, e.stack.FrontendAddr(), km)
-	c := dial(t, px.addr)
-	tq := unique("shred")
-	stopWorker := startWorker(t, c, tq)
 	var ids []string
 	for i := range 2 {
 		id := fmt.Sprintf("%s-%d", tq, i)

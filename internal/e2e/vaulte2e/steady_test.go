@@ -11,14 +11,10 @@ import (
 // TestSteadyStateVaultCalls runs workflows through a proxy whose keys are wrapped by Vault Transit and counts the
 // Manager's KEK calls: after a warm-up, a run of M workflows makes none, however many payloads pass.
 func TestSteadyStateVaultCalls(t *testing.T) {
-	e := setup(t)
+	r := startRun(t, "steady")
+	km, px, c, tq := r.km, r.px, r.c, r.tq
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	km := newManager(t, t.TempDir(), newKEK(t, e.vault, unique("steady")+"-"))
-	px := startProxy(t, e.stack.FrontendAddr(), km)
-	c := dial(t, px.addr)
-	tq := unique("steady")
-	startWorker(t, c, tq)
 
 	for i := range 2 {
 		if err := runOne(ctx, c, tq, fmt.Sprintf("%s-warm-%d", tq, i), fmt.Sprintf("%s-warm-%d", marker, i)); err != nil {
