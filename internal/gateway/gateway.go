@@ -75,6 +75,29 @@ type ProxyConfig struct {
 	XDSServer bool
 	// UnaryInterceptors run on every inbound call after the gateway's metrics interceptor (tests, custom auth).
 	UnaryInterceptors []grpc.UnaryServerInterceptor
+	// Observer, if set, receives the proxy's payload counts and error kinds too, after the gateway's metrics.
+	Observer proxy.Observer
+}
+
+// observers hands every count to each of its observers in turn.
+type observers []proxy.Observer
+
+func (o observers) Encoded(namespace string, payloads, bytes int) {
+	for _, x := range o {
+		x.Encoded(namespace, payloads, bytes)
+	}
+}
+
+func (o observers) Decoded(namespace string, payloads, bytes int) {
+	for _, x := range o {
+		x.Decoded(namespace, payloads, bytes)
+	}
+}
+
+func (o observers) Error(namespace string, kind proxy.ErrorKind) {
+	for _, x := range o {
+		x.Error(namespace, kind)
+	}
 }
 
 // Gateway is a running gateway. Stop it with Stop.
@@ -194,6 +217,9 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		UnaryInterceptors: append([]grpc.UnaryServerInterceptor{m.UnaryServerInterceptor()}, pc.UnaryInterceptors...),
 		ServerOptions:     append([]grpc.ServerOption(nil), g.tracing.ServerOptions...),
 		DialOptions:       append([]grpc.DialOption(nil), g.tracing.DialOptions...),
+	}
+	if pc.Observer != nil {
+		pcfg.Observer = observers{m, pc.Observer}
 	}
 	if g.policy != nil {
 		pcfg.Policy = g.policy // only when set: a nil *policy.Store in the interface would not read as "no policy"

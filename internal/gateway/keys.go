@@ -56,8 +56,14 @@ type KeysConfig struct {
 	AutoCreate bool
 	// RotateEvery adds a new primary data key to every scope this often (0: never). Only a serving gateway rotates.
 	RotateEvery time.Duration
-	// CacheTTL is how long an unwrapped keyset serves without a successful reload (0: keys.DefaultCacheTTL).
+	// CacheTTL is how long an unwrapped keyset serves without a successful reload (0: keys.DefaultCacheTTL). It bounds
+	// how long a KEK outage is survived and how long a shred takes to reach other replicas.
 	CacheTTL time.Duration
+	// RefreshAfter is the age after which a cached keyset is reloaded (0: half the TTL).
+	RefreshAfter time.Duration
+	// MinRefreshInterval limits reloads of one scope triggered by unknown key ids or failed refreshes (0:
+	// keys.DefaultMinRefreshInterval).
+	MinRefreshInterval time.Duration
 }
 
 // KeyPlan is the key manager's behaviour as derived from a KeysConfig: one rule for every command, comparable in tests.
@@ -66,12 +72,16 @@ type KeyPlan struct {
 	// BackgroundRefresh > 0 reloads aged keysets off the payload path, bounded by this timeout (remote KEKs).
 	BackgroundRefresh time.Duration
 	CacheTTL          time.Duration
-	RotateEvery       time.Duration
+	// RefreshAfter and MinRefreshInterval: 0 takes the keys package's defaults.
+	RefreshAfter       time.Duration
+	MinRefreshInterval time.Duration
+	RotateEvery        time.Duration
 }
 
 // Plan derives the key manager's behaviour from c.
 func (c KeysConfig) Plan() KeyPlan {
-	p := KeyPlan{AutoCreate: c.AutoCreate, CacheTTL: c.CacheTTL, RotateEvery: c.RotateEvery}
+	p := KeyPlan{AutoCreate: c.AutoCreate, CacheTTL: c.CacheTTL, RefreshAfter: c.RefreshAfter,
+		MinRefreshInterval: c.MinRefreshInterval, RotateEvery: c.RotateEvery}
 	if p.CacheTTL == 0 {
 		p.CacheTTL = keys.DefaultCacheTTL
 	}
@@ -95,8 +105,8 @@ func (c KeysConfig) validate() error {
 	if _, err := ParseKEKKind(string(c.KEK)); err != nil {
 		return err
 	}
-	if c.RotateEvery < 0 || c.CacheTTL < 0 {
-		return errors.New("key rotation period and cache ttl must not be negative")
+	if c.RotateEvery < 0 || c.CacheTTL < 0 || c.RefreshAfter < 0 || c.MinRefreshInterval < 0 {
+		return errors.New("key rotation period, cache ttl and refresh intervals must not be negative")
 	}
 	return nil
 }
@@ -132,6 +142,12 @@ func OpenKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, err
 	opts := []keys.Option{keys.WithAutoCreate(plan.AutoCreate), keys.WithLogger(log), keys.WithCacheTTL(plan.CacheTTL)}
 	if plan.BackgroundRefresh > 0 {
 		opts = append(opts, keys.WithBackgroundRefresh(plan.BackgroundRefresh))
+	}
+	if plan.RefreshAfter > 0 {
+		opts = append(opts, keys.WithRefreshAfter(plan.RefreshAfter))
+	}
+	if plan.MinRefreshInterval > 0 {
+		opts = append(opts, keys.WithMinRefreshInterval(plan.MinRefreshInterval))
 	}
 	k := &Keys{}
 	switch cfg.kind() {

@@ -33,7 +33,9 @@ import (
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/keys/vault"
@@ -118,34 +120,25 @@ func unique(kind string) string {
 	return "vaulte2e-" + kind + "-" + hex.EncodeToString(b)
 }
 
-// newKEK returns a Vault Transit KEK whose keys are named prefix+scope, closed when the test ends.
-func newKEK(t *testing.T, p *vaultdevproc.Proc, prefix string) *vault.KEK {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	k, err := vault.NewKEK(ctx, vault.Config{
-		Address:    p.Addr(),
-		Mount:      p.TransitMount(),
-		KeyPrefix:  prefix,
-		Auth:       vault.Auth{Method: vault.AuthToken, Token: p.Token()},
-		CreateKeys: true,
-		Timeout:    5 * time.Second,
-		Logger:     quietLogger,
-	})
-	if err != nil {
-		t.Fatalf("NewKEK: %v", err)
+// vaultKeys is the key configuration of a gateway whose keysets live in dir, wrapped by Vault Transit keys named
+// prefix+scope on p — what `blindfold proxy --kek vault --create-keys` builds. tune, if set, adjusts the cache timing.
+func vaultKeys(p *vaultdevproc.Proc, dir, prefix string, tune func(*gateway.KeysConfig)) gateway.KeysConfig {
+	kc := gateway.KeysConfig{
+		Dir: dir, KEK: gateway.KEKVault, AutoCreate: true,
+		Vault: vault.Config{
+			Address:    p.Addr(),
+			Mount:      p.TransitMount(),
+			KeyPrefix:  prefix,
+			Auth:       vault.Auth{Method: vault.AuthToken, Token: p.Token()},
+			CreateKeys: true,
+			Timeout:    5 * time.Second,
+			Logger:     quietLogger,
+		},
 	}
-	t.Cleanup(func() { _ = k.Close() })
-	return k
-}
-
-func newManager(t *testing.T, dir string, kek keys.KEK, opts ...keys.Option) *keys.Manager {
-	t.Helper()
-	m, err := keys.NewManager(keys.NewDirStore(dir), kek, append([]keys.Option{keys.WithLogger(quietLogger)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
+	if tune != nil {
+		tune(&kc)
 	}
-	return m
+	return kc
 }
 
 // keysetFile is where a DirStore keeps scope's wrapped keyset.
@@ -258,40 +251,36 @@ type run struct {
 func startRun(t *testing.T, kind string) run {
 	t.Helper()
 	r := run{env: setup(t), prefix: unique(kind) + "-", dir: t.TempDir(), tq: unique(kind)}
-	r.kek = newKEK(t, r.vault, r.prefix)
-	r.km = newManager(t, r.dir, r.kek)
-	r.px = startProxy(t, r.stack.FrontendAddr(), r.km)
+	r.px = startProxy(t, r.stack.FrontendAddr(), vaultKeys(r.vault, r.dir, r.prefix, nil))
+	r.kek, r.km = r.px.kek, r.px.km
 	r.c = dial(t, r.px.addr)
 	r.stopWorker = startWorker(t, r.c, r.tq)
 	return r
 }
 
-// testProxy is a proxy in front of the shared stack with the keys of one Manager.
+// testProxy is a gateway in front of the shared stack, started by the production assembly, with its key manager and
+// Transit KEK at hand.
 type testProxy struct {
 	addr string
 	obs  *observer
 	rpcs *rpcCounter
+	km   *keys.Manager
+	kek  *vault.KEK
 }
 
-// startProxy runs a proxy with km's keys in front of upstream until the test ends.
-func startProxy(t *testing.T, upstream string, km *keys.Manager) *testProxy {
+// startProxy runs a gateway with the keys kc describes in front of upstream until the test ends.
+func startProxy(t *testing.T, upstream string, kc gateway.KeysConfig) *testProxy {
 	t.Helper()
-	c, err := codec.New(km)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tp := &testProxy{obs: &observer{}, rpcs: &rpcCounter{}}
-	srv, err := proxy.New(proxy.Config{
-		Upstream:          upstream,
-		Codec:             c,
-		Logger:            quietLogger,
-		Observer:          tp.obs,
-		UnaryInterceptors: []grpc.UnaryServerInterceptor{tp.rpcs.intercept},
+	g := gatewayenv.Start(t, gateway.Config{
+		Keys: kc,
+		Proxy: gateway.ProxyConfig{
+			Upstream:          upstream,
+			Observer:          tp.obs,
+			UnaryInterceptors: []grpc.UnaryServerInterceptor{tp.rpcs.intercept},
+		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp.addr = testenv.ServeUntilCleanup(t, srv, t.Logf)
+	tp.addr, tp.km, tp.kek = g.Addr(), g.Keys().Manager, g.Keys().Vault
 	return tp
 }
 

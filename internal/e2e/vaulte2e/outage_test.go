@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/keys"
 )
 
@@ -64,9 +65,11 @@ func outageWithinTTL(t *testing.T, e env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const ttl = 30 * time.Second
-	km := newManager(t, t.TempDir(), newKEK(t, e.vault, unique("out1")+"-"),
-		keys.WithCacheTTL(ttl), keys.WithRefreshAfter(time.Second), keys.WithBackgroundRefresh(2*time.Second))
-	px := startProxy(t, e.stack.FrontendAddr(), km)
+	// The timing is the test's; background refresh is what every gateway with a remote KEK gets.
+	px := startProxy(t, e.stack.FrontendAddr(), vaultKeys(e.vault, t.TempDir(), unique("out1")+"-", func(kc *gateway.KeysConfig) {
+		kc.CacheTTL, kc.RefreshAfter = ttl, time.Second
+	}))
+	km := px.km
 	c := dial(t, px.addr)
 	tq := unique("out1")
 	stopWorker := startWorker(t, c, tq)
@@ -160,10 +163,9 @@ func outagePastTTL(t *testing.T, e env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const ttl = 2 * time.Second
-	km := newManager(t, t.TempDir(), newKEK(t, e.vault, unique("out2")+"-"),
-		keys.WithCacheTTL(ttl), keys.WithRefreshAfter(500*time.Millisecond), keys.WithBackgroundRefresh(time.Second),
-		keys.WithMinRefreshInterval(200*time.Millisecond))
-	px := startProxy(t, e.stack.FrontendAddr(), km)
+	px := startProxy(t, e.stack.FrontendAddr(), vaultKeys(e.vault, t.TempDir(), unique("out2")+"-", func(kc *gateway.KeysConfig) {
+		kc.CacheTTL, kc.RefreshAfter, kc.MinRefreshInterval = ttl, 500*time.Millisecond, 200*time.Millisecond
+	}))
 	c := dial(t, px.addr)
 	tq := unique("out2")
 	startWorker(t, c, tq)

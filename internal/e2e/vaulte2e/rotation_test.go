@@ -130,7 +130,7 @@ func TestRotationMidRun(t *testing.T) {
 	}
 
 	// A fresh KEK client, Manager and proxy must unwrap the stored keyset from Vault (nothing cached) and decode everything.
-	fresh := startProxy(t, e.stack.FrontendAddr(), newManager(t, dir, newKEK(t, e.vault, prefix)))
+	fresh := startProxy(t, e.stack.FrontendAddr(), vaultKeys(e.vault, dir, prefix, nil))
 	freshSvc := rawClient(t, fresh.addr)
 	for i, w := range wfs {
 		checkDecoded(t, ctx, freshSvc, w.id, w.in, fmt.Sprintf("%s-sig-%d", marker, i))
@@ -151,7 +151,7 @@ func TestRotationMidRun(t *testing.T) {
 	}
 
 	// Control: the keyset as it was before the rewrap (under v2) fails closed now, naming the unwrap failure, not a crash.
-	old := startProxy(t, e.stack.FrontendAddr(), newManager(t, backup, newKEK(t, e.vault, prefix)))
+	old := startProxy(t, e.stack.FrontendAddr(), vaultKeys(e.vault, backup, prefix, nil))
 	_, err = history(ctx, rawClient(t, old.addr), wfs[0].id)
 	st := status.Convert(err)
 	if !strings.Contains(st.Message(), keys.ErrUnwrap.Error()) || !strings.Contains(st.Message(), kek.KeyName(scope)) ||

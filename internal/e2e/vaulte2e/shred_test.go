@@ -73,7 +73,7 @@ func TestShredThroughStack(t *testing.T) {
 	}
 
 	// The key directory restored from a backup: the keyset is there, but its Transit key is gone.
-	restored := startProxy(t, e.stack.FrontendAddr(), newManager(t, backup, newKEK(t, e.vault, prefix)))
+	restored := startProxy(t, e.stack.FrontendAddr(), vaultKeys(e.vault, backup, prefix, nil))
 	_, err = history(ctx, rawClient(t, restored.addr), ids[0])
 	st := status.Convert(err)
 	if st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "destroyed") ||
