@@ -16,9 +16,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
-	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/keys/vault"
 )
 
@@ -35,12 +36,11 @@ func TestSlowUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, err := newProxy(mb.Addr, t.TempDir())
+	g, err := startGateway(t.Context(), mb.Addr, t.TempDir(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, served := testenv.Serve(t, p)
-	conn := testenv.DialInsecure(t, addr)
+	conn := testenv.DialInsecure(t, g.Addr())
 	wc := workflowservice.NewWorkflowServiceClient(conn)
 	ctx := t.Context()
 
@@ -113,10 +113,9 @@ func TestSlowUpstream(t *testing.T) {
 	conn.Close()
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
-	if err := p.Shutdown(sctx); err != nil {
-		t.Errorf("proxy shutdown: %v", err)
+	if err := g.Stop(sctx); err != nil {
+		t.Errorf("gateway stop: %v", err)
 	}
-	<-served
 	mb.Stop()
 	goleak.VerifyNone(t, ignore)
 }
@@ -216,12 +215,8 @@ func TestUpstreamRestartedMidRun(t *testing.T) {
 	var mu sync.Mutex
 	t.Cleanup(func() { mu.Lock(); defer mu.Unlock(); up.stop() })
 
-	p, _, err := newProxy(up.addr, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := testenv.ServeUntilCleanup(t, p, t.Logf)
-	c, queue, prefix := runThrough(t, addr, "upstream")
+	g := gatewayenv.Start(t, gateway.Config{Keys: gatewayenv.LocalKeys(t.TempDir()), Proxy: gateway.ProxyConfig{Upstream: up.addr}})
+	c, queue, prefix := runThrough(t, g.Addr(), "upstream")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	const n = 45
@@ -260,21 +255,11 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	}
 	upstream := sharedUpstream(t)
 	vp := vaultdevproc.Start(t, vaultdevproc.Options{StorageDir: t.TempDir()})
-	kek, err := vault.NewKEK(t.Context(), vault.Config{Address: vp.Addr(), Mount: vp.TransitMount(),
-		Auth: vault.Auth{Token: vp.Token()}, CreateKeys: true})
-	if err != nil {
-		t.Fatalf("vault KEK: %v", err)
-	}
-	t.Cleanup(func() { kek.Close() })
-	km, err := keys.NewManager(keys.NewDirStore(t.TempDir()), kek, keys.WithAutoCreate(true), keys.WithCacheTTL(10*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := proxyOver(upstream, km)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := testenv.ServeUntilCleanup(t, p, t.Logf)
+	kc := gatewayenv.LocalKeys(t.TempDir())
+	kc.KEK, kc.CacheTTL, kc.CreateMasterKey = gateway.KEKVault, 10*time.Minute, false
+	kc.Vault = vault.Config{Address: vp.Addr(), Mount: vp.TransitMount(), Auth: vault.Auth{Token: vp.Token()}, CreateKeys: true}
+	g := gatewayenv.Start(t, gateway.Config{Keys: kc, Proxy: gateway.ProxyConfig{Upstream: upstream}})
+	km, addr := g.Keys().Manager, g.Addr()
 	c, queue, prefix := runThrough(t, addr, "vault")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
@@ -303,7 +288,7 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	wc := workflowservice.NewWorkflowServiceClient(testenv.DialInsecure(t, addr))
 	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
 	defer ccancel()
-	_, err = wc.SignalWorkflowExecution(cctx, &workflowservice.SignalWorkflowExecutionRequest{
+	_, err := wc.SignalWorkflowExecution(cctx, &workflowservice.SignalWorkflowExecutionRequest{
 		Namespace: "faulttest-never-loaded", WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "x"}, SignalName: "s",
 		Input: &commonpb.Payloads{Payloads: []*commonpb.Payload{{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`"x"`)}}},
 	})

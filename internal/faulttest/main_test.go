@@ -19,7 +19,9 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
@@ -91,13 +93,12 @@ func runChild(role string) error {
 		defer cancel2()
 		return st.Stop(stopCtx)
 	default:
-		p, _, err := newProxy(cfg.Upstream, cfg.KeyDir)
-		if err != nil {
-			return err
-		}
-		var lis net.Listener
+		var (
+			g   *gateway.Gateway
+			err error
+		)
 		for i := 0; ; i++ { // a restarted proxy may find its port briefly busy
-			if lis, err = net.Listen("tcp", cfg.Listen); err == nil || i == 50 {
+			if g, err = startGateway(ctx, cfg.Upstream, cfg.KeyDir, cfg.Listen); err == nil || i == 50 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -105,34 +106,24 @@ func runChild(role string) error {
 		if err != nil {
 			return err
 		}
-		go p.Serve(lis)
-		fmt.Printf("ready %s\n", lis.Addr())
+		fmt.Printf("ready %s\n", g.Addr())
 		wait()
 		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return p.Shutdown(stopCtx)
+		return g.Stop(stopCtx)
 	}
 }
 
 var quietLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-// newProxy is a proxy over a local key directory, as `blindfold proxy` runs by default.
-func newProxy(upstream, keyDir string) (*proxy.Server, *keys.Manager, error) {
-	km, err := keys.OpenLocal(keyDir, keys.WithAutoCreate(true))
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := proxyOver(upstream, km)
-	return p, km, err
-}
-
-// proxyOver is a proxy in front of upstream sealing with km's keys.
-func proxyOver(upstream string, km *keys.Manager) (*proxy.Server, error) {
-	c, err := codec.New(km)
-	if err != nil {
-		return nil, err
-	}
-	return proxy.New(proxy.Config{Upstream: upstream, Codec: c, Logger: quietLog})
+// startGateway runs the gateway over a local key directory in front of upstream, as `blindfold proxy --create-keys`
+// runs it, listening on listen.
+func startGateway(ctx context.Context, upstream, keyDir, listen string) (*gateway.Gateway, error) {
+	return gateway.Start(ctx, gateway.Config{
+		Keys:   gatewayenv.LocalKeys(keyDir),
+		Proxy:  gateway.ProxyConfig{Listen: listen, Upstream: upstream},
+		Logger: quietLog,
+	})
 }
 
 // child is a running child process of this test binary.
