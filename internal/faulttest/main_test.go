@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,13 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack"
 	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
-	"github.com/blindfold-dev/blindfold/keys"
-	"github.com/blindfold-dev/blindfold/proxy"
 )
 
 // envRole makes the test binary run as a child: "upstream" (an embedded Temporal server) or "proxy".
