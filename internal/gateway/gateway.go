@@ -37,7 +37,10 @@ type Config struct {
 	// PolicyFile, if set, is the policy (docs/policy.md) the proxy consults on every RPC; it is watched and reloaded
 	// on change or SIGHUP for as long as the gateway runs.
 	PolicyFile string
-	Proxy      ProxyConfig
+	// PolicyStore, if set instead of PolicyFile, is a policy store the caller opened and keeps up to date itself
+	// (an embedder, or a test that reloads on its own schedule).
+	PolicyStore *policy.Store
+	Proxy       ProxyConfig
 	// CodecEndpoint, if set, serves the auditors' codec endpoint over the same codec.
 	CodecEndpoint *CodecEndpointConfig
 	// MetricsListen is the address of /metrics and /healthz (empty: off), served alongside the proxy.
@@ -127,6 +130,9 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	if cfg.Proxy.XDSServer && cfg.Proxy.TLS != nil {
 		return nil, errors.New("gateway: an xDS server takes inbound TLS from the control plane; TLS must be nil")
 	}
+	if cfg.PolicyFile != "" && cfg.PolicyStore != nil {
+		return nil, errors.New("gateway: give a policy file or a policy store, not both")
+	}
 	if cfg.CompressThreshold < 0 {
 		return nil, errors.New("gateway: compression threshold must not be negative")
 	}
@@ -151,6 +157,8 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		go func() { defer close(watched); _ = g.policy.Watch(wctx) }()
 		g.onStop(func(context.Context) error { cancel(); <-watched; return nil })
 		g.log.Info("policy loaded; watching for changes and SIGHUP", "file", cfg.PolicyFile)
+	} else if cfg.PolicyStore != nil {
+		g.policy = cfg.PolicyStore
 	}
 	if g.keys, err = OpenKeys(ctx, cfg.Keys, g.log.With("component", "keys")); err != nil {
 		return nil, err

@@ -31,10 +31,11 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/policy"
-	"github.com/blindfold-dev/blindfold/proxy"
 	"github.com/blindfold-dev/blindfold/sdkplugin"
 )
 
@@ -81,7 +82,7 @@ func (c *rejectCounter) Handle(_ context.Context, r slog.Record) error {
 
 func writePolicy(t *testing.T, path, content string) { testenv.WriteFileAtomic(t, path, content) }
 
-// start runs a proxy whose policy is the file written from content, watched with a short poll interval.
+// start runs a gateway whose policy is the file written from content, watched with a short poll interval.
 func start(t *testing.T, content string, onChange func(*policy.Policy)) *env {
 	t.Helper()
 	stack := devstacktest.Shared(t)
@@ -96,20 +97,13 @@ func start(t *testing.T, content string, onChange func(*policy.Policy)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	km, err := keys.OpenLocal(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := codec.New(km)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := proxy.New(proxy.Config{Upstream: stack.FrontendAddr(), Codec: c, Policy: store, Logger: testenv.DiscardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := testenv.ServeUntilCleanup(t, srv, t.Errorf)
-	return &env{stack: stack.FrontendAddr(), proxy: addr, keys: km, store: store, policyAt: path, storeLog: storeLog}
+	// The gateway as the binary builds it, over the store this test watches with its own poll interval.
+	g := gatewayenv.Start(t, gateway.Config{
+		Keys:        gatewayenv.LocalKeys(filepath.Join(dir, "keys")),
+		PolicyStore: store,
+		Proxy:       gateway.ProxyConfig{Upstream: stack.FrontendAddr()},
+	})
+	return &env{stack: stack.FrontendAddr(), proxy: g.Addr(), keys: g.Keys().Manager, store: store, policyAt: path, storeLog: storeLog}
 }
 
 type tenantHeader string
