@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -190,7 +190,7 @@ func LoadStaticTokens(path string) (*codecserver.StaticTokens, error) {
 	if err != nil {
 		return nil, fmt.Errorf("static tokens: %w", err)
 	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var file staticTokenFile
 	if err := dec.Decode(&file); err != nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -198,7 +199,7 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		g.log.Info("codec endpoint serving", "url", g.endpoint.url)
 	}
 
-	if g.tracing, err = observe.StartTracing(ctx, cmp(cfg.ServiceName, DefaultServiceName)); err != nil {
+	if g.tracing, err = observe.StartTracing(ctx, cmp.Or(cfg.ServiceName, DefaultServiceName)); err != nil {
 		return nil, err
 	}
 	g.onStop(func(ctx context.Context) error {
@@ -298,13 +299,6 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		}
 	}()
 	return g, nil
-}
-
-func cmp(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 func (g *Gateway) onStop(f func(context.Context) error) { g.undo = append(g.undo, f) }
