@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -45,6 +46,9 @@ type Encrypt struct {
 	Headers bool
 	// Failures moves failure messages and stack traces into encrypted encoded attributes (default true).
 	Failures bool
+	// Text seals the free text users write outside payloads: terminate, cancel, reset, batch and pause reasons,
+	// schedule notes, Nexus callback header values (default true). docs/threat-model.md lists the fields.
+	Text bool
 	// SearchAttributes names the search attributes that are encrypted; all others stay plaintext, as the server must
 	// index them. An encrypted Keyword or Text attribute can no longer be searched by value.
 	SearchAttributes []string
@@ -84,12 +88,26 @@ type NamespaceRules struct {
 	Plaintext PlaintextMode
 	// AllowPlaintext is the explicit marker that the entry lets plaintext out on purpose.
 	AllowPlaintext bool
+	// Adoption, if set, relaxes strict decode while a namespace that ran without Blindfold still has plaintext in its
+	// histories. Nil (the default) is strict: plaintext from the backend is never handed to an SDK as a value.
+	Adoption *Adoption
+}
+
+// Adoption says which plaintext payloads coming back from the backend are accepted as values in a namespace that
+// adopts Blindfold while workflows are running. Turn it off (remove it) once the namespace is clean.
+type Adoption struct {
+	// PlaintextBefore accepts plaintext in history events recorded before this time and in the memo of workflows
+	// started before it; plaintext anywhere else is refused. Zero means no cut-over.
+	PlaintextBefore time.Time
+	// WarnOnly accepts plaintext anywhere, logging and counting each payload as strict decode would refuse it. It is
+	// the weakest setting: a hostile backend can then inject values.
+	WarnOnly bool
 }
 
 // DefaultRules returns the rules of a namespace when the policy has no namespaces section: payloads, memo, headers
 // and failure text encrypted, search attributes plaintext, plaintext from SDKs encrypted, the namespace's own scope.
 func DefaultRules() *NamespaceRules {
-	return &NamespaceRules{Pattern: "*", Encrypt: Encrypt{Memo: true, Headers: true, Failures: true}, Plaintext: PlaintextEncrypt}
+	return &NamespaceRules{Pattern: "*", Encrypt: Encrypt{Memo: true, Headers: true, Failures: true, Text: true}, Plaintext: PlaintextEncrypt}
 }
 
 var defaultRules = DefaultRules()
@@ -303,7 +321,7 @@ type plaintextField struct {
 }
 
 func (p *parser) namespaceEntry(n *yaml.Node, field, pattern string) (*NamespaceRules, bool) {
-	r := &NamespaceRules{Pattern: pattern, Encrypt: Encrypt{Memo: true, Headers: true, Failures: true}, Plaintext: PlaintextEncrypt}
+	r := &NamespaceRules{Pattern: pattern, Encrypt: Encrypt{Memo: true, Headers: true, Failures: true, Text: true}, Plaintext: PlaintextEncrypt}
 	before := len(p.errs)
 	var (
 		leaks                  []plaintextField
@@ -338,17 +356,25 @@ func (p *parser) namespaceEntry(n *yaml.Node, field, pattern string) (*Namespace
 					p.errorf(vn, f, "must be %q, %q or %q, got %q", PlaintextEncrypt, PlaintextReject, PlaintextPass, s)
 				}
 			}
+		case "adoption":
+			r.Adoption = p.adoption(vn, f)
+			if r.Adoption != nil && r.Adoption.WarnOnly {
+				leaks = append(leaks, plaintextField{vn, f, "hands plaintext from the backend to SDKs as values (warn_only)"})
+			}
 		case "allow_plaintext":
 			allowNode = vn
 			if b, ok := p.bool(vn, f); ok {
 				r.AllowPlaintext = b
 			}
 		default:
-			p.errorf(kn, f, "unknown field (known: scope, tenant, encrypt, plaintext_from_sdk, allow_plaintext)")
+			p.errorf(kn, f, "unknown field (known: scope, tenant, encrypt, plaintext_from_sdk, adoption, allow_plaintext)")
 		}
 	})
 	if scopeNode != nil && tenantNode != nil {
 		p.errorf(tenantNode, field+".tenant", "scope and tenant are mutually exclusive (a tenant entry sets its scope template in tenant.scope)")
+	}
+	if r.Plaintext == PlaintextPass && r.Adoption != nil {
+		p.errorf(n, field+".adoption", "has no effect with plaintext_from_sdk: pass (nothing is decoded); remove it")
 	}
 	if r.Plaintext == PlaintextPass && encryptSet {
 		p.errorf(encryptNode, field+".encrypt", "has no effect with plaintext_from_sdk: pass (nothing is encrypted); remove it")
@@ -382,6 +408,8 @@ func (p *parser) encrypt(n *yaml.Node, field string, e *Encrypt) []plaintextFiel
 			flag(&e.Headers, "stores header payloads in plaintext")
 		case "failures":
 			flag(&e.Failures, "stores failure messages and stack traces in plaintext")
+		case "text":
+			flag(&e.Text, "stores reasons, schedule notes and Nexus callback headers in plaintext")
 		case "search_attributes":
 			names, nodes := p.strList(vn, f)
 			seen := map[string]bool{}
@@ -399,10 +427,47 @@ func (p *parser) encrypt(n *yaml.Node, field string, e *Encrypt) []plaintextFiel
 		case "payloads":
 			p.errorf(kn, f, "payloads are always encrypted; remove this field")
 		default:
-			p.errorf(kn, f, "unknown field (known: memo, headers, failures, search_attributes)")
+			p.errorf(kn, f, "unknown field (known: memo, headers, failures, text, search_attributes)")
 		}
 	})
 	return leaks
+}
+
+func (p *parser) adoption(n *yaml.Node, field string) *Adoption {
+	a := &Adoption{}
+	before := len(p.errs)
+	p.mapping(n, field, func(key string, kn, vn *yaml.Node) {
+		f := field + "." + key
+		switch key {
+		case "accept_plaintext_before":
+			if s, ok := p.str(vn, f); ok {
+				t, err := time.Parse(time.RFC3339, s)
+				if err != nil {
+					p.errorf(vn, f, "must be an RFC 3339 time such as 2026-12-01T00:00:00Z, got %q", s)
+					return
+				}
+				a.PlaintextBefore = t
+			}
+		case "warn_only":
+			if b, ok := p.bool(vn, f); ok {
+				a.WarnOnly = b
+			}
+		default:
+			p.errorf(kn, f, "unknown field (known: accept_plaintext_before, warn_only)")
+		}
+	})
+	if len(p.errs) != before {
+		return nil
+	}
+	if a.PlaintextBefore.IsZero() && !a.WarnOnly {
+		p.errorf(n, field, "sets neither accept_plaintext_before nor warn_only: true; remove it for strict decode")
+		return nil
+	}
+	if !a.PlaintextBefore.IsZero() && a.WarnOnly {
+		p.errorf(n, field, "accept_plaintext_before has no effect with warn_only: true; keep one")
+		return nil
+	}
+	return a
 }
 
 func (p *parser) tenant(n *yaml.Node, field string) *Tenant {

@@ -455,14 +455,6 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-func converterPayload(v any) (*commonpb.Payload, error) {
-	return converter.GetDefaultDataConverter().ToPayload(v)
-}
-
-func fromPayload(p *commonpb.Payload, v any) error {
-	return converter.GetDefaultDataConverter().FromPayload(p, v)
-}
-
 // startE2EProxy runs a proxy with the keys of km in front of upstream until the test ends, and returns its address.
 func startE2EProxy(t testing.TB, upstream string, km *keys.Manager) string {
 	t.Helper()

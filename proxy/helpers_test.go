@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -119,4 +120,12 @@ func containsMarker(m proto.Message) bool {
 		panic(err)
 	}
 	return strings.Contains(string(b), markerPrefix)
+}
+
+func converterPayload(v any) (*commonpb.Payload, error) {
+	return converter.GetDefaultDataConverter().ToPayload(v)
+}
+
+func fromPayload(p *commonpb.Payload, v any) error {
+	return converter.GetDefaultDataConverter().FromPayload(p, v)
 }

@@ -65,11 +65,11 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg,
 		log: cfg.Logger,
-		t:   &transformer{codec: cfg.Codec, observer: cfg.Observer},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.t = &transformer{codec: cfg.Codec, observer: cfg.Observer, log: s.log}
 	if len(cfg.AllowedNamespaces) > 0 {
 		s.allowed = make(map[string]bool, len(cfg.AllowedNamespaces))
 		for _, ns := range cfg.AllowedNamespaces {
@@ -338,7 +338,8 @@ func (s *Server) upstreamInterceptor(ctx context.Context, method string, req, re
 		}
 		return out
 	}
-	if replyMsg, ok := reply.(proto.Message); ok && !cp.reject() {
+	if replyMsg, ok := reply.(proto.Message); ok {
+		// In reject mode the SDK opens what it sealed; the walk still refuses plaintext the backend slipped in.
 		if err := s.t.decodeResponseFor(ctx, ns, replyMsg, cp); err != nil {
 			return s.codecFailure(method, opDecode, ns, err)
 		}

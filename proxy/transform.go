@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -38,6 +39,7 @@ type encodedFailure struct {
 type transformer struct {
 	codec    PayloadCodec
 	observer Observer
+	log      *slog.Logger
 	// perField makes encode and decode call the codec once per visited field instead of once per message. Only
 	// benchmarks set it, to measure what batching buys.
 	perField bool
@@ -56,6 +58,8 @@ const (
 type walk struct {
 	dir  direction
 	anys map[*anypb.Any]proto.Message
+	// strict is what an inbound walk does with payloads it cannot hand over as values.
+	strict strictness
 	// failure is what an outbound walk does to each failure: encodeFailure, or a policy's variant.
 	failure func(*failurepb.Failure) error
 }
@@ -144,7 +148,7 @@ func (t *transformer) decodeResponseFor(ctx context.Context, namespace string, m
 	if err := inlineRawHistory(msg); err != nil {
 		return err
 	}
-	w := &walk{dir: inbound}
+	w := &walk{dir: inbound, strict: strictnessFor(ctx, cp, msg)}
 	if err := t.transformPayloads(ctx, w, namespace, msg, t.codec.Decode, cp); err != nil {
 		return err
 	}
@@ -255,6 +259,7 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 	var (
 		in, send []*commonpb.Payload
 		isSA     []bool
+		parents  []proto.Message
 		keep     map[*commonpb.Payload]bool
 	)
 	collect := apiproxy.VisitPayloadsOptions{
@@ -276,6 +281,9 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 					continue
 				}
 				in, send, isSA = append(in, p), append(send, s), append(isSA, sa)
+				if w.dir == inbound {
+					parents = append(parents, vc.Parent)
+				}
 			}
 			return ps, nil
 		},
@@ -303,7 +311,12 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 			return &requestError{kind: KindInvalidRequest, code: codes.InvalidArgument, msg: "request carries payloads but no namespace"}
 		}
 		var err error
-		if out, err = fn(ctx, namespace, send); err != nil {
+		if w.dir == inbound {
+			out, err = t.openInbound(ctx, namespace, w.strict, in, send, isSA, parents)
+		} else {
+			out, err = fn(ctx, namespace, send)
+		}
+		if err != nil {
 			return err
 		}
 		if len(out) != len(in) {

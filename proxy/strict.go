@@ -1,0 +1,324 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	historypb "go.temporal.io/api/history/v1"
+	apiproxy "go.temporal.io/api/proxy"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/policy"
+)
+
+// Strict decode: the backend may write anything it returns, so in a namespace whose payloads are sealed, a payload that
+// comes back unsealed, sealed for another namespace, or failing authentication is never handed over as a value. It is
+// replaced by a codec.Refusal naming the field and the reason, so that only the workflow task, activity or call that
+// needs the value fails; the rest of the response flows, and other workflows are not affected.
+
+// KindRefused counts payloads (not RPCs) that strict decode replaced by a refusal.
+const KindRefused ErrorKind = "refused_payload"
+
+// KindPlaintextAdopted counts plaintext payloads from the backend that a namespace's adoption setting accepted.
+const KindPlaintextAdopted ErrorKind = "plaintext_adopted"
+
+// Reasons a payload is refused; they quote no payload content.
+const (
+	reasonPlaintext = "not sealed: the backend returned a plaintext payload in a namespace whose payloads are sealed"
+)
+
+// strictness is what one inbound walk does with payloads it meets.
+type strictness struct {
+	// enforce refuses plaintext payloads (search attributes excepted: the server writes and indexes them).
+	enforce bool
+	// open decrypts envelopes; false in reject mode, where the SDK opens them itself.
+	open bool
+	// warnOnly accepts plaintext, counting and logging it (adoption.warn_only).
+	warnOnly bool
+	// adoptable holds the plaintext payloads recorded before an adoption cut-over, which pass.
+	adoptable map[*commonpb.Payload]bool
+}
+
+// strictnessFor decides the strictness of a response of a namespace under cp (nil: no policy, payloads sealed).
+func strictnessFor(ctx context.Context, cp *callPolicy, msg proto.Message) strictness {
+	if cp == nil {
+		return strictness{enforce: true, open: true}
+	}
+	s := strictness{enforce: cp.rules.Plaintext != policy.PlaintextPass, open: cp.rules.Plaintext == policy.PlaintextEncrypt}
+	if a := cp.rules.Adoption; a != nil {
+		s.warnOnly = a.WarnOnly
+		if !a.PlaintextBefore.IsZero() {
+			s.adoptable = recordedBefore(ctx, msg, a.PlaintextBefore)
+		}
+	}
+	return s
+}
+
+// recordedBefore returns the payloads of msg that the backend recorded before t: those of history events with an
+// earlier event time, and the memo of workflows started earlier. Any values are not opened: no history event or
+// execution info lives in one.
+func recordedBefore(ctx context.Context, msg proto.Message, t time.Time) map[*commonpb.Payload]bool {
+	set := map[*commonpb.Payload]bool{}
+	add := func(m proto.Message) {
+		_ = apiproxy.VisitPayloads(ctx, m, apiproxy.VisitPayloadsOptions{
+			SkipSearchAttributes: true,
+			Visitor: func(_ *apiproxy.VisitPayloadsContext, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+				for _, p := range ps {
+					set[p] = true
+				}
+				return ps, nil
+			},
+			WellKnownAnyVisitor: func(*apiproxy.VisitPayloadsContext, *anypb.Any) error { return nil },
+		})
+	}
+	walkMessages(msg.ProtoReflect(), func(m protoreflect.Message) bool {
+		switch v := m.Interface().(type) {
+		case *historypb.HistoryEvent:
+			if et := v.GetEventTime(); et != nil && et.AsTime().Before(t) {
+				add(v)
+			}
+			return false
+		case *workflowpb.WorkflowExecutionInfo:
+			if st := v.GetStartTime(); st != nil && st.AsTime().Before(t) && v.GetMemo() != nil {
+				add(v.GetMemo())
+			}
+			return false
+		}
+		return true
+	})
+	return set
+}
+
+// walkMessages calls fn for m and every message below it (Any values unopened) until fn returns false for a subtree.
+func walkMessages(m protoreflect.Message, fn func(protoreflect.Message) bool) {
+	if !fn(m) {
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Kind() == protoreflect.MessageKind {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					walkMessages(mv.Message(), fn)
+					return true
+				})
+			}
+		case fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind:
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				walkMessages(l.Get(i).Message(), fn)
+			}
+		default:
+			walkMessages(v.Message(), fn)
+		}
+		return true
+	})
+}
+
+// openInbound turns the payloads collected from a response into what the caller gets: envelopes opened, everything
+// strict decode won't hand over replaced by refusals. send[i] is what the codec would get for in[i] (the envelope
+// inside an encrypted search attribute), parents[i] the message holding in[i], for naming the field. Errors that a
+// retry may cure (the key provider is down, the call was cancelled) fail the RPC instead: refusing then would fail a
+// workflow task for a passing outage.
+func (t *transformer) openInbound(ctx context.Context, namespace string, st strictness, in, send []*commonpb.Payload, isSA []bool, parents []proto.Message) ([]*commonpb.Payload, error) {
+	out := make([]*commonpb.Payload, len(send))
+	var (
+		idx     []int
+		sealed  []*commonpb.Payload
+		refused refusals
+	)
+	for i, p := range send {
+		switch {
+		case codec.IsEncrypted(p):
+			if !st.open {
+				out[i] = in[i] // the SDK opens it (for a search attribute: the wrapper it sent)
+				continue
+			}
+			idx, sealed = append(idx, i), append(sealed, p)
+		case isSA[i] || !st.enforce:
+			out[i] = p
+		case st.adoptable[in[i]] || st.warnOnly:
+			out[i] = p
+			t.report(namespace, KindPlaintextAdopted)
+			if st.warnOnly {
+				refused.note(parents[i], in[i], "accepted by adoption.warn_only: "+reasonPlaintext)
+			}
+		default:
+			out[i] = refused.refuse(parents[i], in[i], reasonPlaintext)
+			t.report(namespace, KindRefused)
+		}
+	}
+	if len(sealed) > 0 {
+		opened, err := t.codec.Decode(ctx, namespace, sealed)
+		if err != nil {
+			if !refusable(err) {
+				return nil, err
+			}
+			// Some envelope in the batch is bad: open them one by one, so each good one still reaches its caller.
+			opened = make([]*commonpb.Payload, len(sealed))
+			for j, p := range sealed {
+				r, err := t.codec.Decode(ctx, namespace, []*commonpb.Payload{p})
+				switch {
+				case err == nil && len(r) == 1:
+					opened[j] = r[0]
+				case err == nil:
+					return nil, fmt.Errorf("codec returned %d payloads for 1", len(r))
+				case !refusable(err):
+					return nil, err
+				default:
+					i := idx[j]
+					opened[j] = refused.refuse(parents[i], in[i], refusalReason(err))
+					t.report(namespace, KindRefused)
+				}
+			}
+		}
+		if len(opened) != len(sealed) {
+			return nil, fmt.Errorf("codec returned %d payloads for %d", len(opened), len(sealed))
+		}
+		for j, i := range idx {
+			out[i] = opened[j]
+		}
+	}
+	refused.log(ctx, t.logger(), namespace)
+	return out, nil
+}
+
+// refusable reports whether err is about the payload itself (forged, tampered, foreign, undecodable, its key gone),
+// so the payload is refused, rather than about the proxy's means (key provider down, call cancelled).
+func refusable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, codec.ErrKeyRejected) {
+		return true // for good, unlike ErrKeyUnavailable, which may wrap it
+	}
+	if errors.Is(err, codec.ErrKeyUnavailable) {
+		return false
+	}
+	for _, s := range []error{codec.ErrTampered, codec.ErrTruncated, codec.ErrMalformed, codec.ErrWrongNamespace,
+		codec.ErrUnsupportedVersion, codec.ErrUnknownKey, codec.ErrKeyDestroyed} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// refusalReason is the reason a refusal gives for a codec error: the error without its "decode payload 0" prefix.
+// Codec errors name keys and namespaces (clipped when read from metadata), never payload content.
+func refusalReason(err error) string {
+	const prefix = "decode payload 0 "
+	s := err.Error()
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		s = s[len(prefix):]
+	}
+	return "not opened: " + s
+}
+
+// refusals gathers what one response refused, to log it once (a poisoned history may hold thousands).
+type refusals struct {
+	count, accepted int
+	field, reason   string
+}
+
+func (r *refusals) refuse(parent proto.Message, p *commonpb.Payload, reason string) *commonpb.Payload {
+	field := fieldName(parent, p)
+	r.count++
+	if r.field == "" {
+		r.field, r.reason = field, reason
+	}
+	return codec.Refusal(field, reason)
+}
+
+func (r *refusals) note(parent proto.Message, p *commonpb.Payload, reason string) {
+	r.accepted++
+	if r.field == "" {
+		r.field, r.reason = fieldName(parent, p), reason
+	}
+}
+
+func (r *refusals) log(ctx context.Context, log *slog.Logger, namespace string) {
+	switch {
+	case r.count > 0:
+		log.LogAttrs(ctx, slog.LevelWarn, "blindfold proxy refused payloads from the backend",
+			slog.String("namespace", namespace), slog.Int("refused", r.count), slog.Int("accepted", r.accepted),
+			slog.String("first_field", r.field), slog.String("first_reason", r.reason))
+	case r.accepted > 0:
+		log.LogAttrs(ctx, slog.LevelWarn, "blindfold proxy accepted plaintext from the backend (adoption.warn_only)",
+			slog.String("namespace", namespace), slog.Int("accepted", r.accepted), slog.String("first_field", r.field))
+	}
+}
+
+// fieldName names the field of parent that holds p, e.g. "WorkflowExecutionSignaledEventAttributes.input[0]" or
+// "Memo.fields[note]". Map keys are memo and header names, which are visible to the backend anyway.
+func fieldName(parent proto.Message, p *commonpb.Payload) string {
+	if parent == nil {
+		return "payload"
+	}
+	m := parent.ProtoReflect()
+	name := string(m.Descriptor().Name())
+	found := ""
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind {
+			return true
+		}
+		is := func(v protoreflect.Value) bool {
+			pm, ok := v.Message().Interface().(*commonpb.Payload)
+			return ok && pm == p
+		}
+		switch {
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				if fd.MapValue().Kind() == protoreflect.MessageKind && is(mv) {
+					found = fmt.Sprintf("%s[%s]", fd.Name(), k.String())
+					return false
+				}
+				return true
+			})
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				if is(l.Get(i)) {
+					found = fmt.Sprintf("%s[%d]", fd.Name(), i)
+				}
+			}
+		case is(v):
+			found = string(fd.Name())
+		default:
+			if ps, ok := v.Message().Interface().(*commonpb.Payloads); ok {
+				for i, q := range ps.GetPayloads() {
+					if q == p {
+						found = fmt.Sprintf("%s[%d]", fd.Name(), i)
+					}
+				}
+			}
+		}
+		return found == ""
+	})
+	if found == "" {
+		return name
+	}
+	return name + "." + found
+}
+
+func (t *transformer) report(namespace string, kind ErrorKind) {
+	if t.observer != nil {
+		t.observer.Error(namespace, kind)
+	}
+}
+
+func (t *transformer) logger() *slog.Logger {
+	if t.log == nil {
+		return slog.Default()
+	}
+	return t.log
+}
