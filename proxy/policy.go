@@ -160,7 +160,21 @@ func memosOf(ctx context.Context, msg proto.Message) ([]*commonpb.Memo, error) {
 // payloadFilter decides, for one payload the visitor hands over on a request, whether the policy wants it encrypted,
 // and names the field for error messages.
 func (cp *callPolicy) wants(vc *apiproxy.VisitPayloadsContext, p *commonpb.Payload) (bool, string) {
-	switch parent := vc.Parent.(type) {
+	return cp.wantsIn(vc.Parent, p)
+}
+
+// sealsInbound reports whether a payload held by parent is sealed on requests under cp (nil: always), so that
+// strict decode refuses it in plaintext on responses. Search attributes are not asked: they pass.
+func (cp *callPolicy) sealsInbound(parent proto.Message) bool {
+	if cp == nil {
+		return true
+	}
+	wants, _ := cp.wantsIn(parent, nil)
+	return wants
+}
+
+func (cp *callPolicy) wantsIn(parent proto.Message, p *commonpb.Payload) (bool, string) {
+	switch parent := parent.(type) {
 	case *commonpb.Memo:
 		return cp.rules.Encrypt.Memo, "a memo field"
 	case *commonpb.Header:

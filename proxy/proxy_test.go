@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -277,34 +278,52 @@ func TestUndecryptablePayloads(t *testing.T) {
 	up.on("QueryWorkflow", func(context.Context, proto.Message) (proto.Message, error) {
 		return &workflowservice.QueryWorkflowResponse{QueryResult: &commonpb.Payloads{Payloads: []*commonpb.Payload{answer}}}, nil
 	})
-	query := func() error {
-		_, err := p.wf.QueryWorkflow(ctx, &workflowservice.QueryWorkflowRequest{Namespace: "default", Query: &querypb.WorkflowQuery{QueryType: "q"}})
-		return err
+	// Strict decode: the call succeeds, and the value the caller gets is a refusal that names the field and why.
+	refusal := func() string {
+		t.Helper()
+		resp, err := p.wf.QueryWorkflow(ctx, &workflowservice.QueryWorkflowRequest{Namespace: "default", Query: &querypb.WorkflowQuery{QueryType: "q"}})
+		if err != nil {
+			t.Fatalf("query: %v", err)
+		}
+		got := resp.GetQueryResult().GetPayloads()[0]
+		field, reason, ok := codec.IsRefusal(got)
+		if !ok {
+			t.Fatalf("query result is not a refusal: %v", got)
+		}
+		if field != "QueryWorkflowResponse.query_result[0]" {
+			t.Errorf("refusal names field %q", field)
+		}
+		if b, _ := proto.Marshal(got); bytes.Contains(b, []byte(markerPrefix)) || bytes.Contains(b, answer.GetData()) {
+			t.Fatal("refusal carries bytes of the refused payload")
+		}
+		return reason
 	}
 
 	otherCodec, _ := newTestCodec(t)
 	answer = sealWith(otherCodec, "default")
 	unknownID, _ := codec.KeyID(answer)
-	st := wantCode(t, query(), codes.FailedPrecondition)
-	if !strings.Contains(st.Message(), unknownID) || !strings.Contains(st.Message(), "unknown key") {
-		t.Fatalf("message should name the unknown key %q: %q", unknownID, st.Message())
+	if r := refusal(); !strings.Contains(r, unknownID) || !strings.Contains(r, "unknown key") {
+		t.Fatalf("reason should name the unknown key %q: %q", unknownID, r)
 	}
 
 	answer = sealWith(p.codec, "default")
 	tampered := proto.Clone(answer).(*commonpb.Payload)
 	tampered.Data[len(tampered.Data)-1] ^= 1
 	answer = tampered
-	wantCode(t, query(), codes.DataLoss)
+	if r := refusal(); !strings.Contains(r, "authentication failed") {
+		t.Fatalf("reason for a tampered payload: %q", r)
+	}
+
+	answer = jsonPayload(markerPrefix + "-injected")
+	if r := refusal(); !strings.Contains(r, "not sealed") {
+		t.Fatalf("reason for plaintext: %q", r)
+	}
 
 	answer = sealWith(p.codec, "default")
 	shreddedID, _ := codec.KeyID(answer)
 	p.keys.Destroy("default")
-	st = wantCode(t, query(), codes.FailedPrecondition)
-	if !strings.Contains(st.Message(), shreddedID) || !strings.Contains(st.Message(), "destroyed") {
-		t.Fatalf("message should name the shredded key %q: %q", shreddedID, st.Message())
-	}
-	if strings.Contains(st.Message(), markerPrefix) {
-		t.Fatal("error leaks payload content")
+	if r := refusal(); !strings.Contains(r, shreddedID) || !strings.Contains(r, "destroyed") {
+		t.Fatalf("reason should name the shredded key %q: %q", shreddedID, r)
 	}
 
 	// Encoding for a shredded namespace fails closed: nothing is forwarded.
@@ -317,7 +336,9 @@ func TestUndecryptablePayloads(t *testing.T) {
 
 	// A payload sealed for another namespace does not open here.
 	answer = sealWith(p.codec, "other")
-	wantCode(t, query(), codes.FailedPrecondition)
+	if r := refusal(); !strings.Contains(r, `sealed for namespace "other"`) {
+		t.Fatalf("reason for a foreign payload: %q", r)
+	}
 }
 
 // rawCodec sends bytes as they are, to put malformed messages on the wire.

@@ -124,68 +124,59 @@ func walkMessages(m protoreflect.Message, fn func(protoreflect.Message) bool) {
 	})
 }
 
-// openInbound turns the payloads collected from a response into what the caller gets: envelopes opened, everything
-// strict decode won't hand over replaced by refusals. send[i] is what the codec would get for in[i] (the envelope
-// inside an encrypted search attribute), parents[i] the message holding in[i], for naming the field. Errors that a
-// retry may cure (the key provider is down, the call was cancelled) fail the RPC instead: refusing then would fail a
-// workflow task for a passing outage.
-func (t *transformer) openInbound(ctx context.Context, namespace string, st strictness, in, send []*commonpb.Payload, isSA []bool, parents []proto.Message) ([]*commonpb.Payload, error) {
-	out := make([]*commonpb.Payload, len(send))
+// openInbound turns the payloads collected from a response into what the caller gets: sealed payloads opened,
+// everything strict decode won't hand over replaced by refusals. send[i] is what the codec gets for in[i] (the envelope
+// inside an encrypted search attribute), parents[i] the message holding in[i], for naming the field. A payload the
+// codec leaves as it is (PayloadCodec's contract for payloads that are not its own) is plaintext. Errors a retry may
+// cure (the key provider is down, the call was cancelled) fail the RPC instead: refusing then would fail a workflow
+// task for a passing outage.
+func (t *transformer) openInbound(ctx context.Context, namespace string, cp *callPolicy, st strictness, in, send []*commonpb.Payload, isSA []bool, parents []proto.Message) ([]*commonpb.Payload, error) {
 	var (
-		idx     []int
-		sealed  []*commonpb.Payload
+		opened  []*commonpb.Payload
 		refused refusals
 	)
-	for i, p := range send {
-		switch {
-		case codec.IsEncrypted(p):
-			if !st.open {
-				out[i] = in[i] // the SDK opens it (for a search attribute: the wrapper it sent)
-				continue
-			}
-			idx, sealed = append(idx, i), append(sealed, p)
-		case isSA[i] || !st.enforce:
-			out[i] = p
-		case st.adoptable[in[i]] || st.warnOnly:
-			out[i] = p
-			t.report(namespace, KindPlaintextAdopted)
-			if st.warnOnly {
-				refused.note(parents[i], in[i], "accepted by adoption.warn_only: "+reasonPlaintext)
-			}
-		default:
-			out[i] = refused.refuse(parents[i], in[i], reasonPlaintext)
-			t.report(namespace, KindRefused)
-		}
-	}
-	if len(sealed) > 0 {
-		opened, err := t.codec.Decode(ctx, namespace, sealed)
-		if err != nil {
+	if st.open {
+		var err error
+		if opened, err = t.codec.Decode(ctx, namespace, send); err != nil {
 			if !refusable(err) {
 				return nil, err
 			}
-			// Some envelope in the batch is bad: open them one by one, so each good one still reaches its caller.
-			opened = make([]*commonpb.Payload, len(sealed))
-			for j, p := range sealed {
+			// Some payload in the batch is bad: open them one by one, so each good one still reaches its caller.
+			opened = make([]*commonpb.Payload, len(send))
+			for i, p := range send {
 				r, err := t.codec.Decode(ctx, namespace, []*commonpb.Payload{p})
 				switch {
 				case err == nil && len(r) == 1:
-					opened[j] = r[0]
+					opened[i] = r[0]
 				case err == nil:
 					return nil, fmt.Errorf("codec returned %d payloads for 1", len(r))
 				case !refusable(err):
 					return nil, err
 				default:
-					i := idx[j]
-					opened[j] = refused.refuse(parents[i], in[i], refusalReason(err))
+					opened[i] = refused.refuse(parents[i], in[i], refusalReason(err))
 					t.report(namespace, KindRefused)
 				}
 			}
+		} else if len(opened) != len(send) {
+			return nil, fmt.Errorf("codec returned %d payloads for %d", len(opened), len(send))
 		}
-		if len(opened) != len(sealed) {
-			return nil, fmt.Errorf("codec returned %d payloads for %d", len(opened), len(sealed))
-		}
-		for j, i := range idx {
-			out[i] = opened[j]
+	}
+	out := make([]*commonpb.Payload, len(send))
+	for i, p := range send {
+		switch {
+		case st.open && opened[i] != p:
+			out[i] = opened[i] // opened, or refused above
+		case !st.open && codec.IsEncrypted(p):
+			out[i] = in[i] // reject mode: the SDK opens it (for a search attribute, the wrapper it sent)
+		case isSA[i] || !st.enforce || !cp.sealsInbound(parents[i]):
+			out[i] = p
+		case st.adoptable[in[i]] || st.warnOnly:
+			out[i] = p
+			t.report(namespace, KindPlaintextAdopted)
+			refused.note(parents[i], in[i], reasonPlaintext)
+		default:
+			out[i] = refused.refuse(parents[i], in[i], reasonPlaintext)
+			t.report(namespace, KindRefused)
 		}
 	}
 	refused.log(ctx, t.logger(), namespace)

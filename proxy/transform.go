@@ -312,7 +312,7 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 		}
 		var err error
 		if w.dir == inbound {
-			out, err = t.openInbound(ctx, namespace, w.strict, in, send, isSA, parents)
+			out, err = t.openInbound(ctx, namespace, cp, w.strict, in, send, isSA, parents)
 		} else {
 			out, err = fn(ctx, namespace, send)
 		}
