@@ -277,8 +277,10 @@ func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerIn
 			slog.String("code", code.String()),
 			slog.Duration("duration", time.Since(start)),
 		}
-		if err != nil {
-			attrs = append(attrs, slog.String("error", status.Convert(err).Message()))
+		if msg := status.Convert(err).Message(); err != nil && strings.HasPrefix(msg, "blindfold: ") {
+			// Only the proxy's own messages: the upstream's may quote user text the proxy just opened (a failed
+			// query's message, restored from its sealed failure).
+			attrs = append(attrs, slog.String("error", msg))
 		}
 		s.log.LogAttrs(ctx, level, "rpc", attrs...)
 	}
@@ -336,7 +338,7 @@ func (s *Server) upstreamInterceptor(ctx context.Context, method string, req, re
 		if derr != nil {
 			return s.codecFailure(method, opDecode, ns, derr)
 		}
-		return out
+		return restoreQueryFailed(out)
 	}
 	if replyMsg, ok := reply.(proto.Message); ok {
 		// In reject mode the SDK opens what it sealed; the walk still refuses plaintext the backend slipped in.

@@ -11,6 +11,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	apiproxy "go.temporal.io/api/proxy"
 	workflowpb "go.temporal.io/api/workflow/v1"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -312,4 +313,59 @@ func (t *transformer) logger() *slog.Logger {
 		return slog.Default()
 	}
 	return t.log
+}
+
+// clientEnvelope returns the Blindfold envelope p is or carries (an encrypted search attribute), or nil: a payload
+// a client sent already sealed, which must be authenticated before it is forwarded. Otherwise a client could store
+// plaintext under an envelope's label, or plant a forged envelope for other workers to choke on.
+func clientEnvelope(vc *apiproxy.VisitPayloadsContext, p *commonpb.Payload) *commonpb.Payload {
+	if codec.IsEncrypted(p) {
+		return p
+	}
+	if _, sa := vc.Parent.(*commonpb.SearchAttributes); sa {
+		return openSearchAttribute(p)
+	}
+	return nil
+}
+
+// verifyEnvelopes opens envelopes a client sent for namespace and drops the plaintext: only their authenticity is
+// wanted. One that does not open refuses the request with InvalidArgument naming the field; plaintext from SDKs, the
+// common case, never comes here.
+func (t *transformer) verifyEnvelopes(ctx context.Context, namespace string, envs []*commonpb.Payload, parents []proto.Message) error {
+	if namespace == "" {
+		return &requestError{kind: KindInvalidRequest, code: codes.InvalidArgument, msg: "request carries payloads but no namespace"}
+	}
+	opened, err := t.codec.Decode(ctx, namespace, envs)
+	if err == nil && len(opened) == len(envs) {
+		for i := range envs {
+			if opened[i] == envs[i] {
+				return errForgedEnvelope(fieldName(parents[i], envs[i]), "the codec does not recognise it")
+			}
+		}
+		return nil
+	}
+	if err == nil {
+		return fmt.Errorf("codec returned %d payloads for %d", len(opened), len(envs))
+	}
+	if !refusable(err) {
+		return err
+	}
+	// Find which one, to name its field.
+	for i, env := range envs {
+		if _, err := t.codec.Decode(ctx, namespace, []*commonpb.Payload{env}); err != nil {
+			if !refusable(err) {
+				return err
+			}
+			return errForgedEnvelope(fieldName(parents[i], env), refusalReason(err))
+		}
+	}
+	return errForgedEnvelope("a payload", refusalReason(err))
+}
+
+// KindForgedEnvelope: a client sent a payload labelled as a Blindfold envelope that does not open for its namespace.
+const KindForgedEnvelope ErrorKind = "forged_envelope"
+
+func errForgedEnvelope(field, reason string) error {
+	return &requestError{kind: KindForgedEnvelope, code: codes.InvalidArgument, msg: fmt.Sprintf(
+		"%s is labelled as a Blindfold envelope but is not one sealed for this namespace (%s); send plaintext and let the proxy seal it", field, reason)}
 }

@@ -112,6 +112,14 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 	case !cp.encryptsFailures():
 		w.failure = nil
 	}
+	switch {
+	case cp.reject() && cp.rules.Encrypt.Failures:
+		if err := rejectPlaintextQueryErrors(msg); err != nil {
+			return err
+		}
+	case cp.encryptsFailures():
+		sealQueryErrors(msg)
+	}
 	if w.failure != nil {
 		// Failures first: the attributes this creates are payloads, which the payload pass then encrypts.
 		if err := apiproxy.VisitFailures(ctx, msg, apiproxy.VisitFailuresOptions{
@@ -261,6 +269,9 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 		isSA     []bool
 		parents  []proto.Message
 		keep     map[*commonpb.Payload]bool
+		// verify holds the envelopes a client sent already sealed, to authenticate before anything is forwarded.
+		verify        []*commonpb.Payload
+		verifyParents []proto.Message
 	)
 	collect := apiproxy.VisitPayloadsOptions{
 		SkipSearchAttributes: !cp.visitsSearchAttributes(),
@@ -268,6 +279,11 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 			for _, p := range ps {
 				if p == nil {
 					continue
+				}
+				if w.dir == outbound {
+					if env := clientEnvelope(vc, p); env != nil {
+						verify, verifyParents = append(verify, env), append(verifyParents, vc.Parent)
+					}
 				}
 				s, sa, ok, err := cp.prepare(w.dir, vc, p)
 				if err != nil {
@@ -297,6 +313,11 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 	}
 	if err := apiproxy.VisitPayloads(ctx, msg, collect); err != nil {
 		return err
+	}
+	if len(verify) > 0 {
+		if err := t.verifyEnvelopes(ctx, namespace, verify, verifyParents); err != nil {
+			return err
+		}
 	}
 	if len(in) == 0 && len(w.anys) == 0 {
 		return nil
@@ -435,18 +456,26 @@ func encodeFailure(f *failurepb.Failure) error {
 	if err != nil {
 		return fmt.Errorf("encode failure attributes: %w", err)
 	}
+	// The mark travels inside the sealed payload, so the backend can neither see nor add it: on the way back only
+	// what the proxy moved is moved back, and a failure an SDK encoded itself reads back as the SDK wrote it.
+	p.Metadata[metadataSealedByProxy] = []byte("1")
 	f.EncodedAttributes = p
 	f.Message = encodedFailureMessage
 	f.StackTrace = ""
 	return nil
 }
 
-// decodeFailure restores a failure's text from decrypted encoded attributes and clears them, so that a caller sending
-// the failure back (e.g. as a cause) sends text, which the proxy encrypts again, rather than stale attributes. Attributes
-// that are not exactly the SDK convention's JSON object are left as they are.
+// metadataSealedByProxy marks, inside the sealed encoded attributes, a failure whose text the proxy moved there.
+const metadataSealedByProxy = "blindfold-failure-text"
+
+// decodeFailure restores a failure's text from decrypted encoded attributes the proxy made and clears them, so that a
+// caller sending the failure back (e.g. as a cause) sends text, which the proxy encrypts again, rather than stale
+// attributes. Attributes without the proxy's mark (an SDK encoded them itself), or not exactly the SDK convention's
+// JSON object, are left as they are.
 func decodeFailure(f *failurepb.Failure) {
 	p := f.GetEncodedAttributes()
-	if p == nil || string(p.GetMetadata()[converter.MetadataEncoding]) != converter.MetadataEncodingJSON {
+	if p == nil || string(p.GetMetadata()[converter.MetadataEncoding]) != converter.MetadataEncodingJSON ||
+		string(p.GetMetadata()[metadataSealedByProxy]) != "1" {
 		return
 	}
 	dec := json.NewDecoder(bytes.NewReader(p.GetData()))
