@@ -440,6 +440,9 @@ func (p *parser) adoption(n *yaml.Node, field string) *Adoption {
 		f := field + "." + key
 		switch key {
 		case "accept_plaintext_before":
+			if vn.Kind == yaml.ScalarNode && vn.Tag == "!!timestamp" {
+				vn.Tag = "!!str" // YAML reads an unquoted time as a timestamp; parse it with the rule below
+			}
 			if s, ok := p.str(vn, f); ok {
 				t, err := time.Parse(time.RFC3339, s)
 				if err != nil {

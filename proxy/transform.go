@@ -103,6 +103,10 @@ func (t *transformer) encodeRequest(ctx context.Context, namespace string, msg p
 // encodeRequestFor is encodeRequest under a policy decision (nil: none).
 func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, msg proto.Message, cp *callPolicy) error {
 	w := &walk{dir: outbound, failure: encodeFailure}
+	encode := func(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+		// The scope the policy chose for this RPC travels with the call, not in ctx, so no keyring can miss it.
+		return t.codec.EncodeFor(ctx, codec.Target{Namespace: namespace, Scope: cp.sealScope()}, ps)
+	}
 	switch {
 	case cp.reject():
 		w.failure = func(*failurepb.Failure) error { return nil }
@@ -138,9 +142,22 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 			}
 		}
 	}
-	encode := func(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
-		// The scope the policy chose for this RPC travels with the call, not in ctx, so no keyring can miss it.
-		return t.codec.EncodeFor(ctx, codec.Target{Namespace: namespace, Scope: cp.sealScope()}, ps)
+	if cp.encryptsFailures() {
+		// Legacy Nexus failures hide a whole failure in JSON bytes: seal it, with its payloads, before the main pass.
+		sealPayloads := func(ctx context.Context, m proto.Message) error {
+			return t.transformPayloads(ctx, &walk{dir: outbound, failure: w.failure}, namespace, m, encode, cp)
+		}
+		if err := sealLegacyNexusFailures(ctx, msg, encodeFailure, sealPayloads); err != nil {
+			return err
+		}
+	} else if cp.reject() && cp.rules.Encrypt.Failures {
+		for _, f := range legacyNexusFailures(msg) {
+			for ; f != nil; f = f.GetCause() {
+				if (f.GetMessage() != "" && f.GetMessage() != encodedFailureMessage) || f.GetStackTrace() != "" {
+					return errRejectPlaintext("a Nexus failure message or stack trace")
+				}
+			}
+		}
 	}
 	return t.transformPayloads(ctx, w, namespace, msg, encode, cp)
 }
