@@ -39,9 +39,19 @@ func signalInput(e *historypb.HistoryEvent) *commonpb.Payload {
 // sealed for another namespace become refusals naming the field; the response itself succeeds.
 func TestStrictDecodeHistory(t *testing.T) {
 	t.Parallel()
+	t.Run("no policy", func(t *testing.T) { t.Parallel(); testStrictDecodeHistory(t, Config{}) })
+	t.Run("policy", func(t *testing.T) {
+		t.Parallel()
+		store, _ := policyStore(t, "version: 1\nnamespaces:\n  default: {}\n")
+		testStrictDecodeHistory(t, Config{Policy: store})
+	})
+}
+
+func testStrictDecodeHistory(t *testing.T, cfg Config) {
 	up := startFakeUpstream(t)
 	obs := &countingObserver{}
-	p := startProxy(t, up.addr, Config{Observer: obs})
+	cfg.Observer = obs
+	p := startProxy(t, up.addr, cfg)
 	ctx := context.Background()
 	seal := func(ns, s string) *commonpb.Payload {
 		out, err := p.codec.Encode(ctx, ns, []*commonpb.Payload{jsonPayload(s)})
@@ -59,6 +69,11 @@ func TestStrictDecodeHistory(t *testing.T) {
 		signaled(2, now, jsonPayload(markerPrefix+"-plaintext")),
 		signaled(3, now, forged),
 		signaled(4, now, seal("other", markerPrefix+"-foreign")),
+		// Search attributes are the payloads the server writes (and indexes) in plaintext: they pass.
+		{EventId: 5, EventType: enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES, Attributes: &historypb.HistoryEvent_UpsertWorkflowSearchAttributesEventAttributes{
+			UpsertWorkflowSearchAttributesEventAttributes: &historypb.UpsertWorkflowSearchAttributesEventAttributes{
+				SearchAttributes: &commonpb.SearchAttributes{IndexedFields: map[string]*commonpb.Payload{"TemporalChangeVersion": jsonPayload("v1")}},
+			}}},
 	}
 	up.on("PollWorkflowTaskQueue", func(context.Context, proto.Message) (proto.Message, error) {
 		return &workflowservice.PollWorkflowTaskQueueResponse{TaskToken: []byte("tt"), History: &historypb.History{Events: events}}, nil
@@ -87,6 +102,9 @@ func TestStrictDecodeHistory(t *testing.T) {
 		if enc := string(pl.GetMetadata()["encoding"]); !strings.Contains(enc, field) || !strings.Contains(enc, want) {
 			t.Errorf("event %d: the encoding, which SDKs print, does not say why: %q", i+2, enc)
 		}
+	}
+	if sa := got[4].GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()["TemporalChangeVersion"]; !proto.Equal(sa, jsonPayload("v1")) {
+		t.Errorf("plaintext search attribute: %v", sa)
 	}
 	if n := obs.errorCount(KindRefused); n != 3 {
 		t.Errorf("refused payloads counted %d, want 3", n)
