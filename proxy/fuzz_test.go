@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	failurepb "go.temporal.io/api/failure/v1"
+	historypb "go.temporal.io/api/history/v1"
 	apiproxy "go.temporal.io/api/proxy"
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/proto"
@@ -103,5 +106,69 @@ func FuzzDecodeResponse(f *testing.F) {
 			return
 		}
 		_ = tr.decodeResponse(ctx, "ns", &resp)
+	})
+}
+
+// FuzzStrictDecode: a hostile upstream rewrites one payload of a sealed history (a metadata value, or the data), or
+// swaps in bytes of its own. Strict decode then hands each caller either the exact original value of some payload the
+// proxy sealed, or a refusal; never other plaintext, never a panic, and the payloads it did not touch still open.
+//
+//	go test -tags nodevstack -run '^$' -fuzz FuzzStrictDecode -fuzztime 10m -parallel 1 ./proxy
+func FuzzStrictDecode(f *testing.F) {
+	c, _ := newTestCodec(f)
+	tr := &transformer{codec: c}
+	ctx := context.Background()
+	const n = 4
+	originals := make([]*commonpb.Payload, n)
+	var events []*historypb.HistoryEvent
+	for i := range originals {
+		originals[i] = jsonPayload(fmt.Sprintf("genuine-%d", i))
+		events = append(events, signaled(int64(i+1), time.Unix(0, 0), proto.Clone(originals[i]).(*commonpb.Payload)))
+	}
+	sealed := &workflowservice.PollWorkflowTaskQueueResponse{History: &historypb.History{Events: events}}
+	if err := tr.encodeRequest(ctx, "ns", sealed); err != nil {
+		f.Fatal(err)
+	}
+	for _, key := range []string{"", "encoding", codec.MetadataFormat, codec.MetadataKeyID, codec.MetadataNamespace} {
+		f.Add(uint8(1), key, []byte("2"), false)
+		f.Add(uint8(2), key, []byte{}, true)
+	}
+	f.Add(uint8(0), "", signalInput(sealed.GetHistory().GetEvents()[3]).GetData(), true)
+	f.Fuzz(func(t *testing.T, which uint8, key string, value []byte, data bool) {
+		resp := proto.Clone(sealed).(*workflowservice.PollWorkflowTaskQueueResponse)
+		target := int(which) % n
+		p := signalInput(resp.GetHistory().GetEvents()[target])
+		switch {
+		case data:
+			p.Data = value
+		case key == "":
+			// Plaintext of the backend's own making, under any label it likes.
+			p.Metadata = map[string][]byte{"encoding": []byte("json/plain")}
+			p.Data = value
+		default:
+			p.Metadata[key] = value
+		}
+		if err := tr.decodeResponse(ctx, "ns", resp); err != nil {
+			t.Fatalf("decode failed instead of refusing: %v", err)
+		}
+		for i, e := range resp.GetHistory().GetEvents() {
+			got := signalInput(e)
+			if _, _, refused := codec.IsRefusal(got); refused {
+				if i != target {
+					t.Fatalf("untouched payload %d refused", i)
+				}
+				continue
+			}
+			known := false
+			for _, o := range originals {
+				known = known || proto.Equal(got, o)
+			}
+			if !known {
+				t.Fatalf("payload %d decoded to a value the proxy never sealed: %v", i, got)
+			}
+			if i != target && !proto.Equal(got, originals[i]) {
+				t.Fatalf("untouched payload %d changed", i)
+			}
+		}
 	})
 }
