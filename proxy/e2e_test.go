@@ -455,10 +455,6 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-func converterPayload(v any) (*commonpb.Payload, error) {
-	return converter.GetDefaultDataConverter().ToPayload(v)
-}
-
 func fromPayload(p *commonpb.Payload, v any) error {
 	return converter.GetDefaultDataConverter().FromPayload(p, v)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -119,4 +120,9 @@ func containsMarker(m proto.Message) bool {
 		panic(err)
 	}
 	return strings.Contains(string(b), markerPrefix)
+}
+
+// converterPayload encodes v with the SDK's default data converter, as an SDK would before sending it.
+func converterPayload(v any) (*commonpb.Payload, error) {
+	return converter.GetDefaultDataConverter().ToPayload(v)
 }
