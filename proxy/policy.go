@@ -330,3 +330,21 @@ func openSearchAttribute(p *commonpb.Payload) *commonpb.Payload {
 	}
 	return &env
 }
+
+// sealsText reports whether free text in string fields (reasons, notes, Nexus callback headers) is sealed on requests.
+// Reject mode seals it too: no SDK can, and the proxy holds the namespace's keys to verify envelopes anyway.
+func (cp *callPolicy) sealsText() bool {
+	return cp == nil || cp.rules.Plaintext != policy.PlaintextPass && cp.rules.Encrypt.Text
+}
+
+// tenantRefusingCodec stands in for the codec when no tenant scope could be resolved: sealing anything fails with
+// why, so nothing of the tenant's is sealed where shredding the tenant could not reach it.
+type tenantRefusingCodec struct{ err error }
+
+func (c tenantRefusingCodec) EncodeFor(context.Context, codec.Target, []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	return nil, &requestError{kind: KindTenant, code: codes.InvalidArgument, msg: c.err.Error()}
+}
+
+func (c tenantRefusingCodec) Decode(context.Context, string, []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	return nil, &requestError{kind: KindTenant, code: codes.InvalidArgument, msg: c.err.Error()}
+}

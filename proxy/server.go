@@ -327,6 +327,11 @@ func (s *Server) upstreamInterceptor(ctx context.Context, method string, req, re
 		// plaintext_from_sdk: pass, which the policy allows only with allow_plaintext: true.
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
+	// Fail closed on what the proxy cannot see: fields a newer SDK sends that this API version does not know may
+	// hold payloads the visitor would miss.
+	if err := checkUnknownFields(reqMsg); err != nil {
+		return s.codecFailure(method, opEncode, ns, err)
+	}
 	if err := s.t.encodeRequestFor(ctx, ns, reqMsg, cp); err != nil {
 		return s.codecFailure(method, opEncode, ns, err)
 	}

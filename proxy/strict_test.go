@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -348,5 +349,51 @@ func TestLegacyNexusFailureSealed(t *testing.T) {
 		if cause.GetMessage() != f.GetMessage() {
 			t.Errorf("%s: caller reads message %q, want %q", name, cause.GetMessage(), f.GetMessage())
 		}
+	}
+}
+
+// TestTextAndUnknownFieldsWired: through the running proxy, a terminate reason leaves sealed and comes back opened in
+// the history, and a request with an unknown field is refused before anything is forwarded.
+func TestTextAndUnknownFieldsWired(t *testing.T) {
+	t.Parallel()
+	up := startFakeUpstream(t)
+	var reason string
+	up.on("TerminateWorkflowExecution", func(_ context.Context, req proto.Message) (proto.Message, error) {
+		reason = req.(*workflowservice.TerminateWorkflowExecutionRequest).GetReason()
+		return &workflowservice.TerminateWorkflowExecutionResponse{}, nil
+	})
+	up.on("GetWorkflowExecutionHistory", func(context.Context, proto.Message) (proto.Message, error) {
+		return &workflowservice.GetWorkflowExecutionHistoryResponse{History: &historypb.History{Events: []*historypb.HistoryEvent{{
+			EventId: 1, Attributes: &historypb.HistoryEvent_WorkflowExecutionTerminatedEventAttributes{
+				WorkflowExecutionTerminatedEventAttributes: &historypb.WorkflowExecutionTerminatedEventAttributes{Reason: reason}},
+		}}}}, nil
+	})
+	p := startProxy(t, up.addr, Config{})
+	ctx := context.Background()
+	const text = markerPrefix + "-terminate-reason"
+	if _, err := p.wf.TerminateWorkflowExecution(ctx, &workflowservice.TerminateWorkflowExecutionRequest{Namespace: "default", Reason: text}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(reason, markerPrefix) || !strings.HasPrefix(reason, sealedTextPrefix) {
+		t.Fatalf("upstream got reason %q", reason)
+	}
+	resp, err := p.wf.GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetHistory().GetEvents()[0].GetWorkflowExecutionTerminatedEventAttributes().GetReason(); got != text {
+		t.Fatalf("reason read back %q", got)
+	}
+
+	req := &workflowservice.SignalWorkflowExecutionRequest{Namespace: "default", SignalName: "s", Input: payloads("x")}
+	req.GetInput().GetPayloads()[0].ProtoReflect().SetUnknown(protowire.AppendBytes(protowire.AppendTag(nil, 9999, protowire.BytesType), []byte(markerPrefix)))
+	before := len(up.received())
+	_, err = p.wf.SignalWorkflowExecution(ctx, req)
+	st := wantCode(t, err, codes.InvalidArgument)
+	if !strings.Contains(st.Message(), "9999") || strings.Contains(st.Message(), markerPrefix) {
+		t.Errorf("unknown field refusal: %q", st.Message())
+	}
+	if len(up.received()) != before {
+		t.Error("a request with an unknown field was forwarded")
 	}
 }

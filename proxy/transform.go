@@ -119,6 +119,15 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 	case !cp.encryptsFailures():
 		w.failure = nil
 	}
+	if cp.sealsText() {
+		var c PayloadCodec = t.codec
+		if cp != nil && cp.tenantErr != nil {
+			c = tenantRefusingCodec{cp.tenantErr} // no scope to seal a tenant's text with: refuse if there is any
+		}
+		if err := sealTexts(ctx, c, codec.Target{Namespace: namespace, Scope: cp.sealScope()}, msg); err != nil {
+			return err
+		}
+	}
 	switch {
 	case cp.reject() && cp.rules.Encrypt.Failures:
 		if err := rejectPlaintextQueryErrors(msg); err != nil {
@@ -175,6 +184,15 @@ func (t *transformer) decodeResponse(ctx context.Context, namespace string, msg 
 func (t *transformer) decodeResponseFor(ctx context.Context, namespace string, msg proto.Message, cp *callPolicy) error {
 	if err := inlineRawHistory(msg); err != nil {
 		return err
+	}
+	if !cp.passes() && !t.lenient {
+		refused, err := openTexts(ctx, t.codec, namespace, msg)
+		if err != nil {
+			return err
+		}
+		for range refused {
+			t.report(namespace, KindRefused)
+		}
 	}
 	w := &walk{dir: inbound, strict: strictnessFor(ctx, cp, msg)}
 	if err := t.transformPayloads(ctx, w, namespace, msg, t.codec.Decode, cp); err != nil {
