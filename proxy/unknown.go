@@ -71,16 +71,25 @@ func (f *unknownFinding) at(segment string) *unknownFinding {
 }
 
 func (f *unknownFinding) requestError() *requestError {
-	path := slices.Clone(f.path)
-	slices.Reverse(path)
 	where := "the request itself"
-	if len(path) > 0 {
-		where = strings.Join(path, ".")
-		where = strings.ReplaceAll(where, ".(", "(") // an Any's content follows its field without a dot
+	if len(f.path) > 0 {
+		var b strings.Builder
+		for i := len(f.path) - 1; i >= 0; i-- {
+			seg := f.path[i]
+			if b.Len() > 0 && !strings.HasPrefix(seg, "(") { // an Any's content follows its field without a dot
+				b.WriteByte('.')
+			}
+			b.WriteString(seg)
+		}
+		where = b.String()
 	}
 	if f.reason != "" {
 		return &requestError{kind: KindInvalidRequest, code: codes.InvalidArgument,
 			msg: fmt.Sprintf("message %s at %s: %s", f.name, where, f.reason)}
+	}
+	if len(f.numbers) == 0 {
+		return &requestError{kind: KindInvalidRequest, code: codes.InvalidArgument,
+			msg: fmt.Sprintf("message %s at %s carries unknown bytes that do not parse as fields", f.name, where)}
 	}
 	nums := make([]string, len(f.numbers), len(f.numbers)+1)
 	for i, n := range f.numbers {

@@ -156,6 +156,22 @@ func TestCheckUnknownFields(t *testing.T) {
 			want: []string{`temporal.api.common.v1.Payload at memo.fields["tenant"] `},
 		},
 		{
+			name: "unknown bytes that do not parse",
+			msg: func() proto.Message {
+				m := &workflowservice.SignalWorkflowExecutionRequest{}
+				m.ProtoReflect().SetUnknown([]byte{0xff})
+				return m
+			}(),
+			want: []string{"at the request itself carries unknown bytes that do not parse as fields"},
+		},
+		{
+			name: "map key that looks like an Any segment",
+			msg: &workflowservice.StartWorkflowExecutionRequest{Namespace: "ns", Memo: &commonpb.Memo{Fields: map[string]*commonpb.Payload{
+				"a.(b": withUnknown(jsonPayload("b")),
+			}}},
+			want: []string{`at memo.fields["a.(b"] `},
+		},
+		{
 			name: "long map key clipped",
 			msg: &workflowservice.StartWorkflowExecutionRequest{Namespace: "ns", Header: &commonpb.Header{Fields: map[string]*commonpb.Payload{
 				strings.Repeat("k", 200): withUnknown(jsonPayload("b")),
