@@ -47,7 +47,7 @@ type Encrypt struct {
 	// Failures moves failure messages and stack traces into encrypted encoded attributes (default true).
 	Failures bool
 	// Text seals the free text users write outside payloads: terminate, cancel, reset, batch and pause reasons,
-	// schedule notes, Nexus callback header values (default true). docs/threat-model.md lists the fields.
+	// schedule notes (default true). docs/threat-model.md lists the fields.
 	Text bool
 	// SearchAttributes names the search attributes that are encrypted; all others stay plaintext, as the server must
 	// index them. An encrypted Keyword or Text attribute can no longer be searched by value.
@@ -409,7 +409,7 @@ func (p *parser) encrypt(n *yaml.Node, field string, e *Encrypt) []plaintextFiel
 		case "failures":
 			flag(&e.Failures, "stores failure messages and stack traces in plaintext")
 		case "text":
-			flag(&e.Text, "stores reasons, schedule notes and Nexus callback headers in plaintext")
+			flag(&e.Text, "stores reasons and schedule notes in plaintext")
 		case "search_attributes":
 			names, nodes := p.strList(vn, f)
 			seen := map[string]bool{}

@@ -294,7 +294,7 @@ func TestNamespaceErrors(t *testing.T) {
 		{"plaintext mode", "  a: {plaintext_from_sdk: drop}\n", []string{`p.yaml:3:27: namespaces.a.plaintext_from_sdk: must be "encrypt", "reject" or "pass", got "drop"`}},
 		{"pass without marker", "  a: {plaintext_from_sdk: pass}\n", []string{"p.yaml:3:27: namespaces.a.plaintext_from_sdk: forwards plaintext payloads unchanged, which lets plaintext leave the proxy"}},
 		{"pass with encrypt", "  a: {plaintext_from_sdk: pass, allow_plaintext: true, encrypt: {search_attributes: [N]}}\n", []string{"p.yaml:3:56: namespaces.a.encrypt: has no effect with plaintext_from_sdk: pass"}},
-		{"text plaintext", "  a: {encrypt: {text: false}}\n", []string{"p.yaml:3:23: namespaces.a.encrypt.text: stores reasons, schedule notes and Nexus callback headers in plaintext"}},
+		{"text plaintext", "  a: {encrypt: {text: false}}\n", []string{"p.yaml:3:23: namespaces.a.encrypt.text: stores reasons and schedule notes in plaintext"}},
 		{"adoption empty", "  a: {adoption: {}}\n", []string{"p.yaml:3:17: namespaces.a.adoption: sets neither accept_plaintext_before nor warn_only"}},
 		{"adoption time", "  a: {adoption: {accept_plaintext_before: yesterday}}\n", []string{`p.yaml:3:43: namespaces.a.adoption.accept_plaintext_before: must be an RFC 3339 time such as 2026-12-01T00:00:00Z, got "yesterday"`}},
 		{"adoption unknown", "  a: {adoption: {before: x}}\n", []string{"p.yaml:3:18: namespaces.a.adoption.before: unknown field (known: accept_plaintext_before, warn_only)"}},

@@ -331,7 +331,7 @@ func openSearchAttribute(p *commonpb.Payload) *commonpb.Payload {
 	return &env
 }
 
-// sealsText reports whether free text in string fields (reasons, notes, Nexus callback headers) is sealed on requests.
+// sealsText reports whether free text in string fields (reasons, schedule notes) is sealed on requests.
 // Reject mode seals it too: no SDK can, and the proxy holds the namespace's keys to verify envelopes anyway.
 func (cp *callPolicy) sealsText() bool {
 	return cp == nil || cp.rules.Plaintext != policy.PlaintextPass && cp.rules.Encrypt.Text
