@@ -25,7 +25,7 @@ import (
 // workerFields are the fields whose markers workflow or activity code must receive exactly (reported to seen).
 var workerFields = []string{
 	"wf.input", "query.arg", "queryfail.arg", "update.arg", "updfail.arg",
-	"activity.input", "activity.heartbeat", "activity.result",
+	"localactivity.input", "localactivity.result", "activity.input", "activity.heartbeat", "activity.result",
 	"activityfail.input", "activityfail.error", "activityfail.details", "activitypanic.input", "activitypanic.panic",
 	"childfail.input", "childfail.error", "can.input", "can.continued", "can.result",
 	"signal.arg", "wfpanic.input", "sws.input", "sws.signal", "terminate.input", "cancel.input",
@@ -33,17 +33,21 @@ var workerFields = []string{
 
 // clientFields are the fields whose markers the client must read back exactly (returned by runScenario).
 var clientFields = []string{
-	"wf.result", "memo", "static.summary", "static.details", "current.details",
+	"wf.result", "memo", "memo.upserted", "static.summary", "static.details", "current.details",
 	"query.result", "queryfail.error", "querypanic.panic", "update.result", "updfail.error", "updfail.details",
 	"activity.summary", "timer.summary", "wfpanic.result", "wfpanic.panic", "sws.result",
 	"terminate.reason", "terminate.details", "cancel.reason", "reset.reason",
-	"schedule.arg", "schedule.memo", "schedule.note",
+	"schedule.arg", "schedule.memo", "schedule.note", "schedule.pausenote",
 }
+
+// notSent are fields that stay in the worker: a local activity's input is never recorded, only its result.
+var notSent = []string{"localactivity.input"}
 
 // sentFields are all the fields whose markers leave the SDK for the backend: a control run without the proxy must
 // find each of them in the recorded request frames.
 func sentFields() []string {
 	out := append(append([]string{"header"}, workerFields...), clientFields...)
+	out = slices.DeleteFunc(out, func(f string) bool { return slices.Contains(notSent, f) })
 	sort.Strings(out)
 	return slices.Compact(out)
 }
@@ -127,9 +131,10 @@ func checkReadBack(t *testing.T, m markers, got map[string]string) {
 
 // runScenario runs, with c and a worker of its own on taskQueue, everything that carries user data: start with
 // input, memo, header and static summary and details; queries, updates and signal, answering and failing; the main
-// workflow's timer, activities and children (see mainWorkflow); a workflow task panic; signal-with-start; terminate
-// with reason and details; cancel with a reason; reset with a reason; a schedule with args, memo and note. It returns
-// what the client read back, by field; what the workers saw is in seen.
+// workflow's memo upsert, local activity, timer, activities and children (see mainWorkflow); a workflow task panic;
+// signal-with-start; terminate with reason and details; cancel with a reason; reset with a reason; a schedule with
+// args, memo and note, paused again with another note. It returns what the client read back, by field; what the
+// workers saw is in seen.
 func runScenario(t *testing.T, c client.Client, taskQueue string, m markers) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -209,6 +214,7 @@ func runScenario(t *testing.T, c client.Client, taskQueue string, m markers) map
 		t.Fatal(err)
 	}
 	got["memo"] = decodeString(desc.GetWorkflowExecutionInfo().GetMemo().GetFields()["note"])
+	got["memo.upserted"] = decodeString(desc.GetWorkflowExecutionInfo().GetMemo().GetFields()["upserted"])
 	um := desc.GetExecutionConfig().GetUserMetadata()
 	got["static.summary"], got["static.details"] = decodeString(um.GetSummary()), decodeString(um.GetDetails())
 	events, err := history(ctx, svc, id, "")
@@ -323,6 +329,15 @@ func runScenario(t *testing.T, c client.Client, taskQueue string, m markers) map
 		if p, ok := a.Args[0].(*commonpb.Payload); ok {
 			got["schedule.arg"] = decodeString(p)
 		}
+	}
+	if err := sh.Pause(ctx, client.SchedulePauseOptions{Note: m.of("schedule.pausenote")}); err != nil {
+		t.Fatal(err)
+	}
+	if sd, err = sh.Describe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sd.Schedule.State != nil {
+		got["schedule.pausenote"] = sd.Schedule.State.Note
 	}
 	return got
 }

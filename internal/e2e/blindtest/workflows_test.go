@@ -44,7 +44,8 @@ func register(w worker.Worker) {
 
 // mainWorkflow is the scenario's workflow. Its input is the marker of "wf.input"; every other marker is derived from
 // it, and everything it receives it reports to seen. It registers queries (one answering, one failing, one panicking)
-// and updates (one answering, one failing), sets its current details, runs a timer with a summary, an activity that
+// and updates (one answering, one failing), sets its current details, upserts its memo, runs a local activity and a
+// timer with a summary, an activity that
 // heartbeats and fails once, one that fails with details, one that panics, a child that fails and one that continues
 // as new, then waits for the "sig" signal and returns answer(input).
 func mainWorkflow(ctx workflow.Context, in string) (string, error) {
@@ -83,6 +84,16 @@ func mainWorkflow(ctx workflow.Context, in string) (string, error) {
 	}); err != nil {
 		return "", err
 	}
+
+	if err := workflow.UpsertMemo(ctx, map[string]any{"upserted": mk(run, "memo.upserted")}); err != nil {
+		return "", err
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	var local string
+	if err := workflow.ExecuteLocalActivity(lctx, localActivity, mk(run, "localactivity.input")).Get(ctx, &local); err != nil {
+		return "", err
+	}
+	see(run, "localactivity.result", local)
 
 	if err := workflow.NewTimerWithOptions(ctx, time.Millisecond, workflow.TimerOptions{Summary: mk(run, "timer.summary")}).Get(ctx, nil); err != nil {
 		return "", err
@@ -205,6 +216,12 @@ func heartbeatActivity(ctx context.Context, in string) (string, error) {
 			see(run, "activity.heartbeat", hb)
 		}
 	}
+	return answer(in), nil
+}
+
+// localActivity runs as a local activity: its input and result travel in a marker recorded by a command.
+func localActivity(_ context.Context, in string) (string, error) {
+	see(runOf(in), "localactivity.input", in)
 	return answer(in), nil
 }
 
