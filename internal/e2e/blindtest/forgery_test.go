@@ -86,6 +86,12 @@ func TestForgedSignalIsRefused(t *testing.T) {
 	m := newMarkers()
 	tq := uniqueName("forged-signal")
 	c, workerLog := startWorker(t, e, tq)
+	t.Cleanup(func() {
+		// A refusal names the field and the reason, never the content: not in the proxy's log either.
+		if f := m.find([]byte(e.proxyLog.String())); len(f) > 0 {
+			t.Errorf("the proxy's log shows the markers of %v", f)
+		}
+	})
 	for _, f := range forgeries {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()

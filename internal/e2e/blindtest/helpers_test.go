@@ -33,13 +33,14 @@ import (
 	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
 )
 
-// serverLog receives the shared embedded server's log (at info level), so the blindness test can scan it for markers.
+// serverLog receives the shared embedded server's log (at debug level, the most it says), so the blindness tests
+// can scan it for markers.
 var serverLog testenv.SyncBuffer
 
 func TestMain(m *testing.M) {
 	devstacktest.SetSharedOptions(devstacktest.WithConfig(func(c *devstack.Config) {
 		c.LogOutput = &serverLog
-		c.LogLevel = "info"
+		c.LogLevel = "debug"
 	}))
 	devstacktest.Main(m)
 }

@@ -28,12 +28,13 @@ var workerFields = []string{
 	"localactivity.input", "localactivity.result", "activity.input", "activity.heartbeat", "activity.result",
 	"activityfail.input", "activityfail.error", "activityfail.details", "activitypanic.input", "activitypanic.panic",
 	"childfail.input", "childfail.error", "can.input", "can.continued", "can.result",
+	"sideeffect.value", "echochild.input", "childsignal.arg", "echochild.result",
 	"signal.arg", "wfpanic.input", "sws.input", "sws.signal", "terminate.input", "cancel.input",
 }
 
 // clientFields are the fields whose markers the client must read back exactly (returned by runScenario).
 var clientFields = []string{
-	"wf.result", "memo", "memo.upserted", "static.summary", "static.details", "current.details",
+	"wf.result", "memo", "memo.upserted", "static.summary", "static.details", "child.summary", "child.details", "current.details",
 	"query.result", "queryfail.error", "querypanic.panic", "update.result", "updfail.error", "updfail.details",
 	"activity.summary", "timer.summary", "wfpanic.result", "wfpanic.panic", "sws.result",
 	"terminate.reason", "terminate.details", "cancel.reason", "reset.reason",
@@ -102,7 +103,7 @@ func TestControlRunShowsMarkers(t *testing.T) {
 	if !r.contains(stackProbeName) {
 		t.Errorf("control run: no request frame holds the stack probe %s; the scan is blind for stack traces", stackProbeName)
 	}
-	// Informational: what the server logs of plaintext it was given (its log level is info).
+	// Informational: what the server logs of plaintext it was given (at debug level).
 	t.Logf("control run: the server's log shows the markers of %v", m.find([]byte(serverLog.String())))
 }
 
@@ -217,6 +218,12 @@ func runScenario(t *testing.T, c client.Client, taskQueue string, m markers) map
 	got["memo.upserted"] = decodeString(desc.GetWorkflowExecutionInfo().GetMemo().GetFields()["upserted"])
 	um := desc.GetExecutionConfig().GetUserMetadata()
 	got["static.summary"], got["static.details"] = decodeString(um.GetSummary()), decodeString(um.GetDetails())
+	if cd, err := c.DescribeWorkflowExecution(ctx, id+"-echo", ""); err != nil {
+		t.Errorf("describe the echo child: %v", err)
+	} else {
+		um := cd.GetExecutionConfig().GetUserMetadata()
+		got["child.summary"], got["child.details"] = decodeString(um.GetSummary()), decodeString(um.GetDetails())
+	}
 	events, err := history(ctx, svc, id, "")
 	if err != nil {
 		t.Fatal(err)

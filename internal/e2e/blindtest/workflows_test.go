@@ -44,10 +44,10 @@ func register(w worker.Worker) {
 
 // mainWorkflow is the scenario's workflow. Its input is the marker of "wf.input"; every other marker is derived from
 // it, and everything it receives it reports to seen. It registers queries (one answering, one failing, one panicking)
-// and updates (one answering, one failing), sets its current details, upserts its memo, runs a local activity and a
-// timer with a summary, an activity that
-// heartbeats and fails once, one that fails with details, one that panics, a child that fails and one that continues
-// as new, then waits for the "sig" signal and returns answer(input).
+// and updates (one answering, one failing), sets its current details, upserts its memo, runs a local activity, a
+// timer with a summary, an activity that heartbeats and fails once, one that fails with details, one that panics, a
+// child that fails, one that continues as new, a side effect, and a child with a static summary and details that it
+// signals; then it waits for the "sig" signal and returns answer(input).
 func mainWorkflow(ctx workflow.Context, in string) (string, error) {
 	run := runOf(in)
 	see(run, "wf.input", in)
@@ -141,6 +141,24 @@ func mainWorkflow(ctx workflow.Context, in string) (string, error) {
 		return "", err
 	}
 	see(run, "can.result", child)
+
+	var side string
+	if err := workflow.SideEffect(ctx, func(workflow.Context) any { return mk(run, "sideeffect.value") }).Get(&side); err != nil {
+		return "", err
+	}
+	see(run, "sideeffect.value", side)
+
+	// A child with a static summary and details, signalled by this workflow (SignalExternalWorkflowExecution).
+	ectx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: id + "-echo",
+		StaticSummary: mk(run, "child.summary"), StaticDetails: mk(run, "child.details")})
+	echo := workflow.ExecuteChildWorkflow(ectx, echoWF, mk(run, "echochild.input"))
+	if err := echo.SignalChildWorkflow(ctx, "sig", mk(run, "childsignal.arg")).Get(ctx, nil); err != nil {
+		return "", err
+	}
+	if err := echo.Get(ctx, &child); err != nil {
+		return "", err
+	}
+	see(run, "echochild.result", child)
 
 	var sig string
 	workflow.GetSignalChannel(ctx, "sig").Receive(ctx, &sig)
