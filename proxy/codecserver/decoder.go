@@ -271,9 +271,14 @@ func (d *Decoder) decodeRange(ctx context.Context, ns string, in, out []*commonp
 			return bc.DecodeWithin(ctx, ns, ps, b)
 		}
 	}
-	if res, err := decode(ctx, ns, in); err == nil && len(res) == len(in) {
+	res, err := decode(ctx, ns, in)
+	if err == nil && len(res) == len(in) {
 		copy(out, res)
 		return 0, nil
+	}
+	if b != nil && b.Exceeded() {
+		// The request fails as a whole (see Decode): retrying the chunk's payloads would tell nothing more.
+		return len(in), err
 	}
 	failed := 0
 	var firstErr error

@@ -678,15 +678,16 @@ func TestDecodeBombRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bomb := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: make([]byte, 1<<20)}
-	bombs := make([]*commonpb.Payload, 3*decodeChunk) // three chunks, decoded in parallel
-	for i := range bombs {
-		bombs[i] = bomb
-	}
-	sealed, err := zc.Encode(context.Background(), "default", bombs)
+	bomb, err := zc.Encode(context.Background(), "default", []*commonpb.Payload{
+		{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: make([]byte, 1<<20)}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	sealed := make([]*commonpb.Payload, 3*decodeChunk) // three chunks, decoded in parallel
+	for i := range sealed {
+		sealed[i] = bomb[0]
+	}
+	bombs := sealed
 
 	resp, b := f.do(req{path: "/default/decode", body: body(t, sealed...), headers: auth("auditor-token")})
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(b, fmt.Sprint(limit)) || strings.Contains(b, "\x00") {
