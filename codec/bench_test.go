@@ -169,3 +169,39 @@ func BenchmarkCompression(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecode1KiB decodes uncompressed 1 KiB envelopes, alone and 100 to a call: the common case, which the decoded-size
+// budget (only compressed bodies draw on it) must not slow down.
+func BenchmarkDecode1KiB(b *testing.B) {
+	c := newCodec(b, codectest.NewKeyring())
+	for _, n := range []int{1, 100} {
+		in := make([]*commonpb.Payload, n)
+		for i := range in {
+			in[i] = benchPayload(b, 1<<10)[0]
+		}
+		enc, err := c.Encode(context.Background(), "default", in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			b.SetBytes(int64(n) << 10)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Decode(context.Background(), "default", enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// The codec endpoint's way: one budget shared by every call of a request.
+		b.Run(fmt.Sprintf("batch%d/within", n), func(b *testing.B) {
+			budget := codec.NewDecodeBudget(codec.DefaultMaxDecodedTotal)
+			b.SetBytes(int64(n) << 10)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.DecodeWithin(context.Background(), "default", enc, budget); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

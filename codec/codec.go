@@ -55,9 +55,10 @@ const (
 type Codec struct {
 	kr Keyring
 
-	compress       bool
-	threshold      int
-	maxDecodedSize int
+	compress        bool
+	threshold       int
+	maxDecodedSize  int
+	maxDecodedTotal int // 0 until New settles it
 
 	encoder func() (*zstd.Encoder, error)
 	decoder func() (*zstd.Decoder, error)
@@ -83,12 +84,31 @@ func WithCompression(threshold int) Option {
 
 // WithMaxDecodedSize caps the size, in bytes, that a compressed body may expand to on Decode (default DefaultMaxDecodedSize).
 // It guards against decompression bombs; Encode never compresses a body larger than the cap, so everything a Codec encodes it can decode.
+// A body over the cap fails with an error wrapping ErrDecodedTooLarge.
 func WithMaxDecodedSize(n int) Option {
 	return func(c *Codec) error {
 		if n <= 0 {
 			return fmt.Errorf("max decoded size %d is not positive", n)
 		}
 		c.maxDecodedSize = n
+		return nil
+	}
+}
+
+// WithMaxDecodedTotal caps the bytes that all compressed bodies of one Decode call may expand to together (default
+// DefaultMaxDecodedTotal, or the per-payload cap if that is larger). The per-payload cap alone lets a response of a
+// thousand small zstd bombs expand to a thousand times the cap; with this one, the Decode fails with an error wrapping
+// ErrDecodedTooLarge as soon as the next body would not fit, before it is allocated. Uncompressed bodies do not count.
+//
+// A total below the per-payload cap lowers the per-payload cap to it, since no single body could use more anyway (and
+// Encode then compresses only bodies within it). Callers that split one request into several calls share a
+// DecodeBudget instead (DecodeWithin).
+func WithMaxDecodedTotal(n int) Option {
+	return func(c *Codec) error {
+		if n <= 0 {
+			return fmt.Errorf("max decoded total %d is not positive", n)
+		}
+		c.maxDecodedTotal = n
 		return nil
 	}
 }
@@ -104,6 +124,10 @@ func New(kr Keyring, opts ...Option) (*Codec, error) {
 			return nil, fmt.Errorf("codec: %w", err)
 		}
 	}
+	if c.maxDecodedTotal == 0 {
+		c.maxDecodedTotal = max(DefaultMaxDecodedTotal, c.maxDecodedSize)
+	}
+	c.maxDecodedSize = min(c.maxDecodedSize, c.maxDecodedTotal)
 	// The zstd state is built on first use: most codecs never compress, and decoding a compressed body is rare unless the sender compresses.
 	c.encoder = sync.OnceValues(func() (*zstd.Encoder, error) {
 		return zstd.NewWriter(nil, zstd.WithLowerEncoderMem(true))
@@ -113,6 +137,9 @@ func New(kr Keyring, opts ...Option) (*Codec, error) {
 		return zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(0),
 			zstd.WithDecoderMaxMemory(maxDecoded),
+			// Every DecodeAll passes a buffer sized to what it may still spend (see decompress), and the decoder
+			// must never grow it: that is what bounds a bomb by the remaining budget rather than by the per-payload cap.
+			zstd.WithDecodeAllCapLimit(true),
 		)
 	})
 	return c, nil
@@ -210,10 +237,39 @@ func (c *Codec) seal(key Key, kc *keyContext, p *commonpb.Payload) (*commonpb.Pa
 	return env, nil
 }
 
+// MaxDecodedTotal returns the cap on the bytes the compressed bodies of one Decode call may expand to together
+// (WithMaxDecodedTotal), for callers that size a DecodeBudget like the codec's own.
+func (c *Codec) MaxDecodedTotal() int { return c.maxDecodedTotal }
+
 // Decode opens every Blindfold envelope sealed for namespace and returns the payloads in a new slice of the same length.
 // Nil entries and payloads that are not Blindfold envelopes are returned unchanged.
 // The error of a payload that cannot be opened wraps exactly one of the package's sentinel errors, or the keyring's own error when the keyring fails for another reason (e.g. its key store is unreachable).
+// Compressed bodies may expand to MaxDecodedTotal bytes in all (ErrDecodedTooLarge beyond); Decode is DecodeWithin
+// with a fresh budget of that size.
 func (c *Codec) Decode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	b := DecodeBudget{limit: int64(c.maxDecodedTotal)}
+	return c.decode(ctx, namespace, payloads, &b)
+}
+
+// DecodeWithin is Decode with the decompressed bytes charged to b, which the caller may share between several calls,
+// also concurrent ones, to cap them together. A body that does not fit in what is left of b fails the call with an
+// error wrapping ErrDecodedTooLarge before it is allocated, and b.Exceeded reports it from then on. When the call fails
+// for any reason, the bytes it charged are given back to b: its payloads are never returned, so a caller that retries
+// the same payloads one by one is not charged twice. A nil b is a fresh budget of MaxDecodedTotal bytes.
+func (c *Codec) DecodeWithin(ctx context.Context, namespace string, payloads []*commonpb.Payload, b *DecodeBudget) ([]*commonpb.Payload, error) {
+	if b == nil {
+		b = NewDecodeBudget(int64(c.maxDecodedTotal))
+	}
+	return c.decode(ctx, namespace, payloads, b)
+}
+
+func (c *Codec) decode(ctx context.Context, namespace string, payloads []*commonpb.Payload, b *DecodeBudget) (_ []*commonpb.Payload, err error) {
+	var charged int64
+	defer func() {
+		if err != nil {
+			b.release(charged)
+		}
+	}()
 	out := make([]*commonpb.Payload, len(payloads))
 	// Payloads in one batch nearly always share one key; remember the last one so the keyring is asked once.
 	var (
@@ -265,7 +321,8 @@ func (c *Codec) Decode(ctx context.Context, namespace string, payloads []*common
 			}
 			lastKey, lastKC = key, kc
 		}
-		orig, err := c.open(lastKey, lastKC.ad, p.Data)
+		orig, n, err := c.open(lastKey, lastKC.ad, p.Data, b)
+		charged += n
 		if err != nil {
 			return nil, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
 		}
@@ -296,36 +353,33 @@ func marshalPlaintext(p *commonpb.Payload) (*[]byte, error) {
 	return bufp, nil
 }
 
-// open decrypts envelope data and restores the original payload.
-func (c *Codec) open(key Key, ad, data []byte) (*commonpb.Payload, error) {
+// open decrypts envelope data and restores the original payload, charging a compressed body's decompressed size to b.
+// It returns the bytes it charged, also on error (the caller gives them back when its decode fails).
+func (c *Codec) open(key Key, ad, data []byte, b *DecodeBudget) (*commonpb.Payload, int64, error) {
 	pt, err := key.AEAD.Decrypt(data, ad)
 	if err != nil {
 		// The AEAD's own message is dropped on purpose: it says nothing useful to the caller, and the sentinel is what they branch on.
-		return nil, ErrTampered
+		return nil, 0, ErrTampered
 	}
 	if len(pt) == 0 {
-		return nil, fmt.Errorf("no flags byte: %w", ErrMalformed)
+		return nil, 0, fmt.Errorf("no flags byte: %w", ErrMalformed)
 	}
 	flags, body := pt[0], pt[1:]
 	if flags&^flagsKnown != 0 {
-		return nil, fmt.Errorf("unknown flags %#02x: %w", flags, ErrMalformed)
+		return nil, 0, fmt.Errorf("unknown flags %#02x: %w", flags, ErrMalformed)
 	}
+	var charged int64
 	if flags&flagZstd != 0 {
-		dec, err := c.decoder()
-		if err != nil {
-			return nil, fmt.Errorf("zstd decoder: %w", err)
-		}
-		body, err = dec.DecodeAll(body, nil)
-		if err != nil {
-			return nil, fmt.Errorf("decompress body: %v: %w", err, ErrMalformed)
+		if body, charged, err = c.decompress(body, b); err != nil {
+			return nil, charged, err
 		}
 	}
 	// pt and body are fresh buffers nobody else holds, so the payload may alias them.
 	orig, err := unmarshalBody(body)
 	if err != nil {
-		return nil, fmt.Errorf("unmarshal payload: %v: %w", err, ErrMalformed)
+		return nil, charged, fmt.Errorf("unmarshal payload: %v: %w", err, ErrMalformed)
 	}
-	return orig, nil
+	return orig, charged, nil
 }
 
 // associatedData encodes the v1 associated data: the label, the key id and the namespace, each as a 4-byte big-endian length followed by its bytes.

@@ -21,7 +21,7 @@ import (
 
 var sentinels = []error{
 	codec.ErrTampered, codec.ErrTruncated, codec.ErrUnknownKey, codec.ErrKeyDestroyed,
-	codec.ErrWrongNamespace, codec.ErrUnsupportedVersion, codec.ErrMalformed,
+	codec.ErrWrongNamespace, codec.ErrUnsupportedVersion, codec.ErrMalformed, codec.ErrDecodedTooLarge,
 }
 
 // sentinelsIn returns the sentinel errors err wraps.
@@ -281,6 +281,17 @@ func TestDecodeErrors(t *testing.T) {
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
+	var smallWindowBomb bytes.Buffer // its window is within the cap, so only the growing output buffer can stop it
+	zw, err = zstd.NewWriter(&smallWindowBomb, zstd.WithWindowSize(256<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zw.Write(bomb); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name string
@@ -386,11 +397,14 @@ func TestDecodeErrors(t *testing.T) {
 		{name: "bad protobuf after zstd", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
 			return sealRaw(t, kr, "default", zenc.EncodeAll([]byte{0x12, 0xff}, []byte{0x01}))
 		}},
-		{name: "zstd bomb with content size", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+		{name: "zstd bomb with content size", want: codec.ErrDecodedTooLarge, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
 			return sealRaw(t, kr, "default", zenc.EncodeAll(bomb, []byte{0x01}))
 		}},
-		{name: "zstd bomb without content size", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+		{name: "zstd bomb without content size", want: codec.ErrDecodedTooLarge, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
 			return sealRaw(t, kr, "default", append([]byte{0x01}, streamBomb.Bytes()...))
+		}},
+		{name: "zstd bomb without content size, small window", want: codec.ErrDecodedTooLarge, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			return sealRaw(t, kr, "default", append([]byte{0x01}, smallWindowBomb.Bytes()...))
 		}},
 		{name: "keyring down", keyring: failingKeyring{}, want: nil, noGood: true, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
 			return env

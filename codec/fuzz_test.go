@@ -1,6 +1,7 @@
 package codec_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/codec/codectest"
 )
 
 // FuzzDecode feeds arbitrary envelope data and metadata to Decode: it must never panic, and every error must wrap exactly one sentinel.
@@ -51,8 +53,8 @@ func FuzzDecodePlaintext(f *testing.F) {
 	f.Fuzz(func(t *testing.T, plaintext []byte) {
 		p := sealRaw(t, kr, "default", plaintext)
 		out, err := c.Decode(context.Background(), "default", []*commonpb.Payload{p})
-		if err != nil && errorName(err) != "ErrMalformed" {
-			t.Fatalf("authentic envelope failed with %v, want ErrMalformed", err)
+		if name := errorName(err); err != nil && name != "ErrMalformed" && name != "ErrDecodedTooLarge" {
+			t.Fatalf("authentic envelope failed with %v, want ErrMalformed or ErrDecodedTooLarge", err)
 		}
 		checkDecodeResult(t, c, p, out, err)
 	})
@@ -88,4 +90,122 @@ func checkDecodeResult(t *testing.T, c *codec.Codec, in *commonpb.Payload, out [
 	if err != nil || !proto.Equal(dec[0], out[0]) {
 		t.Fatalf("re-decode: %v", err)
 	}
+}
+
+// Bits of FuzzDecodeForged's drop argument: metadata entries the forger removes.
+const (
+	dropEncoding = 1 << iota
+	dropFormat
+	dropKeyID
+	dropNamespace
+)
+
+// FuzzDecodeForged starts from real envelopes, sealed once with real keys for namespace "ns" (two keys: one rotated
+// out, one primary; some bodies compressed), and lets the fuzzer forge them: any metadata value (encoding, format
+// version, key id, namespace), any data bytes, the encrypted flags byte (flagsXor, at its offset in a TINK-prefixed
+// AES-GCM ciphertext: the only access to it a forger has), and removed entries. Decode must never panic nor modify its
+// input; an error wraps exactly one sentinel and returns no payloads; a payload that is no envelope comes back as it
+// was; and an envelope that opens gives the original plaintext of one of the seeds, never other plaintext.
+func FuzzDecodeForged(f *testing.F) {
+	const ns = "ns"
+	kr := codectest.NewKeyring()
+	c := newCodec(f, kr, codec.WithCompression(256), codec.WithMaxDecodedSize(1<<20), codec.WithMaxDecodedTotal(2<<20))
+	originals := []*commonpb.Payload{
+		jsonPayload("forged? never"),
+		{},
+		{Metadata: map[string][]byte{"encoding": []byte("binary/plain"), "a": nil}, Data: []byte{0, 1, 2, 0xff}},
+		{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: bytes.Repeat([]byte(`{"k":"v"},`), 400)}, // compressed
+		{Metadata: map[string][]byte{"encoding": []byte("json/protobuf")}, Data: []byte(`{}`),
+			ExternalPayloads: []*commonpb.Payload_ExternalPayloadDetails{{SizeBytes: 7}}},
+	}
+	var envelopes []*commonpb.Payload
+	for round := range 2 { // the first round's key is rotated out before the second seals
+		enc, err := c.Encode(context.Background(), ns, originals)
+		if err != nil {
+			f.Fatal(err)
+		}
+		envelopes = append(envelopes, enc...)
+		if round == 0 {
+			if _, err := kr.Rotate(ns); err != nil {
+				f.Fatal(err)
+			}
+		}
+	}
+	otherKey, _ := codec.KeyID(envelopes[len(originals)])
+	add := func(env *commonpb.Payload, data []byte, edit func(md map[string]string), flagsXor, drop byte) {
+		md := map[string]string{}
+		for k, v := range env.Metadata {
+			md[k] = string(v)
+		}
+		if edit != nil {
+			edit(md)
+		}
+		f.Add(data, md[codec.MetadataEncoding], md[codec.MetadataFormat], md[codec.MetadataKeyID], md[codec.MetadataNamespace], flagsXor, drop)
+	}
+	for i, env := range envelopes {
+		add(env, env.Data, nil, 0, 0)
+		if i%len(originals) != 0 {
+			continue
+		}
+		add(env, env.Data, nil, 0x01, 0) // flags: claim zstd
+		add(env, env.Data, nil, 0x80, 0) // flags: a reserved bit
+		add(env, env.Data, func(md map[string]string) { md[codec.MetadataFormat] = "2" }, 0, 0)
+		add(env, env.Data, func(md map[string]string) { md[codec.MetadataKeyID] = otherKey }, 0, 0)
+		add(env, env.Data, func(md map[string]string) { md[codec.MetadataNamespace] = "other" }, 0, 0)
+		add(env, env.Data, func(md map[string]string) { md[codec.MetadataEncoding] = "json/plain" }, 0, 0)
+		add(env, env.Data[:codec.MinCiphertextSize], nil, 0, 0)
+		add(env, envelopes[3].Data, nil, 0, 0) // another envelope's data under this one's metadata
+		add(env, env.Data, nil, 0, dropKeyID|dropNamespace)
+	}
+
+	f.Fuzz(func(t *testing.T, data []byte, encoding, version, keyID, sealedNS string, flagsXor, drop byte) {
+		p := &commonpb.Payload{
+			Metadata: map[string][]byte{
+				codec.MetadataEncoding:  []byte(encoding),
+				codec.MetadataFormat:    []byte(version),
+				codec.MetadataKeyID:     []byte(keyID),
+				codec.MetadataNamespace: []byte(sealedNS),
+			},
+			Data: bytes.Clone(data),
+		}
+		for bit, k := range map[byte]string{dropEncoding: codec.MetadataEncoding, dropFormat: codec.MetadataFormat, dropKeyID: codec.MetadataKeyID, dropNamespace: codec.MetadataNamespace} {
+			if drop&bit != 0 {
+				delete(p.Metadata, k)
+			}
+		}
+		const flagsAt = 5 + 12 // Tink prefix, nonce
+		if len(p.Data) > flagsAt {
+			p.Data[flagsAt] ^= flagsXor
+		}
+		in := proto.Clone(p).(*commonpb.Payload)
+
+		out, err := c.Decode(context.Background(), ns, []*commonpb.Payload{p})
+		if !proto.Equal(in, p) {
+			t.Fatal("Decode modified its input")
+		}
+		if err != nil {
+			if got := sentinelsIn(err); len(got) != 1 {
+				t.Fatalf("error %q wraps %d sentinels, want 1", err, len(got))
+			}
+			if out != nil {
+				t.Fatalf("payloads returned with error %v", err)
+			}
+			return
+		}
+		if len(out) != 1 {
+			t.Fatalf("Decode returned %d payloads", len(out))
+		}
+		if !codec.IsEncrypted(p) {
+			if out[0] != p {
+				t.Fatal("a payload that is no envelope was not passed through")
+			}
+			return
+		}
+		for _, o := range originals {
+			if proto.Equal(out[0], o) {
+				return
+			}
+		}
+		t.Fatalf("forged envelope opened to plaintext that no seed had (%d bytes of data)", len(out[0].GetData()))
+	})
 }

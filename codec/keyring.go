@@ -49,7 +49,7 @@ type Key struct {
 	AEAD tink.AEAD
 }
 
-// Errors callers branch on. Every error the codec returns for bad input wraps exactly one of the first seven; the key errors
+// Errors callers branch on. Every error the codec returns for bad input wraps exactly one of the first eight; the key errors
 // (ErrUnknownKey, ErrKeyDestroyed, ErrKeyRejected, ErrKeyUnavailable, ErrInvalidScope) come from the Keyring (see its contract).
 var (
 	// ErrTampered: the ciphertext, its metadata or its associated data was changed (authentication failed).
@@ -66,6 +66,9 @@ var (
 	ErrUnsupportedVersion = errors.New("unsupported envelope format version")
 	// ErrMalformed: the envelope's metadata or its decrypted content is not well formed.
 	ErrMalformed = errors.New("malformed payload envelope")
+	// ErrDecodedTooLarge: a compressed body expands past the per-payload cap (WithMaxDecodedSize), or past what is
+	// left of the decode's budget (WithMaxDecodedTotal, DecodeBudget). The envelope may be authentic; the limit refused it.
+	ErrDecodedTooLarge = errors.New("decoded payloads too large")
 
 	// ErrKeyRejected: the key service refused to unwrap the key (wrong key-encryption key, a tampered or moved keyset, a key
 	// version below the service's minimum). Retrying does not help.

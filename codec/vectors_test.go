@@ -59,6 +59,7 @@ var sentinelNames = map[string]error{
 	"ErrWrongNamespace":     codec.ErrWrongNamespace,
 	"ErrUnsupportedVersion": codec.ErrUnsupportedVersion,
 	"ErrMalformed":          codec.ErrMalformed,
+	"ErrDecodedTooLarge":    codec.ErrDecodedTooLarge,
 }
 
 // vectorNamespaces all share the vectors' one keyset, so each has key ids "<namespace>/<tink id>".

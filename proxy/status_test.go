@@ -33,6 +33,7 @@ func TestCodecStatusFromCodecSentinels(t *testing.T) {
 		{"tampered", codec.ErrTampered, codes.DataLoss, KindTampered},
 		{"truncated", codec.ErrTruncated, codes.DataLoss, KindTampered},
 		{"malformed", codec.ErrMalformed, codes.DataLoss, KindTampered},
+		{"decoded too large", codec.ErrDecodedTooLarge, codes.ResourceExhausted, KindEncode},
 		{"canceled", context.Canceled, codes.Canceled, KindCanceled},
 		{"other", errors.New("key store on fire"), codes.Internal, KindEncode},
 		// The keys package's sentinels, as the keys.Manager returns them.

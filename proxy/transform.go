@@ -563,6 +563,9 @@ func codecStatus(op string, namespace string, err error) (error, ErrorKind) {
 		code, kind = codes.FailedPrecondition, KindWrongNamespace
 	case errors.Is(err, codec.ErrUnsupportedVersion):
 		code, kind = codes.FailedPrecondition, KindUnsupportedVersion
+	case errors.Is(err, codec.ErrDecodedTooLarge):
+		// Authentic, perhaps, but over the decompression limits (per payload or per response): a resource refusal, not data loss.
+		code = codes.ResourceExhausted
 	case errors.Is(err, codec.ErrTampered), errors.Is(err, codec.ErrTruncated), errors.Is(err, codec.ErrMalformed):
 		code, kind = codes.DataLoss, KindTampered
 	}

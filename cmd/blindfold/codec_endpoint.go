@@ -27,6 +27,7 @@ type codecEndpointFlags struct {
 	staticTokens   string
 	maxBody        int64
 	maxPayloads    int
+	maxDecoded     int64
 	rateLimit      float64
 	rateBurst      int
 	handlerTimeout time.Duration
@@ -48,6 +49,7 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.staticTokens, "codec-static-tokens", "", "YAML file of static bearer tokens: a list of {token, subject, groups}")
 	fs.Int64Var(&f.maxBody, "codec-max-body", codecserver.DefaultMaxBodyBytes, "largest request body in bytes (413 above)")
 	fs.IntVar(&f.maxPayloads, "codec-max-payloads", codecserver.DefaultMaxPayloads, "most payloads in one request (413 above)")
+	fs.Int64Var(&f.maxDecoded, "codec-max-decoded-bytes", 0, "most bytes the zstd-compressed payloads of one decode request may expand to, all together (413 above; 0: as --max-decoded-bytes)")
 	fs.Float64Var(&f.rateLimit, "codec-rate-limit", codecserver.DefaultRateLimit, "requests per second per identity (429 above)")
 	fs.IntVar(&f.rateBurst, "codec-rate-burst", codecserver.DefaultRateBurst, "burst of requests per identity")
 	fs.DurationVar(&f.handlerTimeout, "codec-timeout", codecserver.DefaultHandlerTimeout, "time limit for one request's work")
@@ -58,7 +60,7 @@ func (f *codecEndpointFlags) config() gateway.CodecEndpointConfig {
 	c := gateway.CodecEndpointConfig{
 		Listen: f.listen, PolicyFile: f.policyFile, AuditLog: f.auditLog, Origins: f.origins,
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, StaticTokensFile: f.staticTokens,
-		MaxBodyBytes: f.maxBody, MaxPayloads: f.maxPayloads, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
+		MaxBodyBytes: f.maxBody, MaxPayloads: f.maxPayloads, MaxDecodedBytesPerRequest: f.maxDecoded, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
 		HandlerTimeout: f.handlerTimeout,
 	}
 	if f.oidcIssuer != "" {

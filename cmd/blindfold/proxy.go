@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/proxy"
@@ -50,6 +51,7 @@ type proxyFlags struct {
 	createKeys  bool
 	rotateEvery time.Duration
 	compress    int
+	maxDecoded  int
 
 	metricsListen   string
 	logFormat       string
@@ -134,6 +136,7 @@ signal cuts them at once).`,
 	f.BoolVar(&o.createKeys, "create-keys", false, "create a namespace's keyset on its first call instead of failing")
 	f.DurationVar(&o.rotateEvery, "rotate-keys-every", 0, "add a new primary data key to every scope this often (0: never; replicas sharing --key-dir rotate once)")
 	f.IntVar(&o.compress, "compress-threshold", 0, "zstd-compress payloads of at least this many bytes before encryption (0: off)")
+	f.IntVar(&o.maxDecoded, "max-decoded-bytes", codec.DefaultMaxDecodedTotal, "most bytes the zstd-compressed payloads of one response may expand to when decrypted, all together (RESOURCE_EXHAUSTED above; guards against decompression bombs; each payload is also capped at 128 MiB, or at this if lower)")
 	f.StringVar(&o.metricsListen, "metrics-listen", DefaultMetricsListen, "address of the HTTP listener for /metrics and /healthz (empty: off)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug (one line per RPC), info, warn or error")
@@ -164,6 +167,12 @@ func (o *proxyFlags) validate() error {
 	}
 	if o.compress < 0 {
 		return errors.New("--compress-threshold must not be negative")
+	}
+	if o.maxDecoded <= 0 {
+		return errors.New("--max-decoded-bytes must be positive")
+	}
+	if o.codecEP.maxDecoded < 0 {
+		return errors.New("--codec-max-decoded-bytes must not be negative")
 	}
 	if o.rotateEvery < 0 {
 		return errors.New("--rotate-keys-every must not be negative")
@@ -197,9 +206,10 @@ func (o *proxyFlags) gatewayConfig(log *slog.Logger) (gateway.Config, error) {
 		return gateway.Config{}, err
 	}
 	cfg := gateway.Config{
-		Keys:              o.kek.keysConfig(o.keyDir, o.createKeys, o.rotateEvery),
-		CompressThreshold: o.compress,
-		PolicyFile:        o.policyFile,
+		Keys:                       o.kek.keysConfig(o.keyDir, o.createKeys, o.rotateEvery),
+		CompressThreshold:          o.compress,
+		MaxDecodedBytesPerResponse: o.maxDecoded,
+		PolicyFile:                 o.policyFile,
 		Proxy: gateway.ProxyConfig{
 			Listen: o.listen, Upstream: o.upstream, UpstreamTLS: upTLS, APIKey: apiKey, TLS: inTLS,
 			AllowedNamespaces: o.allowNS, MaxRecvMsgSize: o.maxRecv, Reflection: o.reflection, XDSServer: o.xdsServer,

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
@@ -205,5 +206,46 @@ func TestProxyCommandMTLS(t *testing.T) {
 	}
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDecodedLimitFlags: the decoded-size limits reach the gateway config, with the codec's default, and are validated.
+func TestDecodedLimitFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		args        []string
+		perResponse int
+		perRequest  int64
+		wantErr     string
+	}{
+		{"defaults", nil, codec.DefaultMaxDecodedTotal, 0, ""},
+		{"set", []string{"--max-decoded-bytes", "1048576", "--codec-max-decoded-bytes", "4096"}, 1 << 20, 4096, ""},
+		{"zero", []string{"--max-decoded-bytes", "0"}, 0, 0, "--max-decoded-bytes must be positive"},
+		{"negative endpoint", []string{"--codec-max-decoded-bytes", "-1"}, 0, 0, "--codec-max-decoded-bytes must not be negative"},
+	} {
+		p := proxyFlags{}
+		args := append([]string{"--upstream", "127.0.0.1:7234", "--codec-listen", "127.0.0.1:0"}, tc.args...)
+		if err := newProxyCmdFor(&p).ParseFlags(args); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		err := p.validate()
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: validate = %v, want %q", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: validate: %v", tc.name, err)
+		}
+		cfg, err := p.gatewayConfig(nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if cfg.MaxDecodedBytesPerResponse != tc.perResponse || cfg.CodecEndpoint.MaxDecodedBytesPerRequest != tc.perRequest {
+			t.Errorf("%s: per response %d, per request %d; want %d, %d", tc.name, cfg.MaxDecodedBytesPerResponse,
+				cfg.CodecEndpoint.MaxDecodedBytesPerRequest, tc.perResponse, tc.perRequest)
+		}
 	}
 }

@@ -41,12 +41,14 @@ type CodecEndpointConfig struct {
 	OIDC *codecserver.OIDCConfig
 	// StaticTokensFile is a YAML list of {token, subject, groups}.
 	StaticTokensFile string
-	// Limits; zero values take the codecserver defaults.
-	MaxBodyBytes   int64
-	MaxPayloads    int
-	RateLimit      float64
-	RateBurst      int
-	HandlerTimeout time.Duration
+	// Limits; zero values take the codecserver defaults. MaxDecodedBytesPerRequest caps the bytes the compressed
+	// payloads of one decode request may expand to, all together (0: the codec's cap, Config.MaxDecodedBytesPerResponse).
+	MaxBodyBytes              int64
+	MaxPayloads               int
+	MaxDecodedBytesPerRequest int64
+	RateLimit                 float64
+	RateBurst                 int
+	HandlerTimeout            time.Duration
 }
 
 // codecEndpoint is a serving endpoint.
@@ -129,6 +131,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 	hcfg.Codec, hcfg.Scopes, hcfg.Audit, hcfg.Logger = c, scopes, audit, log
 	hcfg.AllowedOrigins = cfg.Origins
 	hcfg.MaxBodyBytes, hcfg.MaxPayloads, hcfg.HandlerTimeout = cfg.MaxBodyBytes, cfg.MaxPayloads, cfg.HandlerTimeout
+	hcfg.MaxDecodedBytes = cfg.MaxDecodedBytesPerRequest
 	hcfg.RateLimit, hcfg.RateBurst = rate.Limit(cfg.RateLimit), cfg.RateBurst
 	h, err := codecserver.New(hcfg)
 	if err != nil {

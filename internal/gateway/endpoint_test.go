@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -8,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/codec/codectest"
@@ -41,5 +45,52 @@ func TestDevCodecEndpoint(t *testing.T) {
 	if e, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "0.0.0.0:0", Dev: true, AuditLog: filepath.Join(dir, "dev2.jsonl")}, c, nil, log); err == nil {
 		e.stop(context.Background())
 		t.Fatal("dev endpoint on a public address accepted")
+	}
+}
+
+// TestDecodedLimits: the decoded-size limits reach the proxy's codec and the codec endpoint, which answers 413 for a
+// request whose compressed payloads expand past its limit.
+func TestDecodedLimits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	g, err := Start(context.Background(), Config{
+		Keys:                       localKeys(t),
+		MaxDecodedBytesPerResponse: 4 << 20,
+		CodecEndpoint: &CodecEndpointConfig{Listen: "127.0.0.1:0", Dev: true, AuditLog: filepath.Join(dir, "audit.jsonl"),
+			MaxDecodedBytesPerRequest: 2 << 20},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop(context.Background())
+	if got := g.Codec().MaxDecodedTotal(); got != 4<<20 {
+		t.Errorf("codec MaxDecodedTotal = %d, want %d", got, 4<<20)
+	}
+	zc, err := codec.New(g.Keys().Manager, codec.WithCompression(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bomb := &commonpb.Payload{Data: make([]byte, 1<<20)}
+	sealed, err := zc.Encode(context.Background(), "default", []*commonpb.Payload{bomb, bomb, bomb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := protojson.Marshal(&commonpb.Payloads{Payloads: sealed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(g.CodecURL()+"/default/decode", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(msg), "2097152") {
+		t.Errorf("3 MiB of bombs under a 2 MiB request limit: %d %s", resp.StatusCode, msg)
+	}
+
+	if _, err := Start(context.Background(), Config{Keys: localKeys(t), MaxDecodedBytesPerResponse: -1,
+		CodecEndpoint: &CodecEndpointConfig{Listen: "127.0.0.1:0", Dev: true, AuditLog: filepath.Join(dir, "a2.jsonl")}}); err == nil {
+		t.Error("negative MaxDecodedBytesPerResponse accepted")
 	}
 }

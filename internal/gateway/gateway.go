@@ -35,6 +35,10 @@ type Config struct {
 	Keys KeysConfig
 	// CompressThreshold zstd-compresses payloads of at least this many bytes before encryption (0: off).
 	CompressThreshold int
+	// MaxDecodedBytesPerResponse caps the bytes the compressed payloads of one response may expand to together when
+	// the proxy decrypts it (codec.WithMaxDecodedTotal; 0: codec.DefaultMaxDecodedTotal). A response over it fails
+	// with RESOURCE_EXHAUSTED. The codec endpoint's decode requests default to the same cap.
+	MaxDecodedBytesPerResponse int
 	// PolicyFile, if set, is the policy (docs/policy.md) the proxy consults on every RPC; it is watched and reloaded
 	// on change or SIGHUP for as long as the gateway runs.
 	PolicyFile string
@@ -137,6 +141,9 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	if cfg.CompressThreshold < 0 {
 		return nil, errors.New("gateway: compression threshold must not be negative")
 	}
+	if cfg.MaxDecodedBytesPerResponse < 0 || cfg.CodecEndpoint != nil && cfg.CodecEndpoint.MaxDecodedBytesPerRequest < 0 {
+		return nil, errors.New("gateway: decoded-size limits must not be negative")
+	}
 	g := &Gateway{log: cfg.Logger, errc: make(chan error, 3)}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -168,6 +175,9 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	var copts []codec.Option
 	if cfg.CompressThreshold > 0 {
 		copts = append(copts, codec.WithCompression(cfg.CompressThreshold))
+	}
+	if cfg.MaxDecodedBytesPerResponse > 0 {
+		copts = append(copts, codec.WithMaxDecodedTotal(cfg.MaxDecodedBytesPerResponse))
 	}
 	if g.codec, err = codec.New(g.keys.Manager, copts...); err != nil {
 		return nil, err

@@ -48,6 +48,15 @@ func (e *ForbiddenError) Unwrap() []error {
 	return []error{ErrForbidden}
 }
 
+// BudgetCodec is a Codec that charges the decompressed bytes of several Decode calls to one budget, so that a request
+// decoded in parallel chunks is capped as a whole: without it, every chunk would get the codec's own cap, and a
+// request of many chunks full of small zstd bombs could expand to many times that. *codec.Codec implements it.
+// MaxDecodedTotal is the cap a request gets when the Decoder sets none.
+type BudgetCodec interface {
+	DecodeWithin(ctx context.Context, namespace string, payloads []*commonpb.Payload, b *codec.DecodeBudget) ([]*commonpb.Payload, error)
+	MaxDecodedTotal() int
+}
+
 // Decoder is Blindfold's one decode path: authorize, audit, decode, mark failures. The codec endpoint (Handler) and
 // `blindfold decode` both go through it, so a payload is opened under the same rules and leaves the same record
 // whichever way an auditor reads it. Codec, Authorizer and Audit are required. A Decoder is safe for concurrent use
@@ -62,6 +71,10 @@ type Decoder struct {
 	// KeyID names the key that sealed a payload, read from its envelope metadata, for the audit record; "" for
 	// payloads that are not encrypted. Nil means codec.KeyID (Blindfold envelopes).
 	KeyID func(p *commonpb.Payload) string
+	// MaxDecodedBytes caps the bytes the compressed payloads of one request may expand to, all chunks together; 0
+	// means the codec's own cap (BudgetCodec.MaxDecodedTotal). It needs a Codec that implements BudgetCodec; with any
+	// other Codec, each Decode call is capped by the Codec alone.
+	MaxDecodedBytes int64
 }
 
 // DecodeRequest says who asks to decode, where, and through what; it becomes the audit record.
@@ -113,8 +126,10 @@ func (r *Decoded) Commit() error {
 // produce its output.
 //
 // If ctx ends during the decode, the failures say nothing about the payloads: Decode records the decision as allowed
-// with every payload failed and "decode timed out", and returns an error wrapping ctx.Err(). Nil payloads are bad
-// input: Decode rejects them before deciding anything, so nothing is audited.
+// with every payload failed and "decode timed out", and returns an error wrapping ctx.Err(). Likewise when the
+// request's compressed payloads expand past MaxDecodedBytes: the decision is recorded with every payload failed and
+// the error wraps codec.ErrDecodedTooLarge and names the cap (one payload over the codec's per-payload cap is only that
+// payload's failure). Nil payloads are bad input: Decode rejects them before deciding anything, so nothing is audited.
 func (d *Decoder) Decode(ctx context.Context, req DecodeRequest, payloads []*commonpb.Payload) (*Decoded, error) {
 	if d.Codec == nil || d.Authorizer == nil || d.Audit == nil {
 		return nil, errors.New("codecserver: Decoder needs Codec, Authorizer and Audit")
@@ -133,7 +148,8 @@ func (d *Decoder) Decode(ctx context.Context, req DecodeRequest, payloads []*com
 	if !dec.Allow {
 		return nil, &ForbiddenError{Reason: dec.Reason, AuditErr: d.audit(rec)}
 	}
-	out, failed, firstErr := d.decode(ctx, req.Namespace, payloads)
+	budget := d.budget()
+	out, failed, firstErr := d.decode(ctx, req.Namespace, payloads, budget)
 	if ctx.Err() != nil {
 		rec.Decision, rec.Failed = policy.AuditAllow, len(payloads)
 		rec.Reason = dec.Reason + "; decode timed out"
@@ -141,6 +157,15 @@ func (d *Decoder) Decode(ctx context.Context, req DecodeRequest, payloads []*com
 			return nil, fmt.Errorf("codecserver: decode did not finish: %w (and the audit log failed: %w)", ctx.Err(), err)
 		}
 		return nil, fmt.Errorf("codecserver: decode did not finish: %w", ctx.Err())
+	}
+	if budget != nil && budget.Exceeded() {
+		rec.Decision, rec.Failed = policy.AuditAllow, len(payloads)
+		rec.Reason = fmt.Sprintf("%s; decoded payloads over the limit of %d bytes per request", dec.Reason, budget.Limit())
+		tooLarge := fmt.Errorf("codecserver: decoded payloads exceed the limit of %d bytes per request: %w", budget.Limit(), codec.ErrDecodedTooLarge)
+		if err := d.audit(rec); err != nil {
+			return nil, fmt.Errorf("%w (and the audit log failed: %w)", tooLarge, err)
+		}
+		return nil, tooLarge
 	}
 	return &Decoded{Payloads: out, Failed: failed, FirstErr: firstErr, d: d, rec: rec}, nil
 }
@@ -183,9 +208,24 @@ func (d *Decoder) keyIDs(payloads []*commonpb.Payload) []string {
 // decodeChunk is the batch size handed to the codec; chunks run in parallel and a failing chunk is retried payload by payload.
 const decodeChunk = 256
 
-// decode opens every payload it can. A payload that fails keeps its ciphertext and gains a DecodeErrorKey metadata
-// entry. It returns the failure count and the first failure's error in input order.
-func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload) ([]*commonpb.Payload, int, error) {
+// budget returns the request's decoded-size budget, or nil when the Codec cannot charge one (see BudgetCodec).
+func (d *Decoder) budget() *codec.DecodeBudget {
+	bc, ok := d.Codec.(BudgetCodec)
+	if !ok {
+		return nil
+	}
+	n := d.MaxDecodedBytes
+	if n <= 0 {
+		n = int64(bc.MaxDecodedTotal())
+	}
+	return codec.NewDecodeBudget(n)
+}
+
+// decode opens every payload it can, charging what compressed payloads expand to to b (nil: no shared budget). A
+// payload that fails keeps its ciphertext and gains a DecodeErrorKey metadata entry. It returns the failure count and
+// the first failure's error in input order. Once b is exceeded the request fails as a whole, so the chunks not
+// started yet are skipped.
+func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload, b *codec.DecodeBudget) ([]*commonpb.Payload, int, error) {
 	out := make([]*commonpb.Payload, len(in))
 	chunks := (len(in) + decodeChunk - 1) / decodeChunk
 	// Each chunk owns its slots, so workers write without locking; the sums are taken after they finish.
@@ -201,8 +241,11 @@ func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload)
 	for range workers {
 		wg.Go(func() {
 			for c := range next {
+				if b != nil && b.Exceeded() {
+					continue
+				}
 				lo, hi := c*decodeChunk, min((c+1)*decodeChunk, len(in))
-				failed[c], firstErrs[c] = d.decodeRange(ctx, ns, in[lo:hi], out[lo:hi])
+				failed[c], firstErrs[c] = d.decodeRange(ctx, ns, in[lo:hi], out[lo:hi], b)
 			}
 		})
 	}
@@ -218,15 +261,29 @@ func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload)
 	return out, total, firstErr
 }
 
-func (d *Decoder) decodeRange(ctx context.Context, ns string, in, out []*commonpb.Payload) (int, error) {
-	if res, err := d.Codec.Decode(ctx, ns, in); err == nil && len(res) == len(in) {
+// decodeRange decodes one chunk, and payload by payload if the chunk fails. A failed codec call gives back what it
+// charged to b, so the retry is not charged twice.
+func (d *Decoder) decodeRange(ctx context.Context, ns string, in, out []*commonpb.Payload, b *codec.DecodeBudget) (int, error) {
+	decode := d.Codec.Decode
+	if b != nil {
+		bc := d.Codec.(BudgetCodec)
+		decode = func(ctx context.Context, ns string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+			return bc.DecodeWithin(ctx, ns, ps, b)
+		}
+	}
+	res, err := decode(ctx, ns, in)
+	if err == nil && len(res) == len(in) {
 		copy(out, res)
 		return 0, nil
+	}
+	if b != nil && b.Exceeded() {
+		// The request fails as a whole (see Decode): retrying the chunk's payloads would tell nothing more.
+		return len(in), err
 	}
 	failed := 0
 	var firstErr error
 	for i, p := range in {
-		res, err := d.Codec.Decode(ctx, ns, []*commonpb.Payload{p})
+		res, err := decode(ctx, ns, []*commonpb.Payload{p})
 		if err == nil && len(res) == 1 && res[0] != nil {
 			out[i] = res[0]
 			continue

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	commonpb "go.temporal.io/api/common/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/codec/codectest"
@@ -319,5 +320,51 @@ func TestDecoderDeadline(t *testing.T) {
 	recs := al.records()
 	if len(recs) != 1 || recs[0].Decision != policy.AuditAllow || recs[0].Failed != 2 || !strings.HasSuffix(recs[0].Reason, "; decode timed out") {
 		t.Fatalf("%+v", recs)
+	}
+}
+
+// TestDecoderBudgetRetry: a chunk that fails on one bad payload is retried payload by payload without charging the
+// good ones twice, so a request that fits its decoded-size cap decodes even then; a payload over the codec's
+// per-payload cap fails alone.
+func TestDecoderBudgetRetry(t *testing.T) {
+	_, kr, _, al := decoderFixture(t)
+	zc, err := codec.New(kr, codec.WithCompression(0), codec.WithMaxDecodedSize(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bomb := &commonpb.Payload{Data: make([]byte, 64<<10)}
+	in := make([]*commonpb.Payload, 10)
+	for i := range in {
+		in[i] = bomb
+	}
+	in, err = zc.Encode(context.Background(), "default", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in[9] = proto.Clone(in[9]).(*commonpb.Payload)
+	in[9].Data[len(in[9].Data)-1] ^= 1 // tampered: fails the chunk after nine bodies were charged
+	big, err := codec.New(kr, codec.WithCompression(0), codec.WithMaxDecodedSize(4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	over, err := big.Encode(context.Background(), "default", []*commonpb.Payload{{Data: make([]byte, 2<<20)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = append(in, over[0]) // over zc's per-payload cap, but not the request's
+
+	body := int64(proto.Size(bomb))
+	d := &Decoder{Codec: zc, Authorizer: policy.DevAccess(), Audit: al, MaxDecodedBytes: 9*body + body/2}
+	res, err := d.Decode(context.Background(), DecodeRequest{Identity: auditor, Namespace: "default"}, in)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if res.Failed != 2 || res.Payloads[9].Metadata[DecodeErrorKey] == nil || !bytes.Contains(res.Payloads[10].Metadata[DecodeErrorKey], []byte("decoded payloads too large")) {
+		t.Errorf("failed %d (%q, %q), want the tampered and the oversized payload", res.Failed, res.Payloads[9].Metadata[DecodeErrorKey], res.Payloads[10].Metadata[DecodeErrorKey])
+	}
+	for i, p := range res.Payloads[:9] {
+		if len(p.Data) != 64<<10 {
+			t.Errorf("payload %d not decoded", i)
+		}
 	}
 }

@@ -65,6 +65,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxPayloads caps the payloads in one request (default 20,000); more get 413.
 	MaxPayloads int
+	// MaxDecodedBytes caps the bytes the compressed payloads of one decode request may expand to, all together
+	// (default: the codec's own cap per Decode call, codec.DefaultMaxDecodedTotal unless configured); more get 413.
+	// The cap needs a Codec that implements BudgetCodec, as *codec.Codec does.
+	MaxDecodedBytes int64
 	// RateLimit is each identity's sustained requests per second (default 50) and RateBurst its burst (default 100).
 	// Failed authentications are limited per remote IP with the same figures. A negative RateLimit disables limiting.
 	RateLimit rate.Limit
@@ -122,6 +126,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxPayloads <= 0 {
 		cfg.MaxPayloads = DefaultMaxPayloads
 	}
+	if _, ok := cfg.Codec.(BudgetCodec); cfg.MaxDecodedBytes > 0 && !ok {
+		return nil, fmt.Errorf("codecserver: MaxDecodedBytes needs a Codec that implements BudgetCodec; %T does not", cfg.Codec)
+	}
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = DefaultRateLimit
 	}
@@ -144,7 +151,8 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	h := &Handler{cfg: cfg, origins: map[string]bool{}, log: cfg.Logger,
-		dec: &Decoder{Codec: cfg.Codec, Authorizer: cfg.Authorizer, Audit: cfg.Audit, Logger: cfg.Logger, KeyID: cfg.KeyID}}
+		dec: &Decoder{Codec: cfg.Codec, Authorizer: cfg.Authorizer, Audit: cfg.Audit, Logger: cfg.Logger, KeyID: cfg.KeyID,
+			MaxDecodedBytes: cfg.MaxDecodedBytes}}
 	for _, o := range cfg.AllowedOrigins {
 		norm, err := normalizeOrigin(o)
 		if err != nil {
@@ -360,6 +368,10 @@ func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req De
 			h.writeError(w, fail(http.StatusForbidden, "forbidden: %s", fe.Reason))
 		case ctx.Err() != nil:
 			h.writeError(w, fail(http.StatusServiceUnavailable, "decode did not finish within %s", h.cfg.HandlerTimeout))
+		case errors.Is(err, codec.ErrDecodedTooLarge):
+			// The whole request, not one payload: ask for fewer payloads at a time.
+			h.writeError(w, fail(http.StatusRequestEntityTooLarge, "%s; decode fewer payloads per request",
+				strings.TrimPrefix(err.Error(), "codecserver: ")))
 		default:
 			// Unreachable with payloads from parsePayloads, which rejects nulls; kept so a future error is not a 200.
 			h.writeError(w, fail(http.StatusInternalServerError, "decode: %v", err))

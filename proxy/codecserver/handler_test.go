@@ -667,3 +667,52 @@ func TestEncodeScopes(t *testing.T) {
 		t.Fatalf("without Scopes: %d %s, target %+v", resp.StatusCode, b, rec.last)
 	}
 }
+
+// TestDecodeBombRequest: the compressed payloads of one request share one decoded-size budget across its parallel
+// chunks, so a request of many small zstd bombs gets 413 (naming the cap, audited with every payload failed) instead
+// of expanding to many times the codec's cap; a request within the cap decodes.
+func TestDecodeBombRequest(t *testing.T) {
+	const limit = 3 << 20
+	f := newFixture(t, func(c *Config) { c.MaxDecodedBytes = limit })
+	zc, err := codec.New(f.keys, codec.WithCompression(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bomb, err := zc.Encode(context.Background(), "default", []*commonpb.Payload{
+		{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: make([]byte, 1<<20)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := make([]*commonpb.Payload, 3*decodeChunk) // three chunks, decoded in parallel
+	for i := range sealed {
+		sealed[i] = bomb[0]
+	}
+	bombs := sealed
+
+	resp, b := f.do(req{path: "/default/decode", body: body(t, sealed...), headers: auth("auditor-token")})
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(b, fmt.Sprint(limit)) || strings.Contains(b, "\x00") {
+		t.Fatalf("bomb request: %d %q, want 413 naming the limit of %d bytes", resp.StatusCode, b, limit)
+	}
+	t.Logf("413: %s", b)
+	recs := readAudit(t, f.auditLog)
+	last := recs[len(recs)-1]
+	if last.Decision != policy.AuditAllow || last.Failed != len(bombs) || !strings.Contains(last.Reason, "over the limit") {
+		t.Errorf("audit record %+v, want allow with %d failed and the limit as reason", last, len(bombs))
+	}
+
+	resp, b = f.do(req{path: "/default/decode", body: body(t, sealed[:2]...), headers: auth("auditor-token")})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("two bombs within the limit: %d %s", resp.StatusCode, b)
+	}
+	for i, p := range decodeResponse(t, b) {
+		if len(p.Data) != 1<<20 || p.Metadata[DecodeErrorKey] != nil {
+			t.Errorf("payload %d not decoded: %d bytes, error %q", i, len(p.Data), p.Metadata[DecodeErrorKey])
+		}
+	}
+
+	// The cap needs a codec that can charge a shared budget.
+	if _, err := New(Config{Codec: funcCodec(nil), Authenticator: Anonymous{Identity: policy.Identity{Subject: "x"}}, Authorizer: policy.DevAccess(),
+		Audit: &memAudit{}, MaxDecodedBytes: limit}); err == nil {
+		t.Error("MaxDecodedBytes accepted with a codec that is no BudgetCodec")
+	}
+}
