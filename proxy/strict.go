@@ -137,15 +137,16 @@ func (t *transformer) openInbound(ctx context.Context, namespace string, cp *cal
 		refused refusals
 	)
 	if st.open {
+		decode := t.budgetedDecode()
 		var err error
-		if opened, err = t.codec.Decode(ctx, namespace, send); err != nil {
+		if opened, err = decode(ctx, namespace, send); err != nil {
 			if !refusable(err) {
 				return nil, err
 			}
 			// Some payload in the batch is bad: open them one by one, so each good one still reaches its caller.
 			opened = make([]*commonpb.Payload, len(send))
 			for i, p := range send {
-				r, err := t.codec.Decode(ctx, namespace, []*commonpb.Payload{p})
+				r, err := decode(ctx, namespace, []*commonpb.Payload{p})
 				switch {
 				case err == nil && len(r) == 1:
 					opened[i] = r[0]
@@ -184,6 +185,25 @@ func (t *transformer) openInbound(ctx context.Context, namespace string, cp *cal
 	return out, nil
 }
 
+// budgetDecoder is a codec that caps decompressed bytes across calls (*codec.Codec is one).
+type budgetDecoder interface {
+	DecodeWithin(ctx context.Context, namespace string, ps []*commonpb.Payload, b *codec.DecodeBudget) ([]*commonpb.Payload, error)
+	MaxDecodedTotal() int
+}
+
+// budgetedDecode returns the decode function for one response: with a codec that supports it, every call shares one
+// budget of decompressed bytes, so opening a poisoned batch payload by payload cannot expand more than the batch could.
+func (t *transformer) budgetedDecode() codecFunc {
+	bd, ok := t.codec.(budgetDecoder)
+	if !ok {
+		return t.codec.Decode
+	}
+	b := codec.NewDecodeBudget(int64(bd.MaxDecodedTotal()))
+	return func(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+		return bd.DecodeWithin(ctx, namespace, ps, b)
+	}
+}
+
 // refusable reports whether err is about the payload itself (forged, tampered, foreign, undecodable, its key gone),
 // so the payload is refused, rather than about the proxy's means (key provider down, call cancelled).
 func refusable(err error) bool {
@@ -197,7 +217,7 @@ func refusable(err error) bool {
 		return false
 	}
 	for _, s := range []error{codec.ErrTampered, codec.ErrTruncated, codec.ErrMalformed, codec.ErrWrongNamespace,
-		codec.ErrUnsupportedVersion, codec.ErrUnknownKey, codec.ErrKeyDestroyed} {
+		codec.ErrUnsupportedVersion, codec.ErrUnknownKey, codec.ErrKeyDestroyed, codec.ErrDecodedTooLarge} {
 		if errors.Is(err, s) {
 			return true
 		}

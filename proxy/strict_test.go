@@ -14,6 +14,7 @@ import (
 	querypb "go.temporal.io/api/query/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/codec/codectest"
 )
 
 func signaled(id int64, at time.Time, p *commonpb.Payload) *historypb.HistoryEvent {
@@ -395,5 +397,52 @@ func TestTextAndUnknownFieldsWired(t *testing.T) {
 	}
 	if len(up.received()) != before {
 		t.Error("a request with an unknown field was forwarded")
+	}
+}
+
+// TestDecompressionBudgetPerResponse: a history of small zstd bombs expands to at most the codec's total cap per
+// response; the bombs past it are refused, and the response still flows.
+func TestDecompressionBudgetPerResponse(t *testing.T) {
+	t.Parallel()
+	kr := codectest.NewKeyring()
+	c, err := codec.New(kr, codec.WithCompression(0), codec.WithMaxDecodedTotal(32<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := startFakeUpstream(t)
+	p := startProxy(t, up.addr, Config{Codec: c})
+	ctx := context.Background()
+	bomb, err := c.Encode(ctx, "default", []*commonpb.Payload{{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: make([]byte, 8<<20)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bomb[0].GetData()) > 64<<10 {
+		t.Fatalf("the bomb is %d bytes sealed: not compressed", len(bomb[0].GetData()))
+	}
+	var events []*historypb.HistoryEvent
+	for i := range 8 {
+		events = append(events, signaled(int64(i+1), time.Now(), bomb[0]))
+	}
+	up.on("GetWorkflowExecutionHistory", func(context.Context, proto.Message) (proto.Message, error) {
+		return &workflowservice.GetWorkflowExecutionHistoryResponse{History: &historypb.History{Events: events}}, nil
+	})
+	resp, err := p.wf.GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{Namespace: "default"},
+		grpc.MaxCallRecvMsgSize(64<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, refused := 0, 0
+	for _, e := range resp.GetHistory().GetEvents() {
+		if _, reason, ok := codec.IsRefusal(signalInput(e)); ok {
+			refused++
+			if !strings.Contains(reason, "too large") {
+				t.Errorf("refusal reason %q", reason)
+			}
+			continue
+		}
+		opened++
+	}
+	if refused == 0 || opened*8 > 32 {
+		t.Fatalf("opened %d bombs of 8 MiB under a 32 MiB cap, refused %d", opened, refused)
 	}
 }
