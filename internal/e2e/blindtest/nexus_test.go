@@ -97,6 +97,11 @@ func TestNexusIsSealed(t *testing.T) {
 			leaks := e.relay.leaks(m)
 			if proxied {
 				for _, f := range sortedKeys(leaks) {
+					if f == "nexus.description" {
+						// An endpoint's description is operator configuration sent through OperatorService, which
+						// the proxy forwards unchanged by design (docs/threat-model.md lists it as visible).
+						continue
+					}
 					t.Errorf("the marker of %s reached the backend in plaintext, in %v", f, leaks[f])
 				}
 				if f := m.find([]byte(e.proxyLog.String())); len(f) > 0 {
