@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
@@ -273,22 +276,114 @@ func TestForgedEnvelopeFromClientIsRefused(t *testing.T) {
 	})
 }
 
-// TestAdoptionOfPlaintextHistory is the acceptance test of the per-namespace adoption setting: plaintext recorded
-// before a cut-over to Blindfold stays readable for workers behind the proxy when the namespace's policy allows it.
+// TestAdoptionOfPlaintextHistory: a namespace adopts Blindfold while a workflow, started and signalled without it,
+// waits with plaintext in its history. With adoption.accept_plaintext_before set to the cut-over, a worker behind the
+// proxy completes it with the plaintext signal value, while a plaintext signal the backend records after the cut-over
+// is still refused. Without adoption (strict, the default), the same history is refused: the workflow's task fails
+// naming the refusal, and its code sees nothing.
 func TestAdoptionOfPlaintextHistory(t *testing.T) {
-	t.Skip("waiting for the adoption policy setting")
-	// TODO(adoption): once the policy has the setting (its YAML is not decided yet):
-	//  1. Start a waitWF workflow straight against the frontend (e.frontend) with a plaintext json/plain input, and
-	//     signal it there with a plaintext value: the history recorded before the cut-over.
-	//  2. Adoption on: a gateway with a policy file (gateway.Config.PolicyFile) enabling adoption for "default" and a
-	//     worker behind it on the task queue. The workflow completes with the plaintext signal value; a new signal sent
-	//     through the proxy arrives sealed (the relay's frames show no marker of it), so only the recorded history is
-	//     adopted, never new traffic.
-	//  3. Adoption off: the same with the setting off (or the default policy). The workflow's task fails with the
-	//     strict-decode refusal naming the signal input and "not sealed" (waitTaskRefused with reasonPlaintext), the
-	//     workflow code sees nothing (seen has no value), and other workflows on the task queue still complete.
-	//  4. Optionally: with adoption on, a plaintext payload the backend injects after the cut-over (a signal event
-	//     newer than the cut-over) is still refused, if the setting bounds adoption in time.
+	t.Parallel()
+	m := newMarkers()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	stack := newEnv(t) // only for the raw frontend; each case gets its own gateway below
+	tq := uniqueName("adoption")
+	// Recorded before the cut-over: started and signalled straight at the frontend, in plaintext.
+	before := func(id, sig string) {
+		t.Helper()
+		if _, err := stack.frontend.StartWorkflowExecution(ctx, &workflowservice.StartWorkflowExecutionRequest{
+			Namespace: namespace, WorkflowId: id, RequestId: uniqueName("start"),
+			WorkflowType: &commonpb.WorkflowType{Name: waitWF}, TaskQueue: &taskqueuepb.TaskQueue{Name: tq + "-" + id[len(id)-1:]},
+			Input: &commonpb.Payloads{Payloads: []*commonpb.Payload{jsonPayload(t, "adopted input")}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if sig != "" {
+			signalFromBackend(t, ctx, stack, id, jsonPayload(t, sig))
+		}
+	}
+	adopted, late, strict := tq+"-a", tq+"-l", tq+"-s"
+	before(adopted, m.of("adoption.signal"))
+	before(late, "")
+	before(strict, m.of("adoption.strict"))
+	// The cut-over: just after the last event the backend recorded for these workflows, by the server's own clock.
+	var cutover time.Time
+	for _, id := range []string{adopted, late, strict} {
+		events, err := history(ctx, stack.frontend, id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range events {
+			if at := ev.GetEventTime().AsTime(); at.After(cutover) {
+				cutover = at
+			}
+		}
+	}
+	cutover = cutover.Add(time.Microsecond)
+
+	policyAt := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policyAt, []byte("version: 1\nnamespaces:\n  default:\n    adoption: {accept_plaintext_before: "+
+		cutover.UTC().Format(time.RFC3339Nano)+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	adopting := newEnv(t, func(c *gateway.Config) { c.PolicyFile = policyAt })
+	c, workerLog := startWorkerOn(t, adopting, tq+"-a", tq+"-l")
+
+	// The plaintext recorded before the cut-over is accepted: the workflow completes with its signal value.
+	var out string
+	if err := c.GetWorkflow(ctx, adopted, "").Get(ctx, &out); err != nil || out != m.of("adoption.signal") {
+		t.Errorf("adopted workflow: %q, %v; want it completed with the plaintext signal recorded before the cut-over", out, err)
+	}
+	// Plaintext the backend records after the cut-over is refused, even with adoption on.
+	signalFromBackend(t, ctx, adopting, late, jsonPayload(t, m.of("adoption.late")))
+	waitTaskRefused(t, adopting, late, reasonPlaintext, workerLog)
+
+	// Strict (no adoption): the input of a plaintext history is refused and the workflow task fails naming it.
+	strictEnv := newEnv(t)
+	_, strictLog := startWorkerOn(t, strictEnv, tq+"-s")
+	if !testenv.Poll(30*time.Second, throttle(250*time.Millisecond, func() bool {
+		events, err := history(ctx, strictEnv.viaProxy, strict, "")
+		if err != nil {
+			return false
+		}
+		for _, ev := range events {
+			// The Go SDK fails the workflow itself when its input does not decode.
+			f := ev.GetWorkflowTaskFailedEventAttributes().GetFailure()
+			if f == nil {
+				f = ev.GetWorkflowExecutionFailedEventAttributes().GetFailure()
+			}
+			if text := failureText(f); strings.Contains(text, codec.EncodingRefusedPrefix+": WorkflowExecutionStartedEventAttributes.input[0]") && mentionsAny(text, reasonPlaintext) {
+				return true
+			}
+		}
+		return false
+	})) {
+		events, err := history(ctx, strictEnv.viaProxy, strict, "")
+		var b strings.Builder
+		for _, ev := range events {
+			fmt.Fprintf(&b, "%v %s%s\n", ev.GetEventType(), failureText(ev.GetWorkflowTaskFailedEventAttributes().GetFailure()), failureText(ev.GetWorkflowExecutionFailedEventAttributes().GetFailure()))
+		}
+		t.Errorf("strict: no workflow task of %s failed naming the refusal of its plaintext input (%v):\n%s\nworker log:\n%s", strict, err, b.String(), clipLog(strictLog.String()))
+	}
+	if v, ok := seenValue(strict, "signal"); ok {
+		t.Errorf("strict: the workflow code received %q from a plaintext history", v)
+	}
+}
+
+// startWorkerOn runs a worker behind e's proxy on each task queue until the test ends and returns its client and log.
+func startWorkerOn(t *testing.T, e *env, queues ...string) (client.Client, *testenv.SyncBuffer) {
+	t.Helper()
+	log := &testenv.SyncBuffer{}
+	c := dialSDK(t, e.gw.Addr(), log)
+	for _, q := range queues {
+		w := worker.New(c, q, worker.Options{})
+		register(w)
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Stop)
+	}
+	return c, log
 }
 
 // startWorker runs a worker behind e's proxy on tq until the test ends and returns its client and its log (warnings

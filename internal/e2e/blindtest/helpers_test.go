@@ -267,7 +267,7 @@ type env struct {
 
 // newEnv starts a gateway with local keys in front of a new relay to the shared stack. Its log is captured at debug
 // level, the level that logs every call.
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, opts ...func(*gateway.Config)) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts the embedded Temporal server")
@@ -276,6 +276,9 @@ func newEnv(t testing.TB) *env {
 	e := &env{stack: stack, relay: startRelay(t, stack.FrontendAddr()), proxyLog: &testenv.SyncBuffer{}}
 	e.gw = gatewayenv.InFront(t, e.relay, func(c *gateway.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(e.proxyLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		for _, o := range opts {
+			o(c)
+		}
 	})
 	e.frontend = workflowservice.NewWorkflowServiceClient(testenv.DialInsecure(t, stack.FrontendAddr()))
 	e.viaProxy = workflowservice.NewWorkflowServiceClient(testenv.DialInsecure(t, e.gw.Addr()))
