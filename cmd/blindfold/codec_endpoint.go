@@ -15,6 +15,7 @@ type codecEndpointFlags struct {
 	listen         string
 	policyFile     string
 	auditLog       string
+	auditSync      time.Duration
 	origins        []string
 	tlsCert        string
 	tlsKey         string
@@ -36,6 +37,9 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.listen, "codec-listen", "", "address of the auditors' codec endpoint for the Web UI and temporal CLI (empty: off)")
 	fs.StringVar(&f.policyFile, "codec-policy", "", "policy file whose access section says who may decode which namespace")
 	fs.StringVar(&f.auditLog, "codec-audit-log", "", "hash-chained audit log of every codec endpoint decision (JSON lines)")
+	fs.DurationVar(&f.auditSync, "codec-audit-sync-window", 0, "0: fsync every audit record before its response (concurrent requests share fsyncs); "+
+		"e.g. 5ms: write each record before its response and fsync within the window, so a serial client (the temporal CLI) "+
+		"does not wait for an fsync per payload: records survive a crash of the process, but a power loss or kernel crash can lose the last window's")
 	fs.StringSliceVar(&f.origins, "codec-ui-origin", nil, "browser origin allowed to call the endpoint, e.g. https://temporal-ui.example (repeatable)")
 	fs.StringVar(&f.tlsCert, "codec-tls-cert", "", "TLS certificate for the endpoint (the Web UI passes tokens only to https endpoints)")
 	fs.StringVar(&f.tlsKey, "codec-tls-key", "", "TLS private key for the endpoint")
@@ -48,15 +52,15 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.staticTokens, "codec-static-tokens", "", "YAML file of static bearer tokens: a list of {token, subject, groups}")
 	fs.Int64Var(&f.maxBody, "codec-max-body", codecserver.DefaultMaxBodyBytes, "largest request body in bytes (413 above)")
 	fs.IntVar(&f.maxPayloads, "codec-max-payloads", codecserver.DefaultMaxPayloads, "most payloads in one request (413 above)")
-	fs.Float64Var(&f.rateLimit, "codec-rate-limit", codecserver.DefaultRateLimit, "requests per second per identity (429 above)")
-	fs.IntVar(&f.rateBurst, "codec-rate-burst", codecserver.DefaultRateBurst, "burst of requests per identity")
+	fs.Float64Var(&f.rateLimit, "codec-rate-limit", codecserver.DefaultRateLimit, "payloads per second per identity, a request costing at least one (429 above)")
+	fs.IntVar(&f.rateBurst, "codec-rate-burst", codecserver.DefaultRateBurst, "burst of payloads per identity (a request with more gets 413)")
 	fs.DurationVar(&f.handlerTimeout, "codec-timeout", codecserver.DefaultHandlerTimeout, "time limit for one request's work")
 }
 
 // config is the endpoint the flags describe (production mode: an authenticator and a policy are required).
 func (f *codecEndpointFlags) config() gateway.CodecEndpointConfig {
 	c := gateway.CodecEndpointConfig{
-		Listen: f.listen, PolicyFile: f.policyFile, AuditLog: f.auditLog, Origins: f.origins,
+		Listen: f.listen, PolicyFile: f.policyFile, AuditLog: f.auditLog, AuditSyncWindow: f.auditSync, Origins: f.origins,
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, StaticTokensFile: f.staticTokens,
 		MaxBodyBytes: f.maxBody, MaxPayloads: f.maxPayloads, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
 		HandlerTimeout: f.handlerTimeout,

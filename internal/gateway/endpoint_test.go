@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/codec/codectest"
@@ -41,5 +42,27 @@ func TestDevCodecEndpoint(t *testing.T) {
 	if e, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "0.0.0.0:0", Dev: true, AuditLog: filepath.Join(dir, "dev2.jsonl")}, c, nil, log); err == nil {
 		e.stop(context.Background())
 		t.Fatal("dev endpoint on a public address accepted")
+	}
+}
+
+func TestAuditOptions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  CodecEndpointConfig
+		want time.Duration
+	}{
+		{"production default is strict", CodecEndpointConfig{}, 0},
+		{"dev default has a window", CodecEndpointConfig{Dev: true}, DevAuditSyncWindow},
+		{"dev can be strict", CodecEndpointConfig{Dev: true, AuditSyncWindow: -1}, 0},
+		{"production opts in", CodecEndpointConfig{AuditSyncWindow: 10 * time.Millisecond}, 10 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.cfg.auditOptions().SyncWindow; got != tt.want {
+				t.Fatalf("window %s, want %s", got, tt.want)
+			}
+		})
 	}
 }
