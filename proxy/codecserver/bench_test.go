@@ -115,3 +115,44 @@ func benchDecodeOne(b *testing.B, window time.Duration) {
 		}
 	}
 }
+
+// BenchmarkCLIRoundTrip is one CLI-pattern request over loopback HTTP with keep-alive (client and server in this
+// process), with the audit log's sync window: the whole round trip the temporal CLI waits for per payload.
+func BenchmarkCLIRoundTrip(b *testing.B) {
+	c, err := codec.New(codectest.NewKeyring())
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 1024)
+	rand.Read(data)
+	enc, err := c.Encode(b.Context(), "default", []*commonpb.Payload{{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: data}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reqBody := []byte(body(&testing.T{}, enc...))
+	pol, err := policy.Parse("bench.yaml", []byte(testPolicy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	al, err := policy.OpenAuditWith(filepath.Join(b.TempDir(), "audit.jsonl"), policy.AuditOptions{SyncWindow: 5 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer al.Close()
+	static, err := NewStaticTokens(map[string]policy.Identity{"auditor-token": {Subject: "alice", Groups: []string{"auditors"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := New(Config{Codec: c, Authenticator: static, Authorizer: pol.Access, Audit: al, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	client := srv.Client()
+	for b.Loop() {
+		if _, err := postDecode(client, srv.URL+"/default/decode", "auditor-token", reqBody); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
