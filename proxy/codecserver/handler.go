@@ -41,7 +41,9 @@ type Authorizer interface {
 	Authorize(ctx context.Context, id policy.Identity, namespace string, op policy.Operation) policy.Decision
 }
 
-// AuditLog records decisions durably. *policy.AuditLog implements it. Append returns the new head hash.
+// AuditLog records decisions. *policy.AuditLog implements it. Append returns the new head hash once the record is as
+// durable as the log promises: fsynced in strict mode, written (and fsynced within the window) with a sync window.
+// The handler sends no response to a decision before Append returned nil.
 type AuditLog interface {
 	Append(r policy.Record) (string, error)
 }
