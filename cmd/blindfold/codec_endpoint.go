@@ -30,6 +30,8 @@ type codecEndpointFlags struct {
 	maxPayloads    int
 	rateLimit      float64
 	rateBurst      int
+	authFailRate   float64
+	authFailBurst  int
 	handlerTimeout time.Duration
 }
 
@@ -54,6 +56,8 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.maxPayloads, "codec-max-payloads", codecserver.DefaultMaxPayloads, "most payloads in one request (413 above)")
 	fs.Float64Var(&f.rateLimit, "codec-rate-limit", codecserver.DefaultRateLimit, "payloads per second per identity, a request costing at least one (429 above)")
 	fs.IntVar(&f.rateBurst, "codec-rate-burst", codecserver.DefaultRateBurst, "burst of payloads per identity (a request with more gets 413)")
+	fs.Float64Var(&f.authFailRate, "codec-auth-failure-rate", codecserver.DefaultAuthFailureRate, "failed authentications per second per remote IP, before they are audited (429 above)")
+	fs.IntVar(&f.authFailBurst, "codec-auth-failure-burst", codecserver.DefaultAuthFailureBurst, "burst of failed authentications per remote IP")
 	fs.DurationVar(&f.handlerTimeout, "codec-timeout", codecserver.DefaultHandlerTimeout, "time limit for one request's work")
 }
 
@@ -63,6 +67,7 @@ func (f *codecEndpointFlags) config() gateway.CodecEndpointConfig {
 		Listen: f.listen, PolicyFile: f.policyFile, AuditLog: f.auditLog, AuditSyncWindow: f.auditSync, Origins: f.origins,
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, StaticTokensFile: f.staticTokens,
 		MaxBodyBytes: f.maxBody, MaxPayloads: f.maxPayloads, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
+		AuthFailureRate: f.authFailRate, AuthFailureBurst: f.authFailBurst,
 		HandlerTimeout: f.handlerTimeout,
 	}
 	if f.oidcIssuer != "" {

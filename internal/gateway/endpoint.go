@@ -48,11 +48,15 @@ type CodecEndpointConfig struct {
 	// StaticTokensFile is a YAML list of {token, subject, groups}.
 	StaticTokensFile string
 	// Limits; zero values take the codecserver defaults.
-	MaxBodyBytes   int64
-	MaxPayloads    int
-	RateLimit      float64
-	RateBurst      int
-	HandlerTimeout time.Duration
+	MaxBodyBytes int64
+	MaxPayloads  int
+	// RateLimit and RateBurst are per identity, in payloads; AuthFailureRate and AuthFailureBurst per remote IP, in
+	// failed authentications (codecserver.Config).
+	RateLimit        float64
+	RateBurst        int
+	AuthFailureRate  float64
+	AuthFailureBurst int
+	HandlerTimeout   time.Duration
 }
 
 // DevAuditSyncWindow is the dev endpoint's audit sync window: on a developer's machine a serial client (the temporal
@@ -152,6 +156,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 	hcfg.AllowedOrigins = cfg.Origins
 	hcfg.MaxBodyBytes, hcfg.MaxPayloads, hcfg.HandlerTimeout = cfg.MaxBodyBytes, cfg.MaxPayloads, cfg.HandlerTimeout
 	hcfg.RateLimit, hcfg.RateBurst = rate.Limit(cfg.RateLimit), cfg.RateBurst
+	hcfg.AuthFailureRate, hcfg.AuthFailureBurst = rate.Limit(cfg.AuthFailureRate), cfg.AuthFailureBurst
 	h, err := codecserver.New(hcfg)
 	if err != nil {
 		return nil, err
