@@ -66,6 +66,7 @@ var scenarios = []scenario{
 	{"rpc", runRPC},
 	{"workflows", runWorkflows},
 	{"endpoint", runEndpoint},
+	{"cli", runCLI},
 	{"memory", runMemory},
 	{"load", runLoad},
 }

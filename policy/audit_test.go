@@ -255,3 +255,230 @@ func FuzzVerifyAudit(f *testing.F) {
 		}
 	})
 }
+
+// countingSync is an fsync hook: it counts calls, can hold the first one until released, and can fail.
+type countingSync struct {
+	mu      sync.Mutex
+	calls   int
+	hold    chan struct{} // if not nil, the first call waits for it to close
+	started chan struct{} // closed when the first call begins
+	fail    error
+	called  chan struct{} // receives one value per call (buffered), so tests can wait for a background fsync
+}
+
+func newCountingSync() *countingSync {
+	return &countingSync{started: make(chan struct{}), called: make(chan struct{}, 1000)}
+}
+
+func (c *countingSync) sync(f *os.File) error {
+	c.mu.Lock()
+	c.calls++
+	first := c.calls == 1
+	fail := c.fail
+	c.mu.Unlock()
+	if first {
+		close(c.started)
+		if c.hold != nil {
+			<-c.hold
+		}
+	}
+	c.called <- struct{}{}
+	if fail != nil {
+		return fail
+	}
+	return f.Sync()
+}
+
+func (c *countingSync) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
+}
+
+// waitWritten waits until the log has written n records (an event the test cannot observe otherwise).
+func waitWritten(t *testing.T, l *AuditLog, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.written.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d records written", l.written.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestAuditGroupCommit holds the first fsync while more records are written: every waiting Append must then be covered
+// by one more fsync, return only after it, and leave an intact chain.
+func TestAuditGroupCommit(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	cs := newCountingSync()
+	cs.hold = make(chan struct{})
+	l, err := OpenAuditWith(path, AuditOptions{sync: cs.sync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	errs := make(chan error, n)
+	go func() { _, err := l.Append(record(0)); errs <- err }()
+	<-cs.started
+	for i := 1; i < n; i++ {
+		go func() { _, err := l.Append(record(i)); errs <- err }()
+	}
+	waitWritten(t, l, n)
+	select {
+	case err := <-errs:
+		t.Fatalf("an Append returned before its fsync: %v", err)
+	default:
+	}
+	close(cs.hold)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cs.count(); got != 2 {
+		t.Fatalf("%d fsyncs for %d concurrent records, want 2 (the held one and one for the group)", got, n)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := cs.count(); got != 2 {
+		t.Fatalf("Close ran %d more fsyncs with nothing to sync", got-2)
+	}
+	if sum, err := verifyFile(t, path, VerifyOptions{}); err != nil || sum.Records != n {
+		t.Fatalf("%+v %v", sum, err)
+	}
+}
+
+func TestAuditSyncModes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		window time.Duration
+		// fsyncs expected after n serial Appends, and after Close.
+		afterAppends, afterClose int
+	}{
+		{"strict: one fsync per serial record", 0, 10, 10},
+		{"window: no fsync before the window ends, one on Close", time.Hour, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			cs := newCountingSync()
+			l, err := OpenAuditWith(path, AuditOptions{SyncWindow: tt.window, sync: cs.sync})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var head string
+			for i := range 10 {
+				if head, err = l.Append(record(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := cs.count(); got != tt.afterAppends {
+				t.Fatalf("%d fsyncs after the appends, want %d", got, tt.afterAppends)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := cs.count(); got != tt.afterClose {
+				t.Fatalf("%d fsyncs after Close, want %d", got, tt.afterClose)
+			}
+			if sum, err := verifyFile(t, path, VerifyOptions{Anchor: head}); err != nil || sum.Records != 10 {
+				t.Fatalf("%+v %v", sum, err)
+			}
+		})
+	}
+}
+
+// TestAuditSyncWindowFlushes checks that the background flusher syncs written records on its own, and that the
+// records of one window share an fsync.
+func TestAuditSyncWindowFlushes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	cs := newCountingSync()
+	cs.hold = make(chan struct{})
+	l, err := OpenAuditWith(path, AuditOptions{SyncWindow: time.Millisecond, sync: cs.sync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Append(record(1)); err != nil {
+		t.Fatal(err)
+	}
+	<-cs.started // the flusher's first fsync, holding
+	for i := 2; i <= 50; i++ {
+		if _, err := l.Append(record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(cs.hold)
+	<-cs.called
+	<-cs.called // the second round covers records 2..50
+	l.smu.Lock()
+	synced := l.synced
+	l.smu.Unlock()
+	if synced != 50 {
+		t.Fatalf("synced up to %d after two fsyncs, want 50", synced)
+	}
+}
+
+// TestAuditSyncFailureDisables checks both modes fail closed after an fsync error: strict Appends report it at once,
+// windowed ones from the next Append after the failed background fsync.
+func TestAuditSyncFailureDisables(t *testing.T) {
+	t.Parallel()
+	for _, window := range []time.Duration{0, time.Millisecond} {
+		t.Run(fmt.Sprint(window), func(t *testing.T) {
+			t.Parallel()
+			cs := newCountingSync()
+			cs.fail = errors.New("disk on fire")
+			l, err := OpenAuditWith(filepath.Join(t.TempDir(), "audit.jsonl"), AuditOptions{SyncWindow: window, sync: cs.sync})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			_, err = l.Append(record(1))
+			if window == 0 {
+				if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+					t.Fatalf("strict append after failed fsync: %v", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				<-cs.called
+				// The flusher records the failure right after its fsync returns; the next Append must see it.
+				waitFailed(t, l)
+			}
+			if _, err := l.Append(record(2)); err == nil || !strings.Contains(err.Error(), "log disabled") {
+				t.Fatalf("append after a failed fsync: %v", err)
+			}
+		})
+	}
+}
+
+func waitFailed(t *testing.T, l *AuditLog) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.smu.Lock()
+		failed := l.syncErr != nil
+		l.smu.Unlock()
+		if failed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("fsync failure not recorded")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestAuditNegativeWindow(t *testing.T) {
+	t.Parallel()
+	if _, err := OpenAuditWith(filepath.Join(t.TempDir(), "a.jsonl"), AuditOptions{SyncWindow: -time.Second}); err == nil {
+		t.Fatal("accepted a negative window")
+	}
+}

@@ -15,6 +15,7 @@ type codecEndpointFlags struct {
 	listen         string
 	policyFile     string
 	auditLog       string
+	auditSync      time.Duration
 	origins        []string
 	tlsCert        string
 	tlsKey         string
@@ -30,6 +31,8 @@ type codecEndpointFlags struct {
 	maxDecoded     int64
 	rateLimit      float64
 	rateBurst      int
+	authFailRate   float64
+	authFailBurst  int
 	handlerTimeout time.Duration
 }
 
@@ -37,6 +40,9 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.listen, "codec-listen", "", "address of the auditors' codec endpoint for the Web UI and temporal CLI (empty: off)")
 	fs.StringVar(&f.policyFile, "codec-policy", "", "policy file whose access section says who may decode which namespace")
 	fs.StringVar(&f.auditLog, "codec-audit-log", "", "hash-chained audit log of every codec endpoint decision (JSON lines)")
+	fs.DurationVar(&f.auditSync, "codec-audit-sync-window", 0, "0: fsync every audit record before its response (concurrent requests share fsyncs); "+
+		"e.g. 5ms: write each record before its response and fsync within the window, so a serial client (the temporal CLI) "+
+		"does not wait for an fsync per payload: records survive a crash of the process, but a power loss or kernel crash can lose the last window's")
 	fs.StringSliceVar(&f.origins, "codec-ui-origin", nil, "browser origin allowed to call the endpoint, e.g. https://temporal-ui.example (repeatable)")
 	fs.StringVar(&f.tlsCert, "codec-tls-cert", "", "TLS certificate for the endpoint (the Web UI passes tokens only to https endpoints)")
 	fs.StringVar(&f.tlsKey, "codec-tls-key", "", "TLS private key for the endpoint")
@@ -50,17 +56,20 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.maxBody, "codec-max-body", codecserver.DefaultMaxBodyBytes, "largest request body in bytes (413 above)")
 	fs.IntVar(&f.maxPayloads, "codec-max-payloads", codecserver.DefaultMaxPayloads, "most payloads in one request (413 above)")
 	fs.Int64Var(&f.maxDecoded, "codec-max-decoded-bytes", 0, "most bytes the zstd-compressed payloads of one decode request may expand to, all together (413 above; 0: as --max-decoded-bytes)")
-	fs.Float64Var(&f.rateLimit, "codec-rate-limit", codecserver.DefaultRateLimit, "requests per second per identity (429 above)")
-	fs.IntVar(&f.rateBurst, "codec-rate-burst", codecserver.DefaultRateBurst, "burst of requests per identity")
+	fs.Float64Var(&f.rateLimit, "codec-rate-limit", codecserver.DefaultRateLimit, "payloads per second per identity, a request costing at least one (429 above)")
+	fs.IntVar(&f.rateBurst, "codec-rate-burst", codecserver.DefaultRateBurst, "burst of payloads per identity (a request with more gets 413)")
+	fs.Float64Var(&f.authFailRate, "codec-auth-failure-rate", codecserver.DefaultAuthFailureRate, "failed authentications per second per remote IP, before they are audited (429 above)")
+	fs.IntVar(&f.authFailBurst, "codec-auth-failure-burst", codecserver.DefaultAuthFailureBurst, "burst of failed authentications per remote IP")
 	fs.DurationVar(&f.handlerTimeout, "codec-timeout", codecserver.DefaultHandlerTimeout, "time limit for one request's work")
 }
 
 // config is the endpoint the flags describe (production mode: an authenticator and a policy are required).
 func (f *codecEndpointFlags) config() gateway.CodecEndpointConfig {
 	c := gateway.CodecEndpointConfig{
-		Listen: f.listen, PolicyFile: f.policyFile, AuditLog: f.auditLog, Origins: f.origins,
+		Listen: f.listen, PolicyFile: f.policyFile, AuditLog: f.auditLog, AuditSyncWindow: f.auditSync, Origins: f.origins,
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, StaticTokensFile: f.staticTokens,
 		MaxBodyBytes: f.maxBody, MaxPayloads: f.maxPayloads, MaxDecodedBytesPerRequest: f.maxDecoded, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
+		AuthFailureRate: f.authFailRate, AuthFailureBurst: f.authFailBurst,
 		HandlerTimeout: f.handlerTimeout,
 	}
 	if f.oidcIssuer != "" {

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/blindfold-dev/blindfold/internal/gateway"
+	"github.com/blindfold-dev/blindfold/proxy/codecserver"
 )
 
 func TestCodecEndpointFlags(t *testing.T) {
@@ -38,8 +40,11 @@ func TestCodecEndpointFlags(t *testing.T) {
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	f.register(fs)
 	if err := fs.Parse([]string{"--codec-listen", "127.0.0.1:0", "--codec-policy", polPath, "--codec-audit-log", filepath.Join(dir, "a.jsonl"),
-		"--codec-static-tokens", tokPath, "--codec-ui-origin", "http://localhost:8233"}); err != nil {
+		"--codec-static-tokens", tokPath, "--codec-ui-origin", "http://localhost:8233", "--codec-audit-sync-window", "5ms"}); err != nil {
 		t.Fatal(err)
+	}
+	if c := f.config(); c.AuditSyncWindow != 5*time.Millisecond || c.RateLimit != codecserver.DefaultRateLimit || c.RateBurst != codecserver.DefaultRateBurst {
+		t.Fatalf("config from flags: sync window %s, rate %v burst %d", c.AuditSyncWindow, c.RateLimit, c.RateBurst)
 	}
 	e, err := start(&f)
 	if err != nil {

@@ -33,6 +33,12 @@ type CodecEndpointConfig struct {
 	PolicyFile string
 	// AuditLog is the hash-chained audit log of every decision (required).
 	AuditLog string
+	// AuditSyncWindow trades the audit log's durability for latency (policy.AuditOptions.SyncWindow). Zero takes the
+	// mode's default: strict outside Dev (every record fsynced before its response; concurrent requests share
+	// fsyncs), DevAuditSyncWindow in Dev. Negative is strict in either mode. Positive: each record is written before
+	// its response (it survives the process crashing) and fsynced within the window (a power loss or kernel crash can
+	// lose the records of the last window).
+	AuditSyncWindow time.Duration
 	// Origins are the browser origins (the Web UI's) allowed to call the endpoint.
 	Origins []string
 	// TLSCert and TLSKey serve HTTPS (the Web UI passes tokens only to https endpoints).
@@ -46,9 +52,29 @@ type CodecEndpointConfig struct {
 	MaxBodyBytes              int64
 	MaxPayloads               int
 	MaxDecodedBytesPerRequest int64
-	RateLimit                 float64
-	RateBurst                 int
-	HandlerTimeout            time.Duration
+	// RateLimit and RateBurst are per identity, in payloads; AuthFailureRate and AuthFailureBurst per remote IP, in
+	// failed authentications (codecserver.Config).
+	RateLimit        float64
+	RateBurst        int
+	AuthFailureRate  float64
+	AuthFailureBurst int
+	HandlerTimeout   time.Duration
+}
+
+// DevAuditSyncWindow is the dev endpoint's audit sync window: on a developer's machine a serial client (the temporal
+// CLI decodes one payload per request) should not wait for an fsync per payload.
+const DevAuditSyncWindow = 5 * time.Millisecond
+
+// auditOptions resolves AuditSyncWindow for the mode.
+func (cfg CodecEndpointConfig) auditOptions() policy.AuditOptions {
+	switch w := cfg.AuditSyncWindow; {
+	case w < 0:
+		return policy.AuditOptions{}
+	case w == 0 && cfg.Dev:
+		return policy.AuditOptions{SyncWindow: DevAuditSyncWindow}
+	default:
+		return policy.AuditOptions{SyncWindow: w}
+	}
 }
 
 // codecEndpoint is a serving endpoint.
@@ -114,7 +140,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 		}
 		hcfg = codecserver.Config{Authenticator: chain, Authorizer: pol.Access}
 	}
-	audit, err := policy.OpenAudit(cfg.AuditLog)
+	audit, err := policy.OpenAuditWith(cfg.AuditLog, cfg.auditOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +159,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 	hcfg.MaxBodyBytes, hcfg.MaxPayloads, hcfg.HandlerTimeout = cfg.MaxBodyBytes, cfg.MaxPayloads, cfg.HandlerTimeout
 	hcfg.MaxDecodedBytes = cfg.MaxDecodedBytesPerRequest
 	hcfg.RateLimit, hcfg.RateBurst = rate.Limit(cfg.RateLimit), cfg.RateBurst
+	hcfg.AuthFailureRate, hcfg.AuthFailureBurst = rate.Limit(cfg.AuthFailureRate), cfg.AuthFailureBurst
 	h, err := codecserver.New(hcfg)
 	if err != nil {
 		return nil, err

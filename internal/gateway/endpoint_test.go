@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -92,5 +93,27 @@ func TestDecodedLimits(t *testing.T) {
 	if _, err := Start(context.Background(), Config{Keys: localKeys(t), MaxDecodedBytesPerResponse: -1,
 		CodecEndpoint: &CodecEndpointConfig{Listen: "127.0.0.1:0", Dev: true, AuditLog: filepath.Join(dir, "a2.jsonl")}}); err == nil {
 		t.Error("negative MaxDecodedBytesPerResponse accepted")
+	}
+}
+
+func TestAuditOptions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  CodecEndpointConfig
+		want time.Duration
+	}{
+		{"production default is strict", CodecEndpointConfig{}, 0},
+		{"dev default has a window", CodecEndpointConfig{Dev: true}, DevAuditSyncWindow},
+		{"dev can be strict", CodecEndpointConfig{Dev: true, AuditSyncWindow: -1}, 0},
+		{"production opts in", CodecEndpointConfig{AuditSyncWindow: 10 * time.Millisecond}, 10 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.cfg.auditOptions().SyncWindow; got != tt.want {
+				t.Fatalf("window %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

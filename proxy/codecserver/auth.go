@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
@@ -138,12 +140,27 @@ type OIDCConfig struct {
 	AcceptIDTokenFromExtras bool
 	// HTTPClient fetches discovery and keys (default http.DefaultClient).
 	HTTPClient *http.Client
+	// TokenCacheSize bounds how many verified tokens are remembered (default 10,000; negative: no cache), and
+	// TokenCacheTTL how long one is trusted without verifying it again (default 1 minute; never past its "exp").
+	// The CLI sends the same token with every payload; verifying its signature each time is most of a request's cost.
+	TokenCacheSize int
+	TokenCacheTTL  time.Duration
+
+	// now replaces time.Now for the verifier and the cache, so tests can move the clock.
+	now func() time.Time
 }
+
+// Defaults of the OIDC token cache.
+const (
+	DefaultTokenCacheSize = 10000
+	DefaultTokenCacheTTL  = time.Minute
+)
 
 // OIDC verifies bearer JWTs against an OIDC issuer's JWKS: signature, issuer, audience, expiry and not-before.
 type OIDC struct {
 	cfg      OIDCConfig
 	verifier *oidc.IDTokenVerifier
+	cache    *tokenCache // nil when disabled
 }
 
 // NewOIDC builds an OIDC authenticator. Without JWKSURL it performs discovery now, so the issuer must be reachable; ctx bounds that request
@@ -161,6 +178,15 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig) (*OIDC, error) {
 	if cfg.GroupsClaim == "" {
 		cfg.GroupsClaim = "groups"
 	}
+	if cfg.TokenCacheSize == 0 {
+		cfg.TokenCacheSize = DefaultTokenCacheSize
+	}
+	if cfg.TokenCacheTTL <= 0 {
+		cfg.TokenCacheTTL = DefaultTokenCacheTTL
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
 	// go-oidc keeps this context for later key-set refreshes, so it must outlive the constructor call.
 	keyCtx := context.WithoutCancel(ctx)
 	if cfg.HTTPClient != nil {
@@ -168,7 +194,7 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig) (*OIDC, error) {
 		keyCtx = oidc.ClientContext(keyCtx, cfg.HTTPClient)
 	}
 	// The audience is checked here against a list rather than by go-oidc's single ClientID.
-	vc := &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: cfg.Algorithms}
+	vc := &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: cfg.Algorithms, Now: cfg.now}
 	var v *oidc.IDTokenVerifier
 	if cfg.JWKSURL != "" {
 		v = oidc.NewVerifier(cfg.Issuer, oidc.NewRemoteKeySet(keyCtx, cfg.JWKSURL), vc)
@@ -179,7 +205,11 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig) (*OIDC, error) {
 		}
 		v = p.VerifierContext(keyCtx, vc)
 	}
-	return &OIDC{cfg: cfg, verifier: v}, nil
+	o := &OIDC{cfg: cfg, verifier: v}
+	if cfg.TokenCacheSize > 0 {
+		o.cache = newTokenCache(cfg.TokenCacheSize, cfg.TokenCacheTTL)
+	}
+	return o, nil
 }
 
 // Authenticate implements Authenticator.
@@ -217,14 +247,36 @@ func (o *OIDC) Authenticate(r *http.Request) (policy.Identity, error) {
 	return policy.Identity{}, firstErr
 }
 
+// verify checks raw, or finds it in the cache of tokens verified earlier. Only successes are cached, keyed by the
+// token's SHA-256, and only until the earlier of the token's expiry and the cache TTL: an expired token always goes
+// back to the verifier, which refuses it.
 func (o *OIDC) verify(ctx context.Context, raw string) (policy.Identity, error) {
+	if o.cache == nil {
+		id, _, err := o.verifyToken(ctx, raw)
+		return id, err
+	}
+	sum := sha256.Sum256([]byte(raw))
+	now := o.cfg.now()
+	if id, ok := o.cache.get(sum, now); ok {
+		return id, nil
+	}
+	id, exp, err := o.verifyToken(ctx, raw)
+	if err != nil {
+		return id, err
+	}
+	o.cache.put(sum, id, exp, now)
+	return id, nil
+}
+
+// verifyToken is the full verification of a JWT; it also returns the token's expiry, which bounds its cache entry.
+func (o *OIDC) verifyToken(ctx context.Context, raw string) (policy.Identity, time.Time, error) {
 	tok, err := o.verifier.Verify(ctx, raw)
 	if err != nil {
 		var exp *oidc.TokenExpiredError
 		if errors.As(err, &exp) {
-			return policy.Identity{}, fmt.Errorf("%w: token expired at %s", ErrInvalidToken, exp.Expiry.UTC().Format("2006-01-02T15:04:05Z"))
+			return policy.Identity{}, time.Time{}, fmt.Errorf("%w: token expired at %s", ErrInvalidToken, exp.Expiry.UTC().Format("2006-01-02T15:04:05Z"))
 		}
-		return policy.Identity{}, fmt.Errorf("%w: %s", ErrInvalidToken, strings.TrimPrefix(err.Error(), "oidc: "))
+		return policy.Identity{}, time.Time{}, fmt.Errorf("%w: %s", ErrInvalidToken, strings.TrimPrefix(err.Error(), "oidc: "))
 	}
 	ok := false
 	for _, a := range tok.Audience {
@@ -234,15 +286,15 @@ func (o *OIDC) verify(ctx context.Context, raw string) (policy.Identity, error) 
 		}
 	}
 	if !ok {
-		return policy.Identity{}, fmt.Errorf("%w: audience %q is not accepted", ErrInvalidToken, tok.Audience)
+		return policy.Identity{}, time.Time{}, fmt.Errorf("%w: audience %q is not accepted", ErrInvalidToken, tok.Audience)
 	}
 	var claims map[string]any
 	if err := tok.Claims(&claims); err != nil {
-		return policy.Identity{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
+		return policy.Identity{}, time.Time{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
 	}
 	sub, _ := claim(claims, o.cfg.SubjectClaim).(string)
 	if sub == "" {
-		return policy.Identity{}, fmt.Errorf("%w: no %q claim", ErrInvalidToken, o.cfg.SubjectClaim)
+		return policy.Identity{}, time.Time{}, fmt.Errorf("%w: no %q claim", ErrInvalidToken, o.cfg.SubjectClaim)
 	}
 	id := policy.Identity{Subject: sub, Method: "oidc", Issuer: tok.Issuer}
 	switch g := claim(claims, o.cfg.GroupsClaim).(type) {
@@ -255,7 +307,76 @@ func (o *OIDC) verify(ctx context.Context, raw string) (policy.Identity, error) 
 	case string:
 		id.Groups = strings.Fields(g)
 	}
-	return id, nil
+	return id, tok.Expiry, nil
+}
+
+// tokenCache remembers verified tokens by their SHA-256 (never the token itself), each until the earlier of its
+// expiry and the TTL. Its size is bounded: when full it drops expired entries, then arbitrary ones.
+type tokenCache struct {
+	mu  sync.Mutex
+	max int
+	ttl time.Duration
+	m   map[[sha256.Size]byte]cachedToken
+}
+
+type cachedToken struct {
+	id    policy.Identity
+	until time.Time
+}
+
+func newTokenCache(max int, ttl time.Duration) *tokenCache {
+	return &tokenCache{max: max, ttl: ttl, m: map[[sha256.Size]byte]cachedToken{}}
+}
+
+// get returns the identity of a token verified earlier and still within its entry's lifetime at now.
+func (c *tokenCache) get(sum [sha256.Size]byte, now time.Time) (policy.Identity, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[sum]
+	if !ok {
+		return policy.Identity{}, false
+	}
+	if !now.Before(e.until) {
+		delete(c.m, sum)
+		return policy.Identity{}, false
+	}
+	e.id.Groups = slices.Clone(e.id.Groups)
+	return e.id, true
+}
+
+// put remembers a token verified at now that expires at exp.
+func (c *tokenCache) put(sum [sha256.Size]byte, id policy.Identity, exp, now time.Time) {
+	until := now.Add(c.ttl)
+	if !exp.IsZero() && exp.Before(until) {
+		until = exp
+	}
+	if !now.Before(until) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[sum]; !ok && len(c.m) >= c.max {
+		for k, e := range c.m {
+			if !now.Before(e.until) {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m {
+			if len(c.m) < c.max {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	// The groups slice is the cache's own: callers may not change what a later hit returns.
+	id.Groups = slices.Clone(id.Groups)
+	c.m[sum] = cachedToken{id: id, until: until}
+}
+
+func (c *tokenCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }
 
 // claim follows a dotted path through nested JSON objects; a key that itself contains dots is matched first.

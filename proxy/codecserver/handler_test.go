@@ -389,7 +389,12 @@ func TestLimits(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.RateLimit = 0.001; c.RateBurst = 2 })
+	f := newFixture(t, func(c *Config) {
+		c.RateLimit = 0.001
+		c.RateBurst = 2
+		c.AuthFailureRate = 0.001
+		c.AuthFailureBurst = 2
+	})
 	good := body(t, f.seal("default", "x")...)
 	for i := 0; i < 2; i++ {
 		if resp, b := f.do(req{path: "/default/decode", body: good, headers: auth("auditor-token")}); resp.StatusCode != 200 {

@@ -9,7 +9,9 @@ import (
 )
 
 // limiter keeps one token bucket per key (an identity's subject, or a remote IP for failed authentication).
-// Its memory is bounded: idle buckets are dropped when the map grows past maxKeys.
+// Its memory is bounded: idle buckets are dropped when the map grows past maxKeys. For identities a token is one
+// payload (a request costs at least one), so a client that decodes one payload per request (the temporal CLI) and
+// one that sends a whole history in one request meet the same budget.
 type limiter struct {
 	mu      sync.Mutex
 	limit   rate.Limit
@@ -30,6 +32,12 @@ func newLimiter(limit rate.Limit, burst int) *limiter {
 
 // allow takes one token for key, or says how long until one is available.
 func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+	return l.allowN(key, 1, now)
+}
+
+// allowN takes n tokens for key, or says how long until they are available (math.MaxInt64 if n exceeds the burst,
+// which no wait can satisfy).
+func (l *limiter) allowN(key string, n int, now time.Time) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
 	}
@@ -44,13 +52,30 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 		l.buckets[key] = b
 	}
 	b.last = now
-	r := b.l.ReserveN(now, 1)
+	r := b.l.ReserveN(now, n)
 	if !r.OK() {
 		return false, time.Duration(math.MaxInt64)
 	}
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		return false, d
+	}
+	return true, 0
+}
+
+// has says whether key has at least one token left, without taking it: the cheap check made before reading a body.
+func (l *limiter) has(key string, now time.Time) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		return true, 0
+	}
+	if t := b.l.TokensAt(now); t < 1 {
+		return false, time.Duration((1 - t) / float64(l.limit) * float64(time.Second))
 	}
 	return true, 0
 }

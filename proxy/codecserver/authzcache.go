@@ -1,0 +1,64 @@
+package codecserver
+
+import (
+	"context"
+	"strconv"
+	"sync"
+
+	"github.com/blindfold-dev/blindfold/policy"
+)
+
+// maxDecisions bounds the decision cache; past it the cache starts over (a miss costs one rule evaluation).
+const maxDecisions = 10000
+
+// decisionCache remembers a *policy.Access's decisions per (identity, namespace, operation). It is exact, not a
+// heuristic: an Access is immutable, and its decision depends on nothing else (the context is unused).
+type decisionCache struct {
+	a  *policy.Access
+	mu sync.RWMutex
+	m  map[string]policy.Decision
+}
+
+func newDecisionCache(a *policy.Access) *decisionCache {
+	return &decisionCache{a: a, m: map[string]policy.Decision{}}
+}
+
+// Authorize implements Authorizer.
+func (c *decisionCache) Authorize(ctx context.Context, id policy.Identity, namespace string, op policy.Operation) policy.Decision {
+	key := decisionKey(id, namespace, op)
+	c.mu.RLock()
+	d, ok := c.m[key]
+	c.mu.RUnlock()
+	if ok {
+		return d
+	}
+	d = c.a.Authorize(ctx, id, namespace, op)
+	c.mu.Lock()
+	if len(c.m) >= maxDecisions {
+		c.m = map[string]policy.Decision{}
+	}
+	c.m[key] = d
+	c.mu.Unlock()
+	return d
+}
+
+// decisionKey length-prefixes every field, so that no subject or group name (a JWT claim: any text) can make two
+// different identities share a key.
+func decisionKey(id policy.Identity, namespace string, op policy.Operation) string {
+	b := make([]byte, 0, 64+len(id.Subject)+len(id.Issuer)+len(namespace))
+	field := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+	}
+	field(id.Method)
+	field(id.Issuer)
+	field(id.Subject)
+	field(namespace)
+	field(string(op))
+	b = strconv.AppendInt(b, int64(len(id.Groups)), 10)
+	for _, g := range id.Groups {
+		field(g)
+	}
+	return string(b)
+}
