@@ -13,11 +13,25 @@ import (
 // Operation is what an identity asks to do with a namespace's payloads.
 type Operation string
 
-// Operations the codec endpoint and the offline decoder authorize.
+// Operations the codec endpoint and the offline decoder authorize (decode, encode), and the actions of the gRPC
+// proxy's callers (every WorkflowService and OperatorService method is one of them): one model for both doors.
 const (
 	OpDecode Operation = "decode"
 	OpEncode Operation = "encode"
+	// OpWorker: polls, task responses, heartbeats — what a worker does.
+	OpWorker Operation = "worker"
+	// OpClientWrite: start, signal, update, cancel, terminate, reset, delete, schedules, batch operations.
+	OpClientWrite Operation = "client-write"
+	// OpClientRead: describe, history, query, list, count.
+	OpClientRead Operation = "client-read"
+	// OpAdmin: OperatorService, namespace and cluster operations, worker deployment and versioning configuration.
+	OpAdmin Operation = "admin"
 )
+
+// Operations lists every operation a rule may name, in the order the docs give them.
+func Operations() []Operation {
+	return []Operation{OpWorker, OpClientWrite, OpClientRead, OpAdmin, OpDecode, OpEncode}
+}
 
 // Effect says whether a matching rule grants or refuses.
 type Effect string
@@ -38,6 +52,8 @@ type Identity struct {
 	Method string `json:"method,omitempty"`
 	// Issuer is the OIDC issuer that vouched for the identity, if any.
 	Issuer string `json:"issuer,omitempty"`
+	// SANs are the DNS names and URIs (SPIFFE IDs among them) of a client certificate, for rules matching by SAN.
+	SANs []string `json:"sans,omitempty"`
 }
 
 // Decision is the outcome of an authorization check, with a reason fit for the audit log and for the caller.
@@ -50,10 +66,13 @@ type Decision struct {
 
 // Rule is one access rule: identities (by subject or group) × namespaces (glob patterns) × operations.
 type Rule struct {
-	Name       string
-	Effect     Effect
-	Subjects   []string
-	Groups     []string
+	Name     string
+	Effect   Effect
+	Subjects []string
+	Groups   []string
+	// SANs are glob patterns (path.Match) matched against a client certificate's DNS and URI SANs, e.g.
+	// "spiffe://prod.example/ns/payments/sa/*" ("*" does not cross a "/").
+	SANs       []string
 	Namespaces []string
 	Operations []Operation
 	// Line is the rule's line in the policy file (0 for rules built in code).
@@ -108,7 +127,7 @@ func (a *Access) Authorize(_ context.Context, id Identity, namespace string, op 
 }
 
 func (r *Rule) matches(id Identity, namespace string, op Operation) bool {
-	if id.Subject == "" && len(id.Groups) == 0 {
+	if id.Subject == "" && len(id.Groups) == 0 && len(id.SANs) == 0 {
 		return false
 	}
 	if !slices.Contains(r.Operations, op) {
@@ -124,11 +143,26 @@ func (r *Rule) matches(id Identity, namespace string, op Operation) bool {
 		}
 	}
 	if !who {
+		who = matchesAny(r.SANs, id.SANs)
+	}
+	if !who {
 		return false
 	}
 	for _, pat := range r.Namespaces {
 		if ok, _ := path.Match(pat, namespace); ok {
 			return true
+		}
+	}
+	return false
+}
+
+// matchesAny reports whether any value matches any glob pattern.
+func matchesAny(patterns, values []string) bool {
+	for _, pat := range patterns {
+		for _, v := range values {
+			if ok, _ := path.Match(pat, v); ok {
+				return true
+			}
 		}
 	}
 	return false
@@ -204,6 +238,14 @@ func (p *parser) rule(n *yaml.Node, field string) (Rule, bool) {
 				}
 			}
 			r.Groups = gs
+		case "sans":
+			pats, nodes := p.strList(vn, f)
+			for i, pat := range pats {
+				if _, err := path.Match(pat, ""); err != nil || pat == "" {
+					p.errorf(nodes[i], fmt.Sprintf("%s[%d]", f, i), "invalid SAN pattern %q", pat)
+				}
+			}
+			r.SANs = pats
 		case "namespaces":
 			seenNS = true
 			pats, nodes := p.strList(vn, f)
@@ -220,26 +262,25 @@ func (p *parser) rule(n *yaml.Node, field string) (Rule, bool) {
 			seenOps = true
 			ops, nodes := p.strList(vn, f)
 			for i, op := range ops {
-				switch Operation(op) {
-				case OpDecode, OpEncode:
-					r.Operations = append(r.Operations, Operation(op))
-				default:
-					p.errorf(nodes[i], fmt.Sprintf("%s[%d]", f, i), "unknown operation %q (known: decode, encode)", op)
+				if !slices.Contains(Operations(), Operation(op)) {
+					p.errorf(nodes[i], fmt.Sprintf("%s[%d]", f, i), "unknown operation %q (known: worker, client-write, client-read, admin, decode, encode)", op)
+					continue
 				}
+				r.Operations = append(r.Operations, Operation(op))
 			}
 			if len(ops) == 0 && vn.Kind == yaml.SequenceNode {
 				p.errorf(vn, f, "must list at least one operation")
 			}
 		default:
-			p.errorf(kn, f, "unknown field (known: name, effect, subjects, groups, namespaces, operations)")
+			p.errorf(kn, f, "unknown field (known: name, effect, subjects, groups, sans, namespaces, operations)")
 		}
 	})
 	if n.Kind == yaml.MappingNode {
 		if !seenName {
 			p.errorf(n, field+".name", "missing: every rule needs a name (it appears in the audit log)")
 		}
-		if len(r.Subjects) == 0 && len(r.Groups) == 0 {
-			p.errorf(n, field, "a rule needs subjects or groups (or both)")
+		if len(r.Subjects) == 0 && len(r.Groups) == 0 && len(r.SANs) == 0 {
+			p.errorf(n, field, "a rule needs subjects, groups or sans")
 		}
 		if !seenNS {
 			p.errorf(n, field+".namespaces", "missing")

@@ -126,7 +126,7 @@ access:
     - effect: allow
 `, []string{
 			"p.yaml:4:7: access.rules[0].name: missing",
-			"p.yaml:4:7: access.rules[0]: a rule needs subjects or groups",
+			"p.yaml:4:7: access.rules[0]: a rule needs subjects, groups or sans",
 			"p.yaml:4:7: access.rules[0].namespaces: missing",
 			"p.yaml:4:7: access.rules[0].operations: missing",
 		}},
@@ -241,4 +241,60 @@ func FuzzParse(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestAuthorizeBothDoors: the gRPC actions and SAN matching (SPIFFE IDs of workers' certificates) in the same rules
+// as the codec endpoint's operations.
+func TestAuthorizeBothDoors(t *testing.T) {
+	t.Parallel()
+	p, err := Parse("p.yaml", []byte(`version: 1
+access:
+  rules:
+    - name: payments-workers
+      sans: ["spiffe://prod.example/ns/payments/sa/*"]
+      namespaces: [payments]
+      operations: [worker, client-read]
+    - name: hr-clients
+      groups: [hr]
+      namespaces: ["hr-*"]
+      operations: [client-write, client-read, decode]
+    - name: platform-admin
+      subjects: [ops]
+      namespaces: ["*"]
+      operations: [admin]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := Identity{Subject: "CN=payments-worker", SANs: []string{"payments-worker.internal", "spiffe://prod.example/ns/payments/sa/worker"}}
+	hr := Identity{Subject: "erin", Groups: []string{"hr"}}
+	for _, tc := range []struct {
+		name  string
+		id    Identity
+		ns    string
+		op    Operation
+		allow bool
+	}{
+		{"worker polls its namespace", worker, "payments", OpWorker, true},
+		{"worker reads its namespace", worker, "payments", OpClientRead, true},
+		{"worker cannot start workflows", worker, "payments", OpClientWrite, false},
+		{"payments workers cannot read HR", worker, "hr-payroll", OpWorker, false},
+		{"SAN of another trust domain", Identity{SANs: []string{"spiffe://evil.example/ns/payments/sa/worker"}}, "payments", OpWorker, false},
+		{"HR client writes HR", hr, "hr-payroll", OpClientWrite, true},
+		{"HR client is no worker", hr, "hr-payroll", OpWorker, false},
+		{"HR decodes HR", hr, "hr-payroll", OpDecode, true},
+		{"admin", Identity{Subject: "ops"}, "anything", OpAdmin, true},
+		{"admin is not client-read", Identity{Subject: "ops"}, "payments", OpClientRead, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if d := p.Access.Authorize(context.Background(), tc.id, tc.ns, tc.op); d.Allow != tc.allow {
+				t.Fatalf("Authorize = %+v, want allow=%v", d, tc.allow)
+			}
+		})
+	}
+	if _, err := Parse("p.yaml", []byte("version: 1\naccess:\n  rules:\n    - {name: r, subjects: [a], namespaces: [x], operations: [poll]}\n")); err == nil ||
+		!strings.Contains(err.Error(), `unknown operation "poll" (known: worker, client-write, client-read, admin, decode, encode)`) {
+		t.Errorf("unknown operation: %v", err)
+	}
 }
