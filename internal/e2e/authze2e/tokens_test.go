@@ -1,0 +1,81 @@
+package authze2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindfold-dev/blindfold/internal/testenv"
+)
+
+// TestBadTokens presents erin's identity (subject "erin", group "hr-clients", allowed to read and decode HR) in
+// tokens that are wrong one way each, and a valid token of someone the policy does not know, to both doors: the
+// proxy must answer Unauthenticated for a token it cannot trust and PermissionDenied for a trusted identity without
+// the namespace, the codec endpoint 401 and 403. A bad token next to a good client certificate is still refused: the
+// token is what the caller claims to be, and the proxy does not fall back to the certificate.
+func TestBadTokens(t *testing.T) {
+	t.Parallel()
+	pki, iss := testenv.NewPKI(t), newIssuer(t)
+	e := newEnv(t, pki, iss, matrixPolicy)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	other := newIssuer(t) // a real issuer, just not the one the gateway trusts
+	unknownKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	erinGroups := []string{"hr-clients"}
+	hrWorkerCert := pki.Client(t, "hr-worker", hrWorkerID)
+	tests := []struct {
+		name  string
+		who   caller
+		grpc  codes.Code // of a client-read call on hr; codes.NotFound: admitted (the workflow does not exist)
+		codec int        // of decoding an hr payload
+	}{
+		{"valid (control)", caller{token: iss.token("erin", erinGroups, nil)}, codes.NotFound, http.StatusOK},
+		{"expired", caller{token: iss.token("erin", erinGroups, map[string]any{"exp": time.Now().Add(-time.Minute).Unix()})},
+			codes.Unauthenticated, http.StatusUnauthorized},
+		{"not yet valid", caller{token: iss.token("erin", erinGroups, map[string]any{"nbf": time.Now().Add(time.Hour).Unix()})},
+			codes.Unauthenticated, http.StatusUnauthorized},
+		{"wrong audience", caller{token: iss.token("erin", erinGroups, map[string]any{"aud": "someone-else"})},
+			codes.Unauthenticated, http.StatusUnauthorized},
+		{"wrong issuer", caller{token: other.token("erin", erinGroups, nil)}, codes.Unauthenticated, http.StatusUnauthorized},
+		{"alg none", caller{token: unsignedToken(iss.claims("erin", erinGroups, nil))}, codes.Unauthenticated, http.StatusUnauthorized},
+		{"unknown key", caller{token: signWith(unknownKey, iss.claims("erin", erinGroups, nil))}, codes.Unauthenticated, http.StatusUnauthorized},
+		{"not a JWT", caller{token: "opaque-garbage"}, codes.Unauthenticated, http.StatusUnauthorized},
+		{"no subject", caller{token: iss.token("erin", erinGroups, map[string]any{"sub": nil})}, codes.Unauthenticated, http.StatusUnauthorized},
+		{"valid, without the namespace", caller{token: iss.token("frank", []string{"payments-clients"}, nil)},
+			codes.PermissionDenied, http.StatusForbidden},
+		{"expired token with a valid hr worker certificate", caller{cert: hrWorkerCert,
+			token: iss.token("erin", erinGroups, map[string]any{"exp": time.Now().Add(-time.Minute).Unix()})},
+			codes.Unauthenticated, http.StatusUnauthorized},
+	}
+	for _, tc := range tests {
+		tc.who.name = tc.name
+		t.Run(tc.name, func(t *testing.T) {
+			conn := e.conn(t, tc.who)
+			cctx, cancel := context.WithTimeout(withAuth(ctx, tc.who), callTimeout)
+			defer cancel()
+			err := actions[2].call(cctx, conn, nsHR) // client-read
+			if got := status.Code(err); got != tc.grpc {
+				t.Errorf("gRPC DescribeWorkflowExecution on hr: got %s, want %s", describeCode(err), tc.grpc)
+			}
+			if tc.grpc == codes.Unauthenticated && strings.Contains(status.Convert(err).Message(), "erin") {
+				// An unverified token's claims are the caller's say-so: the proxy must not present them as an identity.
+				t.Errorf("gRPC refusal names the unverified subject: %s", describeCode(err))
+			}
+			code, body, _ := e.codecCall(t, tc.who, nsHR, nsHR, "decode", "salary: 100")
+			if code != tc.codec {
+				t.Errorf("codec POST /hr/decode: status %d (%s), want %d", code, strings.TrimSpace(body), tc.codec)
+			}
+		})
+	}
+}
