@@ -528,4 +528,3 @@ func TestJoinActions(t *testing.T) {
 		}
 	}
 }
-
