@@ -19,6 +19,7 @@ type codecEndpointFlags struct {
 	origins        []string
 	tlsCert        string
 	tlsKey         string
+	insecureListen bool
 	oidcIssuer     string
 	oidcAudiences  []string
 	oidcJWKSURL    string
@@ -46,6 +47,8 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.origins, "codec-ui-origin", nil, "browser origin allowed to call the endpoint, e.g. https://temporal-ui.example (repeatable)")
 	fs.StringVar(&f.tlsCert, "codec-tls-cert", "", "TLS certificate for the endpoint (the Web UI passes tokens only to https endpoints)")
 	fs.StringVar(&f.tlsKey, "codec-tls-key", "", "TLS private key for the endpoint")
+	fs.BoolVar(&f.insecureListen, "codec-insecure-listen", false, "DANGEROUS: allow a non-loopback --codec-listen without TLS: "+
+		"bearer tokens and decoded payloads cross the network in the clear; only for when a TLS-terminating ingress on a private path is the only way in (an authenticator is still required)")
 	fs.StringVar(&f.oidcIssuer, "codec-oidc-issuer", "", "OIDC issuer whose JWTs authenticate callers")
 	fs.StringSliceVar(&f.oidcAudiences, "codec-oidc-audience", nil, "accepted JWT audience (repeatable; required with --codec-oidc-issuer)")
 	fs.StringVar(&f.oidcJWKSURL, "codec-oidc-jwks-url", "", "fetch signing keys from this URL instead of OIDC discovery")
@@ -67,7 +70,7 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 func (f *codecEndpointFlags) config() gateway.CodecEndpointConfig {
 	c := gateway.CodecEndpointConfig{
 		Listen: f.listen, PolicyFile: f.policyFile, AuditLog: f.auditLog, AuditSyncWindow: f.auditSync, Origins: f.origins,
-		TLSCert: f.tlsCert, TLSKey: f.tlsKey, StaticTokensFile: f.staticTokens,
+		TLSCert: f.tlsCert, TLSKey: f.tlsKey, InsecureListen: f.insecureListen, StaticTokensFile: f.staticTokens,
 		MaxBodyBytes: f.maxBody, MaxPayloads: f.maxPayloads, MaxDecodedBytesPerRequest: f.maxDecoded, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
 		AuthFailureRate: f.authFailRate, AuthFailureBurst: f.authFailBurst,
 		HandlerTimeout: f.handlerTimeout,

@@ -41,8 +41,12 @@ type CodecEndpointConfig struct {
 	AuditSyncWindow time.Duration
 	// Origins are the browser origins (the Web UI's) allowed to call the endpoint.
 	Origins []string
-	// TLSCert and TLSKey serve HTTPS (the Web UI passes tokens only to https endpoints).
+	// TLSCert and TLSKey serve HTTPS (the Web UI passes tokens only to https endpoints). Required beyond loopback
+	// unless InsecureListen.
 	TLSCert, TLSKey string
+	// InsecureListen lets a production endpoint listen beyond loopback without TLS, for when a TLS-terminating ingress
+	// in front is the only way in. It never waives the authenticator.
+	InsecureListen bool
 	// OIDC, if set, verifies bearer JWTs against an issuer.
 	OIDC *codecserver.OIDCConfig
 	// StaticTokensFile is a YAML list of {token, subject, groups}.
