@@ -48,8 +48,13 @@ const (
 	nsHR       = "hr"
 )
 
+// serverLog receives the shared embedded server's log: the frontend logs every raw poll with a deadline shorter than
+// its minimum long poll (the tests' way to see a poll admitted at once), which would drown the test output.
+var serverLog testenv.SyncBuffer
+
 func TestMain(m *testing.M) {
-	devstacktest.SetSharedOptions(devstacktest.WithNamespaces(nsPayments, nsHR))
+	devstacktest.SetSharedOptions(devstacktest.WithNamespaces(nsPayments, nsHR),
+		devstacktest.WithConfig(func(c *devstack.Config) { c.LogOutput = &serverLog }))
 	devstacktest.Main(m)
 }
 
