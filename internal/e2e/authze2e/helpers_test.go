@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ import (
 	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
+	"github.com/blindfold-dev/blindfold/policy"
 	"github.com/blindfold-dev/blindfold/proxy"
 	"github.com/blindfold-dev/blindfold/proxy/codecserver"
 )
@@ -155,28 +157,50 @@ type env struct {
 	pki        *testenv.PKI
 	iss        *issuer
 	policyPath string
+	auditPath  string
 	gw         *gateway.Gateway
 	errs       *errorCounter
 }
 
-// newEnv starts the gateway of an env in front of the shared stack's frontend, with policy as its policy file.
-func newEnv(t testing.TB, pki *testenv.PKI, iss *issuer, policy string) *env {
+// newEnv starts the gateway of an env in front of the shared stack's frontend, with policyYAML as its policy file.
+func newEnv(t testing.TB, pki *testenv.PKI, iss *issuer, policyYAML string) *env {
 	t.Helper()
-	return newEnvVia(t, pki, iss, policy, nil)
+	return newEnvVia(t, pki, iss, policyYAML, nil)
 }
 
-// newEnvVia is newEnv with front (if not nil) as the gateway's upstream instead of the frontend itself.
-func newEnvVia(t testing.TB, pki *testenv.PKI, iss *issuer, policy string, front gatewayenv.Frontend) *env {
+// auditRecords reads the records of the audit log both doors share (the codec endpoint's); the gateway writes each
+// before it answers, so every refusal already answered is there.
+func (e *env) auditRecords(t testing.TB) []policy.Record {
+	t.Helper()
+	b, err := os.ReadFile(e.auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []policy.Record
+	for line := range strings.Lines(string(b)) {
+		var r policy.Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("audit log %s: %v", e.auditPath, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// newEnvVia is newEnv with front (if not nil) as the gateway's upstream instead of the frontend itself; opts adjust
+// the gateway's Config last.
+func newEnvVia(t testing.TB, pki *testenv.PKI, iss *issuer, policyYAML string, front gatewayenv.Frontend, opts ...func(*gateway.Config)) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts the embedded Temporal server")
 	}
 	dir := t.TempDir()
-	e := &env{stack: devstacktest.Shared(t), pki: pki, iss: iss, policyPath: filepath.Join(dir, "policy.yaml"), errs: &errorCounter{}}
+	e := &env{stack: devstacktest.Shared(t), pki: pki, iss: iss, policyPath: filepath.Join(dir, "policy.yaml"),
+		auditPath: filepath.Join(dir, "audit.jsonl"), errs: &errorCounter{}}
 	if front == nil {
 		front = e.stack
 	}
-	testenv.WriteFileAtomic(t, e.policyPath, policy)
+	testenv.WriteFileAtomic(t, e.policyPath, policyYAML)
 	serverTLS := pki.ServerTLS(pki.Server(t, "blindfold-gateway"), false)
 	// Certificates are verified when given, not required: the OIDC callers come with a token and no certificate.
 	serverTLS.ClientCAs, serverTLS.ClientAuth = pki.Pool, tls.VerifyClientCertIfGiven
@@ -186,10 +210,13 @@ func newEnvVia(t testing.TB, pki *testenv.PKI, iss *issuer, policy string, front
 		c.Proxy.Auth = &gateway.ProxyAuthConfig{ClientCerts: true, OIDC: iss.oidcConfig()}
 		c.Proxy.Observer = e.errs
 		c.CodecEndpoint = &gateway.CodecEndpointConfig{
-			Listen: "127.0.0.1:0", PolicyFile: e.policyPath, AuditLog: filepath.Join(dir, "codec-audit.jsonl"),
+			Listen: "127.0.0.1:0", PolicyFile: e.policyPath, AuditLog: e.auditPath,
 			OIDC: iss.oidcConfig(),
 			// The bad-token tests fail authentication on purpose, many times from one address.
 			AuthFailureRate: 1000, AuthFailureBurst: 1000,
+		}
+		for _, o := range opts {
+			o(c)
 		}
 	})
 	return e

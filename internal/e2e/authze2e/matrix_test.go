@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/policy"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
 
@@ -170,6 +171,47 @@ func TestMatrix(t *testing.T) {
 		for _, ns := range []string{nsPayments, nsHR} {
 			if got := e.errs.count(ns, proxy.ErrorKind("permission_denied")); got < denied[ns] {
 				t.Errorf("Observer.Error(%q, permission_denied) counted %d refusals, the matrix made %d", ns, got, denied[ns])
+			}
+		}
+	})
+	t.Run("denials are audited", func(t *testing.T) {
+		var grpcDenials int
+		var found bool
+		for _, r := range e.auditRecords(t) {
+			if r.Door != policy.DoorGRPC || r.Decision != policy.AuditDeny {
+				continue
+			}
+			grpcDenials++
+			if r.Identity.Subject == paymentsWorkerID && r.Namespace == nsHR && r.Operation == "worker" {
+				found = true
+			}
+		}
+		if grpcDenials < denied[nsPayments]+denied[nsHR] {
+			t.Errorf("the audit log holds %d refusals of door %q, the matrix made %d", grpcDenials, policy.DoorGRPC, denied[nsPayments]+denied[nsHR])
+		}
+		if !found {
+			t.Errorf("the audit log has no refusal of door %q for %s's worker call on %s", policy.DoorGRPC, paymentsWorkerID, nsHR)
+		}
+	})
+	t.Run("ListNamespaces shows what the caller may use", func(t *testing.T) {
+		for _, id := range ids[:4] {
+			cctx, cancel := context.WithTimeout(withAuth(ctx, id.caller), callTimeout)
+			resp, err := workflowservice.NewWorkflowServiceClient(e.conn(t, id.caller)).ListNamespaces(cctx, &workflowservice.ListNamespacesRequest{PageSize: 100})
+			cancel()
+			if err != nil {
+				t.Errorf("%s: ListNamespaces: %s", id.name, describeCode(err))
+				continue
+			}
+			var got, want []string
+			for _, n := range resp.GetNamespaces() {
+				got = append(got, n.GetNamespaceInfo().GetName())
+			}
+			for ns := range id.grants {
+				want = append(want, ns)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s: ListNamespaces shows %v, want %v", id.name, got, want)
 			}
 		}
 	})

@@ -33,6 +33,17 @@ func TestStartupRefusals(t *testing.T) {
 			c.Proxy = gateway.ProxyConfig{Upstream: upstream, Listen: listen, TLS: tc, InsecureListen: insecure}
 		}
 	}
+	// withTokens adds bearer-token authentication (and the policy it needs) to a configuration; withoutPolicy drops it.
+	withTokens := func(base func(*gateway.Config)) func(*gateway.Config) {
+		return func(c *gateway.Config) {
+			base(c)
+			c.PolicyFile = policyPath
+			c.Proxy.Auth = &gateway.ProxyAuthConfig{OIDC: iss.oidcConfig()}
+		}
+	}
+	withoutPolicy := func(base func(*gateway.Config)) func(*gateway.Config) {
+		return func(c *gateway.Config) { base(c); c.PolicyFile = "" }
+	}
 	var audits int
 	endpointOnly := func(listen string, withTLS, withAuth, insecure bool) func(*gateway.Config) {
 		return func(c *gateway.Config) {
@@ -59,6 +70,9 @@ func TestStartupRefusals(t *testing.T) {
 		{"proxy: plaintext on 0.0.0.0 with InsecureListen", proxyOnly("0.0.0.0:0", nil, true), ""},
 		{"proxy: TLS without a client CA on 0.0.0.0 with InsecureListen", proxyOnly("0.0.0.0:0", serverTLS(), true), ""},
 		{"proxy: mutual TLS on 0.0.0.0", proxyOnly("0.0.0.0:0", mTLS(), false), ""},
+		{"proxy: TLS and bearer tokens on 0.0.0.0", withTokens(proxyOnly("0.0.0.0:0", serverTLS(), false)), ""},
+		{"proxy: plaintext with bearer tokens on 0.0.0.0", withTokens(proxyOnly("0.0.0.0:0", nil, false)), "plaintext"},
+		{"proxy: authentication without a policy", withoutPolicy(withTokens(proxyOnly("127.0.0.1:0", serverTLS(), false))), "needs a policy"},
 		{"proxy: plaintext on loopback", proxyOnly("127.0.0.1:0", nil, false), ""},
 		{"proxy: plaintext on localhost", proxyOnly("localhost:0", nil, false), ""},
 		{"codec endpoint: no TLS on 0.0.0.0", endpointOnly("0.0.0.0:0", false, true, false), "without TLS"},

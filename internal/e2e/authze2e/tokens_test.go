@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
@@ -73,6 +75,52 @@ func TestBadTokens(t *testing.T) {
 				t.Errorf("gRPC refusal names the unverified subject: %s", describeCode(err))
 			}
 			code, body, _ := e.codecCall(t, tc.who, nsHR, nsHR, "decode", "salary: 100")
+			if code != tc.codec {
+				t.Errorf("codec POST /hr/decode: status %d (%s), want %d", code, strings.TrimSpace(body), tc.codec)
+			}
+		})
+	}
+}
+
+// ciBotToken is a static token (a service account without an OIDC issuer), long enough for codecserver.StaticTokens.
+const ciBotToken = "ci-bot-static-token-5f0c2a9e7b314d6a8e21"
+
+// TestTokensCombine configures both kinds of token on both doors, OIDC and a static-token file, as a deployment with
+// human users and a CI service account does: each kind is accepted on each door, and a token neither knows is
+// refused by both.
+func TestTokensCombine(t *testing.T) {
+	t.Parallel()
+	pki, iss := testenv.NewPKI(t), newIssuer(t)
+	static := filepath.Join(t.TempDir(), "tokens.yaml")
+	testenv.WriteFileAtomic(t, static, "- token: "+ciBotToken+"\n  subject: ci-bot\n  groups: [hr-clients]\n")
+	e := newEnvVia(t, pki, iss, matrixPolicy, nil, func(c *gateway.Config) {
+		c.Proxy.Auth.StaticTokensFile = static
+		c.CodecEndpoint.StaticTokensFile = static
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	tests := []struct {
+		name  string
+		token string
+		grpc  codes.Code
+		codec int
+	}{
+		{"OIDC token", iss.token("erin", []string{"hr-clients"}, nil), codes.NotFound, http.StatusOK},
+		{"static token", ciBotToken, codes.NotFound, http.StatusOK},
+		{"unknown opaque token", "ci-bot-static-token-00000000000000000000", codes.Unauthenticated, http.StatusUnauthorized},
+		{"expired OIDC token", iss.token("erin", []string{"hr-clients"}, map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}),
+			codes.Unauthenticated, http.StatusUnauthorized},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			who := caller{name: tc.name, token: tc.token}
+			cctx, cancel := context.WithTimeout(withAuth(ctx, who), callTimeout)
+			defer cancel()
+			err := actions[2].call(cctx, e.conn(t, who), nsHR) // client-read
+			if got := status.Code(err); got != tc.grpc {
+				t.Errorf("gRPC DescribeWorkflowExecution on hr: got %s, want %s", describeCode(err), tc.grpc)
+			}
+			code, body, _ := e.codecCall(t, who, nsHR, nsHR, "decode", "salary: 100")
 			if code != tc.codec {
 				t.Errorf("codec POST /hr/decode: status %d (%s), want %d", code, strings.TrimSpace(body), tc.codec)
 			}
