@@ -6,11 +6,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,23 +49,40 @@ func signedByIssuer(pub *rsa.PublicKey, raw string) bool {
 	return rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig) == nil
 }
 
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 // FuzzTokenAuth sends arbitrary Authorization and Authorization-Extras headers through the codec endpoint's
 // authenticator chain (OIDC against a real in-process issuer, then static tokens) and its VerifyToken: it must never
 // panic, never accept a JWT the issuer's key did not sign nor a static token not in the set, and every refusal must be
 // typed (ErrNoCredentials or ErrInvalidToken). The issuer's keys are fetched once; later fetches (every forged
-// signature asks for one) are answered by the refetch limit, so an exec touches no network.
+// signature asks for one) are answered by the refetch limit, and the key set comes from memory anyway.
 func FuzzTokenAuth(f *testing.F) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	// The issuer's key and URL are fixed, so the seeds signed here are valid in every fuzzing process.
+	pemBytes, err := os.ReadFile(filepath.Join("testdata", "fuzz-issuer-key.pem"))
 	if err != nil {
 		f.Fatal(err)
 	}
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil {
+		f.Fatal("testdata/fuzz-issuer-key.pem holds no PEM block")
+	}
+	key, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
+	if err != nil {
+		f.Fatal(err)
+	}
+	const iss = "https://issuer.fuzz.example"
 	srv := &oidctest.Server{PublicKeys: []oidctest.PublicKey{{PublicKey: key.Public(), KeyID: "k1", Algorithm: "RS256"}}}
-	hs := httptest.NewServer(srv)
-	f.Cleanup(hs.Close)
-	srv.SetIssuer(hs.URL)
-	iss := hs.URL
-	o, err := NewOIDC(context.Background(), OIDCConfig{Issuer: iss, Audiences: []string{"blindfold-codec"},
-		AcceptIDTokenFromExtras: true, JWKSRefetchInterval: time.Hour})
+	srv.SetIssuer(iss)
+	// The key set is served from memory: no listener, no network.
+	keysClient := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		return w.Result(), nil
+	})}
+	o, err := NewOIDC(context.Background(), OIDCConfig{Issuer: iss, JWKSURL: iss + "/keys", Audiences: []string{"blindfold-codec"},
+		AcceptIDTokenFromExtras: true, HTTPClient: keysClient, JWKSRefetchInterval: time.Hour})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -76,7 +97,7 @@ func FuzzTokenAuth(f *testing.F) {
 		b, _ := json.Marshal(claims)
 		return oidctest.SignIDToken(key, "k1", "RS256", string(b))
 	}
-	exp := time.Now().Add(24 * time.Hour).Unix()
+	exp := int64(4102444800) // 2100-01-01: the seeds are the same in every process and stay valid
 	valid := sign(map[string]any{"iss": iss, "sub": "alice", "aud": "blindfold-codec", "exp": exp, "groups": []string{"g"}})
 	if id, err := chain.VerifyToken(context.Background(), valid); err != nil || id.Subject != "alice" {
 		f.Fatalf("the issuer's own token: %+v %v", id, err)
