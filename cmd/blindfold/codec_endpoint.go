@@ -34,6 +34,8 @@ type codecEndpointFlags struct {
 	rateBurst      int
 	authFailRate   float64
 	authFailBurst  int
+	ipRate         float64
+	ipBurst        int
 	handlerTimeout time.Duration
 }
 
@@ -63,6 +65,8 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.rateBurst, "codec-rate-burst", codecserver.DefaultRateBurst, "burst of payloads per identity (a request with more gets 413)")
 	fs.Float64Var(&f.authFailRate, "codec-auth-failure-rate", codecserver.DefaultAuthFailureRate, "failed authentications per second per remote IP, before they are audited (429 above)")
 	fs.IntVar(&f.authFailBurst, "codec-auth-failure-burst", codecserver.DefaultAuthFailureBurst, "burst of failed authentications per remote IP")
+	fs.Float64Var(&f.ipRate, "codec-ip-rate-limit", codecserver.DefaultIPRateLimit, "requests per second per remote IP, counted before any token is verified (429 above; negative: off)")
+	fs.IntVar(&f.ipBurst, "codec-ip-rate-burst", codecserver.DefaultIPRateBurst, "burst of requests per remote IP")
 	fs.DurationVar(&f.handlerTimeout, "codec-timeout", codecserver.DefaultHandlerTimeout, "time limit for one request's work")
 }
 
@@ -72,7 +76,7 @@ func (f *codecEndpointFlags) config() gateway.CodecEndpointConfig {
 		Listen: f.listen, PolicyFile: f.policyFile, AuditLog: f.auditLog, AuditSyncWindow: f.auditSync, Origins: f.origins,
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, InsecureListen: f.insecureListen, StaticTokensFile: f.staticTokens,
 		MaxBodyBytes: f.maxBody, MaxPayloads: f.maxPayloads, MaxDecodedBytesPerRequest: f.maxDecoded, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
-		AuthFailureRate: f.authFailRate, AuthFailureBurst: f.authFailBurst,
+		AuthFailureRate: f.authFailRate, AuthFailureBurst: f.authFailBurst, IPRateLimit: f.ipRate, IPRateBurst: f.ipBurst,
 		HandlerTimeout: f.handlerTimeout,
 	}
 	if f.oidcIssuer != "" {

@@ -4,10 +4,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/blindfold-dev/blindfold/proxy/codecserver"
 )
 
 // TestInsecureListenFlags: --insecure-listen and --codec-insecure-listen reach the gateway config, which holds the
-// listener rules (internal/gateway/listen.go); they are off by default.
+// listener rules (internal/gateway/listen.go); they are off by default. The per-IP limit's flags default to codecserver's.
 func TestInsecureListenFlags(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -33,6 +35,9 @@ func TestInsecureListenFlags(t *testing.T) {
 			}
 			if cfg.Proxy.InsecureListen != tt.proxyInsecure || cfg.CodecEndpoint.InsecureListen != tt.codecI {
 				t.Fatalf("proxy insecure %v, codec insecure %v; want %v, %v", cfg.Proxy.InsecureListen, cfg.CodecEndpoint.InsecureListen, tt.proxyInsecure, tt.codecI)
+			}
+			if ec := cfg.CodecEndpoint; ec.IPRateLimit != codecserver.DefaultIPRateLimit || ec.IPRateBurst != codecserver.DefaultIPRateBurst {
+				t.Fatalf("per-IP limit %v burst %d, want the codecserver defaults", ec.IPRateLimit, ec.IPRateBurst)
 			}
 		})
 	}

@@ -62,7 +62,11 @@ type CodecEndpointConfig struct {
 	RateBurst        int
 	AuthFailureRate  float64
 	AuthFailureBurst int
-	HandlerTimeout   time.Duration
+	// IPRateLimit and IPRateBurst are per remote IP, in requests of any kind, counted before any token is verified
+	// (codecserver.Config).
+	IPRateLimit    float64
+	IPRateBurst    int
+	HandlerTimeout time.Duration
 }
 
 // DevAuditSyncWindow is the dev endpoint's audit sync window: on a developer's machine a serial client (the temporal
@@ -164,6 +168,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 	hcfg.MaxDecodedBytes = cfg.MaxDecodedBytesPerRequest
 	hcfg.RateLimit, hcfg.RateBurst = rate.Limit(cfg.RateLimit), cfg.RateBurst
 	hcfg.AuthFailureRate, hcfg.AuthFailureBurst = rate.Limit(cfg.AuthFailureRate), cfg.AuthFailureBurst
+	hcfg.IPRateLimit, hcfg.IPRateBurst = rate.Limit(cfg.IPRateLimit), cfg.IPRateBurst
 	h, err := codecserver.New(hcfg)
 	if err != nil {
 		return nil, err

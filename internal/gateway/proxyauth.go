@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"path/filepath"
 
 	"github.com/blindfold-dev/blindfold/policy"
@@ -32,7 +30,7 @@ func (g *Gateway) proxyAuth(ctx context.Context, cfg ProxyAuthConfig, ec *CodecE
 		chain = append(chain, st)
 	}
 	if len(chain) > 0 {
-		a.Tokens = authenticatorTokens{chain}
+		a.Tokens = chain // codecserver.Chain.VerifyToken: the codec endpoint's verifiers, caches included
 	}
 	switch {
 	case g.endpoint != nil && (cfg.AuditLog == "" || samePath(cfg.AuditLog, ec.AuditLog)):
@@ -56,21 +54,4 @@ func samePath(a, b string) bool {
 	aa, err1 := filepath.Abs(a)
 	bb, err2 := filepath.Abs(b)
 	return err1 == nil && err2 == nil && aa == bb
-}
-
-// authenticatorTokens verifies a bearer token with the codec endpoint's authenticators, by presenting it as the
-// Authorization header of a request: the same code path, cache included, as an HTTP caller's token.
-type authenticatorTokens struct{ a codecserver.Authenticator }
-
-func (t authenticatorTokens) VerifyToken(ctx context.Context, token string) (policy.Identity, error) {
-	r, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", http.NoBody)
-	if err != nil {
-		return policy.Identity{}, fmt.Errorf("verify token: %w", err)
-	}
-	r.Header.Set("Authorization", "Bearer "+token)
-	id, err := t.a.Authenticate(r)
-	if errors.Is(err, codecserver.ErrNoCredentials) {
-		return policy.Identity{}, fmt.Errorf("%w: no verifier recognizes the token", codecserver.ErrInvalidToken)
-	}
-	return id, err
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/policy"
 )
 
 const authTestPolicy = `version: 1
@@ -75,12 +77,32 @@ func TestProxyAuth(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("payments: %v", err)
 	}
+	// The codec endpoint writes to the same log, through the other door.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.CodecURL()+"/hr/decode", strings.NewReader(`{"payloads":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer pay-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("codec endpoint decode of hr: %d", resp.StatusCode)
+	}
 	raw, err := os.ReadFile(audit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(string(raw), `"door":"grpc"`); n != 2 {
 		t.Errorf("grpc door records = %d, want 2:\n%s", n, raw)
+	}
+	if n := strings.Count(string(raw), `"door":"http"`); n != 1 {
+		t.Errorf("http door records = %d, want 1:\n%s", n, raw)
+	}
+	if _, err := policy.VerifyAudit(strings.NewReader(string(raw)), policy.VerifyOptions{}); err != nil {
+		t.Errorf("shared audit chain: %v", err)
 	}
 	if strings.Contains(string(raw), "pay-token") {
 		t.Error("the audit log holds a token")
