@@ -3,6 +3,8 @@ package authze2e
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +139,38 @@ func TestReloadRevokes(t *testing.T) {
 
 func answerAs(name string) func(workflow.Context, int) (string, error) {
 	return func(workflow.Context, int) (string, error) { return name, nil }
+}
+
+// TestReloadRevokesBothDoors revokes erin's read and decode of HR in the one policy file both doors are given, and
+// checks that once the proxy refuses erin's reads, the codec endpoint refuses erin's decodes too: an operator who
+// revokes an auditor must not find the Web UI still decoding for them until the gateway restarts.
+func TestReloadRevokesBothDoors(t *testing.T) {
+	t.Parallel()
+	pki, iss := testenv.NewPKI(t), newIssuer(t)
+	e := newEnv(t, pki, iss, matrixPolicy)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	erin := caller{name: "erin", token: iss.token("erin", []string{"hr-clients"}, nil)}
+	conn := e.conn(t, erin)
+	read := func() error {
+		cctx, cancel := context.WithTimeout(withAuth(ctx, erin), callTimeout)
+		defer cancel()
+		return actions[2].call(cctx, conn, nsHR) // client-read
+	}
+	if err := read(); isAuthError(err) {
+		t.Fatalf("erin's read of hr before the revocation: %s", describeCode(err))
+	}
+	if code, body, _ := e.codecCall(t, erin, nsHR, nsHR, "decode", "salary: 100"); code != http.StatusOK {
+		t.Fatalf("erin's decode of hr before the revocation: status %d (%s)", code, strings.TrimSpace(body))
+	}
+
+	testenv.WriteFileAtomic(t, e.policyPath, strings.Replace(matrixPolicy, "operations: [client-write, client-read, decode]", "operations: [client-write]", 1))
+	var last error
+	if !testenv.Poll(10*time.Second, func() bool { last = read(); return status.Code(last) == codes.PermissionDenied }) {
+		t.Fatalf("erin's read of hr after the revocation: %s, want PermissionDenied within 10s", describeCode(last))
+	}
+	if code, body, _ := e.codecCall(t, erin, nsHR, nsHR, "decode", "salary: 100"); code != http.StatusForbidden {
+		t.Errorf("erin's decode of hr after the revocation (the proxy already refuses erin's reads): status %d (%s), want %d",
+			code, strings.TrimSpace(body), http.StatusForbidden)
+	}
 }

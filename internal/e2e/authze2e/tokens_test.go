@@ -127,3 +127,26 @@ func TestTokensCombine(t *testing.T) {
 		})
 	}
 }
+
+// TestCodecIPRateLimit floods the codec endpoint from one address with forged tokens: past the per-IP burst every
+// request is refused with 429 before any token is looked at, a valid one included, so forged tokens cannot buy
+// unlimited signature checks.
+func TestCodecIPRateLimit(t *testing.T) {
+	t.Parallel()
+	pki, iss := testenv.NewPKI(t), newIssuer(t)
+	const burst = 3
+	e := newEnvVia(t, pki, iss, matrixPolicy, nil, func(c *gateway.Config) {
+		c.CodecEndpoint.IPRateLimit, c.CodecEndpoint.IPRateBurst = 0.001, burst
+	})
+	forged := caller{name: "forged", token: unsignedToken(iss.claims("erin", []string{"hr-clients"}, nil))}
+	for i := range burst {
+		if code, body, _ := e.codecCall(t, forged, nsHR, nsHR, "decode", "salary: 100"); code != http.StatusUnauthorized {
+			t.Fatalf("forged request %d (within the burst): status %d (%s), want %d", i, code, strings.TrimSpace(body), http.StatusUnauthorized)
+		}
+	}
+	for _, who := range []caller{forged, {name: "erin", token: iss.token("erin", []string{"hr-clients"}, nil)}} {
+		if code, body, _ := e.codecCall(t, who, nsHR, nsHR, "decode", "salary: 100"); code != http.StatusTooManyRequests {
+			t.Errorf("%s's request past the per-IP burst: status %d (%s), want %d", who.name, code, strings.TrimSpace(body), http.StatusTooManyRequests)
+		}
+	}
+}
