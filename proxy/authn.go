@@ -85,8 +85,8 @@ func (a *AuthConfig) accepted() string {
 // verified client certificate. Its errors are gRPC statuses (Unauthenticated) that never contain the token.
 func (a *AuthConfig) authenticate(ctx context.Context) (policy.Identity, *authError) {
 	if a.Tokens != nil {
-		md, _ := metadata.FromIncomingContext(ctx)
-		if vals := md.Get("authorization"); len(vals) > 0 {
+		// ValueFromIncomingContext does not copy the caller's whole metadata, as FromIncomingContext would.
+		if vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) > 0 {
 			if len(vals) > 1 {
 				return policy.Identity{}, a.unauthenticated("the authorization header is sent %d times", len(vals))
 			}

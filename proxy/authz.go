@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -76,7 +77,7 @@ func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerI
 	if actions != nil {
 		// A request type without a namespace field (ListClusters, Nexus endpoints, GetSearchAttributes) acts on the
 		// whole cluster: it is authorized against namespace "", which only the pattern "*" matches.
-		if d, ok := holdsAny(ctx, snap.Access, id, ns, actions); !ok {
+		if d, ok := s.decisions.decide(ctx, snap.Access, id, ns, info.FullMethod, actions); !ok {
 			return nil, s.refuse(ctx, info.FullMethod, id, ns, actions, &authError{
 				kind:   KindPermissionDenied,
 				reason: d.Reason,
@@ -163,4 +164,69 @@ func visibleNamespace(ctx context.Context, namespace string) bool {
 	}
 	_, ok := holdsAny(ctx, ca.snapshot.Access, ca.id, namespace, anyAction)
 	return ok
+}
+
+// maxCachedDecisions bounds the decision cache; past it the cache starts over (a miss costs one rule evaluation).
+const maxCachedDecisions = 10000
+
+// decisionCache remembers holdsAny's answers for one *policy.Access, per (identity, namespace, method). It is exact:
+// an Access is immutable and its decisions depend on nothing else; a reload brings a new Access, and the cache
+// starts over with it. It spares the steady state (a worker polling the same namespace) the rule walk and the
+// formatting of a reason no one reads.
+type decisionCache struct {
+	mu     sync.RWMutex
+	access *policy.Access
+	m      map[decisionKey]cachedDecision
+}
+
+type decisionKey struct {
+	method, issuer, subject, groups, sans, namespace, fullMethod string
+}
+
+type cachedDecision struct {
+	d  policy.Decision
+	ok bool
+}
+
+// keyOf builds the cache key of a call; ok is false when the identity's lists cannot be joined unambiguously (a
+// group or SAN holding the separator), and the call is then decided without the cache.
+func keyOf(id policy.Identity, namespace, fullMethod string) (decisionKey, bool) {
+	const sep = "\x00"
+	for _, s := range id.Groups {
+		if strings.Contains(s, sep) {
+			return decisionKey{}, false
+		}
+	}
+	for _, s := range id.SANs {
+		if strings.Contains(s, sep) {
+			return decisionKey{}, false
+		}
+	}
+	// Join does not allocate for zero or one element, the usual case.
+	return decisionKey{method: id.Method, issuer: id.Issuer, subject: id.Subject, groups: strings.Join(id.Groups, sep),
+		sans: strings.Join(id.SANs, sep), namespace: namespace, fullMethod: fullMethod}, true
+}
+
+// decide is holdsAny through the cache.
+func (c *decisionCache) decide(ctx context.Context, access *policy.Access, id policy.Identity, namespace, fullMethod string, actions []policy.Operation) (policy.Decision, bool) {
+	key, cacheable := keyOf(id, namespace, fullMethod)
+	if cacheable {
+		c.mu.RLock()
+		e, hit := c.m[key]
+		hit = hit && c.access == access
+		c.mu.RUnlock()
+		if hit {
+			return e.d, e.ok
+		}
+	}
+	d, ok := holdsAny(ctx, access, id, namespace, actions)
+	if cacheable {
+		c.mu.Lock()
+		if c.access != access || len(c.m) >= maxCachedDecisions {
+			c.access, c.m = access, make(map[decisionKey]cachedDecision)
+		}
+		c.m[key] = cachedDecision{d: d, ok: ok}
+		c.mu.Unlock()
+	}
+	return d, ok
 }

@@ -528,3 +528,31 @@ func TestJoinActions(t *testing.T) {
 		}
 	}
 }
+
+func TestDecisionCache(t *testing.T) {
+	t.Parallel()
+	store, path := policyStore(t, authPolicy)
+	var c decisionCache
+	ctx := context.Background()
+	ops := []policy.Operation{policy.OpAdmin}
+	ops1 := store.Current().Access
+	if _, ok := c.decide(ctx, ops1, policy.Identity{Subject: "olga", Groups: []string{"ops"}}, "hr", "m", ops); !ok {
+		t.Fatal("ops admin denied")
+	}
+	// Identities differing only in how their groups split must not share an entry.
+	if _, ok := c.decide(ctx, ops1, policy.Identity{Subject: "olga", Groups: []string{"o", "ps"}}, "hr", "m", ops); ok {
+		t.Error("groups [o ps] allowed as [ops]")
+	}
+	if _, ok := keyOf(policy.Identity{Groups: []string{"a\x00b"}}, "hr", "m"); ok {
+		t.Error("a group holding the separator is cacheable")
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(authPolicy, "groups: [ops]", "groups: [nobody]", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.decide(ctx, store.Current().Access, policy.Identity{Subject: "olga", Groups: []string{"ops"}}, "hr", "m", ops); ok {
+		t.Error("a cached decision survived the reload")
+	}
+}

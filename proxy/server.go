@@ -47,6 +47,8 @@ type Server struct {
 	upstream *grpc.ClientConn
 	grpc     GRPCServer
 	health   *health.Server
+	// decisions caches authorization decisions of Config.Auth per access rule set.
+	decisions decisionCache
 
 	shutdownOnce sync.Once
 	shutdownErr  error
