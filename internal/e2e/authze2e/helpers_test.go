@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -158,8 +159,10 @@ type env struct {
 	iss        *issuer
 	policyPath string
 	auditPath  string
-	gw         *gateway.Gateway
-	errs       *errorCounter
+	// log is the gateway's log, at debug level (the level that logs every call).
+	log  *testenv.SyncBuffer
+	gw   *gateway.Gateway
+	errs *errorCounter
 }
 
 // newEnv starts the gateway of an env in front of the shared stack's frontend, with policyYAML as its policy file.
@@ -196,7 +199,7 @@ func newEnvVia(t testing.TB, pki *testenv.PKI, iss *issuer, policyYAML string, f
 	}
 	dir := t.TempDir()
 	e := &env{stack: devstacktest.Shared(t), pki: pki, iss: iss, policyPath: filepath.Join(dir, "policy.yaml"),
-		auditPath: filepath.Join(dir, "audit.jsonl"), errs: &errorCounter{}}
+		auditPath: filepath.Join(dir, "audit.jsonl"), log: &testenv.SyncBuffer{}, errs: &errorCounter{}}
 	if front == nil {
 		front = e.stack
 	}
@@ -206,6 +209,7 @@ func newEnvVia(t testing.TB, pki *testenv.PKI, iss *issuer, policyYAML string, f
 	serverTLS.ClientCAs, serverTLS.ClientAuth = pki.Pool, tls.VerifyClientCertIfGiven
 	e.gw = gatewayenv.InFront(t, front, func(c *gateway.Config) {
 		c.PolicyFile = e.policyPath
+		c.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		c.Proxy.TLS = serverTLS
 		c.Proxy.Auth = &gateway.ProxyAuthConfig{ClientCerts: true, OIDC: iss.oidcConfig()}
 		c.Proxy.Observer = e.errs

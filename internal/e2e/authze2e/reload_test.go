@@ -174,3 +174,54 @@ func TestReloadRevokesBothDoors(t *testing.T) {
 			code, strings.TrimSpace(body), http.StatusForbidden)
 	}
 }
+
+// TestReloadRejectsBrokenPolicy writes an invalid policy file over a good one: the gateway reports it and keeps the
+// previous policy in force on both doors, neither opening them (the HR worker stays out of payments) nor closing
+// them (erin still reads HR); the next valid file applies again.
+func TestReloadRejectsBrokenPolicy(t *testing.T) {
+	t.Parallel()
+	pki, iss := testenv.NewPKI(t), newIssuer(t)
+	e := newEnv(t, pki, iss, matrixPolicy)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	erin := caller{name: "erin", token: iss.token("erin", []string{"hr-clients"}, nil)}
+	hrWorker := caller{name: "hr-worker", cert: pki.Client(t, "hr-worker", hrWorkerID)}
+	erinConn, workerConn := e.conn(t, erin), e.conn(t, hrWorker)
+	read := func() error {
+		cctx, cancel := context.WithTimeout(withAuth(ctx, erin), callTimeout)
+		defer cancel()
+		return actions[2].call(cctx, erinConn, nsHR) // client-read
+	}
+	check := func(when string) {
+		t.Helper()
+		if err := read(); isAuthError(err) {
+			t.Errorf("%s: erin's read of hr: %s", when, describeCode(err))
+		}
+		if err := pollWorkflowTask(ctx, workerConn, nsPayments); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s: the hr worker's poll on payments: %s, want PermissionDenied", when, describeCode(err))
+		}
+	}
+	check("before")
+
+	// Valid YAML, invalid policy: a rule of an operation that does not exist, granting everyone everything.
+	broken := matrixPolicy + `    - name: everyone
+      groups: ["*"]
+      subjects: ["*"]
+      namespaces: ["*"]
+      operations: [everything]
+`
+	testenv.WriteFileAtomic(t, e.policyPath, broken)
+	testenv.WaitFor(t, 10*time.Second, "the gateway's log reporting the rejected policy", func() bool {
+		return strings.Contains(e.log.String(), "policy reload rejected")
+	})
+	check("after an invalid policy file")
+	if code, body, _ := e.codecCall(t, erin, nsHR, nsHR, "decode", "salary: 100"); code != http.StatusOK {
+		t.Errorf("after an invalid policy file: erin's decode of hr: status %d (%s)", code, strings.TrimSpace(body))
+	}
+
+	testenv.WriteFileAtomic(t, e.policyPath, strings.Replace(matrixPolicy, "operations: [client-write, client-read, decode]", "operations: [client-write]", 1))
+	var last error
+	if !testenv.Poll(10*time.Second, func() bool { last = read(); return status.Code(last) == codes.PermissionDenied }) {
+		t.Fatalf("erin's read of hr after a valid revocation following the invalid file: %s, want PermissionDenied", describeCode(last))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,6 +61,18 @@ func TestBadTokens(t *testing.T) {
 			token: iss.token("erin", erinGroups, map[string]any{"exp": time.Now().Add(-time.Minute).Unix()})},
 			codes.Unauthenticated, http.StatusUnauthorized},
 	}
+	t.Cleanup(func() {
+		// Tokens are secrets: neither the gateway's log (debug level) nor the audit log may hold one, valid or not.
+		audit, _ := os.ReadFile(e.auditPath)
+		for _, tc := range tests {
+			if strings.Contains(e.log.String(), tc.who.token) {
+				t.Errorf("the gateway's log holds the %q token", tc.name)
+			}
+			if strings.Contains(string(audit), tc.who.token) {
+				t.Errorf("the audit log holds the %q token", tc.name)
+			}
+		}
+	})
 	for _, tc := range tests {
 		tc.who.name = tc.name
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,9 +87,15 @@ func TestBadTokens(t *testing.T) {
 				// An unverified token's claims are the caller's say-so: the proxy must not present them as an identity.
 				t.Errorf("gRPC refusal names the unverified subject: %s", describeCode(err))
 			}
+			if strings.Contains(status.Convert(err).Message(), tc.who.token) {
+				t.Errorf("the gRPC refusal repeats the token: %s", describeCode(err))
+			}
 			code, body, _ := e.codecCall(t, tc.who, nsHR, nsHR, "decode", "salary: 100")
 			if code != tc.codec {
 				t.Errorf("codec POST /hr/decode: status %d (%s), want %d", code, strings.TrimSpace(body), tc.codec)
+			}
+			if strings.Contains(body, tc.who.token) {
+				t.Errorf("the codec endpoint's answer repeats the token: %s", body)
 			}
 		})
 	}
