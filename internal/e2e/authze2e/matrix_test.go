@@ -174,6 +174,14 @@ func TestMatrix(t *testing.T) {
 			}
 		}
 	})
+	t.Run("callers without a credential are counted", func(t *testing.T) {
+		for _, ns := range []string{nsPayments, nsHR} {
+			// Every action but GetSystemInfo names the namespace; the anonymous caller tried each once.
+			if got, want := e.errs.count(ns, proxy.ErrorKind("unauthenticated")), len(actions)-1; got < want {
+				t.Errorf("Observer.Error(%q, unauthenticated) counted %d refusals, the anonymous caller made %d", ns, got, want)
+			}
+		}
+	})
 	t.Run("denials are audited", func(t *testing.T) {
 		var grpcDenials int
 		var found bool

@@ -169,3 +169,33 @@ func TestCodecIPRateLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenExpiresWhileCached uses a token that expires two seconds after it is first accepted: both doors cache
+// verified tokens, and the cache must not outlive the token's "exp".
+func TestTokenExpiresWhileCached(t *testing.T) {
+	t.Parallel()
+	pki, iss := testenv.NewPKI(t), newIssuer(t)
+	e := newEnv(t, pki, iss, matrixPolicy)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	erin := caller{name: "erin", token: iss.token("erin", []string{"hr-clients"}, map[string]any{"exp": time.Now().Add(2 * time.Second).Unix()})}
+	conn := e.conn(t, erin)
+	read := func() error {
+		cctx, cancel := context.WithTimeout(withAuth(ctx, erin), callTimeout)
+		defer cancel()
+		return actions[2].call(cctx, conn, nsHR) // client-read
+	}
+	if err := read(); isAuthError(err) {
+		t.Fatalf("erin's read of hr with a fresh token: %s", describeCode(err))
+	}
+	if code, body, _ := e.codecCall(t, erin, nsHR, nsHR, "decode", "salary: 100"); code != http.StatusOK {
+		t.Fatalf("erin's decode of hr with a fresh token: status %d (%s)", code, strings.TrimSpace(body))
+	}
+	var last error
+	if !testenv.Poll(10*time.Second, func() bool { last = read(); return status.Code(last) == codes.Unauthenticated }) {
+		t.Fatalf("erin's read of hr after the token expired: %s, want Unauthenticated within 10s", describeCode(last))
+	}
+	if code, body, _ := e.codecCall(t, erin, nsHR, nsHR, "decode", "salary: 100"); code != http.StatusUnauthorized {
+		t.Errorf("erin's decode of hr after the token expired: status %d (%s), want %d", code, strings.TrimSpace(body), http.StatusUnauthorized)
+	}
+}
