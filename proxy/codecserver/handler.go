@@ -90,9 +90,9 @@ type Config struct {
 	// burst 100), before they reach the audit log. A negative AuthFailureRate disables it.
 	AuthFailureRate  rate.Limit
 	AuthFailureBurst int
-	// IPRateLimit and IPRateBurst limit every request per remote IP, in requests (default 2,000/s, burst 4,000),
+	// IPRateLimit and IPRateBurst limit every request per remote IP, in requests (default 2,000/s, burst 20,000),
 	// before any credential is looked at: a flood of forged tokens costs at most this many signature checks (and
-	// JWKS lookups) per IP. The default is one identity's payload rate, so a lone temporal CLI sending one payload
+	// JWKS lookups) per IP. The default is one identity's payload budget, so a lone temporal CLI sending one payload
 	// per request meets the identity's limit first. A negative IPRateLimit disables it.
 	//
 	// The order per request: this per-IP limit, then authentication, then (if it failed) the per-IP failed-
@@ -118,7 +118,7 @@ const (
 	DefaultAuthFailureBurst = 100
 	// Every request per remote IP, before authentication: requests per second and burst.
 	DefaultIPRateLimit    = 2000
-	DefaultIPRateBurst    = 4000
+	DefaultIPRateBurst    = 20000
 	DefaultHandlerTimeout = 30 * time.Second
 	DefaultReadTimeout    = 30 * time.Second
 )
