@@ -3,8 +3,11 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
+
+	"golang.org/x/time/rate"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -147,6 +150,9 @@ func (s *Server) refuse(ctx context.Context, method string, id policy.Identity, 
 			Via: ViaProxy, Door: policy.DoorGRPC, Identity: id, Namespace: ns, Operation: strings.Join(ops, ","),
 			Decision: policy.AuditDeny, Reason: reason, RemoteAddr: remoteAddr(ctx),
 		}
+		if e.kind == KindUnauthenticated && !s.unauthAudits.allow(remoteIP(rec.RemoteAddr)) {
+			return e.st.Err() // counted and refused, but not recorded: see unauthAuditRate
+		}
 		if _, err := s.cfg.Auth.Audit.Append(rec); err != nil {
 			// The call is refused either way; the operator must learn that refusals are no longer recorded.
 			s.log.Error("blindfold proxy: audit log append failed", "method", method, "namespace", ns, "error", err.Error())
@@ -229,4 +235,41 @@ func (c *decisionCache) decide(ctx context.Context, access *policy.Access, id po
 		c.mu.Unlock()
 	}
 	return d, ok
+}
+
+// Unauthenticated refusals are audited at most unauthAuditRate per second per remote IP (after a burst of
+// unauthAuditBurst): anyone who reaches the listener can send them, and in the audit log's strict mode each record
+// costs an fsync. They are all refused and counted (Observer) regardless.
+const (
+	unauthAuditRate  = rate.Limit(1)
+	unauthAuditBurst = 20
+	maxLimitedIPs    = 10000
+)
+
+// ipLimiter is a token bucket per remote IP; past maxLimitedIPs it starts over.
+type ipLimiter struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func (l *ipLimiter) allow(ip string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil || len(l.m) >= maxLimitedIPs {
+		l.m = make(map[string]*rate.Limiter)
+	}
+	lim := l.m[ip]
+	if lim == nil {
+		lim = rate.NewLimiter(unauthAuditRate, unauthAuditBurst)
+		l.m[ip] = lim
+	}
+	return lim.Allow()
+}
+
+// remoteIP is the host part of a remote address (the address itself if it has no port).
+func remoteIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }

@@ -556,3 +556,23 @@ func TestDecisionCache(t *testing.T) {
 		t.Error("a cached decision survived the reload")
 	}
 }
+
+// TestAuthUnauthenticatedAuditLimited: a flood of unauthenticated calls from one address is refused and counted in
+// full, but audited only up to the per-IP burst.
+func TestAuthUnauthenticatedAuditLimited(t *testing.T) {
+	t.Parallel()
+	e := startAuthEnv(t, nil)
+	wf := workflowservice.NewWorkflowServiceClient(e.dial(t, nil))
+	const calls = unauthAuditBurst + 10
+	for range calls {
+		_, err := wf.GetSystemInfo(context.Background(), &workflowservice.GetSystemInfoRequest{})
+		wantCode(t, err, codes.Unauthenticated)
+	}
+	if n := e.obs.count(KindUnauthenticated); n != calls {
+		t.Errorf("counted %d, want %d", n, calls)
+	}
+	// The refill (1/s) may add a record or two on a slow machine, never the whole flood.
+	if n := len(auditRecords(t, e.audit)); n < unauthAuditBurst || n > unauthAuditBurst+3 {
+		t.Errorf("audited %d unauthenticated calls, want about the burst of %d", n, unauthAuditBurst)
+	}
+}

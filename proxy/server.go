@@ -49,6 +49,8 @@ type Server struct {
 	health   *health.Server
 	// decisions caches authorization decisions of Config.Auth per access rule set.
 	decisions decisionCache
+	// unauthAudits limits the audit records of unauthenticated calls per remote IP.
+	unauthAudits ipLimiter
 
 	shutdownOnce sync.Once
 	shutdownErr  error

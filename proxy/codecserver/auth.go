@@ -233,8 +233,9 @@ type OIDCConfig struct {
 	// JWKSRefetchInterval is the least time between two fetches of the issuer's signing keys (default 30 s;
 	// negative: no limit). go-oidc fetches them again whenever a token's signature does not verify against the keys
 	// it holds (an unknown "kid", or simply a forged signature), so without a limit every forged token naming the
-	// issuer would cost a request to it. Within the interval a fetch is answered from the last response: a token
-	// signed with a key the issuer published after the last fetch is refused until the interval has passed.
+	// issuer would cost a request to it. Within the interval a fetch is answered from the last response (or its
+	// failure): a token signed with a key the issuer published after the last fetch is refused until the interval
+	// has passed, and so is every token needing a fetch after one that failed.
 	JWKSRefetchInterval time.Duration
 
 	// now replaces time.Now for the verifier and the cache, so tests can move the clock.
