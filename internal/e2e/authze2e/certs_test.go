@@ -79,6 +79,7 @@ func (ca *rawCA) client(t testing.TB, cn string, notAfter time.Time, uris ...str
 // does not verify, with PermissionDenied naming the identity when it verifies but names no one the policy lets in.
 func TestClientCertificates(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	raw := newRawCA(t)
 	pki.Pool.AddCert(raw.cert)

@@ -194,9 +194,7 @@ func (e *env) auditRecords(t testing.TB) []policy.Record {
 // the gateway's Config last.
 func newEnvVia(t testing.TB, pki *testenv.PKI, iss *issuer, policyYAML string, front gatewayenv.Frontend, opts ...func(*gateway.Config)) *env {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts the embedded Temporal server")
-	}
+	skipShort(t)
 	dir := t.TempDir()
 	e := &env{stack: devstacktest.Shared(t), pki: pki, iss: iss, policyPath: filepath.Join(dir, "policy.yaml"),
 		auditPath: filepath.Join(dir, "audit.jsonl"), log: &testenv.SyncBuffer{}, errs: &errorCounter{}}
@@ -388,6 +386,14 @@ func (o *errorCounter) count(namespace string, kind proxy.ErrorKind) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.n[namespace+"/"+string(kind)]
+}
+
+// skipShort skips a test that needs the embedded Temporal server under -short, before it builds anything.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts the embedded Temporal server")
+	}
 }
 
 // --- misc --------------------------------------------------------------------------------------------------------

@@ -69,9 +69,7 @@ func (r *headerRelay) calls() int {
 // audience), so a backend that received erin's token could replay it and decode the HR namespace as erin.
 func TestTokenStaysAtTheProxy(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts the embedded Temporal server")
-	}
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	relay := startHeaderRelay(t, devstacktest.Shared(t).FrontendAddr())
 	e := newEnvVia(t, pki, iss, matrixPolicy, relay)

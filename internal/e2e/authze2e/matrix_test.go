@@ -107,6 +107,7 @@ func (id identity) allows(op, ns string) bool {
 // endpoint for decode.
 func TestMatrix(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	e := newEnv(t, pki, iss, matrixPolicy)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)

@@ -57,6 +57,7 @@ const reloadWorkflows = 8
 // worker quickly.
 func TestReloadRevokes(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	e := newEnv(t, pki, iss, reloadPolicy(false))
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -146,6 +147,7 @@ func answerAs(name string) func(workflow.Context, int) (string, error) {
 // revokes an auditor must not find the Web UI still decoding for them until the gateway restarts.
 func TestReloadRevokesBothDoors(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	e := newEnv(t, pki, iss, matrixPolicy)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -180,6 +182,7 @@ func TestReloadRevokesBothDoors(t *testing.T) {
 // them (erin still reads HR); the next valid file applies again.
 func TestReloadRejectsBrokenPolicy(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	e := newEnv(t, pki, iss, matrixPolicy)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)

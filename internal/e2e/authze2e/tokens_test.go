@@ -25,6 +25,7 @@ import (
 // token is what the caller claims to be, and the proxy does not fall back to the certificate.
 func TestBadTokens(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	e := newEnv(t, pki, iss, matrixPolicy)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -109,6 +110,7 @@ const ciBotToken = "ci-bot-static-token-5f0c2a9e7b314d6a8e21"
 // refused by both.
 func TestTokensCombine(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	static := filepath.Join(t.TempDir(), "tokens.yaml")
 	testenv.WriteFileAtomic(t, static, "- token: "+ciBotToken+"\n  subject: ci-bot\n  groups: [hr-clients]\n")
@@ -152,6 +154,7 @@ func TestTokensCombine(t *testing.T) {
 // unlimited signature checks.
 func TestCodecIPRateLimit(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	const burst = 3
 	e := newEnvVia(t, pki, iss, matrixPolicy, nil, func(c *gateway.Config) {
@@ -174,6 +177,7 @@ func TestCodecIPRateLimit(t *testing.T) {
 // verified tokens, and the cache must not outlive the token's "exp".
 func TestTokenExpiresWhileCached(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	pki, iss := testenv.NewPKI(t), newIssuer(t)
 	e := newEnv(t, pki, iss, matrixPolicy)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
