@@ -280,8 +280,8 @@ func (e *env) mustSDKClient(t testing.TB, c caller, namespace string) client.Cli
 	return cl
 }
 
-// decode posts one payload sealed for sealedFor to the codec endpoint's /{namespace}/{op} as c and returns the status,
-// the body, and the plaintext read back (on 200).
+// codecCall posts one payload (plain, sealed for sealedFor when op is decode) to the codec endpoint's
+// /{namespace}/{op} as c and returns the status, the body, and the plaintext read back (on a 200 decode).
 func (e *env) codecCall(t testing.TB, c caller, sealedFor, namespace, op string, plain string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
@@ -296,6 +296,15 @@ func (e *env) codecCall(t testing.TB, c caller, sealedFor, namespace, op string,
 			t.Fatalf("seal for %s: %v", sealedFor, err)
 		}
 	}
+	return e.codecPost(t, c, namespace, op, ps)
+}
+
+// codecPost posts payloads to the codec endpoint's /{namespace}/{op} as c and returns the status, the body, and the
+// first payload read back as a string (on a 200 decode).
+func (e *env) codecPost(t testing.TB, c caller, namespace, op string, ps []*commonpb.Payload) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
 	body, err := protojson.Marshal(&commonpb.Payloads{Payloads: ps})
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +327,7 @@ func (e *env) codecCall(t testing.TB, c caller, sealedFor, namespace, op string,
 		return resp.StatusCode, string(rb), ""
 	}
 	var out commonpb.Payloads
-	if err := protojson.Unmarshal(rb, &out); err != nil || len(out.Payloads) != 1 {
+	if err := protojson.Unmarshal(rb, &out); err != nil || len(out.Payloads) == 0 {
 		return resp.StatusCode, string(rb), fmt.Sprintf("<unreadable response: %v>", err)
 	}
 	var s string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -201,6 +202,15 @@ func TestMatrix(t *testing.T) {
 		if !found {
 			t.Errorf("the audit log has no refusal of door %q for %s's worker call on %s", policy.DoorGRPC, paymentsWorkerID, nsHR)
 		}
+		// Both doors append to the one log: its hash chain must still verify.
+		f, err := os.Open(e.auditPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := policy.VerifyAudit(f, policy.VerifyOptions{}); err != nil {
+			t.Errorf("the audit log both doors share does not verify: %v", err)
+		}
 	})
 	t.Run("ListNamespaces shows what the caller may use", func(t *testing.T) {
 		for _, id := range ids[:4] {
@@ -242,6 +252,24 @@ func TestMatrix(t *testing.T) {
 		var got string
 		if err := run.Get(ctx, &got); err != nil || got != "hello erin" {
 			t.Fatalf("erin: the hr workflow returned %q, %v; want %q", got, err, "hello erin")
+		}
+
+		// What the backend stored is sealed; erin, an HR client with decode, reads it back through the codec endpoint
+		// (as the Web UI would), and not by claiming another namespace.
+		resp, err := workflowservice.NewWorkflowServiceClient(testenv.DialInsecure(t, e.stack.FrontendAddr())).GetWorkflowExecutionHistory(ctx,
+			&workflowservice.GetWorkflowExecutionHistoryRequest{Namespace: nsHR, Execution: &commonpb.WorkflowExecution{WorkflowId: run.GetID(), RunId: run.GetRunID()}})
+		if err != nil {
+			t.Fatalf("the backend's history of the hr workflow: %v", err)
+		}
+		stored := resp.GetHistory().GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+		if len(stored) != 1 || strings.Contains(string(stored[0].GetData()), "erin") {
+			t.Fatalf("the backend stored the input as %v, want one sealed payload", stored)
+		}
+		if code, body, plain := e.codecPost(t, erin, nsHR, "decode", stored); code != http.StatusOK || plain != "erin" {
+			t.Errorf("erin decodes the stored input on /hr/decode: status %d, %q (%s); want 200, %q", code, plain, strings.TrimSpace(body), "erin")
+		}
+		if code, body, _ := e.codecPost(t, erin, nsPayments, "decode", stored); code != http.StatusForbidden {
+			t.Errorf("erin decodes the stored hr input on /payments/decode: status %d (%s), want 403", code, strings.TrimSpace(body))
 		}
 	})
 	t.Run("sdk/the payments worker cannot work hr", func(t *testing.T) {
