@@ -576,3 +576,19 @@ func TestAuthUnauthenticatedAuditLimited(t *testing.T) {
 		t.Errorf("audited %d unauthenticated calls, want about the burst of %d", n, unauthAuditBurst)
 	}
 }
+
+func TestAuthStreamDenied(t *testing.T) {
+	t.Parallel()
+	store, _ := policyStore(t, authPolicy)
+	s := &Server{cfg: Config{Policy: store, Auth: &AuthConfig{Tokens: newFakeVerifier(nil)}}, log: slog.New(slog.DiscardHandler)}
+	called := false
+	handler := func(any, grpc.ServerStream) error { called = true; return nil }
+	err := s.authStream(nil, nil, &grpc.StreamServerInfo{FullMethod: workflowServicePath + "FutureStream"}, handler)
+	wantCode(t, err, codes.PermissionDenied)
+	if called {
+		t.Error("a WorkflowService stream was handled")
+	}
+	if err := s.authStream(nil, nil, &grpc.StreamServerInfo{FullMethod: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"}, handler); err != nil || !called {
+		t.Errorf("reflection: %v, handled %v", err, called)
+	}
+}

@@ -148,7 +148,9 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 	// authUnary: see its doc for why it sits between logUnary and admitUnary.
 	unary = append(unary, s.logUnary, s.authUnary, s.admitUnary)
 	opts = append(opts, grpc.ChainUnaryInterceptor(unary...))
-	if len(s.cfg.StreamInterceptors) > 0 {
+	if s.cfg.Auth != nil {
+		opts = append(opts, grpc.ChainStreamInterceptor(append(slices.Clone(s.cfg.StreamInterceptors), s.authStream)...))
+	} else if len(s.cfg.StreamInterceptors) > 0 {
 		opts = append(opts, grpc.ChainStreamInterceptor(s.cfg.StreamInterceptors...))
 	}
 	return append(opts, s.cfg.ServerOptions...)
