@@ -212,6 +212,20 @@ func TestMatrix(t *testing.T) {
 			t.Errorf("the audit log both doors share does not verify: %v", err)
 		}
 	})
+	t.Run("DescribeNamespace by id is no way around the name", func(t *testing.T) {
+		frontend := workflowservice.NewWorkflowServiceClient(testenv.DialInsecure(t, e.stack.FrontendAddr()))
+		d, err := frontend.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: nsPayments})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		_, err = workflowservice.NewWorkflowServiceClient(e.conn(t, hrWorker)).DescribeNamespace(cctx,
+			&workflowservice.DescribeNamespaceRequest{Id: d.GetNamespaceInfo().GetId()})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("hr-worker: DescribeNamespace by the id of payments: %s, want PermissionDenied", describeCode(err))
+		}
+	})
 	t.Run("ListNamespaces shows what the caller may use", func(t *testing.T) {
 		for _, id := range ids[:4] {
 			cctx, cancel := context.WithTimeout(withAuth(ctx, id.caller), callTimeout)
