@@ -47,7 +47,7 @@ func endpointDecode(ctx context.Context, e *env, size int) ([]Row, error) {
 	// The endpoint as `blindfold dev` serves it (every decision audited), without rate limits, started by the
 	// production assembly over the bench's key directory.
 	g, err := e.startGateway(ctx, "", &gateway.CodecEndpointConfig{
-		Listen: "127.0.0.1:0", Dev: true, AuditLog: fmt.Sprintf("%s/audit-%d.jsonl", e.tmp, size), RateLimit: -1,
+		Listen: "127.0.0.1:0", Dev: true, AuditLog: fmt.Sprintf("%s/audit-%d.jsonl", e.tmp, size), RateLimit: -1, IPRateLimit: -1,
 	})
 	if err != nil {
 		return nil, err

@@ -250,6 +250,32 @@ func TestHelmChartRenders(t *testing.T) {
 		})
 	}
 
+	// The proxy and the codec endpoint refuse listeners beyond loopback that do not authenticate callers or (the
+	// endpoint) lack TLS; the chart passes the escape hatches only where it says why, and fails the render otherwise.
+	t.Run("listener rules", func(t *testing.T) {
+		args := func(over map[string]any) []string {
+			t.Helper()
+			objs := objects(t, "listener rules", contents(renderChart(t, ch, over)))
+			return objs["Deployment/blindfold"].(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Args
+		}
+		if a := args(map[string]any{}); !slices.Contains(a, "--client-ca=/etc/blindfold/tls/ca.crt") || slices.Contains(a, "--insecure-listen") ||
+			!slices.Contains(a, "--codec-insecure-listen") {
+			t.Errorf("defaults: mutual TLS on the proxy, plain HTTP behind the Ingress stated: %s", a)
+		}
+		a := args(map[string]any{"codecEndpoint": map[string]any{"tls": map[string]any{"secretName": "codec-tls"}}})
+		if !slices.Contains(a, "--codec-tls-cert=/etc/blindfold/codec-tls/tls.crt") || slices.Contains(a, "--codec-insecure-listen") {
+			t.Errorf("codecEndpoint.tls.secretName: the endpoint serves HTTPS: %s", a)
+		}
+		noClientCert := map[string]any{"tls": map[string]any{"requireClientCert": false}}
+		if _, err := render(ch, map[string]any{"proxy": noClientCert}); err == nil || !strings.Contains(err.Error(), "--insecure-listen") {
+			t.Errorf("TLS without client certificates rendered (%v); the proxy would refuse to start", err)
+		}
+		noClientCert["extraArgs"] = []any{"--insecure-listen"}
+		if a := args(map[string]any{"proxy": noClientCert}); !slices.Contains(a, "--insecure-listen") {
+			t.Errorf("TLS without client certificates, --insecure-listen in extraArgs: %s", a)
+		}
+	})
+
 	t.Run("missing required value fails", func(t *testing.T) {
 		_, err := render(ch, map[string]any{"envoyEgress": map[string]any{"enabled": true, "config": ""}})
 		if err == nil || !strings.Contains(err.Error(), "envoyEgress.config") {

@@ -19,6 +19,7 @@ type codecEndpointFlags struct {
 	origins        []string
 	tlsCert        string
 	tlsKey         string
+	insecureListen bool
 	oidcIssuer     string
 	oidcAudiences  []string
 	oidcJWKSURL    string
@@ -33,6 +34,8 @@ type codecEndpointFlags struct {
 	rateBurst      int
 	authFailRate   float64
 	authFailBurst  int
+	ipRate         float64
+	ipBurst        int
 	handlerTimeout time.Duration
 }
 
@@ -46,6 +49,8 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.origins, "codec-ui-origin", nil, "browser origin allowed to call the endpoint, e.g. https://temporal-ui.example (repeatable)")
 	fs.StringVar(&f.tlsCert, "codec-tls-cert", "", "TLS certificate for the endpoint (the Web UI passes tokens only to https endpoints)")
 	fs.StringVar(&f.tlsKey, "codec-tls-key", "", "TLS private key for the endpoint")
+	fs.BoolVar(&f.insecureListen, "codec-insecure-listen", false, "DANGEROUS: allow a non-loopback --codec-listen without TLS: "+
+		"bearer tokens and decoded payloads cross the network in the clear; only for when a TLS-terminating ingress on a private path is the only way in (an authenticator is still required)")
 	fs.StringVar(&f.oidcIssuer, "codec-oidc-issuer", "", "OIDC issuer whose JWTs authenticate callers")
 	fs.StringSliceVar(&f.oidcAudiences, "codec-oidc-audience", nil, "accepted JWT audience (repeatable; required with --codec-oidc-issuer)")
 	fs.StringVar(&f.oidcJWKSURL, "codec-oidc-jwks-url", "", "fetch signing keys from this URL instead of OIDC discovery")
@@ -60,6 +65,8 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.rateBurst, "codec-rate-burst", codecserver.DefaultRateBurst, "burst of payloads per identity (a request with more gets 413)")
 	fs.Float64Var(&f.authFailRate, "codec-auth-failure-rate", codecserver.DefaultAuthFailureRate, "failed authentications per second per remote IP, before they are audited (429 above)")
 	fs.IntVar(&f.authFailBurst, "codec-auth-failure-burst", codecserver.DefaultAuthFailureBurst, "burst of failed authentications per remote IP")
+	fs.Float64Var(&f.ipRate, "codec-ip-rate-limit", codecserver.DefaultIPRateLimit, "requests per second per remote IP, counted before any token is verified (429 above; negative: off)")
+	fs.IntVar(&f.ipBurst, "codec-ip-rate-burst", codecserver.DefaultIPRateBurst, "burst of requests per remote IP")
 	fs.DurationVar(&f.handlerTimeout, "codec-timeout", codecserver.DefaultHandlerTimeout, "time limit for one request's work")
 }
 
@@ -67,9 +74,9 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 func (f *codecEndpointFlags) config() gateway.CodecEndpointConfig {
 	c := gateway.CodecEndpointConfig{
 		Listen: f.listen, PolicyFile: f.policyFile, AuditLog: f.auditLog, AuditSyncWindow: f.auditSync, Origins: f.origins,
-		TLSCert: f.tlsCert, TLSKey: f.tlsKey, StaticTokensFile: f.staticTokens,
+		TLSCert: f.tlsCert, TLSKey: f.tlsKey, InsecureListen: f.insecureListen, StaticTokensFile: f.staticTokens,
 		MaxBodyBytes: f.maxBody, MaxPayloads: f.maxPayloads, MaxDecodedBytesPerRequest: f.maxDecoded, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
-		AuthFailureRate: f.authFailRate, AuthFailureBurst: f.authFailBurst,
+		AuthFailureRate: f.authFailRate, AuthFailureBurst: f.authFailBurst, IPRateLimit: f.ipRate, IPRateBurst: f.ipBurst,
 		HandlerTimeout: f.handlerTimeout,
 	}
 	if f.oidcIssuer != "" {

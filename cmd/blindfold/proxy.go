@@ -77,9 +77,11 @@ call to the upstream frontend over one outbound connection, encrypts every paylo
 on the way out and decrypts it on the way back. The backend stores ciphertext only.
 
 Whoever can call the proxy reads plaintext. It therefore refuses to listen on a
-non-loopback address without inbound TLS (--tls-cert/--tls-key, and --client-ca
-for mutual TLS) unless --insecure-listen is given (e.g. behind a service mesh
-that terminates mTLS).
+non-loopback address (0.0.0.0, ::, an empty host or a host name included) unless
+it authenticates callers: mutual TLS (--tls-cert/--tls-key with --client-ca).
+--insecure-listen overrides that (e.g. behind a service mesh that enforces mTLS).
+The codec endpoint beyond loopback needs TLS (--codec-tls-cert/--codec-tls-key,
+or --codec-insecure-listen behind a TLS-terminating ingress) and an authenticator.
 
 Every flag can also be set by the environment variable BLINDFOLD_<FLAG> (upper
 case, dashes as underscores: --upstream-ca is BLINDFOLD_UPSTREAM_CA; lists are
@@ -123,7 +125,8 @@ signal cuts them at once).`,
 	f.StringVar(&o.apiKey, "api-key", "", "API key sent upstream as a bearer token (prefer $BLINDFOLD_API_KEY or --api-key-file)")
 	f.StringVar(&o.apiKeyFile, "api-key-file", "", "file holding the API key")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7233", "address the proxy serves SDK clients and workers on")
-	f.BoolVar(&o.insecureListen, "insecure-listen", false, "allow a non-loopback --listen without inbound TLS (everyone who reaches it reads plaintext)")
+	f.BoolVar(&o.insecureListen, "insecure-listen", false, "DANGEROUS: allow a non-loopback --listen that does not authenticate callers (plaintext, or TLS without --client-ca): "+
+		"everyone who reaches it reads decrypted payloads; only for when something in front (a mesh enforcing mTLS) authenticates them")
 	f.BoolVar(&o.xdsServer, "xds-server", false, "run as an xDS-enabled gRPC server: RBAC and mTLS come from the control plane (blindfold xds) named by the bootstrap in $GRPC_XDS_BOOTSTRAP or $GRPC_XDS_BOOTSTRAP_CONFIG; excludes --tls-cert")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for inbound TLS")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
@@ -213,6 +216,7 @@ func (o *proxyFlags) gatewayConfig(log *slog.Logger) (gateway.Config, error) {
 		Proxy: gateway.ProxyConfig{
 			Listen: o.listen, Upstream: o.upstream, UpstreamTLS: upTLS, APIKey: apiKey, TLS: inTLS,
 			AllowedNamespaces: o.allowNS, MaxRecvMsgSize: o.maxRecv, Reflection: o.reflection, XDSServer: o.xdsServer,
+			InsecureListen: o.insecureListen,
 		},
 		MetricsListen: o.metricsListen,
 		Logger:        log,

@@ -41,8 +41,12 @@ type CodecEndpointConfig struct {
 	AuditSyncWindow time.Duration
 	// Origins are the browser origins (the Web UI's) allowed to call the endpoint.
 	Origins []string
-	// TLSCert and TLSKey serve HTTPS (the Web UI passes tokens only to https endpoints).
+	// TLSCert and TLSKey serve HTTPS (the Web UI passes tokens only to https endpoints). Required beyond loopback
+	// unless InsecureListen.
 	TLSCert, TLSKey string
+	// InsecureListen lets a production endpoint listen beyond loopback without TLS, for when a TLS-terminating ingress
+	// in front is the only way in. It never waives the authenticator.
+	InsecureListen bool
 	// OIDC, if set, verifies bearer JWTs against an issuer.
 	OIDC *codecserver.OIDCConfig
 	// StaticTokensFile is a YAML list of {token, subject, groups}.
@@ -58,7 +62,11 @@ type CodecEndpointConfig struct {
 	RateBurst        int
 	AuthFailureRate  float64
 	AuthFailureBurst int
-	HandlerTimeout   time.Duration
+	// IPRateLimit and IPRateBurst are per remote IP, in requests of any kind, counted before any token is verified
+	// (codecserver.Config).
+	IPRateLimit    float64
+	IPRateBurst    int
+	HandlerTimeout time.Duration
 }
 
 // DevAuditSyncWindow is the dev endpoint's audit sync window: on a developer's machine a serial client (the temporal
@@ -160,6 +168,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 	hcfg.MaxDecodedBytes = cfg.MaxDecodedBytesPerRequest
 	hcfg.RateLimit, hcfg.RateBurst = rate.Limit(cfg.RateLimit), cfg.RateBurst
 	hcfg.AuthFailureRate, hcfg.AuthFailureBurst = rate.Limit(cfg.AuthFailureRate), cfg.AuthFailureBurst
+	hcfg.IPRateLimit, hcfg.IPRateBurst = rate.Limit(cfg.IPRateLimit), cfg.IPRateBurst
 	h, err := codecserver.New(hcfg)
 	if err != nil {
 		return nil, err

@@ -72,6 +72,10 @@ type ProxyConfig struct {
 	AllowAPIKeyWithoutTLS bool
 	// TLS secures the inbound side (nil: plaintext).
 	TLS *tls.Config
+	// InsecureListen lets the proxy listen beyond loopback without authenticating its callers (plaintext, or TLS
+	// without a client CA), for when something in front does (a mesh enforcing mTLS). Start refuses such a listener
+	// otherwise (see listen.go) and logs a warning with it.
+	InsecureListen bool
 	// AllowedNamespaces, if not empty, is the only namespaces served.
 	AllowedNamespaces []string
 	// MaxRecvMsgSize is the largest request accepted (0: proxy.DefaultMaxRecvMsgSize).
@@ -147,6 +151,9 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	g := &Gateway{log: cfg.Logger, errc: make(chan error, 3)}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkListeners(cfg, g.log); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {

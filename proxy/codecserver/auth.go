@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,6 +31,30 @@ var ErrNoCredentials = errors.New("no credentials")
 // ErrInvalidToken is wrapped by every error for credentials that were present but not accepted.
 var ErrInvalidToken = errors.New("invalid token")
 
+// TokenVerifier verifies a bare bearer token, without an HTTP request around it, so the gRPC proxy can authenticate
+// its callers with the same verifiers (and token cache) as the codec endpoint. *OIDC, *StaticTokens and Chain
+// implement it. Errors are typed as for Authenticator: ErrNoCredentials for an empty token, ErrInvalidToken for one
+// that is not accepted, with ErrTokenNotRecognized too when the token is not of the verifier's kind.
+type TokenVerifier interface {
+	VerifyToken(ctx context.Context, token string) (policy.Identity, error)
+}
+
+// ErrTokenNotRecognized is wrapped, next to ErrInvalidToken, by the error for a token an authenticator does not
+// recognise as its own: not a JWT of its issuer, not one of its static tokens. A Chain then tries the next one.
+var ErrTokenNotRecognized = errors.New("token not recognized")
+
+// unrecognized is a refusal that also wraps ErrTokenNotRecognized, keeping the underlying message as it is.
+type unrecognized struct{ err error }
+
+func (e *unrecognized) Error() string   { return e.err.Error() }
+func (e *unrecognized) Unwrap() []error { return []error{e.err, ErrTokenNotRecognized} }
+
+func notRecognized(err error) error { return &unrecognized{err: err} }
+
+// errNotAccepted is a Chain's refusal of a token none of its authenticators recognised. It is the same whatever was
+// sent, so a caller learns nothing about which tokens or issuers exist.
+var errNotAccepted = notRecognized(fmt.Errorf("%w: not accepted by any configured authenticator", ErrInvalidToken))
+
 // bearer returns the token of an "Authorization: Bearer …" header (scheme case-insensitive), or "" if there is none.
 func bearer(h string) string {
 	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
@@ -38,20 +64,72 @@ func bearer(h string) string {
 	return strings.TrimSpace(tok)
 }
 
-// Chain tries authenticators in order. The first that finds credentials decides: an invalid token is never passed on
-// to a later authenticator, so a bad token cannot fall through to, say, Anonymous.
+// bearerToken is the token of an Authorization header: ErrNoCredentials without one, an invalid-token error for a
+// header that is not a bearer token.
+func bearerToken(h string) (string, error) {
+	if h == "" {
+		return "", ErrNoCredentials
+	}
+	tok := bearer(h)
+	if tok == "" {
+		return "", fmt.Errorf("%w: Authorization header is not a bearer token", ErrInvalidToken)
+	}
+	return tok, nil
+}
+
+// Chain combines authenticators, so OIDC and static tokens can be configured together: each is tried in turn and
+// the first that verifies the request's credentials decides. If none does, the request is refused with the reason
+// of the first authenticator that recognised the token as its own (an expired JWT of the issuer says so), else with
+// one message for every unrecognised token. Credentials that are present never fall through to an authenticator
+// that needs none: Anonymous declines any request with an Authorization header.
 type Chain []Authenticator
 
 // Authenticate implements Authenticator.
 func (c Chain) Authenticate(r *http.Request) (policy.Identity, error) {
+	var errs []error
 	for _, a := range c {
 		id, err := a.Authenticate(r)
-		if errors.Is(err, ErrNoCredentials) {
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, ErrNoCredentials) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		return policy.Identity{}, ErrNoCredentials
+	}
+	return policy.Identity{}, chainError(errs)
+}
+
+// VerifyToken implements TokenVerifier over the authenticators that implement it; the others are skipped.
+func (c Chain) VerifyToken(ctx context.Context, token string) (policy.Identity, error) {
+	if token == "" {
+		return policy.Identity{}, ErrNoCredentials
+	}
+	var errs []error
+	for _, a := range c {
+		v, ok := a.(TokenVerifier)
+		if !ok {
 			continue
 		}
-		return id, err
+		id, err := v.VerifyToken(ctx, token)
+		if err == nil {
+			return id, nil
+		}
+		errs = append(errs, err)
 	}
-	return policy.Identity{}, ErrNoCredentials
+	return policy.Identity{}, chainError(errs)
+}
+
+// chainError picks a Chain's refusal: the first authenticator's own refusal, else the one for unrecognised tokens.
+func chainError(errs []error) error {
+	for _, err := range errs {
+		if !errors.Is(err, ErrTokenNotRecognized) && !errors.Is(err, ErrNoCredentials) {
+			return err
+		}
+	}
+	return errNotAccepted
 }
 
 // Anonymous gives every request without an Authorization header a fixed identity. It is for `blindfold dev` on loopback,
@@ -99,13 +177,18 @@ func NewStaticTokens(tokens map[string]policy.Identity) (*StaticTokens, error) {
 
 // Authenticate implements Authenticator.
 func (s *StaticTokens) Authenticate(r *http.Request) (policy.Identity, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return policy.Identity{}, ErrNoCredentials
+	tok, err := bearerToken(r.Header.Get("Authorization"))
+	if err != nil {
+		return policy.Identity{}, err
 	}
-	tok := bearer(h)
+	return s.VerifyToken(r.Context(), tok)
+}
+
+// VerifyToken implements TokenVerifier. A token not in the set is not recognised (another authenticator of a Chain
+// may know it).
+func (s *StaticTokens) VerifyToken(_ context.Context, tok string) (policy.Identity, error) {
 	if tok == "" {
-		return policy.Identity{}, fmt.Errorf("%w: Authorization header is not a bearer token", ErrInvalidToken)
+		return policy.Identity{}, ErrNoCredentials
 	}
 	// Hashing first gives equal-length inputs to the constant-time compare; every entry is checked so timing does not reveal which matched.
 	sum := sha256.Sum256([]byte(tok))
@@ -116,9 +199,11 @@ func (s *StaticTokens) Authenticate(r *http.Request) (policy.Identity, error) {
 		}
 	}
 	if match < 0 {
-		return policy.Identity{}, fmt.Errorf("%w: unknown static token", ErrInvalidToken)
+		return policy.Identity{}, notRecognized(fmt.Errorf("%w: unknown static token", ErrInvalidToken))
 	}
-	return s.entries[match].id, nil
+	id := s.entries[match].id
+	id.Groups = slices.Clone(id.Groups) // the set's own: a caller may not change what the next match returns
+	return id, nil
 }
 
 // OIDCConfig configures OIDC JWT authentication.
@@ -145,15 +230,23 @@ type OIDCConfig struct {
 	// The CLI sends the same token with every payload; verifying its signature each time is most of a request's cost.
 	TokenCacheSize int
 	TokenCacheTTL  time.Duration
+	// JWKSRefetchInterval is the least time between two fetches of the issuer's signing keys (default 30 s;
+	// negative: no limit). go-oidc fetches them again whenever a token's signature does not verify against the keys
+	// it holds (an unknown "kid", or simply a forged signature), so without a limit every forged token naming the
+	// issuer would cost a request to it. Within the interval a fetch is answered from the last response (or its
+	// failure): a token signed with a key the issuer published after the last fetch is refused until the interval
+	// has passed, and so is every token needing a fetch after one that failed.
+	JWKSRefetchInterval time.Duration
 
 	// now replaces time.Now for the verifier and the cache, so tests can move the clock.
 	now func() time.Time
 }
 
-// Defaults of the OIDC token cache.
+// Defaults of the OIDC token cache and key fetches.
 const (
-	DefaultTokenCacheSize = 10000
-	DefaultTokenCacheTTL  = time.Minute
+	DefaultTokenCacheSize      = 10000
+	DefaultTokenCacheTTL       = time.Minute
+	DefaultJWKSRefetchInterval = 30 * time.Second
 )
 
 // OIDC verifies bearer JWTs against an OIDC issuer's JWKS: signature, issuer, audience, expiry and not-before.
@@ -184,14 +277,17 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig) (*OIDC, error) {
 	if cfg.TokenCacheTTL <= 0 {
 		cfg.TokenCacheTTL = DefaultTokenCacheTTL
 	}
+	if cfg.JWKSRefetchInterval == 0 {
+		cfg.JWKSRefetchInterval = DefaultJWKSRefetchInterval
+	}
 	if cfg.now == nil {
 		cfg.now = time.Now
 	}
-	// go-oidc keeps this context for later key-set refreshes, so it must outlive the constructor call.
-	keyCtx := context.WithoutCancel(ctx)
+	// go-oidc keeps this context for later key-set refreshes, so it must outlive the constructor call. Its client
+	// goes through the refetch limit.
+	keyCtx := oidc.ClientContext(context.WithoutCancel(ctx), newJWKSClient(cfg.HTTPClient, cfg.JWKSRefetchInterval, cfg.now))
 	if cfg.HTTPClient != nil {
 		ctx = oidc.ClientContext(ctx, cfg.HTTPClient)
-		keyCtx = oidc.ClientContext(keyCtx, cfg.HTTPClient)
 	}
 	// The audience is checked here against a list rather than by go-oidc's single ClientID.
 	vc := &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: cfg.Algorithms, Now: cfg.now}
@@ -212,7 +308,8 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig) (*OIDC, error) {
 	return o, nil
 }
 
-// Authenticate implements Authenticator.
+// Authenticate implements Authenticator: the bearer token of Authorization, and with AcceptIDTokenFromExtras the
+// token in Authorization-Extras if that one does not verify.
 func (o *OIDC) Authenticate(r *http.Request) (policy.Identity, error) {
 	h := r.Header.Get("Authorization")
 	extras := strings.TrimSpace(r.Header.Get("Authorization-Extras"))
@@ -222,29 +319,65 @@ func (o *OIDC) Authenticate(r *http.Request) (policy.Identity, error) {
 	if h == "" && (extras == "" || !o.cfg.AcceptIDTokenFromExtras) {
 		return policy.Identity{}, ErrNoCredentials
 	}
-	var firstErr error
+	var errs []error
 	if h != "" {
-		tok := bearer(h)
-		if tok == "" {
-			firstErr = fmt.Errorf("%w: Authorization header is not a bearer token", ErrInvalidToken)
-		} else {
-			id, err := o.verify(r.Context(), tok)
-			if err == nil {
+		tok, err := bearerToken(h)
+		if err == nil {
+			var id policy.Identity
+			if id, err = o.VerifyToken(r.Context(), tok); err == nil {
 				return id, nil
 			}
-			firstErr = err
 		}
+		errs = append(errs, err)
 	}
 	if o.cfg.AcceptIDTokenFromExtras && extras != "" {
-		id, err := o.verify(r.Context(), extras)
+		id, err := o.VerifyToken(r.Context(), extras)
 		if err == nil {
 			return id, nil
 		}
-		if firstErr == nil {
-			firstErr = err
+		errs = append(errs, err)
+	}
+	// A token this issuer signed explains the refusal best (expired, wrong audience); else the first reason.
+	for _, err := range errs {
+		if !errors.Is(err, ErrTokenNotRecognized) {
+			return policy.Identity{}, err
 		}
 	}
-	return policy.Identity{}, firstErr
+	return policy.Identity{}, errs[0]
+}
+
+// VerifyToken implements TokenVerifier: the JWT's signature, issuer, audience, expiry and not-before. A token that is
+// not a JWT naming this issuer is refused as not recognised.
+func (o *OIDC) VerifyToken(ctx context.Context, tok string) (policy.Identity, error) {
+	if tok == "" {
+		return policy.Identity{}, ErrNoCredentials
+	}
+	id, err := o.verify(ctx, tok)
+	if err != nil && !o.claimsIssuer(tok) {
+		return policy.Identity{}, notRecognized(err)
+	}
+	return id, err
+}
+
+// claimsIssuer reports whether raw looks like a JWT this issuer signed: three dot-separated parts whose payload names
+// the issuer. It reads the unverified claims only to classify a refusal; it never accepts anything.
+func (o *OIDC) claimsIssuer(raw string) bool {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false
+	}
+	var c struct {
+		Issuer string `json:"iss"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return false
+	}
+	// go-oidc accepts Google's scheme-less "iss" for its issuer; classify it the same way.
+	return c.Issuer == o.cfg.Issuer || o.cfg.Issuer == "https://accounts.google.com" && c.Issuer == "accounts.google.com"
 }
 
 // verify checks raw, or finds it in the cache of tokens verified earlier. Only successes are cached, keyed by the
@@ -401,4 +534,7 @@ var (
 	_ Authenticator = Anonymous{}
 	_ Authenticator = (*StaticTokens)(nil)
 	_ Authenticator = (*OIDC)(nil)
+	_ TokenVerifier = Chain(nil)
+	_ TokenVerifier = (*StaticTokens)(nil)
+	_ TokenVerifier = (*OIDC)(nil)
 )

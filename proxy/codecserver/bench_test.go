@@ -42,7 +42,7 @@ func BenchmarkDecode10k(b *testing.B) {
 	defer al.Close()
 	h, err := New(Config{
 		Codec: c, Authenticator: Anonymous{Identity: policy.Identity{Subject: "bench"}}, Authorizer: policy.DevAccess(),
-		Audit: al, RateLimit: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Audit: al, RateLimit: -1, IPRateLimit: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -98,7 +98,7 @@ func benchDecodeOne(b *testing.B, window time.Duration) {
 	}
 	h, err := New(Config{
 		Codec: c, Authenticator: static, Authorizer: pol.Access,
-		Audit: al, RateLimit: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Audit: al, RateLimit: -1, IPRateLimit: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -81,6 +81,16 @@ type Config struct {
 	// burst 100), before they reach the audit log. A negative AuthFailureRate disables it.
 	AuthFailureRate  rate.Limit
 	AuthFailureBurst int
+	// IPRateLimit and IPRateBurst limit every request per remote IP, in requests (default 2,000/s, burst 20,000),
+	// before any credential is looked at: a flood of forged tokens costs at most this many signature checks (and
+	// JWKS lookups) per IP. The default is one identity's payload budget, so a lone temporal CLI sending one payload
+	// per request meets the identity's limit first. A negative IPRateLimit disables it.
+	//
+	// The order per request: this per-IP limit, then authentication, then (if it failed) the per-IP failed-
+	// authentication limit and the audit record, else the identity's payload limit before and after reading the body.
+	// Limits are per TCP peer: behind an ingress or load balancer every caller shares its address.
+	IPRateLimit rate.Limit
+	IPRateBurst int
 	// HandlerTimeout bounds the work on one request (default 30 s); ReadTimeout bounds reading it (default 30 s, used by Server).
 	HandlerTimeout time.Duration
 	ReadTimeout    time.Duration
@@ -97,8 +107,11 @@ const (
 	// Failed authentications per remote IP: requests per second and burst.
 	DefaultAuthFailureRate  = 50
 	DefaultAuthFailureBurst = 100
-	DefaultHandlerTimeout   = 30 * time.Second
-	DefaultReadTimeout      = 30 * time.Second
+	// Every request per remote IP, before authentication: requests per second and burst.
+	DefaultIPRateLimit    = 2000
+	DefaultIPRateBurst    = 20000
+	DefaultHandlerTimeout = 30 * time.Second
+	DefaultReadTimeout    = 30 * time.Second
 )
 
 // DecodeErrorKey is the metadata key added to a payload that could not be decoded; its value says why. It is
@@ -113,7 +126,8 @@ type Handler struct {
 	cfg     Config
 	origins map[string]bool
 	users   *limiter
-	ips     *limiter
+	ips     *limiter // failed authentications per IP
+	sources *limiter // every request per IP, before authentication
 	log     *slog.Logger
 	// dec is the decode path shared with `blindfold decode`; its audit method also records the handler's other decisions.
 	dec *Decoder
@@ -152,6 +166,12 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.AuthFailureBurst <= 0 {
 		cfg.AuthFailureBurst = DefaultAuthFailureBurst
 	}
+	if cfg.IPRateLimit == 0 {
+		cfg.IPRateLimit = DefaultIPRateLimit
+	}
+	if cfg.IPRateBurst <= 0 {
+		cfg.IPRateBurst = DefaultIPRateBurst
+	}
 	if cfg.HandlerTimeout <= 0 {
 		cfg.HandlerTimeout = DefaultHandlerTimeout
 	}
@@ -187,6 +207,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.AuthFailureRate > 0 {
 		h.ips = newLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst)
+	}
+	if cfg.IPRateLimit > 0 {
+		h.sources = newLimiter(cfg.IPRateLimit, cfg.IPRateBurst)
 	}
 	return h, nil
 }
@@ -245,6 +268,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Access-Control-Allow-Credentials", "true")
 		hdr.Set("Access-Control-Expose-Headers", FailedPayloadsHeader)
 		hdr.Add("Vary", "Origin")
+	}
+	// Before anything reads a credential: forged tokens must not buy signature checks or key fetches beyond this.
+	if ok, wait := h.sources.allow("src:"+remoteIP(r), time.Now()); !ok {
+		h.tooMany(w, wait)
+		return
 	}
 	if r.Method == http.MethodOptions {
 		h.preflight(w, r)
