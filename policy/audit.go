@@ -24,13 +24,24 @@ const (
 	AuditDeny  = "deny"
 )
 
+// Doors of the gateway, written in audit records (Record.Door): both authorize with the same access rules.
+const (
+	// DoorGRPC is the gRPC proxy SDK workers and clients call.
+	DoorGRPC = "grpc"
+	// DoorHTTP is the codec endpoint the Web UI and the temporal CLI call.
+	DoorHTTP = "http"
+)
+
 // Record is one line of the audit log. It never holds payload contents: only counts and the key ids named in envelope metadata.
 type Record struct {
 	// Seq numbers records from 1 without gaps.
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
 	// Via names the component that decided: "codec-endpoint" or "blindfold-decode".
-	Via        string   `json:"via"`
+	Via string `json:"via"`
+	// Door is the entrance the request came through: DoorGRPC or DoorHTTP (empty in records of older versions and of
+	// the offline tool).
+	Door       string   `json:"door,omitempty"`
 	Identity   Identity `json:"identity"`
 	Namespace  string   `json:"namespace,omitempty"`
 	Operation  string   `json:"operation,omitempty"`

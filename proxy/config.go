@@ -119,6 +119,12 @@ type Config struct {
 	// AllowedNamespaces apply when both are set.
 	Policy PolicySource
 
+	// Auth, if set, authenticates every caller (client certificate or bearer token) and authorizes each call against
+	// the access section of Policy (required then): the method's action (MethodActions) on the request's namespace.
+	// Refusals are PermissionDenied or Unauthenticated, counted through Observer and written to Auth.Audit. Nil: no
+	// caller authorization (whoever reaches the listener may call every method of every served namespace).
+	Auth *AuthConfig
+
 	// MaxRecvMsgSize is the largest request accepted from callers (default DefaultMaxRecvMsgSize).
 	MaxRecvMsgSize int
 	// MaxSendMsgSize is the largest response sent to callers and the largest message exchanged with the upstream
@@ -185,6 +191,9 @@ func (c *Config) validate() error {
 		if ns == "" {
 			return fmt.Errorf("%w: empty namespace in the allowlist", ErrConfig)
 		}
+	}
+	if c.Auth != nil {
+		return c.Auth.validate(c)
 	}
 	return nil
 }

@@ -13,6 +13,12 @@
 // package's sentinels alone (codec.ErrKeyUnavailable is Unavailable; a rejected, unknown or destroyed key
 // FailedPrecondition; tampering DataLoss).
 //
+// With Config.Auth the proxy also knows its callers: the identity of a verified client certificate (SPIFFE ID or
+// subject DN, with its SANs) or of a bearer token (TokenVerifier: the codec endpoint's OIDC and static-token
+// verifiers), and every WorkflowService and OperatorService call is authorized by the access rules of the same
+// policy snapshot: the caller needs one of the method's actions (MethodActions: worker, client-write, client-read,
+// admin) on the request's namespace. Refusals are PermissionDenied or Unauthenticated, audited and counted.
+//
 // The proxy fails closed: a request whose payloads cannot all be encrypted is rejected with a gRPC status and nothing is
 // forwarded; a response that cannot be decrypted is replaced by a status naming the cause (for example the key id).
 package proxy

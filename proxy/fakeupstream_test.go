@@ -40,7 +40,7 @@ type recorded struct {
 	md     metadata.MD
 }
 
-func startFakeUpstream(t *testing.T) *fakeUpstream {
+func startFakeUpstream(t testing.TB) *fakeUpstream {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -59,8 +59,8 @@ func callPolicyFrom(ctx context.Context) *callPolicy {
 
 // admitPolicy decides the callPolicy of a request for namespace (has says whether the request type has a namespace
 // field at all). A namespace without an entry in a policy that lists namespaces is refused with PermissionDenied.
-func admitPolicy(ctx context.Context, src PolicySource, ns string, has bool, req any) (*callPolicy, error) {
-	p := src.Current()
+// p is the RPC's snapshot.
+func admitPolicy(ctx context.Context, p *policy.Policy, ns string, has bool, req any) (*callPolicy, error) {
 	if !has {
 		// GetSystemInfo, ListNamespaces and the like carry no payloads.
 		return &callPolicy{snapshot: p, rules: policy.DefaultRules()}, nil

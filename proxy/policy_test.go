@@ -23,7 +23,7 @@ import (
 )
 
 // policyStore writes content to a policy file and returns a Store over it, so tests can rewrite and reload it.
-func policyStore(t *testing.T, content string) (*policy.Store, string) {
+func policyStore(t testing.TB, content string) (*policy.Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {

@@ -28,6 +28,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/blindfold-dev/blindfold/policy"
 )
 
 const (
@@ -45,6 +47,10 @@ type Server struct {
 	upstream *grpc.ClientConn
 	grpc     GRPCServer
 	health   *health.Server
+	// decisions caches authorization decisions of Config.Auth per access rule set.
+	decisions decisionCache
+	// unauthAudits limits the audit records of unauthenticated calls per remote IP.
+	unauthAudits ipLimiter
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -139,9 +145,12 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
 	}
 	unary := append([]grpc.UnaryServerInterceptor{s.recoverUnary}, s.cfg.UnaryInterceptors...)
-	unary = append(unary, s.logUnary, s.admitUnary)
+	// authUnary: see its doc for why it sits between logUnary and admitUnary.
+	unary = append(unary, s.logUnary, s.authUnary, s.admitUnary)
 	opts = append(opts, grpc.ChainUnaryInterceptor(unary...))
-	if len(s.cfg.StreamInterceptors) > 0 {
+	if s.cfg.Auth != nil {
+		opts = append(opts, grpc.ChainStreamInterceptor(append(slices.Clone(s.cfg.StreamInterceptors), s.authStream)...))
+	} else if len(s.cfg.StreamInterceptors) > 0 {
 		opts = append(opts, grpc.ChainStreamInterceptor(s.cfg.StreamInterceptors...))
 	}
 	return append(opts, s.cfg.ServerOptions...)
@@ -232,7 +241,13 @@ func (s *Server) admitUnary(ctx context.Context, req any, info *grpc.UnaryServer
 		return nil, status.Errorf(codes.PermissionDenied, "blindfold: namespace %q is not served by this proxy", ns)
 	}
 	if s.cfg.Policy != nil {
-		cp, err := admitPolicy(ctx, s.cfg.Policy, ns, has, req)
+		var snap *policy.Policy
+		if ca := callAuthFrom(ctx); ca != nil {
+			snap = ca.snapshot // the one the access rules were read from
+		} else {
+			snap = s.cfg.Policy.Current()
+		}
+		cp, err := admitPolicy(ctx, snap, ns, has, req)
 		if err != nil {
 			kind := KindTenant
 			if status.Code(err) == codes.PermissionDenied {
@@ -354,7 +369,7 @@ func (s *Server) upstreamInterceptor(ctx context.Context, method string, req, re
 	if r, ok := reply.(*workflowservice.ListNamespacesResponse); ok && (s.allowed != nil || cp != nil) {
 		r.Namespaces = slices.DeleteFunc(r.Namespaces, func(d *workflowservice.DescribeNamespaceResponse) bool {
 			name := d.GetNamespaceInfo().GetName()
-			return s.allowed != nil && !s.allowed[name] || cp != nil && !cp.serves(name)
+			return s.allowed != nil && !s.allowed[name] || cp != nil && !cp.serves(name) || !visibleNamespace(ctx, name)
 		})
 	}
 	return nil

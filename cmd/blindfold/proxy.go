@@ -59,6 +59,7 @@ type proxyFlags struct {
 	shutdownTimeout time.Duration
 
 	codecEP codecEndpointFlags
+	auth    proxyAuthFlags
 	kek     *kekFlags
 }
 
@@ -82,6 +83,18 @@ it authenticates callers: mutual TLS (--tls-cert/--tls-key with --client-ca).
 --insecure-listen overrides that (e.g. behind a service mesh that enforces mTLS).
 The codec endpoint beyond loopback needs TLS (--codec-tls-cert/--codec-tls-key,
 or --codec-insecure-listen behind a TLS-terminating ingress) and an authenticator.
+
+Callers: by default every caller the listener admits may call every method of
+every namespace served. --auth-client-certs (identity from the client
+certificate), --auth-static-tokens and --auth-oidc-issuer (bearer tokens, verified
+as the codec endpoint verifies them) authorize each call instead, by the access
+section of --policy (required then): a worker needs "worker" on its namespace, a
+client "client-write" or "client-read", OperatorService "admin" (docs/policy.md).
+Refusals are PERMISSION_DENIED or UNAUTHENTICATED, counted in
+blindfold_proxy_errors_total and recorded in --auth-audit-log (default: the codec
+endpoint's log). With --api-key the caller's token is verified first, then
+replaced by the API key upstream. TLS with bearer tokens counts as authenticating
+callers beyond loopback.
 
 Every flag can also be set by the environment variable BLINDFOLD_<FLAG> (upper
 case, dashes as underscores: --upstream-ca is BLINDFOLD_UPSTREAM_CA; lists are
@@ -145,6 +158,7 @@ signal cuts them at once).`,
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug (one line per RPC), info, warn or error")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight calls (long polls included) on SIGINT/SIGTERM")
 	o.codecEP.register(f)
+	o.auth.register(f)
 	o.kek = addKEKFlags(cmd)
 	return cmd
 }
@@ -179,6 +193,15 @@ func (o *proxyFlags) validate() error {
 	}
 	if o.rotateEvery < 0 {
 		return errors.New("--rotate-keys-every must not be negative")
+	}
+	if o.auth.clientCerts && o.clientCA == "" && !o.xdsServer {
+		return errors.New("--auth-client-certs needs --client-ca (client certificates are verified against it)")
+	}
+	if a := o.auth.config(); a != nil && o.policyFile == "" {
+		return errors.New("--auth-client-certs, --auth-static-tokens and --auth-oidc-issuer need --policy: its access section says who may do what")
+	}
+	if o.auth.oidcIssuer != "" && len(o.auth.oidcAudiences) == 0 {
+		return errors.New("--auth-oidc-issuer needs --auth-oidc-audience")
 	}
 	if err := o.kek.validate(); err != nil {
 		return err
@@ -216,7 +239,7 @@ func (o *proxyFlags) gatewayConfig(log *slog.Logger) (gateway.Config, error) {
 		Proxy: gateway.ProxyConfig{
 			Listen: o.listen, Upstream: o.upstream, UpstreamTLS: upTLS, APIKey: apiKey, TLS: inTLS,
 			AllowedNamespaces: o.allowNS, MaxRecvMsgSize: o.maxRecv, Reflection: o.reflection, XDSServer: o.xdsServer,
-			InsecureListen: o.insecureListen,
+			InsecureListen: o.insecureListen, Auth: o.auth.config(),
 		},
 		MetricsListen: o.metricsListen,
 		Logger:        log,

@@ -89,6 +89,32 @@ type ProxyConfig struct {
 	UnaryInterceptors []grpc.UnaryServerInterceptor
 	// Observer, if set, receives the proxy's payload counts and error kinds too, after the gateway's metrics.
 	Observer proxy.Observer
+	// Auth, if set, authenticates every caller and authorizes each call by the policy's access section (so a policy,
+	// PolicyFile or PolicyStore, is required). Nil: whoever reaches the listener may call everything it serves.
+	Auth *ProxyAuthConfig
+}
+
+// ProxyAuthConfig configures who may call the gRPC proxy (proxy.AuthConfig): identities from client certificates
+// and bearer tokens, the latter verified exactly as the codec endpoint verifies them (same OIDC and static-token
+// verifiers, same file format), so one access section governs both doors.
+type ProxyAuthConfig struct {
+	// ClientCerts takes the identity from the verified client certificate (needs TLS with a client CA).
+	ClientCerts bool
+	// StaticTokensFile is a YAML list of {token, subject, groups} (LoadStaticTokens).
+	StaticTokensFile string
+	// OIDC, if set, verifies bearer JWTs against an issuer (codecserver.NewOIDC; its token cache applies).
+	OIDC *codecserver.OIDCConfig
+	// AuditLog is the hash-chained log every refused call is recorded in (door "grpc"). Empty: the codec endpoint's
+	// log when the gateway serves one (one writer per file: the two doors share it), else refusals are only logged
+	// and counted. The same path as the endpoint's also shares it.
+	AuditLog string
+	// AuditSyncWindow is as CodecEndpointConfig.AuditSyncWindow, for a log of the proxy's own (0: strict).
+	AuditSyncWindow time.Duration
+}
+
+// tokensConfigured reports whether bearer tokens are accepted.
+func (a *ProxyAuthConfig) tokensConfigured() bool {
+	return a != nil && (a.StaticTokensFile != "" || a.OIDC != nil)
 }
 
 // observers hands every count to each of its observers in turn.
@@ -141,6 +167,14 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	}
 	if cfg.PolicyFile != "" && cfg.PolicyStore != nil {
 		return nil, errors.New("gateway: give a policy file or a policy store, not both")
+	}
+	if a := cfg.Proxy.Auth; a != nil && cfg.Proxy.Upstream != "" {
+		if cfg.PolicyFile == "" && cfg.PolicyStore == nil {
+			return nil, errors.New("gateway: proxy authentication needs a policy (--policy): its access section says who may do what")
+		}
+		if !a.ClientCerts && !a.tokensConfigured() {
+			return nil, errors.New("gateway: proxy authentication needs client certificates (--auth-client-certs) or tokens (--auth-static-tokens, --auth-oidc-issuer)")
+		}
 	}
 	if cfg.CompressThreshold < 0 {
 		return nil, errors.New("gateway: compression threshold must not be negative")
@@ -249,6 +283,11 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	}
 	if g.policy != nil {
 		pcfg.Policy = g.policy // only when set: a nil *policy.Store in the interface would not read as "no policy"
+	}
+	if pc.Auth != nil {
+		if pcfg.Auth, err = g.proxyAuth(ctx, *pc.Auth, cfg.CodecEndpoint); err != nil {
+			return nil, err
+		}
 	}
 	if pc.XDSServer {
 		creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})

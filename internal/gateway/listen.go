@@ -15,13 +15,14 @@ import (
 // configuration leaves no listener, key or audit log behind.
 
 // proxyClientAuthConfigured reports whether the gRPC proxy authenticates its callers itself: inbound mutual TLS that
-// requires and verifies a client certificate against a configured CA bundle. A tls.Config that picks its settings per
-// connection (GetConfigForClient) cannot be inspected at start and does not count.
+// requires and verifies a client certificate against a configured CA bundle, or bearer tokens (ProxyConfig.Auth with
+// static tokens or OIDC; every call then needs a valid one). A tls.Config that picks its settings per connection
+// (GetConfigForClient) cannot be inspected at start and does not count. Plaintext is refused either way (tokens
+// would cross the network in the clear).
 func proxyClientAuthConfigured(cfg ProxyConfig) bool {
 	mTLS := cfg.TLS != nil && cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert && cfg.TLS.ClientCAs != nil &&
 		cfg.TLS.GetConfigForClient == nil
-	// tokens: token authentication joins here as `|| cfg.Auth != nil`.
-	return mTLS
+	return mTLS || cfg.Auth.tokensConfigured()
 }
 
 // checkListeners refuses a proxy or (production) codec endpoint listener beyond loopback that does not authenticate

@@ -48,6 +48,15 @@ type AuditLog interface {
 	Append(r policy.Record) (string, error)
 }
 
+// httpDoor marks every record the handler writes as coming through the HTTP door (the gRPC proxy writes to the
+// same log with policy.DoorGRPC when the two share one gateway).
+type httpDoor struct{ AuditLog }
+
+func (a httpDoor) Append(r policy.Record) (string, error) {
+	r.Door = policy.DoorHTTP
+	return a.AuditLog.Append(r)
+}
+
 // Config configures a Handler. Codec, Authenticator, Authorizer and Audit are required.
 type Config struct {
 	Codec Codec
@@ -193,7 +202,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Authorizer = newDecisionCache(a)
 	}
 	h := &Handler{cfg: cfg, origins: map[string]bool{}, log: cfg.Logger,
-		dec: &Decoder{Codec: cfg.Codec, Authorizer: cfg.Authorizer, Audit: cfg.Audit, Logger: cfg.Logger, KeyID: cfg.KeyID,
+		dec: &Decoder{Codec: cfg.Codec, Authorizer: cfg.Authorizer, Audit: httpDoor{cfg.Audit}, Logger: cfg.Logger, KeyID: cfg.KeyID,
 			MaxDecodedBytes: cfg.MaxDecodedBytes}}
 	for _, o := range cfg.AllowedOrigins {
 		norm, err := normalizeOrigin(o)
