@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -116,7 +118,7 @@ func FuzzDecodeResponse(f *testing.F) {
 //	go test -tags nodevstack -run '^$' -fuzz FuzzStrictDecode -fuzztime 10m -parallel 1 ./proxy
 func FuzzStrictDecode(f *testing.F) {
 	c, _ := newTestCodec(f)
-	tr := &transformer{codec: c}
+	tr := &transformer{codec: c, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
 	const n = 4
 	originals := make([]*commonpb.Payload, n)

@@ -285,6 +285,30 @@ type textPlan struct {
 	strings  []protoreflect.FieldDescriptor
 	mapTexts []protoreflect.FieldDescriptor
 	children []textChild
+	// oneofs holds the children that are members of a real oneof, by oneof: one WhichOneof finds the set member
+	// instead of a Has per member (a history event's attributes are a oneof of some 60 types).
+	oneofs []textOneof
+}
+
+type textOneof struct {
+	od      protoreflect.OneofDescriptor
+	members map[protoreflect.FieldNumber]*textPlan
+}
+
+// addChild files a child under its oneof, or with the plain children.
+func (p *textPlan) addChild(fd protoreflect.FieldDescriptor, plan *textPlan) {
+	od := fd.ContainingOneof()
+	if od == nil || od.IsSynthetic() {
+		p.children = append(p.children, textChild{fd: fd, plan: plan})
+		return
+	}
+	for i := range p.oneofs {
+		if p.oneofs[i].od == od {
+			p.oneofs[i].members[fd.Number()] = plan
+			return
+		}
+	}
+	p.oneofs = append(p.oneofs, textOneof{od: od, members: map[protoreflect.FieldNumber]*textPlan{fd.Number(): plan}})
 }
 
 type textChild struct {
@@ -403,7 +427,7 @@ func (tp *textPlans) build(root protoreflect.MessageDescriptor) map[protoreflect
 				}
 			case fd.Message() != nil:
 				if cp := planOf(fd.Message()); cp != nil {
-					p.children = append(p.children, textChild{fd: fd, plan: cp})
+					p.addChild(fd, cp)
 				}
 			}
 		}
@@ -503,6 +527,13 @@ func walkTexts(m protoreflect.Message, p *textPlan, pick func(string) bool, slot
 			}
 		default:
 			walkTexts(m.Get(c.fd).Message(), c.plan, pick, slots)
+		}
+	}
+	for _, o := range p.oneofs {
+		if fd := m.WhichOneof(o.od); fd != nil {
+			if cp := o.members[fd.Number()]; cp != nil {
+				walkTexts(m.Get(fd).Message(), cp, pick, slots)
+			}
 		}
 	}
 }

@@ -540,8 +540,10 @@ func TestTextPlans(t *testing.T) {
 		t.Fatalf("completion plan %+v, want the commands only", p)
 	}
 	cmd := p.children[0].plan
-	if len(cmd.children) != 1 || cmd.children[0].fd.Name() != "request_cancel_external_workflow_execution_command_attributes" {
-		t.Errorf("command plan walks %d children, want the cancel-external attributes only", len(cmd.children))
+	// The attributes are a oneof: one WhichOneof, one member with a plan.
+	if len(cmd.children) != 0 || len(cmd.oneofs) != 1 || len(cmd.oneofs[0].members) != 1 ||
+		cmd.oneofs[0].members[(&commandpb.Command{}).ProtoReflect().Descriptor().Fields().ByName("request_cancel_external_workflow_execution_command_attributes").Number()] == nil {
+		t.Errorf("command plan walks %d children and %d oneofs, want the cancel-external attributes only", len(cmd.children), len(cmd.oneofs))
 	}
 	protoregistry.GlobalTypes.RangeMessages(func(mt protoreflect.MessageType) bool {
 		name := string(mt.Descriptor().FullName())

@@ -26,6 +26,7 @@ type codecEndpointFlags struct {
 	oidcSubject    string
 	oidcGroups     string
 	oidcIDToken    bool
+	oidcSkew       time.Duration
 	staticTokens   string
 	maxBody        int64
 	maxPayloads    int
@@ -57,6 +58,7 @@ func (f *codecEndpointFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.oidcSubject, "codec-oidc-subject-claim", "sub", "JWT claim naming the caller")
 	fs.StringVar(&f.oidcGroups, "codec-oidc-groups-claim", "groups", "JWT claim holding groups or roles (dotted paths reach nested claims)")
 	fs.BoolVar(&f.oidcIDToken, "codec-oidc-accept-id-token", false, "also accept the ID token the Web UI sends in Authorization-Extras")
+	fs.DurationVar(&f.oidcSkew, "codec-oidc-clock-skew", 0, "accept JWTs this long after their exp, for a clock behind the issuer's (at most 5m)")
 	fs.StringVar(&f.staticTokens, "codec-static-tokens", "", "YAML file of static bearer tokens: a list of {token, subject, groups}")
 	fs.Int64Var(&f.maxBody, "codec-max-body", codecserver.DefaultMaxBodyBytes, "largest request body in bytes (413 above)")
 	fs.IntVar(&f.maxPayloads, "codec-max-payloads", codecserver.DefaultMaxPayloads, "most payloads in one request (413 above)")
@@ -82,7 +84,7 @@ func (f *codecEndpointFlags) config() gateway.CodecEndpointConfig {
 	if f.oidcIssuer != "" {
 		c.OIDC = &codecserver.OIDCConfig{
 			Issuer: f.oidcIssuer, Audiences: f.oidcAudiences, JWKSURL: f.oidcJWKSURL,
-			SubjectClaim: f.oidcSubject, GroupsClaim: f.oidcGroups, AcceptIDTokenFromExtras: f.oidcIDToken,
+			SubjectClaim: f.oidcSubject, GroupsClaim: f.oidcGroups, AcceptIDTokenFromExtras: f.oidcIDToken, ClockSkew: f.oidcSkew,
 		}
 	}
 	return c

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/spf13/pflag"
 
 	"github.com/blindfold-dev/blindfold/internal/gateway"
@@ -19,6 +21,7 @@ type proxyAuthFlags struct {
 	oidcSubject   string
 	oidcGroups    string
 	oidcAlgs      []string
+	oidcSkew      time.Duration
 	auditLog      string
 }
 
@@ -32,6 +35,7 @@ func (f *proxyAuthFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.oidcSubject, "auth-oidc-subject-claim", "sub", "JWT claim naming the caller")
 	fs.StringVar(&f.oidcGroups, "auth-oidc-groups-claim", "groups", "JWT claim holding groups or roles (dotted paths reach nested claims)")
 	fs.StringSliceVar(&f.oidcAlgs, "auth-oidc-algorithm", nil, "accepted JWT signing algorithm (repeatable; default: what discovery advertises, else RS256)")
+	fs.DurationVar(&f.oidcSkew, "auth-oidc-clock-skew", 0, "accept JWTs this long after their exp, for a clock behind the issuer's (at most 5m)")
 	fs.StringVar(&f.auditLog, "auth-audit-log", "", "hash-chained audit log of refused calls (default: --codec-audit-log when the codec endpoint runs; the two share one file)")
 }
 
@@ -44,7 +48,7 @@ func (f *proxyAuthFlags) config() *gateway.ProxyAuthConfig {
 	if f.oidcIssuer != "" {
 		c.OIDC = &codecserver.OIDCConfig{
 			Issuer: f.oidcIssuer, Audiences: f.oidcAudiences, JWKSURL: f.oidcJWKSURL,
-			SubjectClaim: f.oidcSubject, GroupsClaim: f.oidcGroups, Algorithms: f.oidcAlgs,
+			SubjectClaim: f.oidcSubject, GroupsClaim: f.oidcGroups, Algorithms: f.oidcAlgs, ClockSkew: f.oidcSkew,
 		}
 	}
 	return c

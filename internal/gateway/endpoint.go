@@ -87,15 +87,19 @@ func (cfg CodecEndpointConfig) auditOptions() policy.AuditOptions {
 
 // codecEndpoint is a serving endpoint.
 type codecEndpoint struct {
-	url   string
-	srv   *http.Server
-	audit *policy.AuditLog
-	done  chan error
+	url       string
+	srv       *http.Server
+	audit     *policy.AuditLog
+	done      chan error
+	stopWatch func() // stops watching the policy file
 }
 
 // stop drains in-flight requests (until ctx ends) and closes the audit log.
 func (e *codecEndpoint) stop(ctx context.Context) error {
 	err := e.srv.Shutdown(ctx)
+	if e.stopWatch != nil {
+		e.stopWatch()
+	}
 	if cerr := e.audit.Close(); err == nil {
 		err = cerr
 	}
@@ -119,15 +123,27 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 		return nil, errors.New("--codec-tls-cert and --codec-tls-key go together")
 	}
 	var hcfg codecserver.Config
+	stopWatch := func() {}
+	defer func() {
+		if err != nil {
+			stopWatch() // err is the function's result: every failed return below stops the watch
+		}
+	}()
 	if cfg.Dev {
 		if err := requireLoopback(cfg); err != nil {
 			return nil, err
 		}
 	} else {
-		pol, err := policy.Load(cfg.PolicyFile)
+		// The access section is read from the policy in force on every request: a reload (file change or SIGHUP)
+		// applies to the next one, so a revoked auditor is refused from then on.
+		store, err := policy.NewStore(cfg.PolicyFile, policy.WithStoreLogger(log.With("component", "codec-policy")))
 		if err != nil {
 			return nil, err
 		}
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		watched := make(chan struct{})
+		go func() { defer close(watched); _ = store.Watch(wctx) }()
+		stopWatch = func() { cancel(); <-watched }
 		var chain codecserver.Chain
 		if cfg.OIDC != nil {
 			o, err := codecserver.NewOIDC(ctx, *cfg.OIDC)
@@ -146,7 +162,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 		if len(chain) == 0 {
 			return nil, errors.New("the codec endpoint needs --codec-oidc-issuer or --codec-static-tokens")
 		}
-		hcfg = codecserver.Config{Authenticator: chain, Authorizer: pol.Access}
+		hcfg = codecserver.Config{Authenticator: chain, Authorizer: codecserver.AccessOf(store)}
 	}
 	audit, err := policy.OpenAuditWith(cfg.AuditLog, cfg.auditOptions())
 	if err != nil {
@@ -180,7 +196,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 		}
 	}
 	srv := h.Server()
-	e := &codecEndpoint{srv: srv, audit: audit, done: make(chan error, 1)}
+	e := &codecEndpoint{srv: srv, audit: audit, done: make(chan error, 1), stopWatch: stopWatch}
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"

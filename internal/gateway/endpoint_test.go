@@ -16,6 +16,7 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/codec/codectest"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 // TestDevCodecEndpoint checks the dev endpoint: anonymous callers decode, bad requests are 400, and it refuses any
@@ -115,5 +116,54 @@ func TestAuditOptions(t *testing.T) {
 				t.Fatalf("window %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCodecEndpointAccessReload: the production endpoint reads its access rules from the policy in force, so a
+// policy change that revokes an auditor refuses her next request, without a restart.
+func TestCodecEndpointAccessReload(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		testenv.WriteFileAtomic(t, p, content)
+		return p
+	}
+	rule := func(subjects string) string {
+		return "version: 1\naccess:\n  rules:\n    - {name: auditors, subjects: [" + subjects + "], namespaces: [default], operations: [decode]}\n"
+	}
+	policyAt := write("policy.yaml", rule("erin, frank"))
+	tokens := write("tokens.yaml", "- {token: erin-token-0123456789abcdef, subject: erin}\n- {token: frank-token-0123456789abcdef, subject: frank}\n")
+	c, err := codec.New(codectest.NewKeyring())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "127.0.0.1:0", PolicyFile: policyAt,
+		StaticTokensFile: tokens, AuditLog: filepath.Join(dir, "audit.jsonl")}, c, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.stop(context.Background())
+	decode := func(token string) int {
+		req, _ := http.NewRequest(http.MethodPost, e.url+"/default/decode", strings.NewReader(`{"payloads":[]}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := decode("erin-token-0123456789abcdef"); got != http.StatusOK {
+		t.Fatalf("erin before the reload: %d", got)
+	}
+	write("policy.yaml", rule("frank"))
+	testenv.WaitFor(t, 15*time.Second, "erin refused after the policy revoked her", func() bool {
+		return decode("erin-token-0123456789abcdef") == http.StatusForbidden
+	})
+	if got := decode("frank-token-0123456789abcdef"); got != http.StatusOK {
+		t.Errorf("frank after the reload: %d", got)
 	}
 }

@@ -237,6 +237,9 @@ type OIDCConfig struct {
 	// failure): a token signed with a key the issuer published after the last fetch is refused until the interval
 	// has passed, and so is every token needing a fetch after one that failed.
 	JWKSRefetchInterval time.Duration
+	// ClockSkew is how far this host's clock may be behind the issuer's: a token is still accepted that long after its
+	// "exp" (default 0, at most MaxClockSkew). Keep it small: it extends every token's life by as much.
+	ClockSkew time.Duration
 
 	// now replaces time.Now for the verifier and the cache, so tests can move the clock.
 	now func() time.Time
@@ -247,6 +250,8 @@ const (
 	DefaultTokenCacheSize      = 10000
 	DefaultTokenCacheTTL       = time.Minute
 	DefaultJWKSRefetchInterval = 30 * time.Second
+	// MaxClockSkew bounds OIDCConfig.ClockSkew.
+	MaxClockSkew = 5 * time.Minute
 )
 
 // OIDC verifies bearer JWTs against an OIDC issuer's JWKS: signature, issuer, audience, expiry and not-before.
@@ -290,7 +295,17 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig) (*OIDC, error) {
 		ctx = oidc.ClientContext(ctx, cfg.HTTPClient)
 	}
 	// The audience is checked here against a list rather than by go-oidc's single ClientID.
-	vc := &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: cfg.Algorithms, Now: cfg.now}
+	if cfg.ClockSkew < 0 || cfg.ClockSkew > MaxClockSkew {
+		return nil, fmt.Errorf("oidc: clock skew %s is outside 0 to %s", cfg.ClockSkew, MaxClockSkew)
+	}
+	verifierNow := cfg.now
+	if skew := cfg.ClockSkew; skew > 0 {
+		// go-oidc checks "exp" against Now (and allows its own fixed leeway on "nbf"): a clock set back by the skew
+		// accepts a token that long after it expired.
+		now := cfg.now
+		verifierNow = func() time.Time { return now().Add(-skew) }
+	}
+	vc := &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: cfg.Algorithms, Now: verifierNow}
 	var v *oidc.IDTokenVerifier
 	if cfg.JWKSURL != "" {
 		v = oidc.NewVerifier(cfg.Issuer, oidc.NewRemoteKeySet(keyCtx, cfg.JWKSURL), vc)

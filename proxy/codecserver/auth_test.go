@@ -223,3 +223,27 @@ func TestStaticAndChain(t *testing.T) {
 		}
 	}
 }
+
+// TestOIDCClockSkew: a token that expired within the configured skew is still accepted, one past it is not, and a
+// skew above MaxClockSkew is refused at construction.
+func TestOIDCClockSkew(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t)
+	ctx := context.Background()
+	expired := iss.token(t, map[string]any{"exp": time.Now().Add(-30 * time.Second).Unix()})
+	for _, tc := range []struct {
+		skew time.Duration
+		ok   bool
+	}{{0, false}, {time.Minute, true}, {10 * time.Second, false}} {
+		o, err := NewOIDC(ctx, OIDCConfig{Issuer: iss.url, Audiences: []string{"blindfold-codec"}, ClockSkew: tc.skew})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.VerifyToken(ctx, expired); (err == nil) != tc.ok {
+			t.Errorf("skew %s: token expired 30 s ago: %v, want accepted=%v", tc.skew, err, tc.ok)
+		}
+	}
+	if _, err := NewOIDC(ctx, OIDCConfig{Issuer: iss.url, Audiences: []string{"a"}, ClockSkew: time.Hour}); err == nil {
+		t.Error("a skew of an hour accepted")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/blindfold-dev/blindfold/policy"
 )
@@ -60,5 +61,38 @@ func decisionKey(id policy.Identity, namespace string, op policy.Operation) stri
 	for _, g := range id.Groups {
 		field(g)
 	}
+	// Rules may match certificate SANs too.
+	b = strconv.AppendInt(b, int64(len(id.SANs)), 10)
+	for _, san := range id.SANs {
+		field(san)
+	}
 	return string(b)
+}
+
+// PolicySource gives the policy in force; *policy.Store implements it (and reloads it).
+type PolicySource interface {
+	Current() *policy.Policy
+}
+
+// AccessOf returns an Authorizer that consults the access section of src's current policy on every request, so a
+// reload applies to the next request and a revoked identity is refused from then on. Decisions are cached per policy
+// snapshot: a new snapshot starts an empty cache.
+func AccessOf(src PolicySource) Authorizer {
+	return &snapshotAuthorizer{src: src}
+}
+
+type snapshotAuthorizer struct {
+	src   PolicySource
+	cache atomic.Pointer[decisionCache]
+}
+
+// Authorize implements Authorizer.
+func (s *snapshotAuthorizer) Authorize(ctx context.Context, id policy.Identity, namespace string, op policy.Operation) policy.Decision {
+	a := s.src.Current().Access
+	c := s.cache.Load()
+	if c == nil || c.a != a {
+		c = newDecisionCache(a)
+		s.cache.Store(c)
+	}
+	return c.Authorize(ctx, id, namespace, op)
 }

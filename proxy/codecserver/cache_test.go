@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,5 +211,49 @@ func TestRateLimitCountsPayloads(t *testing.T) {
 	four := body(t, f.seal("default", "a", "b", "c", "d")...)
 	if resp, b := f.do(req{path: "/default/decode", body: four, headers: auth("writer-token")}); resp.StatusCode != 413 || !strings.Contains(b, "burst") {
 		t.Fatalf("request over the burst: %d %s", resp.StatusCode, b)
+	}
+}
+
+type fixedPolicy struct{ p atomic.Pointer[policy.Policy] }
+
+func (f *fixedPolicy) Current() *policy.Policy { return f.p.Load() }
+
+// TestAccessOfFollowsReloads: an authorizer over a policy source answers from the snapshot in force, so a reload
+// that revokes an identity refuses its next request, while the cache keeps serving the unchanged snapshot.
+func TestAccessOfFollowsReloads(t *testing.T) {
+	t.Parallel()
+	parse := func(subjects string) *policy.Policy {
+		p, err := policy.Parse("p.yaml", []byte("version: 1\naccess:\n  rules:\n    - {name: r, subjects: ["+subjects+"], namespaces: [hr], operations: [decode]}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	src := &fixedPolicy{}
+	src.p.Store(parse("erin, frank"))
+	a := AccessOf(src)
+	ctx := context.Background()
+	erin := policy.Identity{Subject: "erin", Method: "oidc"}
+	for range 2 {
+		if !a.Authorize(ctx, erin, "hr", policy.OpDecode).Allow {
+			t.Fatal("erin refused before the reload")
+		}
+	}
+	src.p.Store(parse("frank"))
+	if a.Authorize(ctx, erin, "hr", policy.OpDecode).Allow {
+		t.Fatal("erin still allowed after the reload revoked her")
+	}
+	if !a.Authorize(ctx, policy.Identity{Subject: "frank", Method: "oidc"}, "hr", policy.OpDecode).Allow {
+		t.Fatal("frank refused after the reload")
+	}
+}
+
+// TestDecisionKeySANs: two identities that differ only in their certificate SANs do not share a cached decision.
+func TestDecisionKeySANs(t *testing.T) {
+	t.Parallel()
+	a := policy.Identity{Subject: "x", Method: "mtls", SANs: []string{"spiffe://t/ns/hr/sa/w"}}
+	b := policy.Identity{Subject: "x", Method: "mtls", SANs: []string{"spiffe://t/ns/pay/sa/w"}}
+	if decisionKey(a, "hr", policy.OpWorker) == decisionKey(b, "hr", policy.OpWorker) {
+		t.Fatal("identities differing in SANs share a decision key")
 	}
 }

@@ -354,6 +354,23 @@ func history(ctx context.Context, svc workflowservice.WorkflowServiceClient, id 
 	return nil, fmt.Errorf("history of %s: more than 100 pages", id)
 }
 
+// inputRefusal reads a workflow's history through svc and returns the reason strict decode refused its input for; an
+// input that opened, or a failed read, is an error.
+func inputRefusal(ctx context.Context, svc workflowservice.WorkflowServiceClient, id string) (string, error) {
+	pages, err := history(ctx, svc, id)
+	if err != nil {
+		return "", err
+	}
+	in := pages[0].GetHistory().GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+	if len(in) == 0 {
+		return "", fmt.Errorf("history of %s: no input", id)
+	}
+	if _, reason, ok := codec.IsRefusal(in[0]); ok {
+		return reason, nil
+	}
+	return "", fmt.Errorf("history of %s: the input opened (encoding %q), want a refusal", id, in[0].GetMetadata()["encoding"])
+}
+
 // payloadsOf returns every payload in m (search attributes aside, which stay plaintext by design).
 func payloadsOf(t *testing.T, m proto.Message) []*commonpb.Payload {
 	t.Helper()

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/keys"
@@ -152,20 +150,16 @@ func TestRotationMidRun(t *testing.T) {
 
 	// Control: the keyset as it was before the rewrap (under v2) fails closed now, naming the unwrap failure, not a crash.
 	old := startProxy(t, e.stack.FrontendAddr(), vaultKeys(e.vault, backup, prefix, nil))
-	_, err = history(ctx, rawClient(t, old.addr), wfs[0].id)
-	st := status.Convert(err)
-	if !strings.Contains(st.Message(), keys.ErrUnwrap.Error()) || !strings.Contains(st.Message(), kek.KeyName(scope)) ||
-		!strings.Contains(st.Message(), "too old") {
-		t.Errorf("history through a proxy with the keyset wrapped under Transit v2, after min_decryption_version=3: %v; want an error naming the unwrap, the Transit key and the retired version", err)
+	// Strict decode: the history reads, its payloads are refusals whose reason names the unwrap failure.
+	reason, err := inputRefusal(ctx, rawClient(t, old.addr), wfs[0].id)
+	if err != nil || !strings.Contains(reason, keys.ErrUnwrap.Error()) || !strings.Contains(reason, kek.KeyName(scope)) ||
+		!strings.Contains(reason, "too old") {
+		t.Errorf("history through a proxy with the keyset wrapped under Transit v2, after min_decryption_version=3: %q, %v; want a refusal naming the unwrap, the Transit key and the retired version", reason, err)
 	}
-	// The failure is permanent (Vault answered and refused), so it must not look retryable.
-	if st.Code() != codes.FailedPrecondition {
-		t.Errorf("history with a keyset below min_decryption_version: code %s, want FailedPrecondition", st.Code())
+	if strings.Contains(reason, marker) {
+		t.Error("refusal leaks payload text")
 	}
-	if strings.Contains(st.Message(), marker) {
-		t.Error("error message leaks payload text")
-	}
-	t.Logf("keyset wrapped under a retired Transit version: %v", err)
+	t.Logf("keyset wrapped under a retired Transit version: refused, %s", reason)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("ran out of time")
 	}
