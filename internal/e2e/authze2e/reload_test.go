@@ -172,8 +172,6 @@ func TestReloadRevokesBothDoors(t *testing.T) {
 		t.Fatalf("erin's read of hr after the revocation: %s, want PermissionDenied within 10s", describeCode(last))
 	}
 	if code, body, _ := e.codecCall(t, erin, nsHR, nsHR, "decode", "salary: 100"); code != http.StatusForbidden {
-		// docs/policy.md lists this under "What the policy does not do (yet)": the endpoint reads the access section
-		// once, at start.
 		t.Errorf("erin's decode of hr after the revocation (the proxy already refuses erin's reads): status %d (%s), want %d: "+
 			"the codec endpoint does not reload the access rules", code, strings.TrimSpace(body), http.StatusForbidden)
 	}
