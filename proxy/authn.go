@@ -106,6 +106,11 @@ func (a *AuthConfig) authenticate(ctx context.Context) (policy.Identity, *authEr
 	}
 	if a.ClientCerts {
 		if cert := verifiedClientCert(ctx); cert != nil {
+			if n := spiffeIDs(cert); n > 1 {
+				// The SPIFFE spec allows one: with two, the certificate would be named as one workload and match the
+				// sans: rules of the other.
+				return policy.Identity{}, a.unauthenticated("the client certificate has %d SPIFFE IDs; an X.509 SVID has exactly one", n)
+			}
 			return certIdentity(cert), nil
 		}
 	}
@@ -158,6 +163,17 @@ func verifiedClientCert(ctx context.Context) *x509.Certificate {
 		return nil
 	}
 	return info.State.VerifiedChains[0][0]
+}
+
+// spiffeIDs counts the URI SANs of scheme "spiffe".
+func spiffeIDs(cert *x509.Certificate) int {
+	n := 0
+	for _, u := range cert.URIs {
+		if strings.EqualFold(u.Scheme, "spiffe") {
+			n++
+		}
+	}
+	return n
 }
 
 // certIdentity is the identity a verified client certificate names: Subject is its SPIFFE ID (a URI SAN of scheme

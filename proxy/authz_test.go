@@ -478,6 +478,19 @@ func TestAuthAPIKeyReplacesCallerToken(t *testing.T) {
 	}
 }
 
+// TestAuthTokenStaysAtTheProxy: without an upstream API key, a caller's verified token is not forwarded either: a
+// hostile backend must not be able to replay it (at the codec endpoint, say).
+func TestAuthTokenStaysAtTheProxy(t *testing.T) {
+	t.Parallel()
+	e := startAuthEnv(t, nil)
+	wf := workflowservice.NewWorkflowServiceClient(e.dial(t, nil))
+	_, err := wf.GetWorkflowExecutionHistory(withToken(context.Background(), "alice-token"), &workflowservice.GetWorkflowExecutionHistoryRequest{Namespace: "hr"})
+	wantCode(t, err, codes.Unimplemented)
+	if got := e.up.last(t, "GetWorkflowExecutionHistory").md.Get("authorization"); len(got) != 0 {
+		t.Errorf("upstream received authorization %q", got)
+	}
+}
+
 func TestAuthConfigValidate(t *testing.T) {
 	t.Parallel()
 	store, _ := policyStore(t, authPolicy)

@@ -394,7 +394,7 @@ func (s *Server) outgoingContext(ctx context.Context, ns string) context.Context
 	for k, v := range in {
 		switch {
 		case strings.HasPrefix(k, ":"), strings.HasPrefix(k, "grpc-"), k == "user-agent", k == "content-type", k == "te",
-			k == "temporal-namespace", k == "authorization" && s.cfg.APIKey != "":
+			k == "temporal-namespace", k == "authorization" && (s.cfg.APIKey != "" || s.authenticatesTokens()):
 			continue
 		}
 		out[k] = v
@@ -408,6 +408,13 @@ func (s *Server) outgoingContext(ctx context.Context, ns string) context.Context
 		}
 	}
 	return metadata.NewOutgoingContext(ctx, out)
+}
+
+// authenticatesTokens reports whether callers' bearer tokens are the proxy's to verify: then they stop here. The
+// backend must never see them: the codec endpoint may accept the same tokens, and a hostile backend replaying one
+// would decode as the caller.
+func (s *Server) authenticatesTokens() bool {
+	return s.cfg.Auth != nil && s.cfg.Auth.Tokens != nil
 }
 
 // apiKeyCreds sends the proxy's API key on every upstream call.

@@ -15,14 +15,24 @@ import (
 // configuration leaves no listener, key or audit log behind.
 
 // proxyClientAuthConfigured reports whether the gRPC proxy authenticates its callers itself: inbound mutual TLS that
-// requires and verifies a client certificate against a configured CA bundle, or bearer tokens (ProxyConfig.Auth with
+// requires and verifies a client certificate against a configured CA bundle (or verifies one when given, with
+// ProxyConfig.Auth.ClientCerts refusing calls without), or bearer tokens (ProxyConfig.Auth with
 // static tokens or OIDC; every call then needs a valid one). A tls.Config that picks its settings per connection
 // (GetConfigForClient) cannot be inspected at start and does not count. Plaintext is refused either way (tokens
 // would cross the network in the clear).
 func proxyClientAuthConfigured(cfg ProxyConfig) bool {
-	mTLS := cfg.TLS != nil && cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert && cfg.TLS.ClientCAs != nil &&
-		cfg.TLS.GetConfigForClient == nil
-	return mTLS || cfg.Auth.tokensConfigured()
+	if cfg.TLS == nil || cfg.TLS.ClientCAs == nil || cfg.TLS.GetConfigForClient != nil {
+		return cfg.TLS != nil && cfg.Auth.tokensConfigured()
+	}
+	switch {
+	case cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert:
+		return true
+	case cfg.TLS.ClientAuth == tls.VerifyClientCertIfGiven && cfg.Auth != nil && cfg.Auth.ClientCerts:
+		// A certificate is optional at the handshake, but every call without one (and without a token) is refused
+		// as unauthenticated by the proxy's authorization.
+		return true
+	}
+	return cfg.Auth.tokensConfigured()
 }
 
 // checkListeners refuses a proxy or (production) codec endpoint listener beyond loopback that does not authenticate

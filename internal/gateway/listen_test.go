@@ -71,6 +71,11 @@ func TestCheckListeners(t *testing.T) {
 		{"TLS without client CA on IPv6", proxyCfg("[::]:7233", serverTLS, false), []string{"[::]:7233", "without client authentication"}, ""},
 		{"TLS without client CA on a host name", proxyCfg("proxy.internal:7233", serverTLS, false), []string{"proxy.internal:7233", "without client authentication"}, ""},
 		{"optional client certificates", proxyCfg("0.0.0.0:7233", optionalCert, false), []string{"without client authentication"}, ""},
+		{"optional client certificates, authorized by certificate", func() Config {
+			c := proxyCfg("0.0.0.0:7233", optionalCert, false)
+			c.Proxy.Auth = &ProxyAuthConfig{ClientCerts: true}
+			return c
+		}(), nil, ""},
 		{"required client certificate, no CA", proxyCfg("0.0.0.0:7233", noCA, false), []string{"without client authentication"}, ""},
 		{"per-connection TLS config", proxyCfg("0.0.0.0:7233", perConn, false), []string{"without client authentication"}, ""},
 		{"xds server on all interfaces", Config{Proxy: ProxyConfig{Listen: ":7233", Upstream: "x:1", XDSServer: true}}, []string{"plaintext"}, ""},

@@ -109,7 +109,7 @@ func TestClientCertificates(t *testing.T) {
 		{"the hr path under another trust domain", pki.Client(t, "hr-worker", "spiffe://evil/ns/hr/sa/worker"), permission, "spiffe://evil/ns/hr/sa/worker"},
 		{"not a SPIFFE URI", pki.Client(t, "hr-worker", "https://test/ns/hr/sa/worker"), permission, "CN=hr-worker"},
 		// An X.509-SVID has exactly one URI SAN; a certificate with a second one must not collect the rights of both.
-		{"two SPIFFE IDs, the hr one second", raw.client(t, "two-ids", time.Now().Add(time.Hour), paymentsWorkerID, hrWorkerID), permission, ""},
+		{"two SPIFFE IDs, the hr one second", raw.client(t, "two-ids", time.Now().Add(time.Hour), paymentsWorkerID, hrWorkerID), codes.Unauthenticated.String(), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
