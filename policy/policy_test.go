@@ -198,6 +198,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nnamespaces:\n  \"*\": {}\n  \"prod-*\": {scope: prod, encrypt: {search_attributes: [N]}}\n  x: {tenant: {header: x-t, memo: m, default: d, allowed: [d, e], scope: \"{namespace}-{tenant}\"}}\n"))
 	f.Add([]byte("version: 1\nnamespaces:\n  a: {encrypt: {memo: false, headers: false, failures: false}, allow_plaintext: true}\n  b: {plaintext_from_sdk: pass, allow_plaintext: true}\n  c: {plaintext_from_sdk: reject}\n"))
 	f.Add([]byte("version: 1\nnamespaces:\n  a: {scope: s, tenant: {}}\n  \"[\": {plaintext_from_sdk: pass}\n"))
+	f.Add([]byte("version: 1\naccess:\n  rules:\n    - {name: w, sans: ['spiffe://t/ns/a/sa/*'], namespaces: [a], operations: [worker, client-read]}\n    - {name: o, effect: deny, subjects: [x], namespaces: ['*'], operations: [admin, client-write]}\n"))
+	f.Add([]byte("version: 1\nnamespaces:\n  a: {adoption: {accept_plaintext_before: 2026-12-01T00:00:00Z}, encrypt: {text: true}}\n  b: {adoption: {warn_only: true}, allow_plaintext: true}\n"))
 	if seed, err := os.ReadFile("../deploy/policy.example.yaml"); err == nil {
 		f.Add(seed)
 	}
