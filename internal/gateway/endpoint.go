@@ -67,6 +67,9 @@ type CodecEndpointConfig struct {
 	IPRateLimit    float64
 	IPRateBurst    int
 	HandlerTimeout time.Duration
+
+	// onRefused counts refused requests in the gateway's metrics (set by Start).
+	onRefused func(status int)
 }
 
 // DevAuditSyncWindow is the dev endpoint's audit sync window: on a developer's machine a serial client (the temporal
@@ -182,6 +185,7 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 	hcfg.AllowedOrigins = cfg.Origins
 	hcfg.MaxBodyBytes, hcfg.MaxPayloads, hcfg.HandlerTimeout = cfg.MaxBodyBytes, cfg.MaxPayloads, cfg.HandlerTimeout
 	hcfg.MaxDecodedBytes = cfg.MaxDecodedBytesPerRequest
+	hcfg.OnRefused = cfg.onRefused
 	hcfg.RateLimit, hcfg.RateBurst = rate.Limit(cfg.RateLimit), cfg.RateBurst
 	hcfg.AuthFailureRate, hcfg.AuthFailureBurst = rate.Limit(cfg.AuthFailureRate), cfg.AuthFailureBurst
 	hcfg.IPRateLimit, hcfg.IPRateBurst = rate.Limit(cfg.IPRateLimit), cfg.IPRateBurst

@@ -167,3 +167,35 @@ func TestCodecEndpointAccessReload(t *testing.T) {
 		t.Errorf("frank after the reload: %d", got)
 	}
 }
+
+// TestCodecEndpointRefusalsCounted: the codec endpoint's refusals appear in the gateway's metrics, by status.
+func TestCodecEndpointRefusalsCounted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	g, err := Start(context.Background(), Config{
+		Keys: localKeys(t), MetricsListen: "127.0.0.1:0",
+		Proxy:         ProxyConfig{Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1"},
+		CodecEndpoint: &CodecEndpointConfig{Listen: "127.0.0.1:0", Dev: true, AuditLog: filepath.Join(dir, "audit.jsonl")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop(context.Background())
+	resp, err := http.Post(g.CodecURL()+"/default/decode", "application/json", strings.NewReader("not json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("malformed request: %d", resp.StatusCode)
+	}
+	mresp, err := http.Get(g.MetricsURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if !strings.Contains(string(body), `blindfold_codec_endpoint_refusals_total{status="400"} 1`) {
+		t.Errorf("metrics do not count the refusal:\n%s", body)
+	}
+}

@@ -228,12 +228,15 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		g.onStop(func(context.Context) error { stop(); return nil })
 	}
 
+	m := observe.NewMetrics()
 	if ec := cfg.CodecEndpoint; ec != nil {
+		ec := *ec
+		ec.onRefused = m.CodecRefused
 		var scopes codecserver.ScopeSource
 		if g.policy != nil {
 			scopes = g.policy // the codec endpoint's encode seals under the scope the proxy's policy picks
 		}
-		if g.endpoint, err = startCodecEndpoint(ctx, *ec, g.codec, scopes, g.log.With("component", "codec-endpoint")); err != nil {
+		if g.endpoint, err = startCodecEndpoint(ctx, ec, g.codec, scopes, g.log.With("component", "codec-endpoint")); err != nil {
 			return nil, err
 		}
 		g.onStop(func(ctx context.Context) error {
@@ -261,7 +264,6 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		}
 		return nil
 	})
-	m := observe.NewMetrics()
 	if err := m.WatchKeys(g.keys.Manager); err != nil {
 		return nil, err
 	}

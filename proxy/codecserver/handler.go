@@ -105,6 +105,9 @@ type Config struct {
 	ReadTimeout    time.Duration
 	// Logger receives one line per decision (never payload data); default slog.Default().
 	Logger *slog.Logger
+	// OnRefused, if set, is called with the HTTP status of every request the endpoint refuses (4xx), so refusals can
+	// be counted in metrics; it must be fast and safe for concurrent use.
+	OnRefused func(status int)
 }
 
 // Defaults for Config fields left zero.
@@ -560,6 +563,9 @@ func (h *Handler) tooMany(w http.ResponseWriter, wait time.Duration) {
 }
 
 func (h *Handler) writeError(w http.ResponseWriter, e *httpError) {
+	if e.status >= 400 && e.status < 500 && h.cfg.OnRefused != nil {
+		h.cfg.OnRefused(e.status)
+	}
 	switch {
 	case e.status >= 500:
 		h.log.Warn("codec endpoint error", "status", e.status, "err", e.msg)

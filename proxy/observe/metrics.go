@@ -3,6 +3,7 @@ package observe
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,11 +32,12 @@ const OtherNamespace = "_other"
 type Metrics struct {
 	reg *prometheus.Registry
 
-	rpcs        *prometheus.CounterVec
-	rpcDuration *prometheus.HistogramVec
-	payloads    *prometheus.CounterVec
-	bytes       *prometheus.CounterVec
-	errors      *prometheus.CounterVec
+	rpcs          *prometheus.CounterVec
+	rpcDuration   *prometheus.HistogramVec
+	payloads      *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	errors        *prometheus.CounterVec
+	codecRefusals *prometheus.CounterVec
 
 	mu         sync.Mutex
 	namespaces map[string]struct{}
@@ -65,12 +67,16 @@ func NewMetrics() *Metrics {
 			Namespace: "blindfold", Subsystem: "proxy", Name: "payload_bytes_total",
 			Help: "Plaintext bytes of the payloads encrypted (op=encode) and decrypted (op=decode), by namespace.",
 		}, []string{"namespace", "op"}),
+		codecRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "blindfold", Subsystem: "codec_endpoint", Name: "refusals_total",
+			Help: "Requests the codec endpoint refused, by HTTP status (401 unauthenticated, 403 not allowed, 429 rate limited, 413 too large, 400 malformed).",
+		}, []string{"status"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "blindfold", Subsystem: "proxy", Name: "errors_total",
 			Help: "RPCs the proxy failed itself (not upstream errors), by kind (encode, decode, unknown_key, key_destroyed, tampered, namespace_denied, ...).",
 		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.rpcs, m.rpcDuration, m.payloads, m.bytes, m.errors,
+	m.reg.MustRegister(m.rpcs, m.rpcDuration, m.payloads, m.bytes, m.errors, m.codecRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -109,6 +115,11 @@ func (m *Metrics) Decoded(namespace string, payloads, bytes int) {
 	ns := m.nsLabel(namespace)
 	m.payloads.WithLabelValues(ns, "decode").Add(float64(payloads))
 	m.bytes.WithLabelValues(ns, "decode").Add(float64(bytes))
+}
+
+// CodecRefused counts a request the codec endpoint refused with status (codecserver.Config.OnRefused).
+func (m *Metrics) CodecRefused(status int) {
+	m.codecRefusals.WithLabelValues(strconv.Itoa(status)).Inc()
 }
 
 // Error implements proxy.Observer. The namespace is not a label: a denied namespace is whatever a caller sent.
