@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
 	"golang.org/x/time/rate"
 
+	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -88,7 +91,42 @@ func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerI
 			})
 		}
 	}
+	for _, target := range crossNamespaceTargets(req, ns) {
+		// A worker's command acting in another namespace (with the server's system.enableCrossNamespaceCommands) does
+		// there what a client does: it needs client-write on that namespace too.
+		write := []policy.Operation{policy.OpClientWrite}
+		if d := snap.Access.Authorize(ctx, id, target, policy.OpClientWrite); !d.Allow {
+			return nil, s.refuse(ctx, info.FullMethod, id, target, write, &authError{
+				kind:   KindPermissionDenied,
+				reason: d.Reason,
+				st:     status.New(codes.PermissionDenied, denialMessage(id, target, true, write)+" (a command of a workflow task in namespace "+strconv.Quote(ns)+")"),
+			})
+		}
+	}
 	return handler(context.WithValue(ctx, callAuthKey{}, &callAuth{id: id, snapshot: snap}), req)
+}
+
+// crossNamespaceTargets returns the other namespaces the commands of a workflow task completion act in: child
+// workflows, external signals and cancellations naming a namespace that is not the request's.
+func crossNamespaceTargets(req any, ns string) []string {
+	r, ok := req.(*workflowservice.RespondWorkflowTaskCompletedRequest)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, c := range r.GetCommands() {
+		t := c.GetStartChildWorkflowExecutionCommandAttributes().GetNamespace()
+		if t == "" {
+			t = c.GetSignalExternalWorkflowExecutionCommandAttributes().GetNamespace()
+		}
+		if t == "" {
+			t = c.GetRequestCancelExternalWorkflowExecutionCommandAttributes().GetNamespace()
+		}
+		if t != "" && t != ns && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // authStream refuses streaming calls to Temporal's services under Config.Auth: none exists today, and one a newer

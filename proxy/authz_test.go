@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 
+	commandpb "go.temporal.io/api/command/v1"
 	namespacepb "go.temporal.io/api/namespace/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blindfold-dev/blindfold/internal/testenv"
@@ -603,5 +605,34 @@ func TestAuthStreamDenied(t *testing.T) {
 	}
 	if err := s.authStream(nil, nil, &grpc.StreamServerInfo{FullMethod: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"}, handler); err != nil || !called {
 		t.Errorf("reflection: %v, handled %v", err, called)
+	}
+}
+
+// TestAuthCrossNamespaceCommands: a worker's workflow task that starts a child, signals or cancels in another
+// namespace acts there as a client: without client-write on that namespace the completion is refused.
+func TestAuthCrossNamespaceCommands(t *testing.T) {
+	t.Parallel()
+	e := startAuthEnv(t, nil)
+	wf := workflowservice.NewWorkflowServiceClient(e.dial(t, e.pki.Client(t, "payments-worker", "")))
+	for name, cmd := range map[string]*commandpb.Command{
+		"child":  {Attributes: &commandpb.Command_StartChildWorkflowExecutionCommandAttributes{StartChildWorkflowExecutionCommandAttributes: &commandpb.StartChildWorkflowExecutionCommandAttributes{Namespace: "hr"}}},
+		"signal": {Attributes: &commandpb.Command_SignalExternalWorkflowExecutionCommandAttributes{SignalExternalWorkflowExecutionCommandAttributes: &commandpb.SignalExternalWorkflowExecutionCommandAttributes{Namespace: "hr"}}},
+		"cancel": {Attributes: &commandpb.Command_RequestCancelExternalWorkflowExecutionCommandAttributes{RequestCancelExternalWorkflowExecutionCommandAttributes: &commandpb.RequestCancelExternalWorkflowExecutionCommandAttributes{Namespace: "hr"}}},
+	} {
+		_, err := wf.RespondWorkflowTaskCompleted(context.Background(), &workflowservice.RespondWorkflowTaskCompletedRequest{
+			Namespace: "payments", Commands: []*commandpb.Command{cmd},
+		})
+		st := wantCode(t, err, codes.PermissionDenied)
+		if !strings.Contains(st.Message(), `namespace "hr"`) || !strings.Contains(st.Message(), "client-write") {
+			t.Errorf("%s: %q", name, st.Message())
+		}
+	}
+	// The same namespace needs nothing more than worker.
+	_, err := wf.RespondWorkflowTaskCompleted(context.Background(), &workflowservice.RespondWorkflowTaskCompletedRequest{
+		Namespace: "payments", Commands: []*commandpb.Command{{Attributes: &commandpb.Command_StartChildWorkflowExecutionCommandAttributes{
+			StartChildWorkflowExecutionCommandAttributes: &commandpb.StartChildWorkflowExecutionCommandAttributes{Namespace: "payments"}}}},
+	})
+	if status.Code(err) == codes.PermissionDenied {
+		t.Errorf("a child in the worker's own namespace: %v", err)
 	}
 }
