@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -206,14 +205,8 @@ func (o *proxyFlags) validate() error {
 	if err := o.kek.validate(); err != nil {
 		return err
 	}
-	loop, err := isLoopbackAddr(o.listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
-	if !loop && o.tlsCert == "" && !o.insecureListen {
-		return fmt.Errorf("refusing to serve plaintext on non-loopback address %s: whoever reaches it reads decrypted payloads; "+
-			"give --tls-cert/--tls-key (and --client-ca), or --insecure-listen if something in front of the proxy authenticates callers", o.listen)
-	}
+	// Listener safety (loopback, client authentication, --insecure-listen) is the gateway's rule: gateway.Start checks
+	// it before anything is opened.
 	return nil
 }
 
@@ -266,9 +259,6 @@ func runProxy(ctx context.Context, stderr io.Writer, o *proxyFlags, apiKeyOnComm
 	if err != nil {
 		return err
 	}
-	if !loopbackOK(o.listen) && cfg.Proxy.TLS == nil {
-		log.Warn("serving plaintext on a non-loopback address (--insecure-listen)", "listen", o.listen)
-	}
 	g, err := gateway.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -307,7 +297,3 @@ func stopGateway(ctx context.Context, g *gateway.Gateway, timeout time.Duration,
 	return g.Stop(dctx)
 }
 
-func loopbackOK(addr string) bool {
-	ok, _ := isLoopbackAddr(addr)
-	return ok
-}

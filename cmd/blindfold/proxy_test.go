@@ -151,7 +151,7 @@ func TestProxyCommandInsecureListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := r.out.String()
-	for _, want := range []string{"plaintext on a non-loopback address", "--api-key on the command line is visible"} {
+	for _, want := range []string{"in plaintext, without client authentication (insecure listen)", "--api-key on the command line is visible"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no warning %q:\n%s", want, out)
 		}
