@@ -296,4 +296,3 @@ func stopGateway(ctx context.Context, g *gateway.Gateway, timeout time.Duration,
 	}()
 	return g.Stop(dctx)
 }
-
