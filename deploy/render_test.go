@@ -270,6 +270,14 @@ func TestHelmChartRenders(t *testing.T) {
 		if _, err := render(ch, map[string]any{"proxy": noClientCert}); err == nil || !strings.Contains(err.Error(), "--insecure-listen") {
 			t.Errorf("TLS without client certificates rendered (%v); the proxy would refuse to start", err)
 		}
+		if a := args(map[string]any{"proxy": map[string]any{"auth": map[string]any{"clientCerts": true}}}); !slices.Contains(a, "--auth-client-certs") ||
+			!slices.Contains(a, "--policy=/etc/blindfold/policy/policy.yaml") {
+			t.Errorf("proxy.auth.clientCerts: the proxy authorizes callers by certificate under the policy: %s", a)
+		}
+		if _, err := render(ch, map[string]any{"proxy": map[string]any{"auth": map[string]any{"clientCerts": true}, "tls": map[string]any{"requireClientCert": false}, "extraArgs": []any{"--insecure-listen"}}}); err == nil ||
+			!strings.Contains(err.Error(), "proxy.auth.clientCerts needs") {
+			t.Errorf("clientCerts without required client certificates rendered (%v)", err)
+		}
 		noClientCert["extraArgs"] = []any{"--insecure-listen"}
 		if a := args(map[string]any{"proxy": noClientCert}); !slices.Contains(a, "--insecure-listen") {
 			t.Errorf("TLS without client certificates, --insecure-listen in extraArgs: %s", a)
