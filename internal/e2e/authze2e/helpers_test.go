@@ -426,3 +426,12 @@ func messageNames(err error, parts ...string) error {
 func taskQueue(name string) *taskqueuepb.TaskQueue {
 	return &taskqueuepb.TaskQueue{Name: name, Kind: enumspb.TASK_QUEUE_KIND_NORMAL}
 }
+
+// clientReadOfHR returns a call that reads hr as who over conn (a client-read, each with its own short deadline).
+func clientReadOfHR(ctx context.Context, who caller, conn *grpc.ClientConn) func() error {
+	return func() error {
+		cctx, cancel := context.WithTimeout(withAuth(ctx, who), callTimeout)
+		defer cancel()
+		return actions[2].call(cctx, conn, nsHR) // client-read
+	}
+}

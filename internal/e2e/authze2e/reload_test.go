@@ -154,11 +154,7 @@ func TestReloadRevokesBothDoors(t *testing.T) {
 	defer cancel()
 	erin := caller{name: "erin", token: iss.token("erin", []string{"hr-clients"}, nil)}
 	conn := e.conn(t, erin)
-	read := func() error {
-		cctx, cancel := context.WithTimeout(withAuth(ctx, erin), callTimeout)
-		defer cancel()
-		return actions[2].call(cctx, conn, nsHR) // client-read
-	}
+	read := clientReadOfHR(ctx, erin, conn)
 	if err := read(); isAuthError(err) {
 		t.Fatalf("erin's read of hr before the revocation: %s", describeCode(err))
 	}
@@ -190,11 +186,7 @@ func TestReloadRejectsBrokenPolicy(t *testing.T) {
 	erin := caller{name: "erin", token: iss.token("erin", []string{"hr-clients"}, nil)}
 	hrWorker := caller{name: "hr-worker", cert: pki.Client(t, "hr-worker", hrWorkerID)}
 	erinConn, workerConn := e.conn(t, erin), e.conn(t, hrWorker)
-	read := func() error {
-		cctx, cancel := context.WithTimeout(withAuth(ctx, erin), callTimeout)
-		defer cancel()
-		return actions[2].call(cctx, erinConn, nsHR) // client-read
-	}
+	read := clientReadOfHR(ctx, erin, erinConn)
 	check := func(when string) {
 		t.Helper()
 		if err := read(); isAuthError(err) {

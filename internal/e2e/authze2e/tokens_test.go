@@ -184,11 +184,7 @@ func TestTokenExpiresWhileCached(t *testing.T) {
 	defer cancel()
 	erin := caller{name: "erin", token: iss.token("erin", []string{"hr-clients"}, map[string]any{"exp": time.Now().Add(2 * time.Second).Unix()})}
 	conn := e.conn(t, erin)
-	read := func() error {
-		cctx, cancel := context.WithTimeout(withAuth(ctx, erin), callTimeout)
-		defer cancel()
-		return actions[2].call(cctx, conn, nsHR) // client-read
-	}
+	read := clientReadOfHR(ctx, erin, conn)
 	if err := read(); isAuthError(err) {
 		t.Fatalf("erin's read of hr with a fresh token: %s", describeCode(err))
 	}
