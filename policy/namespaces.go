@@ -97,7 +97,8 @@ type NamespaceRules struct {
 // adopts Blindfold while workflows are running. Turn it off (remove it) once the namespace is clean.
 type Adoption struct {
 	// PlaintextBefore accepts plaintext in history events recorded before this time and in the memo of workflows
-	// started before it; plaintext anywhere else is refused. Zero means no cut-over.
+	// started before it; plaintext anywhere else is refused. Zero means no cut-over. The times are the backend's own
+	// (it can backdate what it injects), so this, like WarnOnly, needs allow_plaintext.
 	PlaintextBefore time.Time
 	// WarnOnly accepts plaintext anywhere, logging and counting each payload as strict decode would refuse it. It is
 	// the weakest setting: a hostile backend can then inject values.
@@ -358,8 +359,12 @@ func (p *parser) namespaceEntry(n *yaml.Node, field, pattern string) (*Namespace
 			}
 		case "adoption":
 			r.Adoption = p.adoption(vn, f)
-			if r.Adoption != nil && r.Adoption.WarnOnly {
+			switch {
+			case r.Adoption != nil && r.Adoption.WarnOnly:
 				leaks = append(leaks, plaintextField{vn, f, "hands plaintext from the backend to SDKs as values (warn_only)"})
+			case r.Adoption != nil:
+				// The backend writes event and start times itself: it can backdate what it injects.
+				leaks = append(leaks, plaintextField{vn, f, "hands plaintext from the backend to SDKs as values when the backend dates it before the cut-over (which it can)"})
 			}
 		case "allow_plaintext":
 			allowNode = vn

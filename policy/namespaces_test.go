@@ -300,6 +300,7 @@ func TestNamespaceErrors(t *testing.T) {
 		{"adoption unknown", "  a: {adoption: {before: x}}\n", []string{"p.yaml:3:18: namespaces.a.adoption.before: unknown field (known: accept_plaintext_before, warn_only)"}},
 		{"adoption both", "  a: {allow_plaintext: true, adoption: {warn_only: true, accept_plaintext_before: 2026-12-01T00:00:00Z}}\n", []string{"namespaces.a.adoption: accept_plaintext_before has no effect with warn_only: true"}},
 		{"adoption warn without marker", "  a: {adoption: {warn_only: true}}\n", []string{"p.yaml:3:17: namespaces.a.adoption: hands plaintext from the backend to SDKs as values (warn_only), which lets plaintext leave the proxy"}},
+		{"adoption cut-over without marker", "  a: {adoption: {accept_plaintext_before: 2026-12-01T00:00:00Z}}\n", []string{"namespaces.a.adoption: hands plaintext from the backend to SDKs as values when the backend dates it before the cut-over (which it can), which lets plaintext leave the proxy"}},
 		{"adoption with pass", "  a: {plaintext_from_sdk: pass, allow_plaintext: true, adoption: {warn_only: true}}\n", []string{"namespaces.a.adoption: has no effect with plaintext_from_sdk: pass"}},
 		{"marker type", "  a: {allow_plaintext: 1}\n", []string{"p.yaml:3:24: namespaces.a.allow_plaintext: expected true or false, got int 1"}},
 		{"stale marker", "  a: {allow_plaintext: true}\n", []string{"p.yaml:3:24: namespaces.a.allow_plaintext: is true but nothing in this entry is plaintext"}},

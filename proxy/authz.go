@@ -236,6 +236,8 @@ type decisionCache struct {
 
 type decisionKey struct {
 	method, issuer, subject, groups, sans, namespace, fullMethod string
+	// nGroups and nSANs keep an empty list apart from a list of one empty string, which join to the same text.
+	nGroups, nSANs int
 }
 
 type cachedDecision struct {
@@ -259,7 +261,8 @@ func keyOf(id policy.Identity, namespace, fullMethod string) (decisionKey, bool)
 	}
 	// Join does not allocate for zero or one element, the usual case.
 	return decisionKey{method: id.Method, issuer: id.Issuer, subject: id.Subject, groups: strings.Join(id.Groups, sep),
-		sans: strings.Join(id.SANs, sep), namespace: namespace, fullMethod: fullMethod}, true
+		sans: strings.Join(id.SANs, sep), namespace: namespace, fullMethod: fullMethod,
+		nGroups: len(id.Groups), nSANs: len(id.SANs)}, true
 }
 
 // decide is holdsAny through the cache.
@@ -315,10 +318,15 @@ func (l *ipLimiter) allow(ip string) bool {
 	return lim.Allow()
 }
 
-// remoteIP is the host part of a remote address (the address itself if it has no port).
+// remoteIP is the host part of a remote address (the address itself if it has no port), for rate limiting: an IPv6
+// address counts as its /64, which one host can fill with addresses of its own.
 func remoteIP(addr string) string {
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
 	}
-	return addr
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return host
 }

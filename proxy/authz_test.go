@@ -493,6 +493,32 @@ func TestAuthTokenStaysAtTheProxy(t *testing.T) {
 	}
 }
 
+// TestAuthTokenStaysWithCertsOnly: a proxy that authorizes by client certificate alone drops a caller's bearer token
+// too (it could be one the codec endpoint accepts).
+func TestAuthTokenStaysWithCertsOnly(t *testing.T) {
+	t.Parallel()
+	e := startAuthEnv(t, func(c *Config) { c.Auth.Tokens = nil })
+	wf := workflowservice.NewWorkflowServiceClient(e.dial(t, e.pki.Client(t, "payments-worker", "")))
+	_, _ = wf.PollWorkflowTaskQueue(withToken(context.Background(), "some-codec-endpoint-token"), &workflowservice.PollWorkflowTaskQueueRequest{Namespace: "payments"})
+	if got := e.up.last(t, "PollWorkflowTaskQueue").md.Get("authorization"); len(got) != 0 {
+		t.Errorf("upstream received authorization %q", got)
+	}
+}
+
+// TestRemoteIPv6Prefix: one host's IPv6 addresses share a rate-limit bucket (its /64).
+func TestRemoteIPv6Prefix(t *testing.T) {
+	t.Parallel()
+	if a, b := remoteIP("[2001:db8:1:2::1]:5000"), remoteIP("[2001:db8:1:2:ffff::9]:6000"); a != b {
+		t.Errorf("%s != %s", a, b)
+	}
+	if a, b := remoteIP("[2001:db8:1:2::1]:5000"), remoteIP("[2001:db8:1:3::1]:5000"); a == b {
+		t.Errorf("different /64s share %s", a)
+	}
+	if got := remoteIP("192.0.2.7:1"); got != "192.0.2.7" {
+		t.Errorf("IPv4: %s", got)
+	}
+}
+
 func TestAuthConfigValidate(t *testing.T) {
 	t.Parallel()
 	store, _ := policyStore(t, authPolicy)
@@ -557,6 +583,12 @@ func TestDecisionCache(t *testing.T) {
 	// Identities differing only in how their groups split must not share an entry.
 	if _, ok := c.decide(ctx, ops1, policy.Identity{Subject: "olga", Groups: []string{"o", "ps"}}, "hr", "m", ops); ok {
 		t.Error("groups [o ps] allowed as [ops]")
+	}
+	// An empty list and a list of one empty string join to the same text; their keys must still differ.
+	empty, _ := keyOf(policy.Identity{Subject: "x", SANs: nil}, "hr", "m")
+	oneEmpty, _ := keyOf(policy.Identity{Subject: "x", SANs: []string{""}}, "hr", "m")
+	if empty == oneEmpty {
+		t.Error("SANs nil and [\"\"] share a cache key")
 	}
 	if _, ok := keyOf(policy.Identity{Groups: []string{"a\x00b"}}, "hr", "m"); ok {
 		t.Error("a group holding the separator is cacheable")

@@ -351,9 +351,8 @@ func (s *Server) upstreamInterceptor(ctx context.Context, method string, req, re
 		return s.codecFailure(method, opEncode, ns, err)
 	}
 	if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
-		if cp.reject() {
-			return err // the SDK decrypts what it sealed
-		}
+		// In reject mode too: the walk opens nothing there (the SDK decrypts what it sealed) but still refuses
+		// plaintext the backend slipped into the details.
 		out, derr := s.t.decodeStatusFor(ctx, ns, err, cp)
 		if derr != nil {
 			return s.codecFailure(method, opDecode, ns, derr)
@@ -410,11 +409,12 @@ func (s *Server) outgoingContext(ctx context.Context, ns string) context.Context
 	return metadata.NewOutgoingContext(ctx, out)
 }
 
-// authenticatesTokens reports whether callers' bearer tokens are the proxy's to verify: then they stop here. The
-// backend must never see them: the codec endpoint may accept the same tokens, and a hostile backend replaying one
-// would decode as the caller.
+// authenticatesTokens reports whether the proxy authenticates its callers itself (Config.Auth): then their
+// authorization headers stop here, whichever credential the proxy checks. The backend must never see a caller's
+// token: the codec endpoint may accept the same tokens, and a hostile backend replaying one would decode as the
+// caller. An upstream that needs credentials gets the proxy's own (APIKey).
 func (s *Server) authenticatesTokens() bool {
-	return s.cfg.Auth != nil && s.cfg.Auth.Tokens != nil
+	return s.cfg.Auth != nil
 }
 
 // apiKeyCreds sends the proxy's API key on every upstream call.

@@ -131,13 +131,13 @@ func walkMessages(m protoreflect.Message, fn func(protoreflect.Message) bool) {
 // codec leaves as it is (PayloadCodec's contract for payloads that are not its own) is plaintext. Errors a retry may
 // cure (the key provider is down, the call was cancelled) fail the RPC instead: refusing then would fail a workflow
 // task for a passing outage.
-func (t *transformer) openInbound(ctx context.Context, namespace string, cp *callPolicy, st strictness, in, send []*commonpb.Payload, isSA []bool, parents []proto.Message) ([]*commonpb.Payload, error) {
+func (t *transformer) openInbound(ctx context.Context, opener PayloadCodec, namespace string, cp *callPolicy, st strictness, in, send []*commonpb.Payload, isSA []bool, parents []proto.Message) ([]*commonpb.Payload, error) {
 	var (
 		opened  []*commonpb.Payload
 		refused refusals
 	)
 	if st.open {
-		decode := t.budgetedDecode()
+		decode := opener.Decode
 		var err error
 		if opened, err = decode(ctx, namespace, send); err != nil {
 			if !refusable(err) {
@@ -191,17 +191,34 @@ type budgetDecoder interface {
 	MaxDecodedTotal() int
 }
 
-// budgetedDecode returns the decode function for one response: with a codec that supports it, every call shares one
-// budget of decompressed bytes, so opening a poisoned batch payload by payload cannot expand more than the batch could.
-func (t *transformer) budgetedDecode() codecFunc {
+// responseCodec returns the codec for one response (or request): with a codec that supports it, every Decode through
+// it shares one budget of decompressed bytes, so opening a poisoned batch payload by payload, the sealed texts, the
+// payloads and every detail of an error status together cannot expand more than one batch could.
+func (t *transformer) responseCodec() PayloadCodec {
 	bd, ok := t.codec.(budgetDecoder)
 	if !ok {
-		return t.codec.Decode
+		return t.codec
 	}
-	b := codec.NewDecodeBudget(int64(bd.MaxDecodedTotal()))
-	return func(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
-		return bd.DecodeWithin(ctx, namespace, ps, b)
+	return sharedBudget{PayloadCodec: t.codec, bd: bd, b: codec.NewDecodeBudget(int64(bd.MaxDecodedTotal()))}
+}
+
+// sharedBudget is a PayloadCodec whose Decode calls share one decompression budget.
+type sharedBudget struct {
+	PayloadCodec
+	bd budgetDecoder
+	b  *codec.DecodeBudget
+}
+
+func (s sharedBudget) Decode(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	return s.bd.DecodeWithin(ctx, namespace, ps, s.b)
+}
+
+// openerOr is the walk's opener, or c when the walk has none.
+func (w *walk) openerOr(c PayloadCodec) PayloadCodec {
+	if w.opener != nil {
+		return w.opener
 	}
+	return c
 }
 
 // refusable reports whether err is about the payload itself (forged, tampered, foreign, undecodable, its key gone),
@@ -351,11 +368,11 @@ func clientEnvelope(vc *apiproxy.VisitPayloadsContext, p *commonpb.Payload) *com
 // verifyEnvelopes opens envelopes a client sent for namespace and drops the plaintext: only their authenticity is
 // wanted. One that does not open refuses the request with InvalidArgument naming the field; plaintext from SDKs, the
 // common case, never comes here.
-func (t *transformer) verifyEnvelopes(ctx context.Context, namespace string, envs []*commonpb.Payload, parents []proto.Message) error {
+func (t *transformer) verifyEnvelopes(ctx context.Context, opener PayloadCodec, namespace string, envs []*commonpb.Payload, parents []proto.Message) error {
 	if namespace == "" {
 		return &requestError{kind: KindInvalidRequest, code: codes.InvalidArgument, msg: "request carries payloads but no namespace"}
 	}
-	opened, err := t.codec.Decode(ctx, namespace, envs)
+	opened, err := opener.Decode(ctx, namespace, envs)
 	if err == nil && len(opened) == len(envs) {
 		for i := range envs {
 			if opened[i] == envs[i] {
@@ -367,13 +384,15 @@ func (t *transformer) verifyEnvelopes(ctx context.Context, namespace string, env
 	if err == nil {
 		return fmt.Errorf("codec returned %d payloads for %d", len(opened), len(envs))
 	}
-	if !refusable(err) {
+	if !refusable(err) || errors.Is(err, codec.ErrDecodedTooLarge) {
+		// Too large is the request's size, not a forgery: ResourceExhausted, and no retry one by one (the
+		// budget is spent).
 		return err
 	}
 	// Find which one, to name its field.
 	for i, env := range envs {
-		if _, err := t.codec.Decode(ctx, namespace, []*commonpb.Payload{env}); err != nil {
-			if !refusable(err) {
+		if _, err := opener.Decode(ctx, namespace, []*commonpb.Payload{env}); err != nil {
+			if !refusable(err) || errors.Is(err, codec.ErrDecodedTooLarge) {
 				return err
 			}
 			return errForgedEnvelope(fieldName(parents[i], env), refusalReason(err))

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -123,7 +125,7 @@ func TestStrictDecodeAdoption(t *testing.T) {
 		name, adoption string
 		wantAfter      bool // plaintext after the cut-over passes
 	}{
-		{"cut-over", "{accept_plaintext_before: " + cut.Format(time.RFC3339) + "}", false},
+		{"cut-over", "{accept_plaintext_before: " + cut.Format(time.RFC3339) + "}\n    allow_plaintext: true", false},
 		{"warn only", "{warn_only: true}\n    allow_plaintext: true", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -444,5 +446,63 @@ func TestDecompressionBudgetPerResponse(t *testing.T) {
 	}
 	if refused == 0 || opened*8 > 32 {
 		t.Fatalf("opened %d bombs of 8 MiB under a 32 MiB cap, refused %d", opened, refused)
+	}
+}
+
+// TestRejectModeErrorDetailsStrict: in reject mode the proxy opens nothing, but plaintext the backend puts in an
+// error status's details is still refused.
+func TestRejectModeErrorDetailsStrict(t *testing.T) {
+	t.Parallel()
+	up := startFakeUpstream(t)
+	up.on("QueryWorkflow", func(context.Context, proto.Message) (proto.Message, error) {
+		return nil, serviceerror.ToStatus(serviceerror.NewQueryFailedWithFailure("q", &failurepb.Failure{
+			Message: "Encoded failure", EncodedAttributes: jsonPayload(`{"message":"forged by the backend"}`),
+		})).Err()
+	})
+	store, _ := policyStore(t, "version: 1\nnamespaces:\n  default: {plaintext_from_sdk: reject}\n")
+	p := startProxy(t, up.addr, Config{Policy: store})
+	_, err := p.wf.QueryWorkflow(context.Background(), &workflowservice.QueryWorkflowRequest{Namespace: "default", Query: &querypb.WorkflowQuery{QueryType: "q"}})
+	qf, ok := serviceerror.FromStatus(status.Convert(err)).(*serviceerror.QueryFailed)
+	if !ok || qf.Failure == nil {
+		t.Fatalf("query: %v", err)
+	}
+	if _, _, refused := codec.IsRefusal(qf.Failure.GetEncodedAttributes()); !refused {
+		t.Errorf("plaintext in an error detail reached the caller in reject mode: %v", qf.Failure.GetEncodedAttributes())
+	}
+}
+
+// TestDecompressionBudgetCoversTexts: sealed texts share the response's decompression budget with its payloads: a
+// small compressed reason copied into many events expands at most to the cap, the copies past it are refused.
+func TestDecompressionBudgetCoversTexts(t *testing.T) {
+	t.Parallel()
+	c, err := codec.New(codectest.NewKeyring(), codec.WithCompression(0), codec.WithMaxDecodedTotal(32<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &workflowservice.TerminateWorkflowExecutionRequest{Namespace: "default", Reason: strings.Repeat("a", 8<<20)}
+	if err := sealTexts(context.Background(), c, codec.Target{Namespace: "default"}, req); err != nil {
+		t.Fatal(err)
+	}
+	if len(req.GetReason()) > 64<<10 {
+		t.Fatalf("the sealed reason is %d bytes: not compressed", len(req.GetReason()))
+	}
+	var events []*historypb.HistoryEvent
+	for i := range 8 {
+		events = append(events, &historypb.HistoryEvent{EventId: int64(i + 1), Attributes: &historypb.HistoryEvent_WorkflowExecutionTerminatedEventAttributes{
+			WorkflowExecutionTerminatedEventAttributes: &historypb.WorkflowExecutionTerminatedEventAttributes{Reason: req.GetReason()}}})
+	}
+	resp := &workflowservice.GetWorkflowExecutionHistoryResponse{History: &historypb.History{Events: events}}
+	tr := &transformer{codec: c, log: slog.New(slog.DiscardHandler)}
+	if err := tr.decodeResponse(context.Background(), "default", resp); err != nil {
+		t.Fatal(err)
+	}
+	opened := 0
+	for _, e := range resp.GetHistory().GetEvents() {
+		if len(e.GetWorkflowExecutionTerminatedEventAttributes().GetReason()) == 8<<20 {
+			opened++
+		}
+	}
+	if opened == 0 || opened*8 > 32 {
+		t.Fatalf("opened %d reasons of 8 MiB under a 32 MiB cap", opened)
 	}
 }

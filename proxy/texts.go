@@ -253,6 +253,7 @@ func textRefusalReason(err error) string {
 		{codec.ErrKeyRejected, "key rejected"},
 		{codec.ErrUnsupportedVersion, "unsupported envelope version"},
 		{codec.ErrMalformed, "malformed"},
+		{codec.ErrDecodedTooLarge, "decompresses past the limit of one response"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.reason

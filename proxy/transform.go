@@ -63,6 +63,9 @@ type walk struct {
 	anys map[*anypb.Any]proto.Message
 	// strict is what an inbound walk does with payloads it cannot hand over as values.
 	strict strictness
+	// opener opens envelopes (to decode them, or to verify what a client sealed) under one decompression budget
+	// for the whole response or request (responseCodec); nil: the transformer's codec.
+	opener PayloadCodec
 	// failure is what an outbound walk does to each failure: encodeFailure, or a policy's variant.
 	failure func(*failurepb.Failure) error
 }
@@ -105,7 +108,9 @@ func (t *transformer) encodeRequest(ctx context.Context, namespace string, msg p
 
 // encodeRequestFor is encodeRequest under a policy decision (nil: none).
 func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, msg proto.Message, cp *callPolicy) error {
-	w := &walk{dir: outbound, failure: encodeFailure}
+	// One decompression budget for everything this request makes the proxy open (client envelopes, sealed texts).
+	opener := t.responseCodec()
+	w := &walk{dir: outbound, failure: encodeFailure, opener: opener}
 	encode := func(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
 		// The scope the policy chose for this RPC travels with the call, not in ctx, so no keyring can miss it.
 		return t.codec.EncodeFor(ctx, codec.Target{Namespace: namespace, Scope: cp.sealScope()}, ps)
@@ -120,7 +125,7 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 		w.failure = nil
 	}
 	if cp.sealsText() {
-		var c PayloadCodec = t.codec
+		c := opener
 		if cp != nil && cp.tenantErr != nil {
 			c = tenantRefusingCodec{cp.tenantErr} // no scope to seal a tenant's text with: refuse if there is any
 		}
@@ -157,7 +162,7 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 	if cp.encryptsFailures() {
 		// Legacy Nexus failures hide a whole failure in JSON bytes: seal it, with its payloads, before the main pass.
 		sealPayloads := func(ctx context.Context, m proto.Message) error {
-			return t.transformPayloads(ctx, &walk{dir: outbound, failure: w.failure}, namespace, m, encode, cp)
+			return t.transformPayloads(ctx, &walk{dir: outbound, failure: w.failure, opener: opener}, namespace, m, encode, cp)
 		}
 		if err := sealLegacyNexusFailures(ctx, msg, encodeFailure, sealPayloads); err != nil {
 			return err
@@ -182,11 +187,17 @@ func (t *transformer) decodeResponse(ctx context.Context, namespace string, msg 
 
 // decodeResponseFor is decodeResponse under a policy decision (nil: none).
 func (t *transformer) decodeResponseFor(ctx context.Context, namespace string, msg proto.Message, cp *callPolicy) error {
+	return t.decodeResponseWith(ctx, namespace, msg, cp, t.responseCodec())
+}
+
+// decodeResponseWith is decodeResponseFor opening everything through opener, whose decompression budget it shares
+// with the other parts of the same response (the details of an error status).
+func (t *transformer) decodeResponseWith(ctx context.Context, namespace string, msg proto.Message, cp *callPolicy, opener PayloadCodec) error {
 	if err := inlineRawHistory(msg); err != nil {
 		return err
 	}
 	if !cp.passes() && !t.lenient {
-		refused, err := openTexts(ctx, t.codec, namespace, msg)
+		refused, err := openTexts(ctx, opener, namespace, msg)
 		if err != nil {
 			return err
 		}
@@ -194,7 +205,7 @@ func (t *transformer) decodeResponseFor(ctx context.Context, namespace string, m
 			t.report(namespace, KindRefused)
 		}
 	}
-	w := &walk{dir: inbound, strict: strictnessFor(ctx, cp, msg)}
+	w := &walk{dir: inbound, strict: strictnessFor(ctx, cp, msg), opener: opener}
 	if err := t.transformPayloads(ctx, w, namespace, msg, t.codec.Decode, cp); err != nil {
 		return err
 	}
@@ -353,7 +364,7 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 		return err
 	}
 	if len(verify) > 0 {
-		if err := t.verifyEnvelopes(ctx, namespace, verify, verifyParents); err != nil {
+		if err := t.verifyEnvelopes(ctx, w.openerOr(t.codec), namespace, verify, verifyParents); err != nil {
 			return err
 		}
 	}
@@ -371,7 +382,7 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 		}
 		var err error
 		if w.dir == inbound && !t.lenient {
-			out, err = t.openInbound(ctx, namespace, cp, w.strict, in, send, isSA, parents)
+			out, err = t.openInbound(ctx, w.openerOr(t.codec), namespace, cp, w.strict, in, send, isSA, parents)
 		} else {
 			out, err = fn(ctx, namespace, send)
 		}
@@ -590,8 +601,9 @@ func (t *transformer) decodeStatusFor(ctx context.Context, namespace string, err
 		return err, nil
 	}
 	p := st.Proto() // a copy
+	opener := t.responseCodec() // one decompression budget for all the details
 	for _, d := range p.GetDetails() {
-		if err := t.decodeResponseFor(ctx, namespace, d, cp); err != nil {
+		if err := t.decodeResponseWith(ctx, namespace, d, cp, opener); err != nil {
 			return nil, err
 		}
 	}

@@ -323,7 +323,7 @@ func TestAdoptionOfPlaintextHistory(t *testing.T) {
 
 	policyAt := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(policyAt, []byte("version: 1\nnamespaces:\n  default:\n    adoption: {accept_plaintext_before: "+
-		cutover.UTC().Format(time.RFC3339Nano)+"}\n"), 0o600); err != nil {
+		cutover.UTC().Format(time.RFC3339Nano)+"}\n    allow_plaintext: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	adopting := newEnv(t, func(c *gateway.Config) { c.PolicyFile = policyAt })
