@@ -600,7 +600,7 @@ func (t *transformer) decodeStatusFor(ctx context.Context, namespace string, err
 	if !ok || len(st.Proto().GetDetails()) == 0 {
 		return err, nil
 	}
-	p := st.Proto() // a copy
+	p := st.Proto()             // a copy
 	opener := t.responseCodec() // one decompression budget for all the details
 	for _, d := range p.GetDetails() {
 		if err := t.decodeResponseWith(ctx, namespace, d, cp, opener); err != nil {
