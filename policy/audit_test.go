@@ -417,11 +417,21 @@ func TestAuditSyncWindowFlushes(t *testing.T) {
 	close(cs.hold)
 	<-cs.called
 	<-cs.called // the second round covers records 2..50
-	l.smu.Lock()
-	synced := l.synced
-	l.smu.Unlock()
+	// The fsync counter signals before the flusher records what it synced: wait for that, boundedly.
+	var synced uint64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		l.smu.Lock()
+		synced = l.synced
+		l.smu.Unlock()
+		if synced == 50 {
+			break
+		}
+	}
 	if synced != 50 {
 		t.Fatalf("synced up to %d after two fsyncs, want 50", synced)
+	}
+	if n := cs.count(); n != 2 {
+		t.Errorf("%d fsyncs for 50 records, want 2 (one held, one for the rest)", n)
 	}
 }
 
