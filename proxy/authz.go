@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindfold-dev/blindfold/internal/netkey"
 	"github.com/blindfold-dev/blindfold/policy"
 )
 
@@ -199,7 +199,7 @@ func (s *Server) refuse(ctx context.Context, method string, id policy.Identity, 
 			Via: ViaProxy, Door: policy.DoorGRPC, Identity: id, Namespace: ns, Operation: strings.Join(ops, ","),
 			Decision: policy.AuditDeny, Reason: reason, RemoteAddr: remoteAddr(ctx),
 		}
-		if e.kind == KindUnauthenticated && !s.unauthAudits.allow(remoteIP(rec.RemoteAddr)) {
+		if e.kind == KindUnauthenticated && !s.unauthAudits.allow(netkey.Source(rec.RemoteAddr)) {
 			return e.st.Err() // counted and refused, but not recorded: see unauthAuditRate
 		}
 		if _, err := s.cfg.Auth.Audit.Append(rec); err != nil {
@@ -316,17 +316,4 @@ func (l *ipLimiter) allow(ip string) bool {
 		l.m[ip] = lim
 	}
 	return lim.Allow()
-}
-
-// remoteIP is the host part of a remote address (the address itself if it has no port), for rate limiting: an IPv6
-// address counts as its /64, which one host can fill with addresses of its own.
-func remoteIP(addr string) string {
-	host := addr
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		host = h
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
-		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
-	}
-	return host
 }

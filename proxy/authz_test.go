@@ -505,20 +505,6 @@ func TestAuthTokenStaysWithCertsOnly(t *testing.T) {
 	}
 }
 
-// TestRemoteIPv6Prefix: one host's IPv6 addresses share a rate-limit bucket (its /64).
-func TestRemoteIPv6Prefix(t *testing.T) {
-	t.Parallel()
-	if a, b := remoteIP("[2001:db8:1:2::1]:5000"), remoteIP("[2001:db8:1:2:ffff::9]:6000"); a != b {
-		t.Errorf("%s != %s", a, b)
-	}
-	if a, b := remoteIP("[2001:db8:1:2::1]:5000"), remoteIP("[2001:db8:1:3::1]:5000"); a == b {
-		t.Errorf("different /64s share %s", a)
-	}
-	if got := remoteIP("192.0.2.7:1"); got != "192.0.2.7" {
-		t.Errorf("IPv4: %s", got)
-	}
-}
-
 func TestAuthConfigValidate(t *testing.T) {
 	t.Parallel()
 	store, _ := policyStore(t, authPolicy)

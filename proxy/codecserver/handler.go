@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/netkey"
 	"github.com/blindfold-dev/blindfold/policy"
 )
 
@@ -282,7 +282,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Add("Vary", "Origin")
 	}
 	// Before anything reads a credential: forged tokens must not buy signature checks or key fetches beyond this.
-	if ok, wait := h.sources.allow("src:"+remoteIP(r), time.Now()); !ok {
+	if ok, wait := h.sources.allow("src:"+netkey.Source(r.RemoteAddr), time.Now()); !ok {
 		h.tooMany(w, wait)
 		return
 	}
@@ -346,7 +346,7 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	id, err := h.cfg.Authenticator.Authenticate(r)
 	if err != nil {
 		// Limit failures per IP before auditing them, so unauthenticated callers cannot flood the audit log.
-		if ok, wait := h.ips.allow("ip:"+remoteIP(r), now); !ok {
+		if ok, wait := h.ips.allow("ip:"+netkey.Source(r.RemoteAddr), now); !ok {
 			h.tooMany(w, wait)
 			return
 		}
@@ -574,14 +574,6 @@ func (h *Handler) writeError(w http.ResponseWriter, e *httpError) {
 		h.log.Info("codec endpoint rejected request", "status", e.status, "err", e.msg)
 	}
 	http.Error(w, e.msg, e.status)
-}
-
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // sanitizeHeader keeps an error message safe inside a quoted header parameter.
