@@ -16,6 +16,9 @@ type Target struct {
 	// Scope is the key scope to seal with. Empty means the keyring's default scope for Namespace (for the keys package,
 	// ScopeForNamespace(Namespace)). A non-empty Scope must pass ValidateScope.
 	Scope string
+	// Binding is what the envelope belongs to inside Namespace (format v2): the workflow, schedule, batch job... whose
+	// payload it is. The zero value binds to the namespace only.
+	Binding Binding
 }
 
 // Keyring is what the codec needs from a key provider. The keys package implements it; tests may use any in-memory Tink keyset.
