@@ -12,6 +12,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	apiproxy "go.temporal.io/api/proxy"
 	schedulepb "go.temporal.io/api/schedule/v1"
+	updatepb "go.temporal.io/api/update/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	tokenspb "go.temporal.io/server/api/token/v1"
 	"google.golang.org/grpc/codes"
@@ -157,6 +158,11 @@ func requestWorkflow(m proto.Message) codec.Binding {
 	if f := fields.ByName("workflow_id"); f != nil && f.Kind() == protoreflect.StringKind {
 		if id := r.Get(f).String(); id != "" {
 			return codec.Workflow(id)
+		}
+	}
+	if f := fields.ByName("update_ref"); f != nil && f.Kind() == protoreflect.MessageKind && r.Has(f) {
+		if u, ok := r.Get(f).Message().Interface().(*updatepb.UpdateRef); ok && u.GetWorkflowExecution().GetWorkflowId() != "" {
+			return codec.Workflow(u.GetWorkflowExecution().GetWorkflowId())
 		}
 	}
 	for _, name := range []protoreflect.Name{"workflow_execution", "execution"} {
@@ -366,7 +372,12 @@ func workflowTaskSites(s *sites, t *workflowservice.PollWorkflowTaskQueueRespons
 		return &requestError{kind: KindForgedEnvelope, code: codes.Internal, msg: fmt.Sprintf("blindfold: the backend sent a task of workflow %q with a token for %s", clipID(id), b)}
 	}
 	st := workflowSite(id)
+	// Set as a whole and as the default: update requests in the task's messages are packed in Any values, which
+	// the transformer unpacks separately.
 	s.set(t, st)
+	if s.def.bind.Kind == codec.BindNamespace {
+		s.def = st
+	}
 	historySites(s, st, t.GetHistory().GetEvents())
 	return nil
 }

@@ -208,7 +208,7 @@ func bindings(payloads []*commonpb.Payload) []string {
 	}
 	slices.Sort(out)
 	if more > 0 {
-		out = append(out, fmt.Sprintf("and %d more", more))
+		out = append(out, fmt.Sprintf("and %d more payloads", more))
 	}
 	return out
 }
