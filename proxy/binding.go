@@ -39,6 +39,9 @@ type site struct {
 	scheduled bool // a schedule action's values in the scheduled workflow's started event
 	query     bool // a legacy query answer (QueryWorkflowResponse)
 	nexus     bool // a Nexus result: a handler's synchronous result or any workflow's (the handler's) result
+	// anyWorkflow accepts any workflow's binding: a legacy query answer an SDK plugin sealed for its workflow, which
+	// the proxy cannot read from the query task's token.
+	anyWorkflow bool
 	peers     bool // also open in the namespaces the policy lists as Nexus peers
 	// unchecked opens any binding: only when the proxy has no request to derive from (direct transformer use in tests).
 	unchecked bool
@@ -52,7 +55,9 @@ func (s site) accepts(b codec.Binding) error {
 		return nil
 	case s.batch && b.Kind == codec.BindBatch,
 		s.query && b.Kind == codec.BindQuery,
-		s.nexus && (b.Kind == codec.BindNexus && b.ID == "" || b.Kind == codec.BindWorkflow),
+		// An SDK plugin seals a handler's result for its operation, the proxy for none: both are Nexus results.
+		s.nexus && (b.Kind == codec.BindNexus || b.Kind == codec.BindWorkflow),
+		s.anyWorkflow && b.Kind == codec.BindWorkflow,
 		s.scheduled && b.Kind == codec.BindScheduledWorkflow && s.bind.Kind == codec.BindWorkflow && scheduledAs(s.bind.ID, b.ID),
 		// An SDK plugin seals a schedule's action like a workflow start (it cannot tell them apart): the same
 		// narrow rule, for the action's own workflow id.
@@ -216,10 +221,10 @@ func outboundSites(req proto.Message) (*sites, error) {
 		return s, nil
 	case *workflowservice.RespondQueryTaskCompletedRequest:
 		// A legacy query task's token names its task queue, not its workflow.
-		s.def = site{bind: codec.Binding{Kind: codec.BindQuery}}
+		s.def = site{bind: codec.Binding{Kind: codec.BindQuery}, anyWorkflow: true}
 		return s, nil
 	case *workflowservice.RespondNexusTaskCompletedRequest, *workflowservice.RespondNexusTaskFailedRequest:
-		s.def = site{bind: codec.Binding{Kind: codec.BindNexus}}
+		s.def = site{bind: codec.Binding{Kind: codec.BindNexus}, nexus: true}
 		return s, nil
 	case *workflowservice.CreateScheduleRequest:
 		s.def = site{bind: codec.Binding{Kind: codec.BindSchedule, ID: r.GetScheduleId()}}
