@@ -42,7 +42,7 @@ type site struct {
 	// anyWorkflow accepts any workflow's binding: a legacy query answer an SDK plugin sealed for its workflow, which
 	// the proxy cannot read from the query task's token.
 	anyWorkflow bool
-	peers     bool // also open in the namespaces the policy lists as Nexus peers
+	peers       bool // also open in the namespaces the policy lists as Nexus peers
 	// unchecked opens any binding: only when the proxy has no request to derive from (direct transformer use in tests).
 	unchecked bool
 }
