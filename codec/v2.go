@@ -307,9 +307,9 @@ func (c *Codec) sealV2(key Key, s *sealerV2, p *commonpb.Payload) (*commonpb.Pay
 	if len(ct) < MinCiphertextSize+1 || ct[0] != tinkPrefixTink || binary.BigEndian.Uint32(ct[1:tinkPrefixSize]) != s.kc.tinkID {
 		return nil, fmt.Errorf("key %q wrote a ciphertext without its TINK output prefix: format v2 needs keys with the TINK prefix", key.ID)
 	}
-	data := make([]byte, len(hdr)+len(ct))
-	copy(data, hdr)
-	copy(data[len(hdr):], ct)
+	// Appending to the full header makes the runtime allocate header+ciphertext and copy both, without first zeroing the new
+	// slice as make would (a whole extra pass over a large payload).
+	data := append(hdr[:len(hdr):len(hdr)], ct...)
 	env := &commonpb.Payload{Metadata: map[string][]byte{MetadataEncoding: encodingEncryptedBytes}, Data: data}
 	copyExternalSizes(env, p)
 	return env, nil
