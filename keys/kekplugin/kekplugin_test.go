@@ -127,8 +127,12 @@ func TestServeChecksScope(t *testing.T) {
 // statusBackend fails every call with err: a plugin whose key service answers in a given way.
 type statusBackend struct{ err error }
 
-func (b statusBackend) Wrap(context.Context, string, []byte, []byte) ([]byte, error)   { return nil, b.err }
-func (b statusBackend) Unwrap(context.Context, string, []byte, []byte) ([]byte, error) { return nil, b.err }
+func (b statusBackend) Wrap(context.Context, string, []byte, []byte) ([]byte, error) {
+	return nil, b.err
+}
+func (b statusBackend) Unwrap(context.Context, string, []byte, []byte) ([]byte, error) {
+	return nil, b.err
+}
 
 // TestStatusContract checks both halves of the contract: the status Serve gives a backend's error, and what the client
 // makes of it.
