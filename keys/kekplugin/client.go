@@ -60,6 +60,7 @@ type KEK struct {
 	conn    *grpc.ClientConn
 	client  pb.KEKPluginClient
 	timeout time.Duration
+	info    HealthInfo // what the plugin said in Dial's Health call
 }
 
 var _ keys.KEK = (*KEK)(nil)
@@ -118,12 +119,17 @@ func Dial(ctx context.Context, cfg Config) (*KEK, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := k.Health(ctx); err != nil {
+	info, err := k.Health(ctx)
+	if err != nil {
 		_ = k.Close()
 		return nil, err
 	}
+	k.info = info
 	return k, nil
 }
+
+// Info is what the plugin reported about itself when Dial checked its health (zero for a KEK from New).
+func (k *KEK) Info() HealthInfo { return k.info }
 
 // Address is the plugin address as configured.
 func (k *KEK) Address() string { return k.addr }
