@@ -103,8 +103,8 @@ which wins over the file. Prefer BLINDFOLD_API_KEY or --api-key-file to --api-ke
 command lines are visible to every user of the machine.
 
 Keys: the local key directory (--key-dir) with its master key, Vault Transit
-(--kek vault), or a KEK plugin process (--kek plugin, docs/kek-plugin.md). Scopes must exist (blindfold keys init --scope NS) unless
---create-keys is given.
+(--kek vault), or a KEK plugin process (--kek plugin, docs/kek-plugin.md).
+Scopes must exist (blindfold keys init --scope NS) unless --create-keys is given.
 
 Operability: /metrics (Prometheus) and /healthz on --metrics-listen; gRPC health
 on the proxy port; OpenTelemetry traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT
