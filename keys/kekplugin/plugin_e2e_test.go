@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -227,6 +228,13 @@ func TestExamplePluginDiesMidRun(t *testing.T) {
 		t.Errorf("replica made %d plugin calls to open two scopes, want 2", s.KEKCalls)
 	}
 
+	// Scope binding through the real plugin: payments' keyset copied to scope "moved", its scope field edited to match,
+	// reaches the plugin with the associated data of "moved", and the plugin rejects it.
+	moved := moveKeyset(t, dir, "payments", "moved")
+	if _, err := replica.OpeningKey(ctx, "moved", moved); !errors.Is(err, keys.ErrUnwrap) || !strings.Contains(err.Error(), "kek plugin "+addr+" rejected") {
+		t.Fatalf("keyset moved to another scope = %v, want the plugin's rejection (ErrUnwrap)", err)
+	}
+
 	// The plugin dies. Cached keys keep serving with no plugin call at all.
 	p.kill(t)
 	before := m.Stats()
@@ -332,6 +340,29 @@ func TestExamplePluginWrongKey(t *testing.T) {
 	if !strings.Contains(derr.Error(), sock) {
 		t.Errorf("error %q does not name the plugin %s", derr, sock)
 	}
+}
+
+// moveKeyset copies scope from's stored keyset to scope to, editing the scope it names, and returns a key id of it.
+func moveKeyset(t *testing.T, dir, from, to string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "scopes", from+".keyset"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f map[string]any
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	f["scope"] = to
+	var id string
+	for k := range f["created"].(map[string]any) {
+		id = to + "/" + k
+	}
+	out, _ := json.Marshal(f)
+	if err := os.WriteFile(filepath.Join(dir, "scopes", to+".keyset"), out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 func checkUnavailable(t *testing.T, what string, err error, sock string) {
