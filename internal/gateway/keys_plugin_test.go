@@ -45,7 +45,9 @@ func TestOpenKeysPlugin(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- kekplugin.Serve(ctx, lis, kekplugin.FromKEK(master), kekplugin.WithInfo("test", "0")) }()
+	go func() {
+		served <- kekplugin.Serve(ctx, lis, kekplugin.FromKEK(master), kekplugin.WithInfo("test", "0"))
+	}()
 	t.Cleanup(func() { cancel(); <-served })
 
 	dir := t.TempDir() // no master.key: the plugin replaces it
