@@ -315,3 +315,16 @@ func TestHealthChecker(t *testing.T) {
 		t.Fatalf("Dial of an unhealthy plugin = %v, want Unavailable naming the plugin and the cause", err)
 	}
 }
+
+// FuzzNew: any configured address is either refused with an error or accepted without connecting; never a panic.
+func FuzzNew(f *testing.F) {
+	for _, s := range []string{"unix:///run/kek.sock", "/run/kek.sock", "127.0.0.1:7070", "[::1]:1", "unix:", "host:port:x", "%", "unix://\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		k, err := kekplugin.New(kekplugin.Config{Address: addr})
+		if err == nil {
+			k.Close()
+		}
+	})
+}
