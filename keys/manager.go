@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -78,6 +79,7 @@ type scopeState struct {
 	destroyed map[uint32]struct{}
 	kekGone   error // set when the keyset exists but its KEK key was deleted (ErrKEKKeyMissing)
 	loadedAt  time.Time
+	stored    Stored // as read from the store, so a reload for an unknown key id can tell whether anything changed
 }
 
 // goneCause explains a shredded scope whose keyset file is still there.
@@ -263,7 +265,8 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 		age := now.Sub(st.loadedAt)
 		limited := now.Sub(e.lastAttempt) < m.minRefresh
 		if age < m.ttl {
-			stale := age >= m.refresh || (check && !st.knows(wantID)) || (!check && !st.hasKeyset)
+			unknownID := check && !st.knows(wantID)
+			stale := age >= m.refresh || unknownID || (!check && !st.hasKeyset)
 			if !stale || limited {
 				m.mu.Unlock()
 				m.hits.Add(1)
@@ -271,6 +274,13 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 			}
 			e.lastAttempt = now
 			m.mu.Unlock()
+			if unknownID && age < m.refresh && st.hasKeyset && m.storeUnchanged(ctx, scope, st) {
+				// A key id the cached keyset lacks, and the stored keyset is the one cached: a forged id (or a rotation
+				// not stored yet). Only the store was read: forged ids never cost KEK calls, which a KMS may bill or
+				// throttle. The age-based refresh still asks the KEK, so a KEK revocation takes effect within the TTL.
+				m.refreshes.Add(1)
+				return st, nil
+			}
 			if m.bgRefresh > 0 && st.hasKeyset && !(check && !st.knows(wantID)) {
 				m.hits.Add(1)
 				go m.refreshInBackground(context.WithoutCancel(ctx), scope, age)
@@ -313,6 +323,14 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 	return st, nil
 }
 
+// storeUnchanged reports whether scope's stored keyset and tombstone are still the ones st was loaded from. A store error
+// is "changed": the caller then reloads in full, which reports or survives the error as any refresh does.
+func (m *Manager) storeUnchanged(ctx context.Context, scope string, st *scopeState) bool {
+	m.fileReads.Add(1)
+	cur, err := m.store.Load(ctx, scope)
+	return err == nil && bytes.Equal(cur.Keyset, st.stored.Keyset) && bytes.Equal(cur.Tombstone, st.stored.Tombstone)
+}
+
 func (m *Manager) refreshInBackground(ctx context.Context, scope string, age time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, m.bgRefresh)
 	defer cancel()
@@ -352,7 +370,7 @@ func (m *Manager) loadUncached(ctx context.Context, scope string) (*scopeState, 
 	if err != nil {
 		return nil, err
 	}
-	st := &scopeState{scope: scope, shredded: ts != nil, destroyed: ts.destroyedIDs(), keyIDs: map[uint32]struct{}{}, loadedAt: m.now()}
+	st := &scopeState{scope: scope, shredded: ts != nil, destroyed: ts.destroyedIDs(), keyIDs: map[uint32]struct{}{}, loadedAt: m.now(), stored: stored}
 	if stored.Keyset == nil {
 		return st, nil
 	}

@@ -24,7 +24,7 @@ func TestForgedKeyIDStorm(t *testing.T) {
 	if raceEnabled {
 		forged = 25_000
 	}
-	m, _, _, kek := newManager(t)
+	m, _, clk, kek := newManager(t)
 	type sealed struct {
 		ns, id string
 		ct     []byte
@@ -36,14 +36,21 @@ func TestForgedKeyIDStorm(t *testing.T) {
 		real = append(real, sealed{ns, id, ct})
 	}
 
-	// With the KEK up, forged ids inside real scopes reload each scope at most once per MinRefreshInterval (the clock
-	// stands still here): a bounded number of KEK calls, whatever the storm's size.
+	// With the KEK up, forged ids inside real scopes re-read each scope's stored keyset at most once per
+	// MinRefreshInterval, and never call the KEK while the stored keyset is the one cached (a KMS may bill or throttle
+	// every call). The clock moves a second every 500 ids, so the rate limit lets reloads through.
 	s0 := m.Stats()
 	for i := range 10_000 {
-		m.OpeningKey(ctx, "x", keys.KeyID(real[i%realScopes].ns, uint32(i)))
+		if i%500 == 0 {
+			clk.Advance(time.Second)
+		}
+		if _, err := m.OpeningKey(ctx, "x", keys.KeyID(real[i%realScopes].ns, uint32(i))); !errors.Is(err, codec.ErrUnknownKey) {
+			t.Fatalf("forged id in a real scope: %v, want ErrUnknownKey", err)
+		}
 	}
-	if s := m.Stats(); s.KEKCalls-s0.KEKCalls > realScopes {
-		t.Fatalf("10000 forged ids in %d real scopes cost %d KEK calls, want at most one per scope", realScopes, s.KEKCalls-s0.KEKCalls)
+	if s := m.Stats(); s.KEKCalls != s0.KEKCalls || s.KeyFileReads-s0.KeyFileReads != 20*realScopes {
+		t.Fatalf("10000 forged ids in %d real scopes over 20 s: %d KEK calls (want 0), %d store reads (want %d: one per scope per second)",
+			realScopes, s.KEKCalls-s0.KEKCalls, s.KeyFileReads-s0.KeyFileReads, 20*realScopes)
 	}
 
 	// The KEK goes down; the storm runs beside real decodes, which must all succeed.
