@@ -377,3 +377,49 @@ func checkUnavailable(t *testing.T, what string, err error, sock string) {
 		t.Fatalf("%s: error %q does not name the plugin %s", what, err, sock)
 	}
 }
+
+// TestExamplePluginHangs freezes the plugin (SIGSTOP: it accepts connections but never answers, as a wedged KMS call
+// would). Cached keys serve at once; a load that needs the plugin gives up after the per-call timeout as unavailable,
+// never as a rejected keyset; after SIGCONT it works again.
+func TestExamplePluginHangs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sock := filepath.Join(socketDir(t), "kek.sock")
+	p := startPlugin(t, sock, newKey(t))
+	const timeout = 300 * time.Millisecond
+	kek, err := kekplugin.Dial(ctx, kekplugin.Config{Address: sock, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kek.Close()
+	dir := t.TempDir()
+	m, _ := keys.NewManager(keys.NewDirStore(dir), kek)
+	c, _ := codec.New(m)
+	sealed, err := c.Encode(ctx, "default", payloads("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cont := func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
+	t.Cleanup(cont) // before the kill in startPlugin's cleanup (cleanups run last first)
+	mustDecode(t, c, "default", sealed, "hello")
+
+	replica, _ := keys.NewManager(keys.NewDirStore(dir), kek)
+	rc, _ := codec.New(replica)
+	start := time.Now()
+	_, err = rc.Decode(ctx, "default", sealed)
+	took := time.Since(start)
+	checkUnavailable(t, "decode with the plugin frozen", err, sock)
+	if took > 10*timeout {
+		t.Errorf("decode with the plugin frozen took %v; the per-call timeout is %v", took, timeout)
+	}
+	t.Logf("a load with the plugin frozen failed after %v (timeout %v)", took.Round(time.Millisecond), timeout)
+
+	cont()
+	fresh, _ := keys.NewManager(keys.NewDirStore(dir), kek)
+	fc, _ := codec.New(fresh)
+	mustDecode(t, fc, "default", sealed, "hello")
+}
