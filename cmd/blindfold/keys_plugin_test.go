@@ -38,6 +38,10 @@ func TestKeysPluginCommands(t *testing.T) {
 		{"init", "", append([]string{"init", kd}, p...), []string{"kek: plugin at unix://" + sock, "scope default: created"}, ""},
 		{"rotate", "", append([]string{"rotate", "default", kd}, p...), []string{"new primary key default/"}, ""},
 		{"list", "", append([]string{"list", kd}, p...), []string{"default", "active"}, ""},
+		{"rewrap is vault-only", "", append([]string{"rewrap", kd}, p...), nil, "rewrap needs --kek vault"},
+		{"init payments", "", append([]string{"init", "--scope", "payments", kd}, p...), []string{"scope payments: created"}, ""},
+		{"shred", "", append([]string{"shred", "payments", "--yes", kd}, p...), []string{"scope payments: shredded"}, ""},
+		{"list after shred", "", append([]string{"list", kd}, p...), []string{"payments", "shredded", "default", "active"}, ""},
 		{"plugin not running", "", []string{"list", kd, "--kek", "plugin", "--kek-plugin-address", filepath.Join(sd, "absent.sock"), "--kek-plugin-timeout", "200ms"}, nil, filepath.Join(sd, "absent.sock")},
 		{"remote without tls", "", []string{"list", kd, "--kek", "plugin", "--kek-plugin-address", "kek.example:7070"}, nil, "needs TLS"},
 	}
