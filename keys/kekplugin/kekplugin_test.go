@@ -328,3 +328,19 @@ func FuzzNew(f *testing.F) {
 		}
 	})
 }
+
+// TestServeListenerFails: Serve returns the listener's failure (not nil) when it was not asked to stop.
+func TestServeListenerFails(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis.Close()
+	if err := kekplugin.Serve(context.Background(), lis, kekplugin.FromKEK(localKEK(t))); err == nil {
+		t.Fatal("Serve on a closed listener returned nil")
+	}
+	if err := kekplugin.Serve(context.Background(), lis, nil); err == nil {
+		t.Fatal("Serve with a nil backend returned nil")
+	}
+}

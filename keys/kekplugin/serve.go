@@ -87,15 +87,19 @@ func Serve(ctx context.Context, lis net.Listener, b Backend, opts ...ServeOption
 	}
 	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(maxMessage)}, c.options...)...)
 	pb.RegisterKEKPluginServer(srv, &server{b: b, info: c.info})
-	stopped := make(chan struct{})
+	serveDone, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
-		<-ctx.Done()
-		srv.GracefulStop()
+		select {
+		case <-ctx.Done():
+			srv.GracefulStop()
+		case <-serveDone:
+		}
 	}()
 	err := srv.Serve(lis)
+	close(serveDone)
+	<-stopped
 	if ctx.Err() != nil {
-		<-stopped
 		return nil
 	}
 	srv.Stop()
