@@ -405,6 +405,16 @@ func TestExamplePluginHangs(t *testing.T) {
 	}
 	cont := func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
 	t.Cleanup(cont) // before the kill in startPlugin's cleanup (cleanups run last first)
+	// The signal is delivered asynchronously: wait until the kernel reports the process stopped.
+	stat := fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid)
+	if _, err := os.Stat(stat); err != nil {
+		t.Skipf("no %s to see the plugin stop: %v", stat, err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the plugin to stop", func() bool {
+		b, err := os.ReadFile(stat)
+		i := strings.LastIndexByte(string(b), ')') // state follows the command name, which may hold spaces
+		return err == nil && i > 0 && len(b) > i+2 && (b[i+2] == 'T' || b[i+2] == 't')
+	})
 	mustDecode(t, c, "default", sealed, "hello")
 
 	replica, _ := keys.NewManager(keys.NewDirStore(dir), kek)
