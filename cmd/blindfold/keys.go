@@ -25,7 +25,7 @@ func newKeysCmd() *cobra.Command {
 	var keyDir string
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Create, rotate, list and shred data keys (local master key or Vault Transit)",
+		Short: "Create, rotate, list and shred data keys (local master key, Vault Transit or a KEK plugin)",
 		Long: `Manage the local key directory: a master key and one Tink keyset per scope.
 
 A scope is a key domain; by default each Temporal namespace is its own scope
@@ -92,6 +92,8 @@ keys stay destroyed either way.`,
 			switch _, envSet := os.LookupEnv(keys.MasterKeyEnv); {
 			case keysKEK.vault():
 				fmt.Fprintf(out, "kek: vault transit, key %s%s at mount %s\n", keysKEK.prefix, scope, keysKEK.mount)
+			case keysKEK.kind == string(gateway.KEKPlugin):
+				fmt.Fprintf(out, "kek: plugin at %s\n", keysKEK.plugin.address)
 			case envSet:
 				fmt.Fprintf(out, "master key: from $%s\n", keys.MasterKeyEnv)
 			case errors.Is(statErr, os.ErrNotExist):

@@ -35,6 +35,7 @@ type kekFlags struct {
 	serverName string
 	noCreate   bool
 	timeout    time.Duration
+	plugin     pluginFlags
 }
 
 // keysKEK holds the flags of the most recently built "keys" command tree (there is one per process, or one per test run).
@@ -49,12 +50,12 @@ Key-encryption key (--kek):
          wrapping moves to Vault. Shred also deletes the scope's Transit key, so
          backups of the key directory become useless too. Settings come from the
          --vault-* flags, else VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE,
-         VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY. See docs/vault.md.`
+         VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY. See docs/vault.md.` + kekPluginHelp
 
 func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	f := &kekFlags{}
 	fs := cmd.PersistentFlags()
-	fs.StringVar(&f.kind, "kek", envOr("BLINDFOLD_KEK", "local"), "key-encryption key: local or vault (env BLINDFOLD_KEK)")
+	fs.StringVar(&f.kind, "kek", envOr("BLINDFOLD_KEK", "local"), "key-encryption key: local, vault or plugin (env BLINDFOLD_KEK)")
 	fs.StringVar(&f.addr, "vault-addr", "", "Vault address (default $VAULT_ADDR)")
 	fs.StringVar(&f.mount, "vault-mount", vault.DefaultMount, "Vault Transit mount path")
 	fs.StringVar(&f.prefix, "vault-key-prefix", vault.DefaultKeyPrefix, "Transit key name prefix; a scope's key is <prefix><scope>")
@@ -73,6 +74,7 @@ func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	fs.StringVar(&f.serverName, "vault-tls-server-name", "", "TLS server name to verify, when it differs from the address")
 	fs.BoolVar(&f.noCreate, "vault-no-create", false, "never create Transit keys (they must exist)")
 	fs.DurationVar(&f.timeout, "vault-timeout", vault.DefaultTimeout, "timeout of each Vault request")
+	f.plugin.register(fs)
 	return f
 }
 
@@ -86,7 +88,10 @@ func envOr(name, def string) string {
 func (f *kekFlags) vault() bool { return f.kind == "vault" }
 
 func (f *kekFlags) validate() error {
-	_, err := gateway.ParseKEKKind(f.kind)
+	k, err := gateway.ParseKEKKind(f.kind)
+	if err == nil && k == gateway.KEKPlugin {
+		err = f.plugin.validate()
+	}
 	return err
 }
 
@@ -112,6 +117,9 @@ func (f *kekFlags) keysConfig(dir string, autoCreate bool, rotateEvery time.Dura
 	kc := gateway.KeysConfig{Dir: dir, KEK: gateway.KEKKind(f.kind), AutoCreate: autoCreate, RotateEvery: rotateEvery}
 	if f.vault() {
 		kc.Vault = f.vaultConfig()
+	}
+	if kc.KEK == gateway.KEKPlugin {
+		kc.Plugin = f.plugin.config()
 	}
 	return kc
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/kekplugin"
 	"github.com/blindfold-dev/blindfold/keys/vault"
 )
 
@@ -21,21 +22,24 @@ const (
 	KEKLocal KEKKind = "local"
 	// KEKVault is Vault Transit: each scope's keyset is wrapped by its own Transit key.
 	KEKVault KEKKind = "vault"
+	// KEKPlugin is a KEK plugin: a separate process answering the protocol of keys/kekplugin (GCP KMS, Azure Key Vault,
+	// an in-house key service) on a unix socket or loopback port.
+	KEKPlugin KEKKind = "plugin"
 )
 
 // ParseKEKKind checks a --kek value.
 func ParseKEKKind(s string) (KEKKind, error) {
 	switch k := KEKKind(s); k {
-	case KEKLocal, KEKVault:
+	case KEKLocal, KEKVault, KEKPlugin:
 		return k, nil
 	case "":
 		return KEKLocal, nil
 	}
-	return "", fmt.Errorf("--kek %q: want local or vault", s)
+	return "", fmt.Errorf("--kek %q: want local, vault or plugin", s)
 }
 
 // Remote reports whether the provider answers over the network, so a slow or absent provider must never delay a payload.
-func (k KEKKind) Remote() bool { return k == KEKVault }
+func (k KEKKind) Remote() bool { return k == KEKVault || k == KEKPlugin }
 
 // DefaultBackgroundRefresh bounds a background reload of a cached keyset when the KEK is remote.
 const DefaultBackgroundRefresh = 5 * time.Second
@@ -49,6 +53,8 @@ type KeysConfig struct {
 	KEK KEKKind
 	// Vault configures KEKVault.
 	Vault vault.Config
+	// Plugin configures KEKPlugin.
+	Plugin kekplugin.Config
 	// CreateMasterKey lets KEKLocal create a missing master key (blindfold dev and keys init). Serving commands in
 	// production never create one: a wrong --key-dir must fail, not mint fresh, useless keys.
 	CreateMasterKey bool
@@ -117,16 +123,21 @@ type Keys struct {
 	Manager *keys.Manager
 	// Vault is the Vault Transit KEK when the provider is KEKVault (for rewrap and KEK rotation), else nil.
 	Vault *vault.KEK
-	kek   keys.KEK
+	// Plugin is the KEK plugin client when the provider is KEKPlugin, else nil.
+	Plugin *kekplugin.KEK
+	kek    keys.KEK
 }
 
 // KEK returns the key-encryption key the manager wraps keysets with.
 func (k *Keys) KEK() keys.KEK { return k.kek }
 
-// Close releases the KEK (Vault token renewal). The manager must not be used afterwards.
+// Close releases the KEK (Vault token renewal, the plugin connection). The manager must not be used afterwards.
 func (k *Keys) Close() {
 	if k.Vault != nil {
 		_ = k.Vault.Close()
+	}
+	if k.Plugin != nil {
+		_ = k.Plugin.Close()
 	}
 }
 
@@ -161,6 +172,15 @@ func OpenKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, err
 			return nil, fmt.Errorf("open keys: %w", err)
 		}
 		k.Vault, k.kek = v, v
+	case KEKPlugin:
+		// Dial checks the plugin answers Health, so a wrong address or a plugin that is not running fails the start
+		// with an error naming it, instead of the first payload.
+		p, err := kekplugin.Dial(ctx, cfg.Plugin)
+		if err != nil {
+			return nil, fmt.Errorf("open keys: %w", err)
+		}
+		log.InfoContext(ctx, "kek plugin connected", "address", p.Address(), "plugin", p.Info().Name, "version", p.Info().Version)
+		k.Plugin, k.kek = p, p
 	default:
 		local, err := keys.LoadMasterKey(cfg.Dir, cfg.CreateMasterKey)
 		if errors.Is(err, os.ErrNotExist) {
