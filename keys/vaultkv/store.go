@@ -110,11 +110,21 @@ func (s *Store) Location() string {
 	return fmt.Sprintf("vault kv %s %s/%s", s.client.Address(), s.mount, s.path)
 }
 
-// Check makes sure the mount is a KV version 2 engine, asking Vault the way its own CLI does (sys/internal/ui/mounts, which
-// the default policy allows). When Vault does not answer that (an old Vault or a policy without it), it lists the store's
-// folder instead, which needs the same rights the store needs anyway.
+// Mount is the KV version 2 mount path in use.
+func (s *Store) Mount() string { return s.mount }
+
+// Path is the folder under the mount holding one secret per scope.
+func (s *Store) Path() string { return s.path }
+
+// Check makes sure the mount exists, the token may use it and it is a KV version 2 engine, asking Vault the way its own CLI
+// does (sys/internal/ui/mounts, which the default policy allows; Vault answers 403 both for a missing mount and for one the
+// token has no rights on). When Vault does not know that endpoint it lists the store's folder instead.
 func (s *Store) Check(ctx context.Context) error {
 	sec, err := s.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+s.mount)
+	if isStatus(err, http.StatusForbidden) {
+		return fmt.Errorf("%s: mount %q does not exist or this token may not use it (enable it with: vault secrets enable -path=%s kv-v2): %w",
+			s.Location(), s.mount, s.mount, s.opError("check mount of", "", err))
+	}
 	if err == nil && sec != nil && sec.Data != nil {
 		typ, _ := sec.Data["type"].(string)
 		opts, _ := sec.Data["options"].(map[string]any)
@@ -222,18 +232,18 @@ func (s *Store) Update(ctx context.Context, scope string, fn func(cur keys.Store
 // afterWrite finishes an update that removed data: a removed keyset (a shred) destroys every earlier version, which still hold
 // it, and a record left with neither keyset nor tombstone is deleted with its metadata.
 func (s *Store) afterWrite(ctx context.Context, scope, p string, cur, next keys.Stored, written *vaultapi.KVSecret) error {
+	if next.Keyset == nil && next.Tombstone == nil {
+		if err := s.kv.DeleteMetadata(ctx, p); err != nil {
+			return s.opError("delete", scope, err)
+		}
+		return nil
+	}
 	if cur.Keyset == nil || next.Keyset != nil {
 		return nil
 	}
 	v := 0
 	if written != nil && written.VersionMetadata != nil {
 		v = written.VersionMetadata.Version
-	}
-	if next.Tombstone == nil {
-		if err := s.kv.DeleteMetadata(ctx, p); err != nil {
-			return s.opError("delete", scope, err)
-		}
-		return nil
 	}
 	if v <= 1 {
 		return nil
@@ -311,6 +321,11 @@ func decodeRecord(data map[string]any) (keys.Stored, error) {
 		*f.dst = b
 	}
 	return st, nil
+}
+
+func isStatus(err error, code int) bool {
+	var re *vaultapi.ResponseError
+	return errors.As(err, &re) && re.StatusCode == code
 }
 
 func isCASMismatch(err error) bool {
