@@ -35,7 +35,7 @@ data keys, stored encrypted under the master key in <key-dir>/scopes/.
 The key directory is --key-dir, else $BLINDFOLD_KEY_DIR, else ~/.blindfold/keys.
 The master key is $BLINDFOLD_MASTER_KEY (32 bytes, base64) if set, else
 <key-dir>/master.key, created by "keys init" with mode 0600.
-` + kekHelp,
+` + kekHelp + "\n" + storeHelp,
 		Example: `  blindfold keys init
   blindfold keys init --scope payments
   blindfold keys rotate payments
