@@ -56,6 +56,7 @@ type cacheEntry struct {
 	st          *scopeState
 	elem        *list.Element
 	lastAttempt time.Time
+	lastUnknown time.Time // last reload for a key id the cached keyset lacked
 	lastErr     error
 }
 
@@ -246,16 +247,25 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 		st := e.st
 		age := now.Sub(st.loadedAt)
 		limited := now.Sub(e.lastAttempt) < m.minRefresh
+		unknown := check && !st.knows(wantID)
 		if age < m.ttl {
-			stale := age >= m.refresh || (check && !st.knows(wantID)) || (!check && !st.hasKeyset)
+			if unknown {
+				// A key id the cached keyset lacks is most often the new primary of another replica sharing the store: only
+				// earlier reloads for unknown ids limit this one, never an age refresh that happened to run just before.
+				limited = now.Sub(e.lastUnknown) < m.minRefresh
+			}
+			stale := age >= m.refresh || unknown || (!check && !st.hasKeyset)
 			if !stale || limited {
 				m.mu.Unlock()
 				m.hits.Add(1)
 				return st, nil
 			}
 			e.lastAttempt = now
+			if unknown {
+				e.lastUnknown = now
+			}
 			m.mu.Unlock()
-			if m.bgRefresh > 0 && st.hasKeyset && !(check && !st.knows(wantID)) {
+			if m.bgRefresh > 0 && st.hasKeyset && !unknown {
 				m.hits.Add(1)
 				go m.refreshInBackground(context.WithoutCancel(ctx), scope, age)
 				return st, nil
