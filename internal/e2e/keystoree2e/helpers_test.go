@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"os/exec"
@@ -84,8 +85,11 @@ func blindfoldBinary(t *testing.T) string {
 		}
 		_, self, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(self), "..", "..", "..")
-		dir, err := os.MkdirTemp("", "keystoree2e-bin-")
-		if err != nil {
+		// A fixed place per source tree: go build leaves an up-to-date binary alone, so later runs skip the link.
+		h := fnv.New64a()
+		h.Write([]byte(root))
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("blindfold-keystoree2e-%x", h.Sum64()))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return
 		}
