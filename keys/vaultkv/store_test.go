@@ -423,3 +423,66 @@ func TestManagersShareTheStore(t *testing.T) {
 		t.Fatalf("List after shred = %+v, %v", infos, err)
 	}
 }
+
+// The Vault policy docs/deploy.md and docs/key-store.md give the proxies is enough for everything the store does,
+// shred included.
+func TestDocumentedPolicySuffices(t *testing.T) {
+	t.Parallel()
+	p := testVault(t)
+	root := client(t, p)
+	path := uniquePath()
+	m := p.KVMount()
+	policy := fmt.Sprintf(`
+path "%[1]s/data/%[2]s/*"     { capabilities = ["create", "read", "update"] }
+path "%[1]s/metadata/%[2]s"   { capabilities = ["list"] }
+path "%[1]s/metadata/%[2]s/*" { capabilities = ["delete"] }
+path "%[1]s/destroy/%[2]s/*"  { capabilities = ["update"] }
+`, m, path)
+	name := "kv-" + strings.ReplaceAll(path, "/", "-")
+	if err := root.Sys().PutPolicy(name, policy); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := root.Auth().Token().Create(&vaultapi.TokenCreateRequest{Policies: []string{name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client(t, p)
+	c.SetToken(tok.Auth.ClientToken)
+	s, err := vaultkv.New(c, vaultkv.Config{Mount: m, Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("Check with the documented policy: %v", err)
+	}
+	km, err := keys.NewManager(s, mustKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := km.Create(ctx, "payments", keys.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := km.Rotate(ctx, "payments"); err != nil {
+		t.Fatal(err)
+	}
+	if infos, err := km.List(ctx); err != nil || len(infos) != 1 || infos[0].State != "active" {
+		t.Fatalf("List = %+v, %v", infos, err)
+	}
+	if err := km.Shred(ctx, "payments"); err != nil {
+		t.Fatalf("Shred with the documented policy: %v", err)
+	}
+	if err := s.Update(ctx, "payments", func(keys.Stored) (keys.Stored, error) { return keys.Stored{}, nil }); err != nil {
+		t.Fatalf("delete with the documented policy: %v", err)
+	}
+	// A token without rights on the folder is told so at Check.
+	other := client(t, p)
+	tok2, err := root.Auth().Token().Create(&vaultapi.TokenCreateRequest{Policies: []string{"default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.SetToken(tok2.Auth.ClientToken)
+	s2, _ := vaultkv.New(other, vaultkv.Config{Mount: m, Path: path})
+	if err := s2.Check(ctx); err == nil || !strings.Contains(err.Error(), "may not use it") {
+		t.Fatalf("Check without rights = %v", err)
+	}
+}
