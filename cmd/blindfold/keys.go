@@ -48,7 +48,7 @@ The master key is $BLINDFOLD_MASTER_KEY (32 bytes, base64) if set, else
 	keysKEK = addKEKFlags(cmd)
 	cmd.PersistentFlags().StringVar(&keyDir, "key-dir", keys.DefaultDir(), "local key directory")
 	cmd.AddCommand(newKeysInitCmd(&keyDir), newKeysRotateCmd(&keyDir), newKeysListCmd(&keyDir), newKeysShredCmd(&keyDir),
-		newKeysRewrapCmd(&keyDir), newKeysRotateKEKCmd(&keyDir))
+		newKeysRewrapCmd(&keyDir), newKeysRotateKEKCmd(&keyDir), newKeysImportDirCmd(&keyDir))
 	return cmd
 }
 
@@ -231,7 +231,7 @@ Shred asks you to type the scope name unless --yes is given.`,
 				return err
 			}
 			if !yes {
-				fmt.Fprintf(cmd.ErrOrStderr(), "This destroys every key of scope %q in %s: all payloads sealed under it become unreadable forever.\nType the scope name to confirm: ", scope, *keyDir)
+				fmt.Fprintf(cmd.ErrOrStderr(), "This destroys every key of scope %q in %s: all payloads sealed under it become unreadable forever.\nType the scope name to confirm: ", scope, keysKEK.keysConfig(*keyDir, false, 0).Where())
 				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 				if err != nil && !(errors.Is(err, io.EOF) && line != "") {
 					return errors.New("shred not confirmed: no answer on standard input (use --yes in scripts)")

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/blindfold-dev/blindfold/internal/gateway"
+	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/keys/vaultkv"
 )
 
@@ -86,4 +91,68 @@ func (c *cacheFlags) validate() error {
 
 func (c *cacheFlags) apply(kc *gateway.KeysConfig) {
 	kc.CacheTTL, kc.RefreshAfter = c.ttl, c.refresh
+}
+
+func newKeysImportDirCmd(keyDir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "import-dir DIR",
+		Short: "Copy the wrapped keysets and tombstones of key directory DIR into the key store",
+		Long: `Import-dir copies every scope of the key directory DIR (its scopes/ folder:
+wrapped keysets and shred tombstones) into the key store the flags name, e.g. the
+shared Vault KV store (--key-store vault-kv). The keysets are copied as they are,
+still wrapped: use the KEK they were wrapped with (the same --kek, master key or
+Transit keys). A scope the store already holds is left alone if it is identical
+and reported as a conflict otherwise; nothing is deleted from DIR.`,
+		Example: `  blindfold keys import-dir /var/lib/blindfold/keys --key-store vault-kv --kek vault --vault-addr https://vault:8200`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kc := keysKEK.keysConfig(*keyDir, false, 0)
+			if kc.Store != gateway.StoreVaultKV {
+				return errors.New("import-dir copies into a shared store: pass --key-store vault-kv")
+			}
+			k, err := gateway.OpenKeys(cmd.Context(), kc, nil)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			src := keys.NewDirStore(args[0])
+			scopes, err := src.Scopes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if len(scopes) == 0 {
+				return fmt.Errorf("no scopes in %s", filepath.Join(args[0], "scopes"))
+			}
+			out := cmd.OutOrStdout()
+			var errs []error
+			for _, scope := range scopes {
+				st, err := src.Load(cmd.Context(), scope)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				same := false
+				err = k.Store.Update(cmd.Context(), scope, func(cur keys.Stored) (keys.Stored, error) {
+					same = false
+					if cur.Keyset == nil && cur.Tombstone == nil {
+						return st, nil
+					}
+					if bytes.Equal(cur.Keyset, st.Keyset) && bytes.Equal(cur.Tombstone, st.Tombstone) {
+						same = true
+						return cur, nil
+					}
+					return keys.Stored{}, fmt.Errorf("scope %s: %s already holds a different keyset or tombstone; left alone", scope, kc.Where())
+				})
+				switch {
+				case err != nil:
+					errs = append(errs, err)
+				case same:
+					fmt.Fprintf(out, "scope %s: already in %s\n", scope, kc.Where())
+				default:
+					fmt.Fprintf(out, "scope %s: copied to %s\n", scope, kc.Where())
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
 }

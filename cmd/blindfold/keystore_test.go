@@ -63,4 +63,36 @@ func TestKeysVaultKVStore(t *testing.T) {
 	if out, _, err := runKeys(t, "", append([]string{"list", kd}, local...)...); err != nil || !strings.Contains(out, "tenant") {
 		t.Fatalf("list: %v (out %q)", err, out)
 	}
+
+	// Moving a key directory into the shared store: the wrapped keysets are copied as they are and still unwrap.
+	old := filepath.Join(t.TempDir(), "old")
+	for _, s := range []string{"a", "b"} {
+		if _, _, err := runKeys(t, "", "init", "--scope", s, "--key-dir", old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := runKeys(t, "", "shred", "b", "--yes", "--key-dir", old); err != nil {
+		t.Fatal(err)
+	}
+	moved := []string{"--key-dir", old, "--key-store", "vault-kv", "--vault-kv-mount", p.KVMount(), "--vault-kv-path", "cli/moved"}
+	out, _, err := runKeys(t, "", append([]string{"import-dir", old}, moved...)...)
+	if err != nil || !strings.Contains(out, "scope a: copied to vault-kv secret/cli/moved") || !strings.Contains(out, "scope b: copied") {
+		t.Fatalf("import-dir: %v (out %q)", err, out)
+	}
+	out, _, err = runKeys(t, "", append([]string{"list"}, moved...)...)
+	if err != nil || !strings.Contains(out, "active") || !strings.Contains(out, "shredded") || strings.Contains(out, "unreadable") {
+		t.Fatalf("list after import-dir: %v (out %q)", err, out)
+	}
+	if out, _, err = runKeys(t, "", append([]string{"import-dir", old}, moved...)...); err != nil || !strings.Contains(out, "scope a: already in") {
+		t.Fatalf("import-dir again: %v (out %q)", err, out)
+	}
+	if _, _, err := runKeys(t, "", append([]string{"rotate", "a"}, moved...)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err = runKeys(t, "", append([]string{"import-dir", old}, moved...)...); err == nil || !strings.Contains(err.Error(), "already holds a different keyset") {
+		t.Fatalf("import-dir over a changed scope = %v", err)
+	}
+	if _, _, err = runKeys(t, "", "import-dir", old, "--key-dir", old); err == nil || !strings.Contains(err.Error(), "--key-store vault-kv") {
+		t.Fatalf("import-dir into a directory store = %v", err)
+	}
 }

@@ -125,6 +125,8 @@ type Keys struct {
 	Manager *keys.Manager
 	// Vault is the Vault Transit KEK when the provider is KEKVault (for rewrap and KEK rotation), else nil.
 	Vault *vault.KEK
+	// Store is where the manager keeps wrapped keysets and tombstones (for copying between stores).
+	Store keys.Store
 	kek   keys.KEK
 	// storeConn is the Vault login of a StoreVaultKV when the KEK is not Vault's.
 	storeConn *vault.KEK
@@ -189,6 +191,7 @@ func OpenKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, err
 		k.Close()
 		return nil, fmt.Errorf("open keys: %w", err)
 	}
+	k.Store = store
 	m, err := keys.NewManager(store, k.kek, opts...)
 	if err != nil {
 		k.Close()
