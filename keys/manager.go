@@ -52,12 +52,12 @@ type Manager struct {
 var _ codec.Keyring = (*Manager)(nil)
 
 type cacheEntry struct {
-	scope       string
-	st          *scopeState
-	elem        *list.Element
-	lastAttempt time.Time
-	lastUnknown time.Time // last reload for a key id the cached keyset lacked
-	lastErr     error
+	scope        string
+	st           *scopeState
+	elem         *list.Element
+	lastAttempt  time.Time
+	lastTargeted time.Time // last reload that was not only due to age (a key id the cache lacked, a missing keyset, an expired TTL)
+	lastErr      error
 }
 
 // scopeState is an immutable snapshot of one scope, as loaded.
@@ -250,19 +250,20 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 		unknown := check && !st.knows(wantID)
 		if age < m.ttl {
 			if unknown {
-				// A key id the cached keyset lacks is most often the new primary of another replica sharing the store: only
-				// earlier reloads for unknown ids limit this one, never an age refresh that happened to run just before.
-				limited = now.Sub(e.lastUnknown) < m.minRefresh
+				// A key id the cached keyset lacks is most often the new primary of another replica sharing the store: an age
+				// refresh that happened to run just before must not make this one wait; only targeted reloads limit it.
+				limited = now.Sub(e.lastTargeted) < m.minRefresh
 			}
-			stale := age >= m.refresh || unknown || (!check && !st.hasKeyset)
+			targeted := unknown || (!check && !st.hasKeyset)
+			stale := age >= m.refresh || targeted
 			if !stale || limited {
 				m.mu.Unlock()
 				m.hits.Add(1)
 				return st, nil
 			}
 			e.lastAttempt = now
-			if unknown {
-				e.lastUnknown = now
+			if targeted {
+				e.lastTargeted = now
 			}
 			m.mu.Unlock()
 			if m.bgRefresh > 0 && st.hasKeyset && !unknown {
@@ -286,7 +287,7 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 			m.misses.Add(1)
 			return nil, err
 		}
-		e.lastAttempt = now
+		e.lastAttempt, e.lastTargeted = now, now
 	}
 	m.mu.Unlock()
 	m.misses.Add(1)
