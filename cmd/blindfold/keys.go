@@ -211,6 +211,11 @@ TTL, 10 minutes by default). Copies of the key directory (backups, snapshots,
 old disk blocks) can still hold the keyset: the guarantee is only as good as the
 destruction of every such copy or of the master key.
 
+With --key-store vault-kv the tombstone replaces the keyset in the scope's KV
+secret (check-and-set, so a concurrent rotation cannot bring it back) and every
+earlier version of that secret is destroyed; running proxies refuse the scope at
+their next refresh (--key-refresh-after).
+
 With --kek vault, shred first deletes the scope's Transit key in Vault (all its
 versions); only then the local keyset. After that no copy of the keyset, backups
 included, can be unwrapped. If Vault cannot be reached nothing is changed; run
