@@ -59,12 +59,13 @@ type Manager struct {
 var _ codec.Keyring = (*Manager)(nil)
 
 type cacheEntry struct {
-	scope       string
-	st          *scopeState
-	elem        *list.Element
-	neg         bool // st.negative(): the entry lives in negLRU
-	lastAttempt time.Time
-	lastErr     error
+	scope        string
+	st           *scopeState
+	elem         *list.Element
+	neg          bool // st.negative(): the entry lives in negLRU
+	lastAttempt  time.Time
+	lastTargeted time.Time // last reload that was not only due to age (a key id the cache lacked, a missing keyset, an expired TTL)
+	lastErr      error
 }
 
 // scopeState is an immutable snapshot of one scope, as loaded.
@@ -267,24 +268,33 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 		st := e.st
 		age := now.Sub(st.loadedAt)
 		limited := now.Sub(e.lastAttempt) < m.minRefresh
+		unknown := check && !st.knows(wantID)
 		if age < m.ttl {
-			unknownID := check && !st.knows(wantID)
-			stale := age >= m.refresh || unknownID || (!check && !st.hasKeyset)
+			if unknown {
+				// A key id the cached keyset lacks is most often the new primary of another replica sharing the store: an age
+				// refresh that happened to run just before must not make this one wait; only targeted reloads limit it.
+				limited = now.Sub(e.lastTargeted) < m.minRefresh
+			}
+			targeted := unknown || (!check && !st.hasKeyset)
+			stale := age >= m.refresh || targeted
 			if !stale || limited {
 				m.mu.Unlock()
 				m.hits.Add(1)
 				return st, nil
 			}
 			e.lastAttempt = now
+			if targeted {
+				e.lastTargeted = now
+			}
 			m.mu.Unlock()
-			if unknownID && age < m.refresh && st.hasKeyset && m.storeUnchanged(ctx, scope, st) {
+			if unknown && age < m.refresh && st.hasKeyset && m.storeUnchanged(ctx, scope, st) {
 				// A key id the cached keyset lacks, and the stored keyset is the one cached: a forged id (or a rotation
 				// not stored yet). Only the store was read: forged ids never cost KEK calls, which a KMS may bill or
 				// throttle. The age-based refresh still asks the KEK, so a KEK revocation takes effect within the TTL.
 				m.refreshes.Add(1)
 				return st, nil
 			}
-			if m.bgRefresh > 0 && st.hasKeyset && !(check && !st.knows(wantID)) {
+			if m.bgRefresh > 0 && st.hasKeyset && !unknown {
 				m.hits.Add(1)
 				go m.refreshInBackground(context.WithoutCancel(ctx), scope, age)
 				return st, nil
@@ -305,7 +315,7 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 			m.misses.Add(1)
 			return nil, err
 		}
-		e.lastAttempt = now
+		e.lastAttempt, e.lastTargeted = now, now
 	}
 	m.mu.Unlock()
 	m.misses.Add(1)

@@ -36,6 +36,7 @@ type kekFlags struct {
 	noCreate   bool
 	timeout    time.Duration
 	plugin     pluginFlags
+	store      *storeFlags
 }
 
 // keysKEK holds the flags of the most recently built "keys" command tree (there is one per process, or one per test run).
@@ -47,7 +48,7 @@ Key-encryption key (--kek):
   vault  Vault Transit: each scope's keyset is wrapped by its own Transit key
          <prefix><scope> (aes256-gcm96, derived, the scope as context), created
          on first use. Keysets are still stored in <key-dir>/scopes; only their
-         wrapping moves to Vault. Shred also deletes the scope's Transit key, so
+         wrapping moves to Vault (with --key-store vault-kv they move too). Shred also deletes the scope's Transit key, so
          backups of the key directory become useless too. Settings come from the
          --vault-* flags, else VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE,
          VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY. See docs/vault.md.` + kekPluginHelp
@@ -75,6 +76,7 @@ func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	fs.BoolVar(&f.noCreate, "vault-no-create", false, "never create Transit keys (they must exist)")
 	fs.DurationVar(&f.timeout, "vault-timeout", vault.DefaultTimeout, "timeout of each Vault request")
 	f.plugin.register(fs)
+	f.store = addStoreFlags(fs)
 	return f
 }
 
@@ -89,10 +91,15 @@ func (f *kekFlags) vault() bool { return f.kind == "vault" }
 
 func (f *kekFlags) validate() error {
 	k, err := gateway.ParseKEKKind(f.kind)
-	if err == nil && k == gateway.KEKPlugin {
-		err = f.plugin.validate()
+	if err != nil {
+		return err
 	}
-	return err
+	if k == gateway.KEKPlugin {
+		if err := f.plugin.validate(); err != nil {
+			return err
+		}
+	}
+	return f.store.validate()
 }
 
 func (f *kekFlags) vaultConfig() vault.Config {
@@ -115,12 +122,13 @@ func (f *kekFlags) vaultConfig() vault.Config {
 // keysConfig is the key configuration of a command with these KEK flags over key directory dir.
 func (f *kekFlags) keysConfig(dir string, autoCreate bool, rotateEvery time.Duration) gateway.KeysConfig {
 	kc := gateway.KeysConfig{Dir: dir, KEK: gateway.KEKKind(f.kind), AutoCreate: autoCreate, RotateEvery: rotateEvery}
-	if f.vault() {
-		kc.Vault = f.vaultConfig()
+	if f.vault() || f.store.vaultKV() {
+		kc.Vault = f.vaultConfig() // the Transit KEK, or just the Vault connection of the KV store
 	}
 	if kc.KEK == gateway.KEKPlugin {
 		kc.Plugin = f.plugin.config()
 	}
+	f.store.apply(&kc)
 	return kc
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/keys/kekplugin"
 	"github.com/blindfold-dev/blindfold/keys/vault"
+	"github.com/blindfold-dev/blindfold/keys/vaultkv"
 )
 
 // KEKKind names a key-encryption key provider.
@@ -51,10 +52,14 @@ type KeysConfig struct {
 	Dir string
 	// KEK is the key-encryption key provider (default KEKLocal).
 	KEK KEKKind
-	// Vault configures KEKVault.
+	// Vault configures KEKVault, and the Vault connection of StoreVaultKV.
 	Vault vault.Config
 	// Plugin configures KEKPlugin.
 	Plugin kekplugin.Config
+	// Store is where wrapped keysets and tombstones live (default StoreDir, under Dir).
+	Store StoreKind
+	// VaultKV configures StoreVaultKV.
+	VaultKV vaultkv.Config
 	// CreateMasterKey lets KEKLocal create a missing master key (blindfold dev and keys init). Serving commands in
 	// production never create one: a wrong --key-dir must fail, not mint fresh, useless keys.
 	CreateMasterKey bool
@@ -91,7 +96,7 @@ func (c KeysConfig) Plan() KeyPlan {
 	if p.CacheTTL == 0 {
 		p.CacheTTL = keys.DefaultCacheTTL
 	}
-	if c.kind().Remote() {
+	if c.kind().Remote() || c.storeKind().Remote() {
 		p.BackgroundRefresh = DefaultBackgroundRefresh
 	}
 	return p
@@ -111,6 +116,9 @@ func (c KeysConfig) validate() error {
 	if _, err := ParseKEKKind(string(c.KEK)); err != nil {
 		return err
 	}
+	if _, err := ParseStoreKind(string(c.Store)); err != nil {
+		return err
+	}
 	if c.RotateEvery < 0 || c.CacheTTL < 0 || c.RefreshAfter < 0 || c.MinRefreshInterval < 0 {
 		return errors.New("key rotation period, cache ttl and refresh intervals must not be negative")
 	}
@@ -125,7 +133,11 @@ type Keys struct {
 	Vault *vault.KEK
 	// Plugin is the KEK plugin client when the provider is KEKPlugin, else nil.
 	Plugin *kekplugin.KEK
-	kek    keys.KEK
+	// Store is where the manager keeps wrapped keysets and tombstones (for copying between stores).
+	Store keys.Store
+	kek   keys.KEK
+	// storeConn is the Vault login of a StoreVaultKV when the KEK is not Vault's.
+	storeConn *vault.KEK
 }
 
 // KEK returns the key-encryption key the manager wraps keysets with.
@@ -138,6 +150,9 @@ func (k *Keys) Close() {
 	}
 	if k.Plugin != nil {
 		_ = k.Plugin.Close()
+	}
+	if k.storeConn != nil {
+		_ = k.storeConn.Close()
 	}
 }
 
@@ -191,7 +206,13 @@ func OpenKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, err
 		}
 		k.kek = local
 	}
-	m, err := keys.NewManager(keys.NewDirStore(cfg.Dir), k.kek, opts...)
+	store, err := openStore(ctx, cfg, k, log)
+	if err != nil {
+		k.Close()
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
+	k.Store = store
+	m, err := keys.NewManager(store, k.kek, opts...)
 	if err != nil {
 		k.Close()
 		return nil, fmt.Errorf("open keys in %s: %w", cfg.Dir, err)
