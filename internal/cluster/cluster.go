@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -44,6 +45,8 @@ type Options struct {
 	// WorkDir holds the logs, the key directory and Vault's storage; empty means a temporary directory that Stop
 	// removes.
 	WorkDir string
+	// Progress receives a line per part started; nil discards them.
+	Progress io.Writer
 }
 
 // Cluster is the production path on one machine, every part its own process: PostgreSQL, a Vault with Transit
@@ -75,6 +78,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		n = 3
 	}
 	c := &Cluster{work: opts.WorkDir}
+	t0 := time.Now()
+	step := func(what string) {
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "%s at +%s\n", what, time.Since(t0).Round(time.Millisecond))
+		}
+	}
 	if c.work == "" {
 		if c.work, err = os.MkdirTemp("", "blindfold-cluster-"); err != nil {
 			return nil, fmt.Errorf("create work directory: %w", err)
@@ -96,13 +105,16 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("build vaultdev (or set %s): %w", vaultdevproc.EnvBinary, err)
 	}
 
+	step("binaries ready")
 	if c.PG, err = StartPostgres(ctx); err != nil {
 		return nil, err
 	}
+	step("postgresql up")
 	// File storage, so the Transit keys survive the Vault outage the fault run causes.
 	if c.Vault, err = vaultdevproc.Launch(ctx, vaultBin, vaultdevproc.Options{StorageDir: filepath.Join(c.work, "vault")}); err != nil {
 		return nil, fmt.Errorf("start vaultdev: %w", err)
 	}
+	step("vault up")
 
 	ports, err := freePorts(2 + 2*n)
 	if err != nil {
@@ -118,6 +130,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.StartServer(ctx); err != nil {
 		return nil, err
 	}
+	step("temporal server up (schema created)")
 
 	// One keyset, created before the replicas start, so three of them do not race to create it on their first calls.
 	keyDir := filepath.Join(c.work, "keys")
@@ -135,6 +148,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
+	step("replicas up")
 
 	c.XDS = newProc("xds", c.bin, filepath.Join(c.work, "xds.log"), "xds",
 		"--listen", c.XDSAddr(), "--replicas", strings.Join(c.ProxyAddrs(), ","), "--service", ServiceName,

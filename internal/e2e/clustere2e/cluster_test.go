@@ -35,7 +35,7 @@ func TestProductionPath(t *testing.T) {
 	defer cancel()
 
 	start := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{})
+	c, err := cluster.Start(ctx, cluster.Options{Progress: testWriter{t}})
 	if err != nil {
 		t.Fatalf("start the cluster: %v", err)
 	}
