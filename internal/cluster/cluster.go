@@ -237,6 +237,9 @@ func (c *Cluster) StartProxy(ctx context.Context, i int) error {
 	})
 }
 
+// DescribeDefault succeeds once the frontend at addr serves namespace "default".
+func DescribeDefault(ctx context.Context, addr string) error { return describeDefault(ctx, addr) }
+
 func describeDefault(ctx context.Context, addr string) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

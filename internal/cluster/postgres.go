@@ -3,6 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -21,12 +23,14 @@ var ErrNoPostgres = errors.New("postgresql binaries (initdb, pg_ctl) not found: 
 
 // Postgres is a throw-away PostgreSQL cluster on a loopback port, from the Debian package's binaries: initdb into a
 // temporary directory, pg_ctl to start and stop it. initdb refuses to run as root, so as root every server-side
-// command runs as the package's "postgres" system user, who owns the directory.
+// command runs as the package's "postgres" system user, who owns the directory. TCP connections authenticate with
+// a password (SCRAM), as on a packaged server; the superuser's is random and in URL.
 type Postgres struct {
-	bin  string // directory of initdb, pg_ctl, pg_dump
-	root string // temporary directory: data/, the socket and the log
-	port int
-	cred *syscall.Credential
+	bin      string // directory of initdb, pg_ctl, pg_dump
+	root     string // temporary directory: data/, the socket and the log
+	port     int
+	cred     *syscall.Credential
+	password string
 }
 
 // PostgresBinDir finds the directory of the PostgreSQL server binaries: that of initdb on PATH (Debian puts only
@@ -62,7 +66,9 @@ func StartPostgres(ctx context.Context) (_ *Postgres, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create postgresql directory: %w", err)
 	}
-	p := &Postgres{bin: bin, root: root}
+	pw := make([]byte, 12)
+	_, _ = rand.Read(pw)
+	p := &Postgres{bin: bin, root: root, password: hex.EncodeToString(pw)}
 	defer func() {
 		if err != nil {
 			_ = os.RemoveAll(root)
@@ -78,8 +84,19 @@ func StartPostgres(ctx context.Context) (_ *Postgres, err error) {
 	}
 	// --no-sync and fsync=off: the cluster lives for one run and PostgreSQL itself is never crashed, so durability
 	// against power loss buys nothing here and costs seconds on a shared disk.
-	if out, err := p.run(ctx, "initdb", "-D", p.dataDir(), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-		"--no-locale", "--no-sync"); err != nil {
+	pwFile := filepath.Join(root, "pwfile")
+	if err := os.WriteFile(pwFile, []byte(p.password+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write superuser password file: %w", err)
+	}
+	if p.cred != nil {
+		if err := os.Chown(pwFile, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
+			return nil, fmt.Errorf("hand the password file to the postgres user: %w", err)
+		}
+	}
+	out, err := p.run(ctx, "initdb", "-D", p.dataDir(), "-U", "postgres", "--pwfile", pwFile,
+		"--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-locale", "--no-sync")
+	_ = os.Remove(pwFile)
+	if err != nil {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	if p.port, err = freePort(); err != nil {
@@ -120,15 +137,19 @@ func (p *Postgres) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.
 // Port is the server's TCP port.
 func (p *Postgres) Port() int { return p.port }
 
-// URL is a postgres:// URL of database db as the superuser (trust authentication on loopback, no TLS).
+// URL is a postgres:// URL of database db as the superuser (password authentication, no TLS).
 func (p *Postgres) URL(db string) string {
-	return "postgres://postgres@" + p.Addr() + "/" + db + "?sslmode=disable"
+	return "postgres://postgres:" + p.password + "@" + p.Addr() + "/" + db + "?sslmode=disable"
 }
+
+// clientEnv is the environment of pg_dump and psql: the superuser's password.
+func (p *Postgres) clientEnv() []string { return append(os.Environ(), "PGPASSWORD="+p.password) }
 
 // Dump returns pg_dump's plain-SQL dump of database db: every table, every row.
 func (p *Postgres) Dump(ctx context.Context, db string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(p.bin, "pg_dump"), "-h", "127.0.0.1", "-p", strconv.Itoa(p.port),
 		"-U", "postgres", "-d", db, "--no-owner")
+	cmd.Env = p.clientEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -136,6 +157,18 @@ func (p *Postgres) Dump(ctx context.Context, db string) ([]byte, error) {
 		return nil, fmt.Errorf("pg_dump %s: %w: %s", db, err, stderr.String())
 	}
 	return out, nil
+}
+
+// Exec runs SQL in database db with psql as the superuser and returns psql's unaligned, tuples-only output.
+func (p *Postgres) Exec(ctx context.Context, db, sql string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(p.bin, "psql"), "-h", "127.0.0.1", "-p", strconv.Itoa(p.port),
+		"-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql)
+	cmd.Env = p.clientEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("psql: %w: %s", err, out)
+	}
+	return string(out), nil
 }
 
 // Running reports whether the server's process still runs (its pid file names a live process).

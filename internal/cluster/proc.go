@@ -26,6 +26,11 @@ type Proc struct {
 	pids []int // every pid started, for the leak check
 }
 
+// NewProc describes a process of bin with args, logging to the file log; Start starts it.
+func NewProc(name, bin, log string, args ...string) *Proc {
+	return newProc(name, bin, log, args...)
+}
+
 func newProc(name, bin, log string, args ...string) *Proc {
 	return &Proc{name: name, bin: bin, args: args, log: log}
 }
@@ -146,6 +151,11 @@ func (p *Proc) pidsStarted() []int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]int(nil), p.pids...)
+}
+
+// WaitReady polls ready until it succeeds, the process exits, or ctx ends; what names the awaited state in errors.
+func (p *Proc) WaitReady(ctx context.Context, what string, ready func(context.Context) error) error {
+	return p.waitReady(ctx, what, ready)
 }
 
 // waitReady polls ready until it succeeds, the process exits, or ctx ends.
