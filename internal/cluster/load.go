@@ -270,15 +270,34 @@ func Run(ctx context.Context, c *Cluster, o LoadOptions) (*Report, error) {
 		workers = append(workers, w)
 	}
 
-	// 1. The comparison, without faults: the same load through the replicas and straight to the frontend. No timer:
-	// the round trip is then the system's, not the timer's.
-	progress("comparison: %d workflows per arm, %d in flight", o.MeasureWorkflows, o.Concurrency)
+	// 1. The comparison, without faults: the same load through the replicas and straight to the frontend, in
+	// alternating rounds so that both arms see the same machine load. No timer: the round trip is then the system's,
+	// not the timer's. The direct arm carries the control marker: what it stores is plaintext, and the dump scan must
+	// find it.
+	progress("comparison: %d workflows per arm, %d in flight, %d alternating rounds", o.MeasureWorkflows, o.Concurrency, comparisonRounds)
 	before, err := scrapeCalls(ctx, c.MetricsURLs())
 	if err != nil {
 		return nil, err
 	}
-	if rep.ViaReplicas, err = measure(ctx, viaClients[0], queueVia, "cluster-via-"+tag+"-", secret, o.MeasureWorkflows, o.Concurrency); err != nil {
-		return rep, fmt.Errorf("via replicas: %w", err)
+	var via, dir armAcc
+	for r := range comparisonRounds {
+		n := o.MeasureWorkflows / comparisonRounds
+		if r < o.MeasureWorkflows%comparisonRounds {
+			n++
+		}
+		arms := []bool{true, false}
+		if r%2 == 1 {
+			arms = []bool{false, true}
+		}
+		for _, viaReplicas := range arms {
+			cl, queue, prefix, marker, acc := direct, queueDirect, "cluster-direct-"+tag+"-", control, &dir
+			if viaReplicas {
+				cl, queue, prefix, marker, acc = viaClients[0], queueVia, "cluster-via-"+tag+"-", secret, &via
+			}
+			if err := acc.run(ctx, cl, queue, fmt.Sprintf("%s%d-", prefix, r), marker, n, o.Concurrency); err != nil {
+				return rep, fmt.Errorf("comparison (via replicas %v): %w", viaReplicas, err)
+			}
+		}
 	}
 	after, err := scrapeCalls(ctx, c.MetricsURLs())
 	if err != nil {
@@ -287,10 +306,7 @@ func Run(ctx context.Context, c *Cluster, o LoadOptions) (*Report, error) {
 	for i := range after {
 		rep.ReplicaCalls = append(rep.ReplicaCalls, after[i]-before[i])
 	}
-	// The direct arm carries the control marker: what it stores is plaintext, and the dump scan must find it.
-	if rep.Direct, err = measure(ctx, direct, queueDirect, "cluster-direct-"+tag+"-", control, o.MeasureWorkflows, o.Concurrency); err != nil {
-		return rep, fmt.Errorf("straight to the frontend: %w", err)
-	}
+	rep.ViaReplicas, rep.Direct = via.arm(), dir.arm()
 	progress("comparison done: via replicas %.1f wf/s, direct %.1f wf/s", rep.ViaReplicas.Throughput, rep.Direct.Throughput)
 
 	// 2. The run under faults.
@@ -398,23 +414,40 @@ func injectFaults(ctx context.Context, c *Cluster, o LoadOptions, started, compl
 	return nil
 }
 
-// measure runs n workflows without timer at conc in flight and returns throughput and round-trip percentiles (start
-// to result, signal included).
-func measure(ctx context.Context, cl client.Client, queue, prefix, marker string, n, conc int) (Arm, error) {
+// comparisonRounds is how many alternating rounds the comparison is split into.
+const comparisonRounds = 4
+
+// armAcc accumulates one arm's rounds.
+type armAcc struct {
+	lat     []time.Duration
+	elapsed time.Duration
+}
+
+// run runs n workflows without timer at conc in flight, recording each round trip (start to result, signal
+// included) and the round's wall time.
+func (a *armAcc) run(ctx context.Context, cl client.Client, queue, prefix, marker string, n, conc int) error {
 	var mu sync.Mutex
-	lat := make([]time.Duration, 0, n)
 	var started atomic.Int64
 	t0 := time.Now()
 	err := parallel(ctx, n, conc, func(i int) error {
 		d, err := oneWorkflow(ctx, cl, queue, prefix+strconv.Itoa(i), Input{Secret: marker + "-" + strconv.Itoa(i)}, &started)
-		mu.Lock()
-		lat = append(lat, d)
-		mu.Unlock()
+		if err == nil {
+			mu.Lock()
+			a.lat = append(a.lat, d)
+			mu.Unlock()
+		}
 		return err
 	})
-	el := time.Since(t0)
-	a := Arm{Workflows: n, Elapsed: el, Throughput: float64(n) / el.Seconds(), P50: percentile(lat, 50), P99: percentile(lat, 99)}
-	return a, err
+	a.elapsed += time.Since(t0)
+	return err
+}
+
+func (a *armAcc) arm() Arm {
+	out := Arm{Workflows: len(a.lat), Elapsed: a.elapsed, P50: percentile(a.lat, 50), P99: percentile(a.lat, 99)}
+	if a.elapsed > 0 {
+		out.Throughput = float64(len(a.lat)) / a.elapsed.Seconds()
+	}
+	return out
 }
 
 // retryEvery is the pause between attempts of a call that failed while a part was down.

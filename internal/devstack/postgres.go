@@ -67,8 +67,17 @@ func PostgresConfigs(rawURL string) (main, visibility *config.SQL, err error) {
 	}
 	password, _ := u.User.Password()
 	attrs := map[string]string{}
-	for k, v := range u.Query() {
-		attrs[k] = v[len(v)-1]
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: database URL parameters: %w", ErrInvalidConfig, err)
+	}
+	for k, v := range q {
+		// The server's driver trims names and panics on a duplicate: refuse those here, with an error.
+		key := strings.TrimSpace(k)
+		if _, dup := attrs[key]; key == "" || dup || len(v) != 1 {
+			return nil, nil, fmt.Errorf("%w: database URL parameter %q is empty or repeated", ErrInvalidConfig, key)
+		}
+		attrs[key] = strings.TrimSpace(v[0])
 	}
 	main = &config.SQL{
 		// The pgx driver: its default sslmode is "prefer", like libpq's, so a local server without TLS just works.
@@ -79,6 +88,11 @@ func PostgresConfigs(rawURL string) (main, visibility *config.SQL, err error) {
 		User:              user,
 		Password:          password,
 		ConnectAttributes: attrs,
+		// Temporal's own server image defaults: without them database/sql keeps two idle connections and opens a
+		// new one (a PostgreSQL backend process and an authentication) for most queries under load.
+		MaxConns:        20,
+		MaxIdleConns:    20,
+		MaxConnLifetime: time.Hour,
 	}
 	vis := *main
 	vis.DatabaseName = db + VisibilitySuffix
