@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"maps"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +16,8 @@ import (
 	postgresplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/postgresql"
 	"go.temporal.io/server/tools/common/schema"
 	sqltool "go.temporal.io/server/tools/sql"
+
+	"github.com/blindfold-dev/blindfold/internal/devstack/pgurl"
 )
 
 // Schema names inside the server's embedded schema files (go.temporal.io/server/schema): the same directories
@@ -38,56 +39,19 @@ const maintenanceDB = "postgres"
 // VisibilitySuffix). Query parameters (sslmode, sslrootcert, …) are passed to the driver as they are. The password is
 // never part of an error message.
 func PostgresConfigs(rawURL string) (main, visibility *config.SQL, err error) {
-	u, err := url.Parse(rawURL)
+	u, err := pgurl.Parse(rawURL)
 	if err != nil {
-		// url.Parse quotes the whole input, password included: say only what is wrong.
-		return nil, nil, fmt.Errorf("%w: --db is not a valid URL", ErrInvalidConfig)
-	}
-	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
-		return nil, nil, fmt.Errorf("%w: database URL scheme %q: want postgres://", ErrInvalidConfig, u.Scheme)
-	}
-	host := u.Hostname()
-	if host == "" {
-		return nil, nil, fmt.Errorf("%w: database URL has no host", ErrInvalidConfig)
-	}
-	port := u.Port()
-	if port == "" {
-		port = "5432"
-	}
-	db := strings.TrimPrefix(u.Path, "/")
-	if db == "" {
-		db = "temporal"
-	}
-	if strings.ContainsAny(db, "/\"' ;") {
-		return nil, nil, fmt.Errorf("%w: database name %q", ErrInvalidConfig, db)
-	}
-	user := u.User.Username()
-	if user == "" {
-		user = "postgres"
-	}
-	password, _ := u.User.Password()
-	attrs := map[string]string{}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: database URL parameters: %w", ErrInvalidConfig, err)
-	}
-	for k, v := range q {
-		// The server's driver trims names and panics on a duplicate: refuse those here, with an error.
-		key := strings.TrimSpace(k)
-		if _, dup := attrs[key]; key == "" || dup || len(v) != 1 {
-			return nil, nil, fmt.Errorf("%w: database URL parameter %q is empty or repeated", ErrInvalidConfig, key)
-		}
-		attrs[key] = strings.TrimSpace(v[0])
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	main = &config.SQL{
 		// The pgx driver: its default sslmode is "prefer", like libpq's, so a local server without TLS just works.
 		PluginName:        postgresplugin.PluginNamePGX,
-		DatabaseName:      db,
-		ConnectAddr:       net.JoinHostPort(host, port),
+		DatabaseName:      u.Database,
+		ConnectAddr:       u.Addr,
 		ConnectProtocol:   "tcp",
-		User:              user,
-		Password:          password,
-		ConnectAttributes: attrs,
+		User:              u.User,
+		Password:          u.Password,
+		ConnectAttributes: u.Params,
 		// Temporal's own server image defaults: without them database/sql keeps two idle connections and opens a
 		// new one (a PostgreSQL backend process and an authentication) for most queries under load.
 		MaxConns:        20,
@@ -95,11 +59,8 @@ func PostgresConfigs(rawURL string) (main, visibility *config.SQL, err error) {
 		MaxConnLifetime: time.Hour,
 	}
 	vis := *main
-	vis.DatabaseName = db + VisibilitySuffix
-	vis.ConnectAttributes = map[string]string{}
-	for k, v := range attrs {
-		vis.ConnectAttributes[k] = v
-	}
+	vis.DatabaseName = u.Database + VisibilitySuffix
+	vis.ConnectAttributes = maps.Clone(u.Params)
 	return main, &vis, nil
 }
 
