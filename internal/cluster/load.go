@@ -376,8 +376,9 @@ func injectFaults(ctx context.Context, c *Cluster, o LoadOptions, started, compl
 			}
 			return c.StartProxy(ctx, 1)
 		}},
-		{"restart the Temporal server process", 0.30, c.RestartServer},
-		{fmt.Sprintf("stop Vault for %s", o.VaultOutage), 0.50, func(ctx context.Context) error {
+		{"restart the Temporal server process", 0.25, c.RestartServer},
+		// Early enough that workflows are still starting when Vault is back: recovery is part of what is checked.
+		{fmt.Sprintf("stop Vault for %s", o.VaultOutage), 0.40, func(ctx context.Context) error {
 			if err := c.Vault.Stop(); err != nil {
 				return err
 			}
