@@ -62,7 +62,12 @@ func StartPostgres(ctx context.Context) (_ *Postgres, err error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := os.MkdirTemp("", "blindfold-pg-")
+	base := os.TempDir()
+	if os.Geteuid() == 0 && !traversableByAll(base) {
+		// The postgres user must reach its directory: a private $TMPDIR of root's would lock it out.
+		base = "/tmp"
+	}
+	root, err := os.MkdirTemp(base, "blindfold-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("create postgresql directory: %w", err)
 	}
@@ -107,6 +112,25 @@ func StartPostgres(ctx context.Context) (_ *Postgres, err error) {
 		return nil, fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, tailFile(p.LogFile(), 4<<10))
 	}
 	return p, nil
+}
+
+// traversableByAll reports whether every directory from / down to dir lets other users through (o+x).
+func traversableByAll(dir string) bool {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for {
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return true
+		}
+		dir = parent
+	}
 }
 
 // postgresUser is the credential of the "postgres" system user that the Debian package creates.
