@@ -63,10 +63,9 @@ func TestProductionPath(t *testing.T) {
 		if len(rep.Faults) != 3 {
 			t.Errorf("%d faults injected, want 3", len(rep.Faults))
 		}
-		for _, f := range rep.Faults {
-			if f.Name != "" && f.CompletedDuring == 0 && f.Took > 5*time.Second {
-				t.Logf("no workflow completed during %q (%s)", f.Name, f.Took)
-			}
+		// While Vault is down the replicas serve from cached data keys: work must go on, not just resume after.
+		if len(rep.Faults) == 3 && rep.Faults[2].CompletedDuring == 0 {
+			t.Errorf("no workflow completed during %q", rep.Faults[2].Name)
 		}
 		for i, s := range rep.Shares() {
 			if s < 0.15 {
