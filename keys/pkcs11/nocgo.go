@@ -17,10 +17,14 @@ var _ keys.KEK = (*KEK)(nil)
 func New(context.Context, Config) (*KEK, error) { return nil, ErrNotCompiled }
 
 // EncryptWithContext returns ErrNotCompiled.
-func (*KEK) EncryptWithContext(context.Context, []byte, []byte) ([]byte, error) { return nil, ErrNotCompiled }
+func (*KEK) EncryptWithContext(context.Context, []byte, []byte) ([]byte, error) {
+	return nil, ErrNotCompiled
+}
 
 // DecryptWithContext returns ErrNotCompiled.
-func (*KEK) DecryptWithContext(context.Context, []byte, []byte) ([]byte, error) { return nil, ErrNotCompiled }
+func (*KEK) DecryptWithContext(context.Context, []byte, []byte) ([]byte, error) {
+	return nil, ErrNotCompiled
+}
 
 // Close does nothing.
 func (*KEK) Close() error { return nil }
