@@ -25,7 +25,7 @@ func newKeysCmd() *cobra.Command {
 	var keyDir string
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Create, rotate, list and shred data keys (local master key or Vault Transit)",
+		Short: "Create, rotate, list and shred data keys (local master key, Vault Transit, AWS KMS or PKCS#11)",
 		Long: `Manage the local key directory: a master key and one Tink keyset per scope.
 
 A scope is a key domain; by default each Temporal namespace is its own scope
@@ -92,6 +92,10 @@ keys stay destroyed either way.`,
 			switch _, envSet := os.LookupEnv(keys.MasterKeyEnv); {
 			case keysKEK.vault():
 				fmt.Fprintf(out, "kek: vault transit, key %s%s at mount %s\n", keysKEK.prefix, scope, keysKEK.mount)
+			case keysKEK.kind == "awskms":
+				fmt.Fprintf(out, "kek: aws kms key %s\n", keysKEK.kms.awsKeyID)
+			case keysKEK.kind == "pkcs11":
+				fmt.Fprintf(out, "kek: pkcs11 key %q on token %q\n", keysKEK.kms.p11Key, keysKEK.kms.p11Token)
 			case envSet:
 				fmt.Fprintf(out, "master key: from $%s\n", keys.MasterKeyEnv)
 			case errors.Is(statErr, os.ErrNotExist):

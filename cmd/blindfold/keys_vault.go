@@ -35,6 +35,7 @@ type kekFlags struct {
 	serverName string
 	noCreate   bool
 	timeout    time.Duration
+	kms        kmsFlags // --kek awskms and pkcs11 (keys_kms.go)
 }
 
 // keysKEK holds the flags of the most recently built "keys" command tree (there is one per process, or one per test run).
@@ -49,12 +50,12 @@ Key-encryption key (--kek):
          wrapping moves to Vault. Shred also deletes the scope's Transit key, so
          backups of the key directory become useless too. Settings come from the
          --vault-* flags, else VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE,
-         VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY. See docs/vault.md.`
+         VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY. See docs/vault.md.` + kmsKEKHelp
 
 func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	f := &kekFlags{}
 	fs := cmd.PersistentFlags()
-	fs.StringVar(&f.kind, "kek", envOr("BLINDFOLD_KEK", "local"), "key-encryption key: local or vault (env BLINDFOLD_KEK)")
+	fs.StringVar(&f.kind, "kek", envOr("BLINDFOLD_KEK", "local"), "key-encryption key: local, vault, awskms or pkcs11 (env BLINDFOLD_KEK)")
 	fs.StringVar(&f.addr, "vault-addr", "", "Vault address (default $VAULT_ADDR)")
 	fs.StringVar(&f.mount, "vault-mount", vault.DefaultMount, "Vault Transit mount path")
 	fs.StringVar(&f.prefix, "vault-key-prefix", vault.DefaultKeyPrefix, "Transit key name prefix; a scope's key is <prefix><scope>")
@@ -73,6 +74,7 @@ func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	fs.StringVar(&f.serverName, "vault-tls-server-name", "", "TLS server name to verify, when it differs from the address")
 	fs.BoolVar(&f.noCreate, "vault-no-create", false, "never create Transit keys (they must exist)")
 	fs.DurationVar(&f.timeout, "vault-timeout", vault.DefaultTimeout, "timeout of each Vault request")
+	f.kms.add(fs)
 	return f
 }
 
@@ -86,8 +88,10 @@ func envOr(name, def string) string {
 func (f *kekFlags) vault() bool { return f.kind == "vault" }
 
 func (f *kekFlags) validate() error {
-	_, err := gateway.ParseKEKKind(f.kind)
-	return err
+	if _, err := gateway.ParseKEKKind(f.kind); err != nil {
+		return err
+	}
+	return f.kms.validate(f.kind)
 }
 
 func (f *kekFlags) vaultConfig() vault.Config {
@@ -110,8 +114,13 @@ func (f *kekFlags) vaultConfig() vault.Config {
 // keysConfig is the key configuration of a command with these KEK flags over key directory dir.
 func (f *kekFlags) keysConfig(dir string, autoCreate bool, rotateEvery time.Duration) gateway.KeysConfig {
 	kc := gateway.KeysConfig{Dir: dir, KEK: gateway.KEKKind(f.kind), AutoCreate: autoCreate, RotateEvery: rotateEvery}
-	if f.vault() {
+	switch gateway.KEKKind(f.kind) {
+	case gateway.KEKVault:
 		kc.Vault = f.vaultConfig()
+	case gateway.KEKAWSKMS:
+		kc.AWSKMS = f.kms.awsConfig()
+	case gateway.KEKPKCS11:
+		kc.PKCS11 = f.kms.pkcs11Config()
 	}
 	return kc
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/awskms"
+	"github.com/blindfold-dev/blindfold/keys/pkcs11"
 	"github.com/blindfold-dev/blindfold/keys/vault"
 )
 
@@ -21,21 +23,27 @@ const (
 	KEKLocal KEKKind = "local"
 	// KEKVault is Vault Transit: each scope's keyset is wrapped by its own Transit key.
 	KEKVault KEKKind = "vault"
+	// KEKAWSKMS is one AWS KMS key wrapping every scope's keyset, the scope in the encryption context.
+	KEKAWSKMS KEKKind = "awskms"
+	// KEKPKCS11 is one AES key on a PKCS#11 token (HSM) wrapping every scope's keyset with AES-GCM, the scope as additional
+	// data. It needs a cgo build.
+	KEKPKCS11 KEKKind = "pkcs11"
 )
 
 // ParseKEKKind checks a --kek value.
 func ParseKEKKind(s string) (KEKKind, error) {
 	switch k := KEKKind(s); k {
-	case KEKLocal, KEKVault:
+	case KEKLocal, KEKVault, KEKAWSKMS, KEKPKCS11:
 		return k, nil
 	case "":
 		return KEKLocal, nil
 	}
-	return "", fmt.Errorf("--kek %q: want local or vault", s)
+	return "", fmt.Errorf("--kek %q: want local, vault, awskms or pkcs11", s)
 }
 
 // Remote reports whether the provider answers over the network, so a slow or absent provider must never delay a payload.
-func (k KEKKind) Remote() bool { return k == KEKVault }
+// A PKCS#11 token counts as remote: most production HSMs are network appliances behind their module.
+func (k KEKKind) Remote() bool { return k == KEKVault || k == KEKAWSKMS || k == KEKPKCS11 }
 
 // DefaultBackgroundRefresh bounds a background reload of a cached keyset when the KEK is remote.
 const DefaultBackgroundRefresh = 5 * time.Second
@@ -49,6 +57,10 @@ type KeysConfig struct {
 	KEK KEKKind
 	// Vault configures KEKVault.
 	Vault vault.Config
+	// AWSKMS configures KEKAWSKMS.
+	AWSKMS awskms.Config
+	// PKCS11 configures KEKPKCS11.
+	PKCS11 pkcs11.Config
 	// CreateMasterKey lets KEKLocal create a missing master key (blindfold dev and keys init). Serving commands in
 	// production never create one: a wrong --key-dir must fail, not mint fresh, useless keys.
 	CreateMasterKey bool
@@ -117,16 +129,23 @@ type Keys struct {
 	Manager *keys.Manager
 	// Vault is the Vault Transit KEK when the provider is KEKVault (for rewrap and KEK rotation), else nil.
 	Vault *vault.KEK
-	kek   keys.KEK
+	// AWSKMS is the AWS KMS KEK when the provider is KEKAWSKMS, else nil.
+	AWSKMS *awskms.KEK
+	// PKCS11 is the PKCS#11 KEK when the provider is KEKPKCS11 (for key destruction), else nil.
+	PKCS11 *pkcs11.KEK
+	kek    keys.KEK
 }
 
 // KEK returns the key-encryption key the manager wraps keysets with.
 func (k *Keys) KEK() keys.KEK { return k.kek }
 
-// Close releases the KEK (Vault token renewal). The manager must not be used afterwards.
+// Close releases the KEK (Vault token renewal, the PKCS#11 session). The manager must not be used afterwards.
 func (k *Keys) Close() {
 	if k.Vault != nil {
 		_ = k.Vault.Close()
+	}
+	if k.PKCS11 != nil {
+		_ = k.PKCS11.Close()
 	}
 }
 
@@ -161,6 +180,18 @@ func OpenKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, err
 			return nil, fmt.Errorf("open keys: %w", err)
 		}
 		k.Vault, k.kek = v, v
+	case KEKAWSKMS:
+		a, err := awskms.New(ctx, cfg.AWSKMS)
+		if err != nil {
+			return nil, fmt.Errorf("open keys: %w", err)
+		}
+		k.AWSKMS, k.kek = a, a
+	case KEKPKCS11:
+		p, err := pkcs11.New(ctx, cfg.PKCS11)
+		if err != nil {
+			return nil, fmt.Errorf("open keys: %w", err)
+		}
+		k.PKCS11, k.kek = p, p
 	default:
 		local, err := keys.LoadMasterKey(cfg.Dir, cfg.CreateMasterKey)
 		if errors.Is(err, os.ErrNotExist) {
