@@ -62,7 +62,10 @@ type KEK struct {
 	timeout time.Duration
 }
 
-var _ keys.KEK = (*KEK)(nil)
+var (
+	_ keys.KEK       = (*KEK)(nil)
+	_ keys.Rewrapper = (*KEK)(nil)
+)
 
 // New returns a KEK for cfg. It loads the AWS configuration (credentials are resolved lazily, on the first call) but does
 // not call KMS: use Check for that.
@@ -162,6 +165,28 @@ func (k *KEK) DecryptWithContext(ctx context.Context, ciphertext, associatedData
 		return nil, k.opError("decrypt", ec[ContextScope], err)
 	}
 	return out.Plaintext, nil
+}
+
+// RewrapWithContext moves ciphertext to the configured KMS key inside KMS (ReEncrypt), without the keyset leaving KMS in
+// plaintext: the KMS key rotation of Blindfold. KMS finds the source key from the ciphertext (the credentials need
+// kms:ReEncryptFrom on it and kms:ReEncryptTo on the configured key); the encryption context stays the same. KMS's own
+// automatic rotation of a key's backing material needs no rewrap at all. It is what Manager.Rewrap and "blindfold keys
+// rewrap" call; afterwards the old key can be disabled and its deletion scheduled.
+func (k *KEK) RewrapWithContext(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
+	ec, err := encryptionContext(associatedData)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	out, err := k.client.ReEncrypt(ctx, &kms.ReEncryptInput{
+		CiphertextBlob: ciphertext, SourceEncryptionContext: ec,
+		DestinationKeyId: aws.String(k.keyID), DestinationEncryptionContext: ec,
+	})
+	if err != nil {
+		return nil, k.opError("re-encrypt", ec[ContextScope], err)
+	}
+	return out.CiphertextBlob, nil
 }
 
 // KeyInfo describes the KMS key.

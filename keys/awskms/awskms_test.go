@@ -302,3 +302,38 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("region from the key ARN: %v, %v", k, err)
 	}
 }
+
+// TestRewrapToNewKey is the KMS key rotation: a Manager's keysets move to a new KMS key with ReEncrypt (inside KMS), after
+// which the old key can be disabled; a copy still wrapped under the old key then no longer opens.
+func TestRewrapToNewKey(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	m, err := keys.NewManager(keys.NewDirStore(dir), f.kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := m.SealingKey(ctx, codec.Target{Namespace: "payments"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, err := f.kms.CreateKey(ctx, "rotated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := keys.NewManager(keys.NewDirStore(dir), newKEK(t, f.kms, newKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := m2.RewrapAll(ctx)
+	if err != nil || len(changed) != 1 || changed[0] != "payments" {
+		t.Fatalf("RewrapAll = %v, %v; want [payments]", changed, err)
+	}
+	if _, err := f.kms.Client().DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(f.key)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.OpeningKey(ctx, "payments", k.ID); err != nil {
+		t.Fatalf("opening key under the new KMS key with the old one disabled: %v", err)
+	}
+}

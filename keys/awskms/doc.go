@@ -12,5 +12,9 @@
 // IncorrectKeyException: wrapped by another KMS key) and keys.ErrKEKKeyMissing when the KMS key no longer exists or is
 // pending deletion, which the Manager treats as a shredded scope: scheduling the KMS key's deletion is how every keyset
 // it wrapped, backups included, is destroyed. A disabled key, a denied call, throttling or an unreachable KMS are other
-// errors: the Manager keeps serving cached keysets until their TTL and then fails closed. See docs/keys.md.
+// errors: the Manager keeps serving cached keysets until their TTL and then fails closed.
+//
+// Rotation: KMS's automatic rotation of the key's backing material needs nothing from Blindfold. To move to another KMS
+// key, configure the new key and run Manager.Rewrap (KEK implements keys.Rewrapper with KMS ReEncrypt, so keysets never
+// leave KMS in plaintext), then disable the old key. See docs/keys.md.
 package awskms
