@@ -273,6 +273,21 @@ func (l *lockedTail) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// Running reports whether the process runs.
+func (p *Proc) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
 // Pause stops the process with SIGSTOP: connections are accepted by the kernel but never answered, like a KMS that hangs.
 // It returns once the process is stopped (Linux: its /proc state; elsewhere right after the signal). Resume continues it;
 // the test's cleanup resumes it before stopping.

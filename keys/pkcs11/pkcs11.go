@@ -63,8 +63,9 @@ func module(path string) (*p11.Ctx, error) {
 	return c, nil
 }
 
-// New loads the module, finds the token, logs in and checks that the key exists (creating it when cfg.CreateKey allows) and
-// is an AES key. A missing key wraps keys.ErrKEKKeyMissing.
+// New loads the module, finds the token and logs in. With cfg.CreateKey it generates the key when the token has none with
+// the label. A missing key is not an error here: every later call returns keys.ErrKEKKeyMissing, so a gateway whose token
+// key was destroyed starts and reports its scopes as shredded, like one whose KMS key was deleted.
 func New(ctx context.Context, cfg Config) (*KEK, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -87,8 +88,11 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 	}
 	err = k.do(ctx, func() error {
 		_, err := k.findKey()
-		if errors.Is(err, keys.ErrKEKKeyMissing) && cfg.CreateKey {
-			return k.createKey()
+		if errors.Is(err, keys.ErrKEKKeyMissing) {
+			if cfg.CreateKey {
+				return k.createKey()
+			}
+			return nil
 		}
 		return err
 	})

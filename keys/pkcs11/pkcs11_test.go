@@ -169,8 +169,12 @@ func TestDestroyKey(t *testing.T) {
 		t.Errorf("second destroy: %v; want keys.ErrKEKKeyMissing", err)
 	}
 	cfg.CreateKey = false
-	if _, err := pkcs11.New(ctx, cfg); !errors.Is(err, keys.ErrKEKKeyMissing) {
-		t.Errorf("New without the key and without CreateKey: %v; want keys.ErrKEKKeyMissing", err)
+	k2 := newKEK(t, cfg) // starts: the Manager, not New, reports the destroyed key
+	if _, err := k2.DecryptWithContext(ctx, []byte{1}, keys.KeysetAD("payments", created)); !errors.Is(err, keys.ErrUnwrap) {
+		t.Errorf("decrypt of a malformed ciphertext: %v; want keys.ErrUnwrap", err)
+	}
+	if _, err := k2.EncryptWithContext(ctx, []byte("x"), keys.KeysetAD("payments", created)); !errors.Is(err, keys.ErrKEKKeyMissing) {
+		t.Errorf("encrypt without the key: %v; want keys.ErrKEKKeyMissing", err)
 	}
 }
 
