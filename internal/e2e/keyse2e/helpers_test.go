@@ -34,9 +34,9 @@ import (
 	"github.com/blindfold-dev/blindfold/internal/devstack"
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
 	"github.com/blindfold-dev/blindfold/internal/gateway"
+	"github.com/blindfold-dev/blindfold/internal/softhsmtest"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
-	"github.com/blindfold-dev/blindfold/internal/softhsmtest"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
