@@ -33,7 +33,7 @@ func TestKeysAWSKMSCommands(t *testing.T) {
 		{"init payments", "", append([]string{"init", "--scope", "payments", kd}, a...), []string{"scope payments: created"}, ""},
 		{"rotate", "", append([]string{"rotate", "payments", kd}, a...), []string{"new primary key payments/"}, ""},
 		{"list", "", append([]string{"list", kd}, a...), []string{"payments", "active", "default"}, ""},
-		{"rewrap", "", append([]string{"rewrap", kd}, a...), nil, "rewrap needs --kek vault"},
+		{"rewrap", "", append([]string{"rewrap", kd}, a...), []string{"scope default: rewrapped", "scope payments: rewrapped"}, ""},
 		{"list with another key", "", []string{"list", kd, "--kek", "awskms", "--aws-kms-endpoint", p.Endpoint(), "--aws-kms-key-id", strings.Replace(key, key[strings.LastIndex(key, "/")+1:], "00000000-0000-0000-0000-000000000000", 1)}, []string{"unreadable"}, ""},
 	}
 	for _, st := range steps {

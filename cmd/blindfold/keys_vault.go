@@ -137,11 +137,15 @@ func openVaultKeys(ctx context.Context, dir string) (*keys.Manager, *vault.KEK, 
 func newKeysRewrapCmd(keyDir *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rewrap [SCOPE...]",
-		Short: "Re-wrap stored keysets under the newest Vault Transit key version",
+		Short: "Re-wrap stored keysets under the newest Vault Transit key version or another AWS KMS key",
 		Long: `Rewrap moves the stored keyset of each SCOPE (every scope if none is given) to
 the newest version of its Vault Transit key, using Transit's rewrap endpoint:
 the data keys are re-encrypted inside Vault and never leave it in plaintext.
 Payloads are not touched; the data keys stay the same.
+
+With --kek awskms it moves the keysets to --aws-kms-key-id with KMS ReEncrypt
+(inside KMS), whichever KMS key wrapped them before: the way to move to another
+KMS key. Then roll the proxies to the new key and disable the old one.
 
 Run it after "keys rotate-kek" (which rewraps its scope already) and before
 raising the Transit key's min_decryption_version.
@@ -151,14 +155,24 @@ versions) and fails.`,
 		Example: `  blindfold keys rewrap --kek vault
   blindfold keys rewrap payments tenant-42 --kek vault --vault-addr https://vault:8200`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !keysKEK.vault() {
-				return fmt.Errorf("%w: rewrap needs --kek vault (the local master key has no versions to rewrap to)", keys.ErrRewrapUnsupported)
+			var m *keys.Manager
+			switch {
+			case keysKEK.vault():
+				vm, kek, err := openVaultKeys(cmd.Context(), *keyDir)
+				if err != nil {
+					return err
+				}
+				defer kek.Close()
+				m = vm
+			case keysKEK.kind == string(gateway.KEKAWSKMS): // KMS ReEncrypt to --aws-kms-key-id (docs/keys.md)
+				km, err := openKeys(*keyDir, false)
+				if err != nil {
+					return err
+				}
+				m = km
+			default:
+				return fmt.Errorf("%w: rewrap needs --kek vault or awskms (the %s kek cannot rewrap inside itself)", keys.ErrRewrapUnsupported, keysKEK.kind)
 			}
-			m, kek, err := openVaultKeys(cmd.Context(), *keyDir)
-			if err != nil {
-				return err
-			}
-			defer kek.Close()
 			out := cmd.OutOrStdout()
 			if len(args) == 0 {
 				changed, err := m.RewrapAll(cmd.Context())
