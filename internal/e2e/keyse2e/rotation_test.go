@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/internal/gateway"
 )
 
 // TestRotationMidRun starts workflows through the proxy, rotates the scope's data key (and, with Vault, its Transit key

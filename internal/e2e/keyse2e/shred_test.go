@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindfold-dev/blindfold/codec"
-	"github.com/blindfold-dev/blindfold/keys"
 )
 
 // TestShredThroughStack shreds the scope of workflows that ran through the proxy, for each KEK. Afterwards a history read
