@@ -15,7 +15,6 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/blindfold-dev/blindfold/keys"
 )
@@ -233,12 +232,11 @@ func (k *KEK) opError(op, scope string, err error) error {
 		what += fmt.Sprintf(" (scope %q)", scope)
 	}
 	var (
-		invalidCT  *types.InvalidCiphertextException
-		incorrect  *types.IncorrectKeyException
-		notFound   *types.NotFoundException
-		badState   *types.KMSInvalidStateException
-		disabled   *types.DisabledException
-		apiErrCode smithy.APIError
+		invalidCT *types.InvalidCiphertextException
+		incorrect *types.IncorrectKeyException
+		notFound  *types.NotFoundException
+		badState  *types.KMSInvalidStateException
+		disabled  *types.DisabledException
 	)
 	switch {
 	case errors.As(err, &invalidCT):
@@ -253,8 +251,6 @@ func (k *KEK) opError(op, scope string, err error) error {
 		return fmt.Errorf("%w: %s: key is pending deletion (cancel-key-deletion restores it until the deletion date): %s", keys.ErrKEKKeyMissing, what, badState.ErrorMessage())
 	case errors.As(err, &disabled):
 		return fmt.Errorf("%s: key is disabled (aws kms enable-key restores it): %w", what, err)
-	case errors.As(err, &apiErrCode):
-		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
