@@ -28,3 +28,9 @@ func (*KEK) DecryptWithContext(context.Context, []byte, []byte) ([]byte, error) 
 
 // Close does nothing.
 func (*KEK) Close() error { return nil }
+
+// KeyLabel returns "".
+func (*KEK) KeyLabel() string { return "" }
+
+// DestroyKey returns ErrNotCompiled.
+func (*KEK) DestroyKey(context.Context) error { return ErrNotCompiled }
