@@ -217,7 +217,9 @@ func awsKMSRig(t testing.TB) *kekRig {
 		if _, err := p.Client().DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(key)}); err != nil {
 			t.Fatal(err)
 		}
-		return cfg(newKey)(dir, nil), backup, []string{keys.ErrUnwrap.Error(), "wrapped by another kms key"}
+		// AWS KMS answers IncorrectKeyException for a ciphertext of another key, local-kms InvalidCiphertextException: both
+		// are a rejection (ErrUnwrap) by the new key.
+		return cfg(newKey)(dir, nil), backup, []string{keys.ErrUnwrap.Error(), "aws kms decrypt with key " + newKey}
 	}
 	return r
 }
