@@ -220,6 +220,11 @@ versions); only then the local keyset. After that no copy of the keyset, backups
 included, can be unwrapped. If Vault cannot be reached nothing is changed; run
 the shred again.
 
+With --kek awskms or pkcs11 one KMS or token key wraps every scope, so shred
+removes the local keyset only (copies in backups stay openable while that key
+lives). Destroying the KMS key (aws kms schedule-key-deletion) or the token key
+is the fleet-wide shred: every scope, backups included. See docs/keys.md.
+
 Shred asks you to type the scope name unless --yes is given.`,
 		Example: `  blindfold keys shred tenant-42
   echo tenant-42 | blindfold keys shred tenant-42
