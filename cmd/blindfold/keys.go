@@ -25,7 +25,7 @@ func newKeysCmd() *cobra.Command {
 	var keyDir string
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Create, rotate, list and shred data keys (local master key, Vault Transit or a KEK plugin)",
+		Short: "Create, rotate, list and shred data keys (local master key, Vault Transit, AWS KMS, PKCS#11 or a KEK plugin)",
 		Long: `Manage the local key directory: a master key and one Tink keyset per scope.
 
 A scope is a key domain; by default each Temporal namespace is its own scope
@@ -94,6 +94,10 @@ keys stay destroyed either way.`,
 				fmt.Fprintf(out, "kek: vault transit, key %s%s at mount %s\n", keysKEK.prefix, scope, keysKEK.mount)
 			case keysKEK.kind == string(gateway.KEKPlugin):
 				fmt.Fprintf(out, "kek: plugin at %s\n", keysKEK.plugin.address)
+			case keysKEK.kind == "awskms":
+				fmt.Fprintf(out, "kek: aws kms key %s\n", keysKEK.kms.awsKeyID)
+			case keysKEK.kind == "pkcs11":
+				fmt.Fprintf(out, "kek: pkcs11 key %q on token %q\n", keysKEK.kms.p11Key, keysKEK.kms.p11Token)
 			case envSet:
 				fmt.Fprintf(out, "master key: from $%s\n", keys.MasterKeyEnv)
 			case errors.Is(statErr, os.ErrNotExist):
@@ -222,6 +226,11 @@ With --kek vault, shred first deletes the scope's Transit key in Vault (all its
 versions); only then the local keyset. After that no copy of the keyset, backups
 included, can be unwrapped. If Vault cannot be reached nothing is changed; run
 the shred again.
+
+With --kek awskms or pkcs11 one KMS or token key wraps every scope, so shred
+removes the local keyset only (copies in backups stay openable while that key
+lives). Destroying the KMS key (aws kms schedule-key-deletion) or the token key
+is the fleet-wide shred: every scope, backups included. See docs/keys.md.
 
 Shred asks you to type the scope name unless --yes is given.`,
 		Example: `  blindfold keys shred tenant-42

@@ -37,6 +37,7 @@ type kekFlags struct {
 	timeout    time.Duration
 	plugin     pluginFlags
 	store      *storeFlags
+	kms        kmsFlags // --kek awskms and pkcs11 (keys_kms.go)
 }
 
 // keysKEK holds the flags of the most recently built "keys" command tree (there is one per process, or one per test run).
@@ -51,12 +52,12 @@ Key-encryption key (--kek):
          wrapping moves to Vault (with --key-store vault-kv they move too). Shred also deletes the scope's Transit key, so
          backups of the key directory become useless too. Settings come from the
          --vault-* flags, else VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE,
-         VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY. See docs/vault.md.` + kekPluginHelp
+         VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY. See docs/vault.md.` + kmsKEKHelp + kekPluginHelp
 
 func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	f := &kekFlags{}
 	fs := cmd.PersistentFlags()
-	fs.StringVar(&f.kind, "kek", envOr("BLINDFOLD_KEK", "local"), "key-encryption key: local, vault or plugin (env BLINDFOLD_KEK)")
+	fs.StringVar(&f.kind, "kek", envOr("BLINDFOLD_KEK", "local"), "key-encryption key: local, vault, awskms, pkcs11 or plugin (env BLINDFOLD_KEK)")
 	fs.StringVar(&f.addr, "vault-addr", "", "Vault address (default $VAULT_ADDR)")
 	fs.StringVar(&f.mount, "vault-mount", vault.DefaultMount, "Vault Transit mount path")
 	fs.StringVar(&f.prefix, "vault-key-prefix", vault.DefaultKeyPrefix, "Transit key name prefix; a scope's key is <prefix><scope>")
@@ -77,6 +78,7 @@ func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	fs.DurationVar(&f.timeout, "vault-timeout", vault.DefaultTimeout, "timeout of each Vault request")
 	f.plugin.register(fs)
 	f.store = addStoreFlags(fs)
+	f.kms.add(fs)
 	return f
 }
 
@@ -98,6 +100,9 @@ func (f *kekFlags) validate() error {
 		if err := f.plugin.validate(); err != nil {
 			return err
 		}
+	}
+	if err := f.kms.validate(f.kind); err != nil {
+		return err
 	}
 	return f.store.validate()
 }
@@ -122,6 +127,12 @@ func (f *kekFlags) vaultConfig() vault.Config {
 // keysConfig is the key configuration of a command with these KEK flags over key directory dir.
 func (f *kekFlags) keysConfig(dir string, autoCreate bool, rotateEvery time.Duration) gateway.KeysConfig {
 	kc := gateway.KeysConfig{Dir: dir, KEK: gateway.KEKKind(f.kind), AutoCreate: autoCreate, RotateEvery: rotateEvery}
+	switch gateway.KEKKind(f.kind) {
+	case gateway.KEKAWSKMS:
+		kc.AWSKMS = f.kms.awsConfig()
+	case gateway.KEKPKCS11:
+		kc.PKCS11 = f.kms.pkcs11Config()
+	}
 	if f.vault() || f.store.vaultKV() {
 		kc.Vault = f.vaultConfig() // the Transit KEK, or just the Vault connection of the KV store
 	}
@@ -144,11 +155,15 @@ func openVaultKeys(ctx context.Context, dir string) (*keys.Manager, *vault.KEK, 
 func newKeysRewrapCmd(keyDir *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rewrap [SCOPE...]",
-		Short: "Re-wrap stored keysets under the newest Vault Transit key version",
+		Short: "Re-wrap stored keysets under the newest Vault Transit key version or another AWS KMS key",
 		Long: `Rewrap moves the stored keyset of each SCOPE (every scope if none is given) to
 the newest version of its Vault Transit key, using Transit's rewrap endpoint:
 the data keys are re-encrypted inside Vault and never leave it in plaintext.
 Payloads are not touched; the data keys stay the same.
+
+With --kek awskms it moves the keysets to --aws-kms-key-id with KMS ReEncrypt
+(inside KMS), whichever KMS key wrapped them before: the way to move to another
+KMS key. Then roll the proxies to the new key and disable the old one.
 
 Run it after "keys rotate-kek" (which rewraps its scope already) and before
 raising the Transit key's min_decryption_version.
@@ -158,14 +173,24 @@ versions) and fails.`,
 		Example: `  blindfold keys rewrap --kek vault
   blindfold keys rewrap payments tenant-42 --kek vault --vault-addr https://vault:8200`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !keysKEK.vault() {
-				return fmt.Errorf("%w: rewrap needs --kek vault (the local master key has no versions to rewrap to)", keys.ErrRewrapUnsupported)
+			var m *keys.Manager
+			switch {
+			case keysKEK.vault():
+				vm, kek, err := openVaultKeys(cmd.Context(), *keyDir)
+				if err != nil {
+					return err
+				}
+				defer kek.Close()
+				m = vm
+			case keysKEK.kind == string(gateway.KEKAWSKMS): // KMS ReEncrypt to --aws-kms-key-id (docs/keys.md)
+				km, err := openKeys(*keyDir, false)
+				if err != nil {
+					return err
+				}
+				m = km
+			default:
+				return fmt.Errorf("%w: rewrap needs --kek vault or awskms (the %s kek cannot rewrap inside itself)", keys.ErrRewrapUnsupported, keysKEK.kind)
 			}
-			m, kek, err := openVaultKeys(cmd.Context(), *keyDir)
-			if err != nil {
-				return err
-			}
-			defer kek.Close()
 			out := cmd.OutOrStdout()
 			if len(args) == 0 {
 				changed, err := m.RewrapAll(cmd.Context())

@@ -104,9 +104,10 @@ which wins over the file. Prefer BLINDFOLD_API_KEY or --api-key-file to --api-ke
 command lines are visible to every user of the machine.
 
 Keys: the local key directory (--key-dir) with its master key, Vault Transit
-(--kek vault), or a KEK plugin process (--kek plugin, docs/kek-plugin.md).
-Keysets live in --key-dir, or with --key-store vault-kv in Vault KV v2, shared
-by every replica (no volume; replicas may all rotate at once).
+(--kek vault), AWS KMS (--kek awskms), a PKCS#11 HSM (--kek pkcs11) or a KEK
+plugin process (--kek plugin, docs/kek-plugin.md); see "blindfold keys --help"
+and docs/keys.md. Keysets live in --key-dir, or with --key-store vault-kv in
+Vault KV v2, shared by every replica (no volume; replicas may all rotate at once).
 Scopes must exist (blindfold keys init --scope NS) unless --create-keys is given.
 
 Operability: /metrics (Prometheus) and /healthz on --metrics-listen; gRPC health
@@ -150,7 +151,7 @@ signal cuts them at once).`,
 	f.StringVar(&o.policyFile, "policy", "", "policy file (docs/policy.md): namespaces served, what is encrypted, tenants' key scopes, plaintext from SDKs; reloaded on change or SIGHUP")
 	f.IntVar(&o.maxRecv, "max-recv-msg-size", proxy.DefaultMaxRecvMsgSize, "largest request accepted from callers, in bytes (as the Temporal frontend)")
 	f.BoolVar(&o.reflection, "reflection", false, "serve gRPC reflection (API schema only), for grpcurl")
-	f.StringVar(&o.keyDir, "key-dir", keys.DefaultDir(), "local key directory (keysets; and the master key unless --kek vault or plugin)")
+	f.StringVar(&o.keyDir, "key-dir", keys.DefaultDir(), "local key directory (keysets; and the master key with --kek local)")
 	f.BoolVar(&o.createKeys, "create-keys", false, "create a namespace's keyset on its first call instead of failing")
 	f.DurationVar(&o.rotateEvery, "rotate-keys-every", 0, "add a new primary data key to every scope this often (0: never; replicas sharing the key store rotate once per period)")
 	f.IntVar(&o.compress, "compress-threshold", 0, "zstd-compress payloads of at least this many bytes before encryption (0: off)")

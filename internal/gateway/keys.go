@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/awskms"
 	"github.com/blindfold-dev/blindfold/keys/kekplugin"
+	"github.com/blindfold-dev/blindfold/keys/pkcs11"
 	"github.com/blindfold-dev/blindfold/keys/vault"
 	"github.com/blindfold-dev/blindfold/keys/vaultkv"
 )
@@ -26,21 +28,29 @@ const (
 	// KEKPlugin is a KEK plugin: a separate process answering the protocol of keys/kekplugin (GCP KMS, Azure Key Vault,
 	// an in-house key service) on a unix socket or loopback port.
 	KEKPlugin KEKKind = "plugin"
+	// KEKAWSKMS is one AWS KMS key wrapping every scope's keyset, the scope in the encryption context.
+	KEKAWSKMS KEKKind = "awskms"
+	// KEKPKCS11 is one AES key on a PKCS#11 token (HSM) wrapping every scope's keyset with AES-GCM, the scope as additional
+	// data. It needs a cgo build.
+	KEKPKCS11 KEKKind = "pkcs11"
 )
 
 // ParseKEKKind checks a --kek value.
 func ParseKEKKind(s string) (KEKKind, error) {
 	switch k := KEKKind(s); k {
-	case KEKLocal, KEKVault, KEKPlugin:
+	case KEKLocal, KEKVault, KEKAWSKMS, KEKPKCS11, KEKPlugin:
 		return k, nil
 	case "":
 		return KEKLocal, nil
 	}
-	return "", fmt.Errorf("--kek %q: want local, vault or plugin", s)
+	return "", fmt.Errorf("--kek %q: want local, vault, awskms, pkcs11 or plugin", s)
 }
 
 // Remote reports whether the provider answers over the network, so a slow or absent provider must never delay a payload.
-func (k KEKKind) Remote() bool { return k == KEKVault || k == KEKPlugin }
+// A PKCS#11 token counts as remote: most production HSMs are network appliances behind their module.
+func (k KEKKind) Remote() bool {
+	return k == KEKVault || k == KEKAWSKMS || k == KEKPKCS11 || k == KEKPlugin
+}
 
 // DefaultBackgroundRefresh bounds a background reload of a cached keyset when the KEK is remote.
 const DefaultBackgroundRefresh = 5 * time.Second
@@ -60,6 +70,10 @@ type KeysConfig struct {
 	Store StoreKind
 	// VaultKV configures StoreVaultKV.
 	VaultKV vaultkv.Config
+	// AWSKMS configures KEKAWSKMS.
+	AWSKMS awskms.Config
+	// PKCS11 configures KEKPKCS11.
+	PKCS11 pkcs11.Config
 	// CreateMasterKey lets KEKLocal create a missing master key (blindfold dev and keys init). Serving commands in
 	// production never create one: a wrong --key-dir must fail, not mint fresh, useless keys.
 	CreateMasterKey bool
@@ -133,6 +147,10 @@ type Keys struct {
 	Vault *vault.KEK
 	// Plugin is the KEK plugin client when the provider is KEKPlugin, else nil.
 	Plugin *kekplugin.KEK
+	// AWSKMS is the AWS KMS KEK when the provider is KEKAWSKMS, else nil.
+	AWSKMS *awskms.KEK
+	// PKCS11 is the PKCS#11 KEK when the provider is KEKPKCS11 (for key destruction), else nil.
+	PKCS11 *pkcs11.KEK
 	// Store is where the manager keeps wrapped keysets and tombstones (for copying between stores).
 	Store keys.Store
 	kek   keys.KEK
@@ -143,7 +161,7 @@ type Keys struct {
 // KEK returns the key-encryption key the manager wraps keysets with.
 func (k *Keys) KEK() keys.KEK { return k.kek }
 
-// Close releases the KEK (Vault token renewal, the plugin connection). The manager must not be used afterwards.
+// Close releases the KEK (Vault token renewal, the plugin connection, the PKCS#11 session). The manager must not be used afterwards.
 func (k *Keys) Close() {
 	if k.Vault != nil {
 		_ = k.Vault.Close()
@@ -153,6 +171,9 @@ func (k *Keys) Close() {
 	}
 	if k.storeConn != nil {
 		_ = k.storeConn.Close()
+	}
+	if k.PKCS11 != nil {
+		_ = k.PKCS11.Close()
 	}
 }
 
@@ -196,6 +217,18 @@ func OpenKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, err
 		}
 		log.InfoContext(ctx, "kek plugin connected", "address", p.Address(), "plugin", p.Info().Name, "version", p.Info().Version)
 		k.Plugin, k.kek = p, p
+	case KEKAWSKMS:
+		a, err := awskms.New(ctx, cfg.AWSKMS)
+		if err != nil {
+			return nil, fmt.Errorf("open keys: %w", err)
+		}
+		k.AWSKMS, k.kek = a, a
+	case KEKPKCS11:
+		p, err := pkcs11.New(ctx, cfg.PKCS11)
+		if err != nil {
+			return nil, fmt.Errorf("open keys: %w", err)
+		}
+		k.PKCS11, k.kek = p, p
 	default:
 		local, err := keys.LoadMasterKey(cfg.Dir, cfg.CreateMasterKey)
 		if errors.Is(err, os.ErrNotExist) {

@@ -1,4 +1,4 @@
-package vaulte2e
+package keyse2e
 
 import (
 	"context"
@@ -8,10 +8,14 @@ import (
 	"time"
 )
 
-// TestSteadyStateVaultCalls runs workflows through a proxy whose keys are wrapped by Vault Transit and counts the
-// Manager's KEK calls: after a warm-up, a run of M workflows makes none, however many payloads pass.
-func TestSteadyStateVaultCalls(t *testing.T) {
-	r := startRun(t, "steady")
+// TestSteadyStateKEKCalls runs workflows through a proxy whose keys are wrapped by each KEK and counts the Manager's KEK
+// calls: after a warm-up, a run of M workflows makes none, however many payloads pass.
+func TestSteadyStateKEKCalls(t *testing.T) {
+	forEachKEK(t, true, steadyState)
+}
+
+func steadyState(t *testing.T, p provider) {
+	r := startRun(t, p, "steady")
 	km, px, c, tq := r.km, r.px, r.c, r.tq
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -49,7 +53,7 @@ func TestSteadyStateVaultCalls(t *testing.T) {
 		warm.KEKCalls, m, elapsed.Round(time.Millisecond), enc, dec, s.KEKCalls-warm.KEKCalls,
 		s.CacheHits-warm.CacheHits, s.CacheMisses-warm.CacheMisses, s.Refreshes-warm.Refreshes)
 	if got := s.KEKCalls - warm.KEKCalls; got != 0 {
-		t.Errorf("steady state made %d Vault calls for %d payloads, want 0", got, enc+dec)
+		t.Errorf("steady state made %d KEK calls for %d payloads, want 0", got, enc+dec)
 	}
 	if enc < m || dec < m {
 		t.Errorf("only %d payloads encoded and %d decoded for %d workflows: the proxy did not see the traffic", enc, dec, m)

@@ -1,4 +1,4 @@
-package vaulte2e
+package keyse2e
 
 import (
 	"bytes"
@@ -34,15 +34,36 @@ import (
 	"github.com/blindfold-dev/blindfold/internal/devstack"
 	"github.com/blindfold-dev/blindfold/internal/devstack/devstacktest"
 	"github.com/blindfold-dev/blindfold/internal/gateway"
+	"github.com/blindfold-dev/blindfold/internal/softhsmtest"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
 	"github.com/blindfold-dev/blindfold/internal/testenv/gatewayenv"
-	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
-	"github.com/blindfold-dev/blindfold/keys/vault"
 	"github.com/blindfold-dev/blindfold/proxy"
 )
 
-func TestMain(m *testing.M) { devstacktest.Main(m) }
+// The package's SoftHSM2 token, set up by TestMain for the pkcs11 provider.
+var hsm softhsmtest.Env
+
+const (
+	hsmToken = softhsmtest.TokenLabel
+	hsmPIN   = softhsmtest.PIN
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "blindfold-keyse2e-softhsm-")
+	if err == nil {
+		hsm, err = softhsmtest.Setup(dir)
+		defer os.RemoveAll(dir)
+	}
+	if err != nil {
+		if softhsmtest.Required() {
+			fmt.Fprintln(os.Stderr, "keyse2e: softhsm:", err)
+			os.Exit(1)
+		}
+		hsmSkip = err.Error()
+	}
+	devstacktest.Main(m)
+}
 
 // marker starts every workflow input and signal value. Ids, task queues and type names are stored in plaintext by design,
 // so they never contain it; finding it in what the frontend stores means a payload went out unencrypted.
@@ -50,9 +71,9 @@ const marker = "BFVLTMARK"
 
 // Names the workflows and the activity are registered under (raw gRPC starts need the type name).
 const (
-	signalWF = "vaulte2e-signal"
-	streamWF = "vaulte2e-stream"
-	echoAct  = "vaulte2e-echo"
+	signalWF = "keyse2e-signal"
+	streamWF = "keyse2e-stream"
+	echoAct  = "keyse2e-echo"
 )
 
 // namespace is the only namespace of the shared stack; its scope is "default" (keys.ScopeForNamespace). Tests keep
@@ -95,50 +116,27 @@ func wantSignal(in, sig string) string { return in + "|" + sig + "|echo" }
 
 var quietLogger = testenv.DiscardLogger()
 
-// env is one test's Vault and the package's shared Temporal stack.
+// env is one test's KEK and the package's shared Temporal stack.
 type env struct {
 	stack *devstack.Stack
-	vault *vaultdevproc.Proc
+	kek   *kekRig
 }
 
-// setup skips under -short, and starts the shared stack and a vaultdev of the test's own with file storage (so a
-// Restart keeps the Transit keys).
-func setup(t *testing.T) env {
+// setup skips under -short, and starts the shared stack and the test's own KEK of provider p.
+func setup(t *testing.T, p provider) env {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("starts vaultdev and the embedded Temporal server; skipped with -short")
+		t.Skip("starts the KEK services and the embedded Temporal server; skipped with -short")
 	}
 	stack := devstacktest.Shared(t)
-	p := vaultdevproc.Start(t, vaultdevproc.Options{StorageDir: t.TempDir()})
-	return env{stack: stack, vault: p}
+	return env{stack: stack, kek: p.setup(t)}
 }
 
 // unique returns a name no other test or run uses, without the marker.
 func unique(kind string) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	return "vaulte2e-" + kind + "-" + hex.EncodeToString(b)
-}
-
-// vaultKeys is the key configuration of a gateway whose keysets live in dir, wrapped by Vault Transit keys named
-// prefix+scope on p — what `blindfold proxy --kek vault --create-keys` builds. tune, if set, adjusts the cache timing.
-func vaultKeys(p *vaultdevproc.Proc, dir, prefix string, tune func(*gateway.KeysConfig)) gateway.KeysConfig {
-	kc := gateway.KeysConfig{
-		Dir: dir, KEK: gateway.KEKVault, AutoCreate: true,
-		Vault: vault.Config{
-			Address:    p.Addr(),
-			Mount:      p.TransitMount(),
-			KeyPrefix:  prefix,
-			Auth:       vault.Auth{Method: vault.AuthToken, Token: p.Token()},
-			CreateKeys: true,
-			Timeout:    5 * time.Second,
-			Logger:     quietLogger,
-		},
-	}
-	if tune != nil {
-		tune(&kc)
-	}
-	return kc
+	return "keyse2e-" + kind + "-" + hex.EncodeToString(b)
 }
 
 // keysetFile is where a DirStore keeps scope's wrapped keyset.
@@ -235,37 +233,36 @@ func total(byCode map[codes.Code]int) int {
 	return n
 }
 
-// run is one test's set-up (env) and its proxy in front of the shared stack, its keys in a directory of their own wrapped by Transit keys
-// named prefix+scope, with an SDK client and a worker on queue tq through it.
+// run is one test's set-up (env) and its proxy in front of the shared stack, its keys in a directory of their own wrapped by the
+// test's KEK, with an SDK client and a worker on queue tq through it.
 type run struct {
 	env
-	prefix, dir, tq string
-	kek             *vault.KEK
-	km              *keys.Manager
-	px              *testProxy
-	c               client.Client
-	stopWorker      func()
+	dir, tq    string
+	km         *keys.Manager
+	px         *testProxy
+	c          client.Client
+	stopWorker func()
 }
 
-// startRun runs setup and starts a run whose names (Transit key prefix, task queue) are unique and start with kind.
-func startRun(t *testing.T, kind string) run {
+// startRun runs setup for provider p and starts a run whose task queue is unique and starts with kind.
+func startRun(t *testing.T, p provider, kind string) run {
 	t.Helper()
-	r := run{env: setup(t), prefix: unique(kind) + "-", dir: t.TempDir(), tq: unique(kind)}
-	r.px = startProxy(t, r.stack.FrontendAddr(), vaultKeys(r.vault, r.dir, r.prefix, nil))
-	r.kek, r.km = r.px.kek, r.px.km
+	r := run{env: setup(t, p), dir: t.TempDir(), tq: unique(kind)}
+	r.px = startProxy(t, r.stack.FrontendAddr(), r.kek.keys(r.dir, nil))
+	r.km = r.px.km
 	r.c = dial(t, r.px.addr)
 	r.stopWorker = startWorker(t, r.c, r.tq)
 	return r
 }
 
 // testProxy is a gateway in front of the shared stack, started by the production assembly, with its key manager and
-// Transit KEK at hand.
+// KEK at hand.
 type testProxy struct {
 	addr string
 	obs  *observer
 	rpcs *rpcCounter
 	km   *keys.Manager
-	kek  *vault.KEK
+	gk   *gateway.Keys
 }
 
 // startProxy runs a gateway with the keys kc describes in front of upstream until the test ends.
@@ -280,7 +277,7 @@ func startProxy(t *testing.T, upstream string, kc gateway.KeysConfig) *testProxy
 			UnaryInterceptors: []grpc.UnaryServerInterceptor{tp.rpcs.intercept},
 		},
 	})
-	tp.addr, tp.km, tp.kek = g.Addr(), g.Keys().Manager, g.Keys().Vault
+	tp.addr, tp.km, tp.gk = g.Addr(), g.Keys().Manager, g.Keys()
 	return tp
 }
 
@@ -329,7 +326,7 @@ func rawStart(ctx context.Context, svc workflowservice.WorkflowServiceClient, id
 		WorkflowType: &commonpb.WorkflowType{Name: streamWF},
 		TaskQueue:    &taskqueuepb.TaskQueue{Name: taskQueue},
 		Input:        input,
-		Identity:     "vaulte2e",
+		Identity:     "keyse2e",
 		RequestId:    unique("req"),
 	})
 	return err

@@ -1,0 +1,373 @@
+//go:build cgo
+
+package pkcs11
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/blindfold-dev/blindfold/keys"
+)
+
+// Ciphertext layout: version byte, 12-byte GCM IV, ciphertext with its 16-byte tag.
+const (
+	formatV1 = 1
+	ivSize   = 12
+	tagBits  = 128
+)
+
+// KEK wraps scope keysets with an AES key on a PKCS#11 token; see the package documentation. It is safe for concurrent use:
+// calls are serialized on one session (KEK calls happen only when a scope is loaded, created, rotated or shredded).
+type KEK struct {
+	cfg     Config
+	pin     string
+	timeout time.Duration
+	ctx     *p11.Ctx
+	slot    uint
+
+	sem     chan struct{} // one token operation at a time; acquired with select so ctx is honoured while waiting
+	session p11.SessionHandle
+	open    bool
+}
+
+var _ keys.KEK = (*KEK)(nil)
+
+// modules keeps one initialized Ctx per module path: C_Initialize and C_Finalize are process-wide per library, so two
+// KEKs on one module must share it, and it is never finalized.
+var (
+	modulesMu sync.Mutex
+	modules   = map[string]*p11.Ctx{}
+)
+
+func module(path string) (*p11.Ctx, error) {
+	modulesMu.Lock()
+	defer modulesMu.Unlock()
+	if c := modules[path]; c != nil {
+		return c, nil
+	}
+	c := p11.New(path)
+	if c == nil {
+		return nil, fmt.Errorf("pkcs11: cannot load module %s", path)
+	}
+	if err := c.Initialize(); err != nil && !isCode(err, p11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		c.Destroy()
+		return nil, fmt.Errorf("pkcs11: initialize module %s: %w", path, err)
+	}
+	modules[path] = c
+	return c, nil
+}
+
+// New loads the module, finds the token and logs in. With cfg.CreateKey it generates the key when the token has none with
+// the label. A missing key is not an error here: every later call returns keys.ErrKEKKeyMissing, so a gateway whose token
+// key was destroyed starts and reports its scopes as shredded, like one whose KMS key was deleted.
+func New(ctx context.Context, cfg Config) (*KEK, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	pin, err := cfg.pin()
+	if err != nil {
+		return nil, err
+	}
+	c, err := module(cfg.Module)
+	if err != nil {
+		return nil, err
+	}
+	slot, err := findToken(c, cfg.TokenLabel)
+	if err != nil {
+		return nil, err
+	}
+	k := &KEK{cfg: cfg, pin: pin, timeout: cfg.Timeout, ctx: c, slot: slot, sem: make(chan struct{}, 1)}
+	if k.timeout <= 0 {
+		k.timeout = DefaultTimeout
+	}
+	err = k.do(ctx, func() error {
+		_, err := k.findKey()
+		if errors.Is(err, keys.ErrKEKKeyMissing) {
+			if cfg.CreateKey {
+				return k.createKey()
+			}
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	return k, nil
+}
+
+func findToken(c *p11.Ctx, label string) (uint, error) {
+	slots, err := c.GetSlotList(true)
+	if err != nil {
+		return 0, fmt.Errorf("pkcs11: list slots: %w", err)
+	}
+	for _, s := range slots {
+		ti, err := c.GetTokenInfo(s)
+		if err == nil && ti.Label == label {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("pkcs11: no token labelled %q among %d slots with a token", label, len(slots))
+}
+
+// Close closes the KEK's session (it does not log out: login state is shared by every session of the process).
+func (k *KEK) Close() error {
+	k.sem <- struct{}{}
+	defer func() { <-k.sem }()
+	k.dropSession()
+	return nil
+}
+
+// KeyLabel is the configured key label.
+func (k *KEK) KeyLabel() string { return k.cfg.KeyLabel }
+
+// do runs op with the session held, bounded by ctx and the timeout.
+func (k *KEK) do(ctx context.Context, op func() error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pkcs11: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	select {
+	case k.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("pkcs11: wait for the token: %w", ctx.Err())
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() { <-k.sem }()
+		if err := k.ensureSession(); err != nil {
+			done <- err
+			return
+		}
+		err := op()
+		if isSessionError(err) {
+			k.dropSession() // the next call opens a new one
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("pkcs11: token did not answer: %w", ctx.Err())
+	}
+}
+
+func (k *KEK) ensureSession() error {
+	if k.open {
+		return nil
+	}
+	sh, err := k.ctx.OpenSession(k.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION) // read-write: CreateKey and DestroyKey need it
+	if err != nil {
+		return fmt.Errorf("pkcs11: open session on token %q: %w", k.cfg.TokenLabel, err)
+	}
+	if err := k.ctx.Login(sh, p11.CKU_USER, k.pin); err != nil && !isCode(err, p11.CKR_USER_ALREADY_LOGGED_IN) {
+		_ = k.ctx.CloseSession(sh)
+		return fmt.Errorf("pkcs11: log in to token %q: %w", k.cfg.TokenLabel, err)
+	}
+	k.session, k.open = sh, true
+	return nil
+}
+
+func (k *KEK) dropSession() {
+	if k.open {
+		_ = k.ctx.CloseSession(k.session)
+		k.open = false
+	}
+}
+
+// findKey returns the handle of the one AES secret key labelled KeyLabel. Called with the session held.
+func (k *KEK) findKey() (p11.ObjectHandle, error) {
+	tmpl := []*p11.Attribute{
+		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_SECRET_KEY),
+		p11.NewAttribute(p11.CKA_LABEL, k.cfg.KeyLabel),
+	}
+	if err := k.ctx.FindObjectsInit(k.session, tmpl); err != nil {
+		return 0, fmt.Errorf("pkcs11: find key %q: %w", k.cfg.KeyLabel, err)
+	}
+	objs, _, err := k.ctx.FindObjects(k.session, 2)
+	if ferr := k.ctx.FindObjectsFinal(k.session); err == nil {
+		err = ferr
+	}
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("pkcs11: find key %q: %w", k.cfg.KeyLabel, err)
+	case len(objs) == 0:
+		return 0, fmt.Errorf("%w: pkcs11: no secret key labelled %q on token %q (destroyed, or never created)", keys.ErrKEKKeyMissing, k.cfg.KeyLabel, k.cfg.TokenLabel)
+	case len(objs) > 1:
+		return 0, fmt.Errorf("pkcs11: more than one secret key labelled %q on token %q; labels must be unique", k.cfg.KeyLabel, k.cfg.TokenLabel)
+	}
+	attrs, err := k.ctx.GetAttributeValue(k.session, objs[0], []*p11.Attribute{p11.NewAttribute(p11.CKA_KEY_TYPE, nil)})
+	if err != nil {
+		return 0, fmt.Errorf("pkcs11: read key %q: %w", k.cfg.KeyLabel, err)
+	}
+	if len(attrs) != 1 || len(attrs[0].Value) == 0 || attrs[0].Value[0] != byte(p11.CKK_AES) {
+		return 0, fmt.Errorf("pkcs11: key %q on token %q is not an AES key", k.cfg.KeyLabel, k.cfg.TokenLabel)
+	}
+	return objs[0], nil
+}
+
+// EncryptWithContext wraps plaintext with AES-GCM on the token, associatedData (naming the scope) as additional data.
+func (k *KEK) EncryptWithContext(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
+	if _, err := keys.ScopeOfKeysetAD(associatedData); err != nil {
+		return nil, fmt.Errorf("pkcs11: %w", err)
+	}
+	iv := make([]byte, ivSize)
+	if _, err := rand.Read(iv); err != nil {
+		return nil, fmt.Errorf("pkcs11: generate iv: %w", err)
+	}
+	var out []byte
+	err := k.do(ctx, func() error {
+		key, err := k.findKey()
+		if err != nil {
+			return err
+		}
+		params := p11.NewGCMParams(iv, associatedData, tagBits)
+		defer params.Free()
+		if err := k.ctx.EncryptInit(k.session, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, key); err != nil {
+			return fmt.Errorf("pkcs11: encrypt with key %q: C_EncryptInit: %w", k.cfg.KeyLabel, err)
+		}
+		ct, err := k.ctx.Encrypt(k.session, plaintext)
+		if err != nil {
+			return fmt.Errorf("pkcs11: encrypt with key %q: %w", k.cfg.KeyLabel, err)
+		}
+		out = make([]byte, 0, 1+ivSize+len(ct))
+		out = append(append(append(out, formatV1), iv...), ct...)
+		return nil
+	})
+	return out, err
+}
+
+// DecryptWithContext unwraps ciphertext on the token. A ciphertext the token does not authenticate wraps keys.ErrUnwrap, a
+// missing key keys.ErrKEKKeyMissing; token, session and login failures are neither.
+func (k *KEK) DecryptWithContext(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
+	if _, err := keys.ScopeOfKeysetAD(associatedData); err != nil {
+		return nil, fmt.Errorf("pkcs11: %w", err)
+	}
+	if len(ciphertext) < 1+ivSize+tagBits/8 || ciphertext[0] != formatV1 {
+		return nil, fmt.Errorf("%w: pkcs11: not a ciphertext of this kek (format or length)", keys.ErrUnwrap)
+	}
+	iv, body := ciphertext[1:1+ivSize], ciphertext[1+ivSize:]
+	var out []byte
+	err := k.do(ctx, func() error {
+		key, err := k.findKey()
+		if err != nil {
+			return err
+		}
+		params := p11.NewGCMParams(iv, associatedData, tagBits)
+		defer params.Free()
+		if err := k.ctx.DecryptInit(k.session, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, key); err != nil {
+			return fmt.Errorf("pkcs11: decrypt with key %q: C_DecryptInit: %w", k.cfg.KeyLabel, err)
+		}
+		pt, err := k.ctx.Decrypt(k.session, body)
+		rejected := isCode(err, p11.CKR_ENCRYPTED_DATA_INVALID) || isCode(err, p11.CKR_ENCRYPTED_DATA_LEN_RANGE) || isCode(err, ckrAEADDecryptFailed)
+		if !rejected && isCode(err, p11.CKR_GENERAL_ERROR) {
+			// Some tokens (SoftHSM2) report a failed GCM tag check only as CKR_GENERAL_ERROR, which a broken token reports too.
+			// Tell them apart: if the same key still round-trips a probe now, the token works and it was the ciphertext.
+			rejected = k.probe(key) == nil
+		}
+		if rejected {
+			return fmt.Errorf("%w: pkcs11: decrypt with key %q: authentication failed (another scope, tampered, or another key): %v", keys.ErrUnwrap, k.cfg.KeyLabel, err)
+		}
+		if err != nil {
+			return fmt.Errorf("pkcs11: decrypt with key %q: %w", k.cfg.KeyLabel, err)
+		}
+		out = pt
+		return nil
+	})
+	return out, err
+}
+
+func (k *KEK) createKey() error {
+	tmpl := []*p11.Attribute{
+		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_SECRET_KEY),
+		p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_AES),
+		p11.NewAttribute(p11.CKA_VALUE_LEN, 32),
+		p11.NewAttribute(p11.CKA_LABEL, k.cfg.KeyLabel),
+		p11.NewAttribute(p11.CKA_TOKEN, true),
+		p11.NewAttribute(p11.CKA_PRIVATE, true),
+		p11.NewAttribute(p11.CKA_SENSITIVE, true),
+		p11.NewAttribute(p11.CKA_EXTRACTABLE, false),
+		p11.NewAttribute(p11.CKA_ENCRYPT, true),
+		p11.NewAttribute(p11.CKA_DECRYPT, true),
+		p11.NewAttribute(p11.CKA_WRAP, false),
+		p11.NewAttribute(p11.CKA_UNWRAP, false),
+		p11.NewAttribute(p11.CKA_SIGN, false),
+		p11.NewAttribute(p11.CKA_VERIFY, false),
+	}
+	if _, err := k.ctx.GenerateKey(k.session, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_KEY_GEN, nil)}, tmpl); err != nil {
+		return fmt.Errorf("pkcs11: generate key %q on token %q: %w", k.cfg.KeyLabel, k.cfg.TokenLabel, err)
+	}
+	return nil
+}
+
+// DestroyKey destroys the key on the token (C_DestroyObject): every keyset it wrapped, in the key directory and in its
+// backups, can never be unwrapped again. An already missing key wraps keys.ErrKEKKeyMissing.
+func (k *KEK) DestroyKey(ctx context.Context) error {
+	return k.do(ctx, func() error {
+		key, err := k.findKey()
+		if err != nil {
+			return err
+		}
+		if err := k.ctx.DestroyObject(k.session, key); err != nil {
+			return fmt.Errorf("pkcs11: destroy key %q on token %q: %w", k.cfg.KeyLabel, k.cfg.TokenLabel, err)
+		}
+		return nil
+	})
+}
+
+// ckrAEADDecryptFailed is PKCS#11 v3.0's CKR_AEAD_DECRYPT_FAILED (not in the v2.40 constants of the Go binding).
+const ckrAEADDecryptFailed = 0x35
+
+// probe encrypts and decrypts a fixed block with key: nil means the token and key work. Called with the session held.
+func (k *KEK) probe(key p11.ObjectHandle) error {
+	iv := make([]byte, ivSize)
+	if _, err := rand.Read(iv); err != nil {
+		return err
+	}
+	ad, msg := []byte("blindfold pkcs11 probe"), []byte("probe")
+	run := func(init func(p11.SessionHandle, []*p11.Mechanism, p11.ObjectHandle) error, op func(p11.SessionHandle, []byte) ([]byte, error), in []byte) ([]byte, error) {
+		params := p11.NewGCMParams(iv, ad, tagBits)
+		defer params.Free()
+		if err := init(k.session, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, key); err != nil {
+			return nil, err
+		}
+		return op(k.session, in)
+	}
+	ct, err := run(k.ctx.EncryptInit, k.ctx.Encrypt, msg)
+	if err != nil {
+		return err
+	}
+	pt, err := run(k.ctx.DecryptInit, k.ctx.Decrypt, ct)
+	if err != nil {
+		return err
+	}
+	if string(pt) != string(msg) {
+		return errors.New("pkcs11: probe did not round-trip")
+	}
+	return nil
+}
+
+func isCode(err error, code uint) bool {
+	var e p11.Error
+	return errors.As(err, &e) && uint(e) == code
+}
+
+// isSessionError reports errors after which the session is no longer usable.
+func isSessionError(err error) bool {
+	for _, c := range []uint{p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED, p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT,
+		p11.CKR_USER_NOT_LOGGED_IN, p11.CKR_DEVICE_ERROR, p11.CKR_CRYPTOKI_NOT_INITIALIZED} {
+		if isCode(err, c) {
+			return true
+		}
+	}
+	return false
+}

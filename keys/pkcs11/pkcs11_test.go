@@ -1,0 +1,222 @@
+//go:build cgo
+
+package pkcs11_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/softhsmtest"
+	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/pkcs11"
+)
+
+var hsm softhsmtest.Env
+
+func TestMain(m *testing.M) {
+	os.Unsetenv(keys.MasterKeyEnv)
+	os.Unsetenv(keys.KeyDirEnv)
+	dir, err := os.MkdirTemp("", "blindfold-softhsm-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hsm, err = softhsmtest.Setup(dir)
+	if errors.Is(err, softhsmtest.ErrMissing) && !softhsmtest.Required() {
+		fmt.Fprintln(os.Stderr, "skipping the pkcs11 tests:", err)
+		os.RemoveAll(dir)
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var labels atomic.Int64
+
+// config is a KEK configuration for a key of the test's own on the shared SoftHSM token.
+func config(t *testing.T) pkcs11.Config {
+	return pkcs11.Config{
+		Module: hsm.Module, TokenLabel: softhsmtest.TokenLabel, PIN: softhsmtest.PIN,
+		KeyLabel: fmt.Sprintf("blindfold-%s-%d", t.Name(), labels.Add(1)), CreateKey: true,
+	}
+}
+
+func newKEK(t *testing.T, cfg pkcs11.Config) *pkcs11.KEK {
+	t.Helper()
+	k, err := pkcs11.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
+var created = map[string]string{"1": "2026-01-02T03:04:05Z"}
+
+func TestWrapUnwrap(t *testing.T) {
+	t.Parallel()
+	k := newKEK(t, config(t))
+	ctx := context.Background()
+	ad := keys.KeysetAD("payments", created)
+	ct, err := k.EncryptWithContext(ctx, []byte("a keyset"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct2, err := k.EncryptWithContext(ctx, []byte("a keyset"), ad)
+	if err != nil || string(ct2) == string(ct) {
+		t.Fatalf("two wraps of one keyset: equal=%v, %v; want fresh IVs", string(ct2) == string(ct), err)
+	}
+	pt, err := k.DecryptWithContext(ctx, ct, ad)
+	if err != nil || string(pt) != "a keyset" {
+		t.Fatalf("decrypt = %q, %v", pt, err)
+	}
+
+	// Through a Manager, and a second Manager (a restart) over the same directory.
+	dir := t.TempDir()
+	m, err := keys.NewManager(keys.NewDirStore(dir), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := m.SealingKey(ctx, codec.Target{Namespace: "payments"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := keys.NewManager(keys.NewDirStore(dir), newKEK(t, pkcs11.Config{Module: hsm.Module, TokenLabel: softhsmtest.TokenLabel,
+		PIN: softhsmtest.PIN, KeyLabel: k.KeyLabel()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.OpeningKey(ctx, "payments", sk.ID); err != nil {
+		t.Fatalf("opening key in a restarted manager: %v", err)
+	}
+}
+
+func TestRejected(t *testing.T) {
+	t.Parallel()
+	k := newKEK(t, config(t))
+	other := newKEK(t, config(t))
+	ctx := context.Background()
+	ad := keys.KeysetAD("payments", created)
+	ct, err := k.EncryptWithContext(ctx, []byte("a keyset"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := append([]byte(nil), ct...)
+	tampered[len(tampered)-1] ^= 1
+	for _, tc := range []struct {
+		name string
+		kek  *pkcs11.KEK
+		ct   []byte
+		ad   []byte
+	}{
+		{"other scope", k, ct, keys.KeysetAD("hr", created)},
+		{"tampered", k, tampered, ad},
+		{"other key", other, ct, ad},
+		{"truncated", k, ct[:20], ad},
+		{"unknown format", k, append([]byte{9}, ct[1:]...), ad},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.kek.DecryptWithContext(ctx, tc.ct, tc.ad)
+			if !errors.Is(err, keys.ErrUnwrap) {
+				t.Fatalf("decrypt: %v; want keys.ErrUnwrap", err)
+			}
+		})
+	}
+	if _, err := k.EncryptWithContext(ctx, []byte("x"), []byte("not a keyset")); err == nil {
+		t.Error("encrypt with associated data that names no scope succeeded")
+	}
+}
+
+// TestDestroyKey is the HSM shred: destroying the token key makes every keyset it wrapped count as shredded, the copies in
+// a backup of the key directory included.
+func TestDestroyKey(t *testing.T) {
+	t.Parallel()
+	cfg := config(t)
+	k := newKEK(t, cfg)
+	ctx := context.Background()
+	dir := t.TempDir()
+	m, err := keys.NewManager(keys.NewDirStore(dir), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := m.SealingKey(ctx, codec.Target{Namespace: "payments"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.DestroyKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := keys.NewManager(keys.NewDirStore(dir), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m2.OpeningKey(ctx, "payments", sk.ID)
+	if !errors.Is(err, codec.ErrKeyDestroyed) || !strings.Contains(err.Error(), cfg.KeyLabel) {
+		t.Fatalf("opening key after the token key was destroyed: %v; want codec.ErrKeyDestroyed naming the key", err)
+	}
+	if err := k.DestroyKey(ctx); !errors.Is(err, keys.ErrKEKKeyMissing) {
+		t.Errorf("second destroy: %v; want keys.ErrKEKKeyMissing", err)
+	}
+	cfg.CreateKey = false
+	k2 := newKEK(t, cfg) // starts: the Manager, not New, reports the destroyed key
+	if _, err := k2.DecryptWithContext(ctx, []byte{1}, keys.KeysetAD("payments", created)); !errors.Is(err, keys.ErrUnwrap) {
+		t.Errorf("decrypt of a malformed ciphertext: %v; want keys.ErrUnwrap", err)
+	}
+	if _, err := k2.EncryptWithContext(ctx, []byte("x"), keys.KeysetAD("payments", created)); !errors.Is(err, keys.ErrKEKKeyMissing) {
+		t.Errorf("encrypt without the key: %v; want keys.ErrKEKKeyMissing", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	good := config(t)
+	pinFile := t.TempDir() + "/pin"
+	if err := os.WriteFile(pinFile, []byte(softhsmtest.PIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*pkcs11.Config)
+		want   string
+	}{
+		{"no module", func(c *pkcs11.Config) { c.Module = "" }, "module"},
+		{"bad module", func(c *pkcs11.Config) { c.Module = "/nonexistent/lib.so" }, "cannot load module"},
+		{"no token", func(c *pkcs11.Config) { c.TokenLabel = "nope" }, `no token labelled "nope"`},
+		{"no pin", func(c *pkcs11.Config) { c.PIN = "" }, "no user pin"},
+	} {
+		cfg := good
+		tc.change(&cfg)
+		k, err := pkcs11.New(ctx, cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || errors.Is(err, keys.ErrUnwrap) {
+			t.Errorf("%s: %v; want an error containing %q", tc.name, err, tc.want)
+		}
+		if k != nil {
+			k.Close()
+		}
+	}
+	cfg := good
+	cfg.PIN, cfg.PINFile = "", pinFile
+	newKEK(t, cfg)
+}
+
+func TestContextHonoured(t *testing.T) {
+	t.Parallel()
+	k := newKEK(t, config(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := k.EncryptWithContext(ctx, []byte("x"), keys.KeysetAD("payments", created)); !errors.Is(err, context.Canceled) {
+		t.Errorf("encrypt with a cancelled ctx: %v; want context.Canceled", err)
+	}
+}
