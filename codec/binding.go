@@ -76,13 +76,17 @@ func (b Binding) String() string {
 	return fmt.Sprintf("binding kind %d", b.Kind)
 }
 
-// Validate reports whether b can be sealed: a known kind, and an id within MaxBindingIDLen.
+// Validate reports whether b can be sealed: a known kind, an id within MaxBindingIDLen, and no id for BindNamespace and
+// BindQuery (which name nothing; their headers must carry an empty id).
 func (b Binding) Validate() error {
 	if b.Kind > maxBindingKind {
 		return fmt.Errorf("%w: unknown binding kind %d", ErrMalformed, b.Kind)
 	}
 	if len(b.ID) > MaxBindingIDLen {
 		return fmt.Errorf("%w: binding id of %d bytes, at most %d", ErrMalformed, len(b.ID), MaxBindingIDLen)
+	}
+	if b.ID != "" && (b.Kind == BindNamespace || b.Kind == BindQuery) {
+		return fmt.Errorf("%w: %s takes no id", ErrMalformed, b)
 	}
 	return nil
 }
@@ -103,10 +107,11 @@ type Expect struct {
 }
 
 // DecodeFor opens the envelopes of payloads in e.Namespace, refusing those whose binding e.Accept refuses (ErrWrongBinding).
-// It is Decode otherwise.
+// It is Decode otherwise. Each envelope's claimed binding is read from its header and offered to e.Accept before the key is looked
+// up or anything is decrypted; the associated data is then built from that claim, so an envelope opens only if its claim is true.
 func (c *Codec) DecodeFor(ctx context.Context, e Expect, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	b := DecodeBudget{limit: int64(c.maxDecodedTotal)}
-	return c.decodeFor(ctx, e, payloads, &b)
+	return c.decode(ctx, e, payloads, &b)
 }
 
 // DecodeForWithin is DecodeFor charging decompressed bytes to b (see DecodeWithin).
@@ -114,31 +119,22 @@ func (c *Codec) DecodeForWithin(ctx context.Context, e Expect, payloads []*commo
 	if b == nil {
 		b = NewDecodeBudget(int64(c.maxDecodedTotal))
 	}
-	return c.decodeFor(ctx, e, payloads, b)
+	return c.decode(ctx, e, payloads, b)
 }
 
 // BindingOf returns the binding envelope p claims, for auditing and error messages; v1 envelopes claim BindNamespace.
-// It reports false when p is not an envelope or its header is malformed. Like KeyID, the value is authenticated only
-// by a successful decode.
+// It reports false when p is not an envelope, is of a later format version, or its header is malformed. Like KeyID, the
+// value is authenticated only by a successful decode.
 func BindingOf(p *commonpb.Payload) (Binding, bool) {
-	if !isEnvelope(p) {
-		return Binding{}, false
-	}
-	return Binding{}, true
-}
-
-// decodeFor is decode with a binding check. Format v1 envelopes are bound to their namespace only.
-func (c *Codec) decodeFor(ctx context.Context, e Expect, payloads []*commonpb.Payload, b *DecodeBudget) ([]*commonpb.Payload, error) {
-	if e.Accept != nil {
-		for i, p := range payloads {
-			bd, ok := BindingOf(p)
-			if !ok {
-				continue
-			}
-			if err := e.Accept(i, bd); err != nil {
-				return nil, fmt.Errorf("decode payload %d: %w: %w", i, ErrWrongBinding, err)
-			}
+	switch f, _ := envelopeFormat(p); f {
+	case formatV1:
+		return Binding{Kind: BindNamespace}, true
+	case formatV2:
+		h, err := parseHeader(p.Data)
+		if err != nil {
+			return Binding{}, false
 		}
+		return Binding{Kind: h.kind, ID: string(h.id)}, true
 	}
-	return c.decode(ctx, e.Namespace, payloads, b)
+	return Binding{}, false
 }

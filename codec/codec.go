@@ -11,7 +11,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 )
 
-// Envelope metadata keys and values of format v1 (see docs/format.md).
+// Envelope metadata keys and values (see docs/format.md). Format v2 envelopes carry only MetadataEncoding; the other keys are v1's.
 const (
 	// MetadataEncoding is the standard Temporal metadata key naming a payload's encoding.
 	MetadataEncoding = "encoding"
@@ -23,7 +23,7 @@ const (
 	MetadataKeyID = "blindfold-key-id"
 	// MetadataNamespace names the namespace the envelope was sealed for. It is not secret, and it is authenticated through the associated data.
 	MetadataNamespace = "blindfold-namespace"
-	// FormatV1 is the value of MetadataFormat for the format this package writes.
+	// FormatV1 is the value of MetadataFormat in a format v1 envelope.
 	FormatV1 = "1"
 	// MetadataDecodeError is added to a payload that a Blindfold decoder (the codec endpoint, the CLI's decode) could not open
 	// and returned still encrypted; its value says why. It is not part of the envelope, and SDK plugins treat it as an error.
@@ -38,8 +38,9 @@ const (
 	flagZstd   byte = 0x01
 	flagsKnown      = flagZstd
 
-	// MinCiphertextSize is the shortest envelope data format v1 accepts: a Tink output prefix (5 bytes), a 12-byte nonce and a 16-byte tag.
-	MinCiphertextSize = 5 + 12 + 16
+	// MinCiphertextSize is the shortest Tink ciphertext either format accepts (v1: the whole data; v2: what follows the
+	// header): a Tink output prefix (5 bytes), a 12-byte nonce and a 16-byte tag.
+	MinCiphertextSize = tinkPrefixSize + 12 + 16
 
 	// DefaultMaxDecodedSize caps the size a compressed body may expand to when no WithMaxDecodedSize option is given.
 	DefaultMaxDecodedSize = 128 << 20
@@ -59,6 +60,7 @@ type Codec struct {
 	threshold       int
 	maxDecodedSize  int
 	maxDecodedTotal int // 0 until New settles it
+	writeFormat     int // 1 or 2
 
 	encoder func() (*zstd.Encoder, error)
 	decoder func() (*zstd.Decoder, error)
@@ -113,12 +115,26 @@ func WithMaxDecodedTotal(n int) Option {
 	}
 }
 
+// WithWriteFormat sets the envelope format Encode writes: 2 (the default) or 1. Every Codec reads both. A fleet that
+// upgrades from a release that reads only v1 keeps writing v1 (WithWriteFormat(1)) until every reader (proxies, SDK
+// plugins, CLIs) reads v2, then switches (docs/format.md, "Upgrading"). Format 1 cannot carry a Binding: a Target's
+// Binding is ignored, and the envelope is bound to its namespace only (it claims BindNamespace when opened).
+func WithWriteFormat(version int) Option {
+	return func(c *Codec) error {
+		if version != 1 && version != 2 {
+			return fmt.Errorf("write format %d: only 1 and 2 exist", version)
+		}
+		c.writeFormat = version
+		return nil
+	}
+}
+
 // New returns a Codec that takes its keys from kr.
 func New(kr Keyring, opts ...Option) (*Codec, error) {
 	if kr == nil {
 		return nil, errors.New("codec: nil keyring")
 	}
-	c := &Codec{kr: kr, maxDecodedSize: DefaultMaxDecodedSize}
+	c := &Codec{kr: kr, maxDecodedSize: DefaultMaxDecodedSize, writeFormat: 2}
 	for _, opt := range opts {
 		if err := opt(c); err != nil {
 			return nil, fmt.Errorf("codec: %w", err)
@@ -150,22 +166,26 @@ func (c *Codec) Encode(ctx context.Context, namespace string, payloads []*common
 	return c.EncodeFor(ctx, Target{Namespace: namespace}, payloads)
 }
 
-// EncodeFor seals every payload for t (bound to t.Namespace, with the primary key of t.Scope) and returns them in a new slice of the same length.
-// Nil entries stay nil, and payloads that already are Blindfold envelopes are returned unchanged, so encoding twice never encrypts twice.
-// The input payloads are not modified.
+// EncodeFor seals every payload for t (bound to t.Namespace and t.Binding, with the primary key of t.Scope) and returns them in a new slice
+// of the same length. Nil entries stay nil, and payloads that already are Blindfold envelopes are returned unchanged, so encoding twice
+// never encrypts twice. The input payloads are not modified.
 //
 // Each envelope has its own metadata map, but the byte slices of its metadata values are shared with other envelopes of the same key and
 // namespace (their capacity is their length, so appending to one copies it). Callers must not modify envelope metadata values in place;
 // replacing a value in the map is fine. Nothing in Blindfold or in the Temporal SDK and gRPC stacks writes into them.
 func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	namespace := t.Namespace
+	if err := t.Binding.Validate(); err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
 	out := make([]*commonpb.Payload, len(payloads))
 	var (
 		key Key
 		kc  *keyContext
+		s   *sealerV2
 	)
 	for i, p := range payloads {
-		if p == nil || IsEncrypted(p) {
+		if p == nil || alreadySealed(p) {
 			out[i] = p
 			continue
 		}
@@ -182,8 +202,22 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 				return nil, fmt.Errorf("encode payload %d: keyring returned an incomplete sealing key for namespace %q", i, namespace)
 			}
 			kc = c.contexts.get(namespace, key.ID)
+			if c.writeFormat == 2 {
+				if kc.scope == "" {
+					return nil, fmt.Errorf("encode payload %d: sealing key id %q is not SCOPE/8-HEX-DIGITS, which format v2 needs (WithWriteFormat(1) writes v1)", i, clip([]byte(key.ID)))
+				}
+				s = newSealerV2(kc, t.Binding)
+			}
 		}
-		env, err := c.seal(key, kc, p)
+		var (
+			env *commonpb.Payload
+			err error
+		)
+		if s != nil {
+			env, err = c.sealV2(key, s, p)
+		} else {
+			env, err = c.seal(key, kc, p)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("encode payload %d (key %q): %w", i, key.ID, err)
 		}
@@ -220,12 +254,18 @@ func (c *Codec) seal(key Key, kc *keyContext, p *commonpb.Payload) (*commonpb.Pa
 	if err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
-	if len(ct) < MinCiphertextSize+1 {
-		// A key without Tink's 5-byte output prefix (RAW) would write envelopes that decoders reject as truncated.
-		return nil, fmt.Errorf("key wrote a %d-byte ciphertext for a %d-byte plaintext: format v1 needs keys with a Tink output prefix", len(ct), len(plaintext))
+	if len(ct) < MinCiphertextSize+1 || kc.scope != "" && (ct[0] != tinkPrefixTink || binary.BigEndian.Uint32(ct[1:tinkPrefixSize]) != kc.tinkID) {
+		// A key without Tink's 5-byte output prefix (RAW) would write envelopes that decoders reject as truncated or tampered.
+		return nil, fmt.Errorf("key wrote a %d-byte ciphertext for a %d-byte plaintext without its TINK output prefix: the format needs keys with the TINK prefix", len(ct), len(plaintext))
 	}
 	env := &commonpb.Payload{Metadata: kc.envelopeMetadata(), Data: ct}
-	// The server sums external payload sizes for its own accounting, so they stay visible (sizes only); Decode restores them from the sealed body, not from here.
+	copyExternalSizes(env, p)
+	return env, nil
+}
+
+// copyExternalSizes copies the sizes of p's external payloads to its envelope. The server sums them for its own accounting, so they stay
+// visible (sizes only); Decode restores the originals from the sealed body, not from here.
+func copyExternalSizes(env, p *commonpb.Payload) {
 	if len(p.ExternalPayloads) > 0 {
 		env.ExternalPayloads = make([]*commonpb.Payload_ExternalPayloadDetails, len(p.ExternalPayloads))
 		for i, e := range p.ExternalPayloads {
@@ -234,7 +274,6 @@ func (c *Codec) seal(key Key, kc *keyContext, p *commonpb.Payload) (*commonpb.Pa
 			}
 		}
 	}
-	return env, nil
 }
 
 // MaxDecodedTotal returns the cap on the bytes the compressed bodies of one Decode call may expand to together
@@ -242,13 +281,14 @@ func (c *Codec) seal(key Key, kc *keyContext, p *commonpb.Payload) (*commonpb.Pa
 func (c *Codec) MaxDecodedTotal() int { return c.maxDecodedTotal }
 
 // Decode opens every Blindfold envelope sealed for namespace and returns the payloads in a new slice of the same length.
-// Nil entries and payloads that are not Blindfold envelopes are returned unchanged.
+// Nil entries and payloads that are not Blindfold envelopes are returned unchanged. Envelopes of every binding open (it is DecodeFor
+// with a nil Accept).
 // The error of a payload that cannot be opened wraps exactly one of the package's sentinel errors, or the keyring's own error when the keyring fails for another reason (e.g. its key store is unreachable).
 // Compressed bodies may expand to MaxDecodedTotal bytes in all (ErrDecodedTooLarge beyond); Decode is DecodeWithin
 // with a fresh budget of that size.
 func (c *Codec) Decode(ctx context.Context, namespace string, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	b := DecodeBudget{limit: int64(c.maxDecodedTotal)}
-	return c.decode(ctx, namespace, payloads, &b)
+	return c.decode(ctx, Expect{Namespace: namespace}, payloads, &b)
 }
 
 // DecodeWithin is Decode with the decompressed bytes charged to b, which the caller may share between several calls,
@@ -260,10 +300,43 @@ func (c *Codec) DecodeWithin(ctx context.Context, namespace string, payloads []*
 	if b == nil {
 		b = NewDecodeBudget(int64(c.maxDecodedTotal))
 	}
-	return c.decode(ctx, namespace, payloads, b)
+	return c.decode(ctx, Expect{Namespace: namespace}, payloads, b)
 }
 
-func (c *Codec) decode(ctx context.Context, namespace string, payloads []*commonpb.Payload, b *DecodeBudget) (_ []*commonpb.Payload, err error) {
+// openedKey remembers the last key a decode used: payloads in one batch nearly always share one key, so the keyring is asked once.
+type openedKey struct {
+	key Key
+	kc  *keyContext
+}
+
+// openingKey returns the key and context of id (still in envelope bytes) for namespace, from last when it is the same id.
+func (c *Codec) openingKey(ctx context.Context, namespace string, id []byte, last *openedKey) error {
+	if last.kc != nil && string(id) == last.kc.id && last.kc.namespace == namespace {
+		return nil
+	}
+	kc := c.contexts.lookupBytes(namespace, id)
+	var sid string
+	if kc != nil {
+		sid = kc.id
+	} else {
+		sid = string(id)
+	}
+	key, err := c.kr.OpeningKey(ctx, namespace, sid)
+	if err != nil {
+		return err
+	}
+	if key.AEAD == nil {
+		return errors.New("keyring returned a key without AEAD")
+	}
+	if kc == nil {
+		// Cached only now that the keyring knows the id, so ids from forged envelopes never enter the cache.
+		kc = c.contexts.get(namespace, sid)
+	}
+	last.key, last.kc = key, kc
+	return nil
+}
+
+func (c *Codec) decode(ctx context.Context, e Expect, payloads []*commonpb.Payload, b *DecodeBudget) (_ []*commonpb.Payload, err error) {
 	var charged int64
 	defer func() {
 		if err != nil {
@@ -271,64 +344,75 @@ func (c *Codec) decode(ctx context.Context, namespace string, payloads []*common
 		}
 	}()
 	out := make([]*commonpb.Payload, len(payloads))
-	// Payloads in one batch nearly always share one key; remember the last one so the keyring is asked once.
 	var (
-		lastKey Key
-		lastKC  *keyContext
+		last openedKey
+		v2   decoderV2 // per-call state of the v2 reader (the namespace's default scope, built on first use)
 	)
 	for i, p := range payloads {
-		version, ok := envelopeVersion(p)
-		if !ok {
+		var (
+			orig *commonpb.Payload
+			n    int64
+		)
+		switch format, version := envelopeFormat(p); format {
+		case notEnvelope:
 			out[i] = p
 			continue
+		case formatV1:
+			orig, n, err = c.decodeV1(ctx, e, i, p, version, &last, b)
+		case formatV2:
+			orig, n, err = c.decodeV2(ctx, e, i, p, &v2, &last, b)
+		default:
+			return nil, fmt.Errorf("decode payload %d: format version byte %#02x: %w", i, p.Data[1], ErrUnsupportedVersion)
 		}
-		md := p.Metadata
-		if string(version) != FormatV1 {
-			return nil, fmt.Errorf("decode payload %d: format version %q: %w", i, clip(version), ErrUnsupportedVersion)
-		}
-		rawID, ok := md[MetadataKeyID]
-		if !ok || len(rawID) == 0 {
-			return nil, fmt.Errorf("decode payload %d: no %s metadata: %w", i, MetadataKeyID, ErrMalformed)
-		}
-		sealedNS, ok := md[MetadataNamespace]
-		if !ok {
-			return nil, fmt.Errorf("decode payload %d (key %q): no %s metadata: %w", i, clip(rawID), MetadataNamespace, ErrMalformed)
-		}
-		if string(sealedNS) != namespace {
-			return nil, fmt.Errorf("decode payload %d (key %q): sealed for namespace %q, not %q: %w", i, clip(rawID), clip(sealedNS), namespace, ErrWrongNamespace)
-		}
-		if len(p.Data) < MinCiphertextSize {
-			return nil, fmt.Errorf("decode payload %d (key %q): %d bytes of ciphertext, need at least %d: %w", i, clip(rawID), len(p.Data), MinCiphertextSize, ErrTruncated)
-		}
-		if lastKC == nil || string(rawID) != lastKC.id {
-			kc := c.contexts.lookupBytes(namespace, rawID)
-			var id string
-			if kc != nil {
-				id = kc.id
-			} else {
-				id = string(rawID)
-			}
-			key, err := c.kr.OpeningKey(ctx, namespace, id)
-			if err != nil {
-				return nil, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
-			}
-			if key.AEAD == nil {
-				return nil, fmt.Errorf("decode payload %d (key %q): keyring returned a key without AEAD", i, clip(rawID))
-			}
-			if kc == nil {
-				// Cached only now that the keyring knows the id, so ids from forged envelopes never enter the cache.
-				kc = c.contexts.get(namespace, id)
-			}
-			lastKey, lastKC = key, kc
-		}
-		orig, n, err := c.open(lastKey, lastKC.ad, p.Data, b)
 		charged += n
 		if err != nil {
-			return nil, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
+			return nil, err
 		}
 		out[i] = orig
 	}
 	return out, nil
+}
+
+// decodeV1 opens the format v1 envelope p at index i.
+func (c *Codec) decodeV1(ctx context.Context, e Expect, i int, p *commonpb.Payload, version []byte, last *openedKey, b *DecodeBudget) (*commonpb.Payload, int64, error) {
+	md := p.Metadata
+	namespace := e.Namespace
+	if string(version) != FormatV1 {
+		return nil, 0, fmt.Errorf("decode payload %d: format version %q: %w", i, clip(version), ErrUnsupportedVersion)
+	}
+	rawID, ok := md[MetadataKeyID]
+	if !ok || len(rawID) == 0 {
+		return nil, 0, fmt.Errorf("decode payload %d: no %s metadata: %w", i, MetadataKeyID, ErrMalformed)
+	}
+	sealedNS, ok := md[MetadataNamespace]
+	if !ok {
+		return nil, 0, fmt.Errorf("decode payload %d (key %q): no %s metadata: %w", i, clip(rawID), MetadataNamespace, ErrMalformed)
+	}
+	if string(sealedNS) != namespace {
+		return nil, 0, fmt.Errorf("decode payload %d (key %q): sealed for namespace %q, not %q: %w", i, clip(rawID), clip(sealedNS), namespace, ErrWrongNamespace)
+	}
+	if e.Accept != nil {
+		if err := e.Accept(i, Binding{Kind: BindNamespace}); err != nil {
+			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w: %w", i, clip(rawID), ErrWrongBinding, err)
+		}
+	}
+	if len(p.Data) < MinCiphertextSize {
+		return nil, 0, fmt.Errorf("decode payload %d (key %q): %d bytes of ciphertext, need at least %d: %w", i, clip(rawID), len(p.Data), MinCiphertextSize, ErrTruncated)
+	}
+	if err := c.openingKey(ctx, namespace, rawID, last); err != nil {
+		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
+	}
+	// The Tink prefix names the key that wrote the ciphertext; it must be the key the metadata names. (Tink checks the prefix
+	// against the key it holds too; this makes the check independent of the keyring.) Ids not of the form SCOPE/8-HEX-DIGITS,
+	// which only a custom keyring could produce, are opaque and not checked.
+	if kc := last.kc; kc.scope != "" && (p.Data[0] != tinkPrefixTink || binary.BigEndian.Uint32(p.Data[1:tinkPrefixSize]) != kc.tinkID) {
+		return nil, 0, fmt.Errorf("decode payload %d (key %q): the ciphertext's Tink key prefix %x does not match the key id: %w", i, clip(rawID), p.Data[:tinkPrefixSize], ErrTampered)
+	}
+	orig, n, err := c.open(last.key, last.kc.ad, p.Data, b)
+	if err != nil {
+		return nil, n, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
+	}
+	return orig, n, nil
 }
 
 // marshalPlaintext returns a pooled buffer holding the uncompressed plaintext of p: a zero flags byte, then p's body.
@@ -384,55 +468,105 @@ func (c *Codec) open(key Key, ad, data []byte, b *DecodeBudget) (*commonpb.Paylo
 
 // associatedData encodes the v1 associated data: the label, the key id and the namespace, each as a 4-byte big-endian length followed by its bytes.
 func associatedData(keyID, namespace string) []byte {
-	fields := [...]string{adLabelV1, keyID, namespace}
-	n := 0
-	for _, f := range fields {
-		n += 4 + len(f)
-	}
-	ad := make([]byte, 0, n)
-	for _, f := range fields {
-		ad = binary.BigEndian.AppendUint32(ad, uint32(len(f)))
-		ad = append(ad, f...)
-	}
-	return ad
+	return appendFields(make([]byte, 0, 12+len(adLabelV1)+len(keyID)+len(namespace)), adLabelV1, keyID, namespace)
 }
 
 // IsEncrypted reports whether p is a Blindfold envelope (of any format version). A nil payload is not.
+//
+// Format v1 envelopes are recognised by their metadata, v2 envelopes by their encoding (binary/encrypted), the absence
+// of the v1 metadata key and the first two data bytes (0xBF, then a version byte 0x02–0x0F). A payload of another codec
+// that also says binary/encrypted and whose data happens to start that way (14 in 65,536 payloads of random-looking
+// data) is taken for an envelope: Decode then fails on it. Encode is stricter (see alreadySealed).
 func IsEncrypted(p *commonpb.Payload) bool {
-	return isEnvelope(p)
+	f, _ := envelopeFormat(p)
+	return f != notEnvelope
 }
 
-func isEnvelope(p *commonpb.Payload) bool {
-	_, ok := envelopeVersion(p)
-	return ok
-}
+// Envelope formats, as envelopeFormat classifies payloads.
+const (
+	notEnvelope = iota
+	formatV1
+	formatV2
+	formatNewer // a v2-style envelope of a later version
+)
 
-// envelopeVersion returns the format version of envelope p, and false when p is not an envelope.
-func envelopeVersion(p *commonpb.Payload) ([]byte, bool) {
+// envelopeFormat classifies p, returning the v1 version metadata for a v1 envelope.
+func envelopeFormat(p *commonpb.Payload) (int, []byte) {
 	if p == nil || string(p.Metadata[MetadataEncoding]) != EncodingEncrypted {
-		return nil, false
+		return notEnvelope, nil
 	}
-	v, ok := p.Metadata[MetadataFormat]
-	return v, ok
+	if v, ok := p.Metadata[MetadataFormat]; ok {
+		return formatV1, v
+	}
+	if d := p.Data; len(d) >= 2 && d[0] == magicV2 && d[1] >= versionV2 && d[1] <= maxVersionByte {
+		if d[1] == versionV2 {
+			return formatV2, nil
+		}
+		return formatNewer, nil
+	}
+	return notEnvelope, nil
+}
+
+// alreadySealed reports whether Encode must leave p as it is: a v1 envelope, or a v2 envelope whose header is well formed
+// and followed by a TINK-prefixed ciphertext of at least the minimum size. A payload of another codec that merely starts
+// with the v2 magic and version bytes (IsEncrypted) is sealed like any other foreign payload, since leaving it would send
+// it to the backend without a Blindfold seal and fail its decode later; wrapping an envelope once more is harmless (Decode
+// removes one layer). Envelopes of a later version (0x03–0x0F) are wrapped for the same reason.
+func alreadySealed(p *commonpb.Payload) bool {
+	switch f, _ := envelopeFormat(p); f {
+	case formatV1:
+		return true
+	case formatV2:
+		_, err := parseHeader(p.Data)
+		return err == nil
+	}
+	return false
 }
 
 // KeyID returns the id of the key that sealed envelope p, for auditing. It reports false when p is not a Blindfold envelope or names no key.
-// The id is read from metadata and is not authenticated until the payload is decoded.
+// A v2 envelope sealed with its namespace's default scope does not carry the scope: KeyID reports false for it, and KeyIDIn, which is
+// told the namespace, gives its id. The id is not authenticated until the payload is decoded.
 func KeyID(p *commonpb.Payload) (string, bool) {
-	if !isEnvelope(p) {
-		return "", false
-	}
-	id, ok := p.Metadata[MetadataKeyID]
-	if !ok || len(id) == 0 {
-		return "", false
-	}
-	return string(id), true
+	return keyID(p, "", false)
 }
 
-// SealedNamespace returns the namespace envelope p says it was sealed for. It reports false when p is not a Blindfold envelope or names no namespace.
-// Like KeyID, the value is only authenticated by a successful Decode.
+// KeyIDIn returns the id of the key that sealed envelope p when it is opened in namespace (for a v2 envelope without an explicit scope,
+// the scope is ScopeForNamespace(namespace)). It reports false when p is not a Blindfold envelope, names no key or has a malformed
+// header. Like KeyID, the id is only authenticated by a successful decode.
+func KeyIDIn(p *commonpb.Payload, namespace string) (string, bool) {
+	return keyID(p, namespace, true)
+}
+
+func keyID(p *commonpb.Payload, namespace string, haveNS bool) (string, bool) {
+	switch f, _ := envelopeFormat(p); f {
+	case formatV1:
+		id, ok := p.Metadata[MetadataKeyID]
+		if !ok || len(id) == 0 {
+			return "", false
+		}
+		return string(id), true
+	case formatV2:
+		h, err := parseHeader(p.Data)
+		if err != nil {
+			return "", false
+		}
+		if h.scope == nil && !haveNS {
+			return "", false
+		}
+		scope := string(h.scope)
+		if h.scope == nil {
+			scope = ScopeForNamespace(namespace)
+		}
+		return string(appendKeyID(nil, scope, h.tinkID)), true
+	}
+	return "", false
+}
+
+// SealedNamespace returns the namespace a v1 envelope says it was sealed for. It reports false when p is not a v1 envelope or names no
+// namespace: a v2 envelope does not store its namespace (it is authenticated through the associated data, so opening one in another
+// namespace fails as ErrTampered or ErrUnknownKey). Like KeyID, the value is only authenticated by a successful Decode.
 func SealedNamespace(p *commonpb.Payload) (string, bool) {
-	if !isEnvelope(p) {
+	if f, _ := envelopeFormat(p); f != formatV1 {
 		return "", false
 	}
 	ns, ok := p.Metadata[MetadataNamespace]

@@ -22,6 +22,7 @@ import (
 var sentinels = []error{
 	codec.ErrTampered, codec.ErrTruncated, codec.ErrUnknownKey, codec.ErrKeyDestroyed,
 	codec.ErrWrongNamespace, codec.ErrUnsupportedVersion, codec.ErrMalformed, codec.ErrDecodedTooLarge,
+	codec.ErrWrongBinding,
 }
 
 // sentinelsIn returns the sentinel errors err wraps.
@@ -70,20 +71,51 @@ func sealOne(t testing.TB, c *codec.Codec, namespace string, p *commonpb.Payload
 	return out[0]
 }
 
-// openRaw decrypts an envelope's data with the keyring's key, returning flags||body.
+// openRaw decrypts an envelope's data with the keyring's key, returning the plaintext as sealed: v1's flags||body, or v2's
+// form||content (zstd-compressed when the header says so).
 func openRaw(t testing.TB, kr codec.Keyring, namespace string, env *commonpb.Payload) []byte {
 	t.Helper()
-	id, _ := codec.KeyID(env)
+	id, ok := codec.KeyIDIn(env, namespace)
+	if !ok {
+		t.Fatalf("no key id in %v", env)
+	}
 	key, err := kr.OpeningKey(context.Background(), namespace, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt, err := key.AEAD.Decrypt(env.Data, codec.AssociatedData(id, namespace))
+	data, ad := env.Data, codec.AssociatedData(id, namespace)
+	if codec.IsV2(env) {
+		h, err := codec.ParseHeaderV2(env.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, ad = env.Data[h.Len:], codec.AssociatedDataV2(namespace, id, env.Data[:h.Len])
+	}
+	pt, err := key.AEAD.Decrypt(data, ad)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return pt
 }
+
+// compressed reports whether envelope env (either format) holds a compressed plaintext.
+func compressed(t testing.TB, kr codec.Keyring, namespace string, env *commonpb.Payload) bool {
+	t.Helper()
+	if codec.IsV2(env) {
+		h, err := codec.ParseHeaderV2(env.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.Compressed
+	}
+	return openRaw(t, kr, namespace, env)[0]&1 != 0
+}
+
+// formats are the write formats tests run under.
+var formats = []struct {
+	name string
+	opt  codec.Option
+}{{"v1", codec.WithWriteFormat(1)}, {"v2", codec.WithWriteFormat(2)}}
 
 // sealRaw builds an envelope around an arbitrary plaintext (flags||body) with the namespace's sealing key.
 func sealRaw(t testing.TB, kr codec.Keyring, namespace string, plaintext []byte) *commonpb.Payload {
@@ -133,53 +165,58 @@ func TestRoundTrip(t *testing.T) {
 		{"zstd-threshold-0", []codec.Option{codec.WithCompression(0)}},
 		{"zstd-threshold-1KiB", []codec.Option{codec.WithCompression(1024)}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			kr := codectest.NewKeyring()
-			c := newCodec(t, kr, tc.opts...)
-			ctx := context.Background()
-			enc, err := c.Encode(ctx, "default", payloads)
-			if err != nil {
-				t.Fatalf("Encode: %v", err)
-			}
-			if len(enc) != len(payloads) {
-				t.Fatalf("Encode returned %d payloads, want %d", len(enc), len(payloads))
-			}
-			for i, e := range enc {
-				if payloads[i] == nil {
-					if e != nil {
-						t.Errorf("payload %d: nil became %v", i, e)
+		for _, f := range formats {
+			t.Run(f.name+"/"+tc.name, func(t *testing.T) {
+				kr := codectest.NewKeyring()
+				c := newCodec(t, kr, append(tc.opts, f.opt)...)
+				ctx := context.Background()
+				enc, err := c.Encode(ctx, "default", payloads)
+				if err != nil {
+					t.Fatalf("Encode: %v", err)
+				}
+				if len(enc) != len(payloads) {
+					t.Fatalf("Encode returned %d payloads, want %d", len(enc), len(payloads))
+				}
+				for i, e := range enc {
+					if payloads[i] == nil {
+						if e != nil {
+							t.Errorf("payload %d: nil became %v", i, e)
+						}
+						continue
 					}
-					continue
+					if !codec.IsEncrypted(e) {
+						t.Errorf("payload %d not encrypted: %v", i, e)
+					}
+					if bytes.Contains(e.Data, []byte("marker-roundtrip")) || bytes.Contains(e.Data, []byte("json/plain")) {
+						t.Errorf("payload %d: plaintext visible in envelope", i)
+					}
+					if id, ok := codec.KeyIDIn(e, "default"); !ok || !strings.HasPrefix(id, "default/") {
+						t.Errorf("payload %d: KeyIDIn = %q, %v", i, id, ok)
+					}
+					if codec.IsV2(e) != (f.name == "v2") {
+						t.Errorf("payload %d: written in the wrong format: %x", i, e.Data[:2])
+					}
+					if ns, ok := codec.SealedNamespace(e); f.name == "v1" && (!ok || ns != "default") || f.name == "v2" && ok {
+						t.Errorf("payload %d: SealedNamespace = %q, %v", i, ns, ok)
+					}
+					if len(e.ExternalPayloads) != len(payloads[i].ExternalPayloads) {
+						t.Errorf("payload %d: external payloads %v, want sizes of %v", i, e.ExternalPayloads, payloads[i].ExternalPayloads)
+					}
 				}
-				if !codec.IsEncrypted(e) {
-					t.Errorf("payload %d not encrypted: %v", i, e)
+				dec, err := c.Decode(ctx, "default", enc)
+				if err != nil {
+					t.Fatalf("Decode: %v", err)
 				}
-				if bytes.Contains(e.Data, []byte("marker-roundtrip")) || bytes.Contains(e.Data, []byte("json/plain")) {
-					t.Errorf("payload %d: plaintext visible in envelope", i)
+				for i := range payloads {
+					if !proto.Equal(dec[i], payloads[i]) {
+						t.Errorf("payload %d: decoded %v, want %v", i, dec[i], payloads[i])
+					}
+					if payloads[i] != nil && dec[i] == payloads[i] {
+						t.Errorf("payload %d: decode returned the input pointer", i)
+					}
 				}
-				if id, ok := codec.KeyID(e); !ok || !strings.HasPrefix(id, "default/") {
-					t.Errorf("payload %d: KeyID = %q, %v", i, id, ok)
-				}
-				if ns, ok := codec.SealedNamespace(e); !ok || ns != "default" {
-					t.Errorf("payload %d: SealedNamespace = %q, %v", i, ns, ok)
-				}
-				if len(e.ExternalPayloads) != len(payloads[i].ExternalPayloads) {
-					t.Errorf("payload %d: external payloads %v, want sizes of %v", i, e.ExternalPayloads, payloads[i].ExternalPayloads)
-				}
-			}
-			dec, err := c.Decode(ctx, "default", enc)
-			if err != nil {
-				t.Fatalf("Decode: %v", err)
-			}
-			for i := range payloads {
-				if !proto.Equal(dec[i], payloads[i]) {
-					t.Errorf("payload %d: decoded %v, want %v", i, dec[i], payloads[i])
-				}
-				if payloads[i] != nil && dec[i] == payloads[i] {
-					t.Errorf("payload %d: decode returned the input pointer", i)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -257,6 +294,7 @@ func (failingKeyring) OpeningKey(context.Context, string, string) (codec.Key, er
 	return codec.Key{}, errStoreDown
 }
 
+// TestDecodeErrors covers format v1 (TestDecodeErrorsV2 covers v2).
 func TestDecodeErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -413,7 +451,7 @@ func TestDecodeErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			kr := codectest.NewKeyring()
-			c := newCodec(t, kr, codec.WithMaxDecodedSize(maxDecoded))
+			c := newCodec(t, kr, codec.WithMaxDecodedSize(maxDecoded), codec.WithWriteFormat(1))
 			good := sealOne(t, c, "default", jsonPayload("good"))
 			env := tc.mutate(t, kr, sealOne(t, c, "default", jsonPayload("x")))
 			ns := "default"
@@ -502,39 +540,40 @@ func TestCompression(t *testing.T) {
 	incompressible := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: randomBytes(t, 64<<10)}
 	small := jsonPayload("small")
 	for _, tc := range []struct {
-		name      string
-		opts      []codec.Option
-		p         *commonpb.Payload
-		wantFlags byte
+		name           string
+		opts           []codec.Option
+		p              *commonpb.Payload
+		wantCompressed bool
 	}{
-		{"off", nil, compressible, 0},
-		{"compressible", []codec.Option{codec.WithCompression(1024)}, compressible, 1},
-		{"incompressible", []codec.Option{codec.WithCompression(1024)}, incompressible, 0},
-		{"below threshold", []codec.Option{codec.WithCompression(1024)}, small, 0},
-		{"above max decoded size", []codec.Option{codec.WithCompression(0), codec.WithMaxDecodedSize(1024)}, compressible, 0},
+		{"off", nil, compressible, false},
+		{"compressible", []codec.Option{codec.WithCompression(1024)}, compressible, true},
+		{"incompressible", []codec.Option{codec.WithCompression(1024)}, incompressible, false},
+		{"below threshold", []codec.Option{codec.WithCompression(1024)}, small, false},
+		{"above max decoded size", []codec.Option{codec.WithCompression(0), codec.WithMaxDecodedSize(1024)}, compressible, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			kr := codectest.NewKeyring()
-			c := newCodec(t, kr, tc.opts...)
-			env := sealOne(t, c, "default", tc.p)
-			pt := openRaw(t, kr, "default", env)
-			if pt[0] != tc.wantFlags {
-				t.Errorf("flags = %#x, want %#x", pt[0], tc.wantFlags)
-			}
-			if tc.wantFlags == 1 && len(env.Data) >= proto.Size(tc.p) {
-				t.Errorf("compressed envelope of %d bytes for a %d-byte payload", len(env.Data), proto.Size(tc.p))
-			}
-			// Any codec decodes it, whatever its own compression setting.
-			for _, d := range []*codec.Codec{c, newCodec(t, kr)} {
-				out, err := d.Decode(context.Background(), "default", []*commonpb.Payload{env})
-				if err != nil {
-					t.Fatalf("Decode: %v", err)
+		for _, f := range formats {
+			t.Run(f.name+"/"+tc.name, func(t *testing.T) {
+				kr := codectest.NewKeyring()
+				c := newCodec(t, kr, append(tc.opts, f.opt)...)
+				env := sealOne(t, c, "default", tc.p)
+				if got := compressed(t, kr, "default", env); got != tc.wantCompressed {
+					t.Errorf("compressed = %v, want %v", got, tc.wantCompressed)
 				}
-				if !proto.Equal(out[0], tc.p) {
-					t.Errorf("round trip changed the payload")
+				if tc.wantCompressed && len(env.Data) >= proto.Size(tc.p) {
+					t.Errorf("compressed envelope of %d bytes for a %d-byte payload", len(env.Data), proto.Size(tc.p))
 				}
-			}
-		})
+				// Any codec decodes it, whatever its own compression setting.
+				for _, d := range []*codec.Codec{c, newCodec(t, kr)} {
+					out, err := d.Decode(context.Background(), "default", []*commonpb.Payload{env})
+					if err != nil {
+						t.Fatalf("Decode: %v", err)
+					}
+					if !proto.Equal(out[0], tc.p) {
+						t.Errorf("round trip changed the payload")
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -571,8 +610,8 @@ func TestNamespaceCodecIsPayloadCodec(t *testing.T) {
 	if back["marker"] != "sdk-chain" {
 		t.Errorf("round trip through the SDK chain = %v", back)
 	}
-	// Another namespace's codec refuses it.
-	if _, err := c.ForNamespace("other").Decode([]*commonpb.Payload{p}); !errors.Is(err, codec.ErrWrongNamespace) {
+	// Another namespace's codec refuses it: its default scope has no such key.
+	if _, err := c.ForNamespace("other").Decode([]*commonpb.Payload{p}); !errors.Is(err, codec.ErrUnknownKey) || !strings.Contains(err.Error(), "sealed for another namespace?") {
 		t.Errorf("other namespace decode: %v", err)
 	}
 }

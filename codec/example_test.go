@@ -37,13 +37,51 @@ func Example() {
 	}
 	fmt.Println(string(opened[0].Metadata["encoding"]), string(opened[0].Data))
 
-	// The envelope is bound to its namespace.
+	// The envelope is bound to its namespace: elsewhere its key is not found (or, under a shared scope, it fails to authenticate).
 	_, err = c.Decode(ctx, "marketing", sealed)
-	fmt.Println(errors.Is(err, codec.ErrWrongNamespace))
+	fmt.Println(errors.Is(err, codec.ErrUnknownKey) || errors.Is(err, codec.ErrTampered))
 	// Output:
 	// true binary/encrypted
 	// json/plain {"card":"4111 1111 1111 1111"}
 	// true
+}
+
+func ExampleCodec_DecodeFor() {
+	ctx := context.Background()
+	c, err := codec.New(codectest.NewKeyring())
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A payload of workflow "order-42", bound to it through the associated data.
+	sealed, err := c.EncodeFor(ctx, codec.Target{Namespace: "payments", Binding: codec.Workflow("order-42")},
+		[]*commonpb.Payload{{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`42`)}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, _ := codec.BindingOf(sealed[0])
+	fmt.Println(b)
+
+	// Opening it for another workflow: Accept sees the claimed binding before anything is decrypted.
+	only := func(want codec.Binding) codec.Expect {
+		return codec.Expect{Namespace: "payments", Accept: func(_ int, got codec.Binding) error {
+			if got != want {
+				return fmt.Errorf("bound to %s, opened for %s", got, want)
+			}
+			return nil
+		}}
+	}
+	_, err = c.DecodeFor(ctx, only(codec.Workflow("order-43")), sealed)
+	fmt.Println(errors.Is(err, codec.ErrWrongBinding))
+
+	opened, err := c.DecodeFor(ctx, only(codec.Workflow("order-42")), sealed)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(opened[0].Data))
+	// Output:
+	// workflow "order-42"
+	// true
+	// 42
 }
 
 func ExampleCodec_ForNamespace() {
@@ -65,7 +103,7 @@ func ExampleCodec_ForNamespace() {
 	// Output: true hello
 }
 
-func ExampleKeyID() {
+func ExampleKeyIDIn() {
 	kr := codectest.NewKeyring()
 	c, err := codec.New(kr)
 	if err != nil {
@@ -79,7 +117,8 @@ func ExampleKeyID() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	id, ok := codec.KeyID(sealed[0])
+	// A v2 envelope sealed with its namespace's default scope does not name the scope: KeyIDIn is told the namespace.
+	id, ok := codec.KeyIDIn(sealed[0], "default")
 	fmt.Println(ok, id == key.ID)
 	// Output: true true
 }

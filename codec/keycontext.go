@@ -6,7 +6,8 @@ import (
 	"sync/atomic"
 )
 
-// A keyContext is everything the codec derives from a (key id, namespace) pair: the associated data and the envelope metadata.
+// A keyContext is everything the codec derives from a (key id, namespace) pair: the associated data (v1's whole, v2's constant prefix),
+// the envelope metadata and the parts of the key id.
 // Building them costs several allocations, which at 1 KiB is a noticeable share of a payload's cost, so they are built once per pair and
 // cached. A keyContext is immutable once published.
 type keyContext struct {
@@ -17,13 +18,31 @@ type keyContext struct {
 	// metadata is the envelope metadata of §2. Every envelope gets its own copy of the map (maps.Clone copies the one small group,
 	// much cheaper than four hashed inserts), but the values are shared by all envelopes of the pair: see Codec.Encode.
 	metadata map[string][]byte
+
+	// adV2 is the constant start of v2's associated data (docs/format.md, v2 §4): the label, the namespace and the key id, each
+	// length-prefixed; the header follows per envelope.
+	adV2 []byte
+	// scope and tinkID are the parts of a key id of the form SCOPE/8-HEX-DIGITS; scope is "" for any other id (v2 cannot
+	// seal with such a key, and v1 does not check its Tink prefix). explicitScope says whether a v2 header must name the
+	// scope: it is not the namespace's default (ScopeForNamespace).
+	scope         string
+	tinkID        uint32
+	explicitScope bool
 }
 
 func newKeyContext(id, namespace string) *keyContext {
+	scope, tinkID, ok := splitKeyID(id)
+	if !ok {
+		scope = ""
+	}
 	return &keyContext{
-		id:        id,
-		namespace: namespace,
-		ad:        associatedData(id, namespace),
+		id:            id,
+		namespace:     namespace,
+		scope:         scope,
+		tinkID:        tinkID,
+		explicitScope: ok && scope != ScopeForNamespace(namespace),
+		adV2:          appendFields(nil, adLabelV2, namespace, id),
+		ad:            associatedData(id, namespace),
 		metadata: map[string][]byte{
 			MetadataEncoding:  encodingEncryptedBytes,
 			MetadataFormat:    formatV1Bytes,

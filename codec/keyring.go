@@ -55,15 +55,16 @@ type Key struct {
 // Errors callers branch on. Every error the codec returns for bad input wraps exactly one of the first eight; the key errors
 // (ErrUnknownKey, ErrKeyDestroyed, ErrKeyRejected, ErrKeyUnavailable, ErrInvalidScope) come from the Keyring (see its contract).
 var (
-	// ErrTampered: the ciphertext, its metadata or its associated data was changed (authentication failed).
-	ErrTampered = errors.New("payload authentication failed")
+	// ErrTampered: the ciphertext, its metadata, its header or its associated data was changed (authentication failed). A v2
+	// envelope opened in another namespace than it was sealed for fails this way too (v2 does not store the namespace).
+	ErrTampered = errors.New("payload authentication failed (tampered, or sealed for another namespace or key)")
 	// ErrTruncated: the envelope is shorter than its format allows.
 	ErrTruncated = errors.New("payload envelope truncated")
 	// ErrUnknownKey: the envelope names a key the keyring does not have (or a scope that has no keys).
 	ErrUnknownKey = errors.New("unknown key")
 	// ErrKeyDestroyed: the envelope's key was crypto-shredded; the payload can never be opened again.
 	ErrKeyDestroyed = errors.New("key destroyed")
-	// ErrWrongNamespace: the envelope was sealed for another namespace.
+	// ErrWrongNamespace: the v1 envelope says it was sealed for another namespace. (v2 envelopes do not say: ErrTampered.)
 	ErrWrongNamespace = errors.New("payload sealed for another namespace")
 	// ErrUnsupportedVersion: the envelope's format version is not one this codec reads.
 	ErrUnsupportedVersion = errors.New("unsupported envelope format version")

@@ -175,8 +175,8 @@ func generateVectors(t *testing.T) {
 	if err := kr.SetKeyset("orders-prod", h); err != nil {
 		t.Fatal(err)
 	}
-	plain := newCodec(t, kr)
-	zstdCodec := newCodec(t, kr, codec.WithCompression(256))
+	plain := newCodec(t, kr, codec.WithWriteFormat(1))
+	zstdCodec := newCodec(t, kr, codec.WithCompression(256), codec.WithWriteFormat(1))
 
 	type spec struct {
 		name      string

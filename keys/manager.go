@@ -120,7 +120,10 @@ func WithMinRefreshInterval(d time.Duration) Option { return func(m *Manager) { 
 // WithCacheSize bounds the number of scopes cached (least recently used evicted first; default DefaultCacheSize).
 func WithCacheSize(n int) Option { return func(m *Manager) { m.size = n } }
 
-// WithKeyTemplate sets the Tink template of new data keys (default aead.AES256GCMKeyTemplate()). It must produce AEAD keys.
+// WithKeyTemplate sets the Tink template of new data keys (default aead.XAES256GCM160BitNonceKeyTemplate(): XAES-256-GCM,
+// whose per-message key derivation leaves no practical limit on messages per key; see docs/format.md). It must produce AEAD
+// keys with the TINK output prefix. Keys of other types already in a keyset (AES-256-GCM before v2) still open; rotation adds
+// keys of this template.
 func WithKeyTemplate(t *tinkpb.KeyTemplate) Option { return func(m *Manager) { m.template = t } }
 
 // WithLogger sets the logger for key lifecycle events and refresh failures. Key material is never logged.
@@ -136,7 +139,7 @@ func NewManager(store Store, kek KEK, opts ...Option) (*Manager, error) {
 		ttl:        DefaultCacheTTL,
 		minRefresh: DefaultMinRefreshInterval,
 		size:       DefaultCacheSize,
-		template:   aead.AES256GCMKeyTemplate(),
+		template:   aead.XAES256GCM160BitNonceKeyTemplate(),
 		log:        slog.New(slog.DiscardHandler),
 		now:        time.Now,
 		entries:    map[string]*cacheEntry{},

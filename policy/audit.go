@@ -47,6 +47,9 @@ type Record struct {
 	Operation  string   `json:"operation,omitempty"`
 	Payloads   int      `json:"payloads"`
 	KeyIDs     []string `json:"key_ids,omitempty"`
+	// Bindings lists, distinct and sorted, what the payloads are bound to besides their namespace (format v2): e.g.
+	// `workflow "order-1"`. At most MaxAuditBindings, then a last entry saying how many more.
+	Bindings []string `json:"bindings,omitempty"`
 	Decision   string   `json:"decision"`
 	Reason     string   `json:"reason"`
 	Failed     int      `json:"failed,omitempty"`
@@ -54,6 +57,9 @@ type Record struct {
 	// Prev is the hex SHA-256 of the previous record's line (without its newline), or GenesisHash for the first record.
 	Prev string `json:"prev"`
 }
+
+// MaxAuditBindings bounds Record.Bindings, so one request of many workflows' payloads cannot bloat its record.
+const MaxAuditBindings = 32
 
 // ErrAuditClosed is returned by Append after Close.
 var ErrAuditClosed = errors.New("audit log closed")

@@ -91,6 +91,10 @@ type NamespaceRules struct {
 	// Adoption, if set, relaxes strict decode while a namespace that ran without Blindfold still has plaintext in its
 	// histories. Nil (the default) is strict: plaintext from the backend is never handed to an SDK as a value.
 	Adoption *Adoption
+	// NexusPeers are the namespaces whose Nexus values (operation inputs, handler results) may be opened in this one:
+	// a Nexus call crosses from the caller's namespace to the handler's and back, and each side seals in its own.
+	// Both namespaces list each other. Empty: Nexus works within one namespace only.
+	NexusPeers []string
 }
 
 // Adoption says which plaintext payloads coming back from the backend are accepted as values in a namespace that
@@ -366,13 +370,21 @@ func (p *parser) namespaceEntry(n *yaml.Node, field, pattern string) (*Namespace
 				// The backend writes event and start times itself: it can backdate what it injects.
 				leaks = append(leaks, plaintextField{vn, f, "hands plaintext from the backend to SDKs as values when the backend dates it before the cut-over (which it can)"})
 			}
+		case "nexus_peers":
+			names, nodes := p.strList(vn, f)
+			for i, name := range names {
+				if name == "" {
+					p.errorf(nodes[i], f, "empty namespace name")
+				}
+			}
+			r.NexusPeers = names
 		case "allow_plaintext":
 			allowNode = vn
 			if b, ok := p.bool(vn, f); ok {
 				r.AllowPlaintext = b
 			}
 		default:
-			p.errorf(kn, f, "unknown field (known: scope, tenant, encrypt, plaintext_from_sdk, adoption, allow_plaintext)")
+			p.errorf(kn, f, "unknown field (known: scope, tenant, encrypt, plaintext_from_sdk, adoption, nexus_peers, allow_plaintext)")
 		}
 	})
 	if scopeNode != nil && tenantNode != nil {

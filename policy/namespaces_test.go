@@ -259,7 +259,7 @@ func TestNamespaceErrors(t *testing.T) {
 		{"bad pattern", "  \"prod-[\": {}\n", []string{`p.yaml:3:3: namespaces.prod-[: invalid namespace pattern "prod-["`}},
 		{"duplicate entry", "  a: {}\n  a: {}\n", []string{"p.yaml:4:3: namespaces.a: duplicate key (first defined on line 3)"}},
 		{"entry not a mapping", "  a: true\n", []string{"p.yaml:3:6: namespaces.a: expected a mapping, got bool true"}},
-		{"unknown field", "  a: {scopes: x}\n", []string{"p.yaml:3:7: namespaces.a.scopes: unknown field (known: scope, tenant, encrypt, plaintext_from_sdk, adoption, allow_plaintext)"}},
+		{"unknown field", "  a: {scopes: x}\n", []string{"p.yaml:3:7: namespaces.a.scopes: unknown field (known: scope, tenant, encrypt, plaintext_from_sdk, adoption, nexus_peers, allow_plaintext)"}},
 		{"scope type", "  a: {scope: [x]}\n", []string{"p.yaml:3:14: namespaces.a.scope: expected a string, got a list"}},
 		{"scope chars", "  a: {scope: \"a/b\"}\n", []string{`p.yaml:3:14: namespaces.a.scope: "a/b" does not make a valid key scope`}},
 		{"scope dot", "  a: {scope: \".hidden\"}\n", []string{`namespaces.a.scope: ".hidden" does not make a valid key scope`}},

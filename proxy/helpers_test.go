@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"testing"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
+	tokenspb "go.temporal.io/server/api/token/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -128,4 +130,14 @@ func converterPayload(v any) (*commonpb.Payload, error) {
 
 func fromPayload(p *commonpb.Payload, v any) error {
 	return converter.GetDefaultDataConverter().FromPayload(p, v)
+}
+
+// testToken is a task token of the server's format for workflow id, as the proxy reads it to bind task answers.
+func testToken(t testing.TB, workflowID string) []byte {
+	t.Helper()
+	b, err := proto.Marshal(&tokenspb.Task{NamespaceId: "ns-id", WorkflowId: workflowID, RunId: "run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

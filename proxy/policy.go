@@ -43,6 +43,14 @@ func withCallPolicy(ctx context.Context, cp *callPolicy) context.Context {
 	return context.WithValue(ctx, callPolicyKey{}, cp)
 }
 
+// nexusPeers are the namespaces whose Nexus values may be opened in the RPC's namespace (policy nexus_peers).
+func (cp *callPolicy) nexusPeers() []string {
+	if cp == nil || cp.rules == nil {
+		return nil
+	}
+	return cp.rules.NexusPeers
+}
+
 // sealScope is the scope to put in the codec.Target of the RPC's payloads: the one the policy chose, or "" for the
 // keyring's default scope of the namespace (also without a policy, cp == nil).
 func (cp *callPolicy) sealScope() string {

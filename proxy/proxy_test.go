@@ -112,7 +112,7 @@ func TestFailureTextEncrypted(t *testing.T) {
 	}
 	ctx := context.Background()
 	if _, err := p.wf.RespondActivityTaskFailed(ctx, &workflowservice.RespondActivityTaskFailedRequest{
-		Namespace: "default", TaskToken: []byte("tt"), Failure: orig,
+		Namespace: "default", TaskToken: testToken(t, "wf"), Failure: orig,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -353,7 +353,7 @@ func (s *Server) upstreamInterceptor(ctx context.Context, method string, req, re
 	if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
 		// In reject mode too: the walk opens nothing there (the SDK decrypts what it sealed) but still refuses
 		// plaintext the backend slipped into the details.
-		out, derr := s.t.decodeStatusFor(ctx, ns, err, cp)
+		out, derr := s.t.decodeStatusFor(ctx, ns, reqMsg, err, cp)
 		if derr != nil {
 			return s.codecFailure(method, opDecode, ns, derr)
 		}
@@ -361,7 +361,7 @@ func (s *Server) upstreamInterceptor(ctx context.Context, method string, req, re
 	}
 	if replyMsg, ok := reply.(proto.Message); ok {
 		// In reject mode the SDK opens what it sealed; the walk still refuses plaintext the backend slipped in.
-		if err := s.t.decodeResponseFor(ctx, ns, replyMsg, cp); err != nil {
+		if err := s.t.decodeResponseFor(ctx, ns, reqMsg, replyMsg, cp); err != nil {
 			return s.codecFailure(method, opDecode, ns, err)
 		}
 	}

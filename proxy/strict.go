@@ -131,27 +131,52 @@ func walkMessages(m protoreflect.Message, fn func(protoreflect.Message) bool) {
 // codec leaves as it is (PayloadCodec's contract for payloads that are not its own) is plaintext. Errors a retry may
 // cure (the key provider is down, the call was cancelled) fail the RPC instead: refusing then would fail a workflow
 // task for a passing outage.
-func (t *transformer) openInbound(ctx context.Context, opener PayloadCodec, namespace string, cp *callPolicy, st strictness, in, send []*commonpb.Payload, isSA []bool, parents []proto.Message) ([]*commonpb.Payload, error) {
+func (t *transformer) openInbound(ctx context.Context, opener PayloadCodec, namespace string, cp *callPolicy, st strictness, sites *sites, in, send []*commonpb.Payload, isSA []bool, parents []proto.Message) ([]*commonpb.Payload, error) {
 	var (
 		opened  []*commonpb.Payload
 		refused refusals
 	)
 	if st.open {
-		decode := opener.Decode
-		var err error
-		if opened, err = decode(ctx, namespace, send); err != nil {
+		// Payloads are opened in the namespace of their site: nearly always the RPC's; a cross-namespace child's
+		// result in the child's.
+		opened = make([]*commonpb.Payload, len(send))
+		groups := map[string][]int{}
+		var order []string
+		for i, p := range in {
+			ns := sites.of(p).ns
+			if ns == "" {
+				ns = namespace
+			}
+			if _, ok := groups[ns]; !ok {
+				order = append(order, ns)
+			}
+			groups[ns] = append(groups[ns], i)
+		}
+		for _, ns := range order {
+			idx := groups[ns]
+			ps := make([]*commonpb.Payload, len(idx))
+			for j, i := range idx {
+				ps[j] = send[i]
+			}
+			r, err := decodeAt(ctx, opener, ns, ps, func(j int) site { return sites.of(in[idx[j]]) })
+			if err == nil {
+				if len(r) != len(ps) {
+					return nil, fmt.Errorf("codec returned %d payloads for %d", len(r), len(ps))
+				}
+				for j, i := range idx {
+					opened[i] = r[j]
+				}
+				continue
+			}
 			if !refusable(err) {
 				return nil, err
 			}
 			// Some payload in the batch is bad: open them one by one, so each good one still reaches its caller.
-			opened = make([]*commonpb.Payload, len(send))
-			for i, p := range send {
-				r, err := decode(ctx, namespace, []*commonpb.Payload{p})
+			for _, i := range idx {
+				r, err := t.openOne(ctx, opener, ns, cp, sites.of(in[i]), send[i])
 				switch {
-				case err == nil && len(r) == 1:
-					opened[i] = r[0]
 				case err == nil:
-					return nil, fmt.Errorf("codec returned %d payloads for 1", len(r))
+					opened[i] = r
 				case !refusable(err):
 					return nil, err
 				default:
@@ -159,8 +184,6 @@ func (t *transformer) openInbound(ctx context.Context, opener PayloadCodec, name
 					t.report(namespace, KindRefused)
 				}
 			}
-		} else if len(opened) != len(send) {
-			return nil, fmt.Errorf("codec returned %d payloads for %d", len(opened), len(send))
 		}
 	}
 	out := make([]*commonpb.Payload, len(send))
@@ -183,6 +206,30 @@ func (t *transformer) openInbound(ctx context.Context, opener PayloadCodec, name
 	}
 	refused.log(ctx, t.logger(), namespace)
 	return out, nil
+}
+
+// openOne opens one payload at site st in namespace ns, and, for a Nexus site, in each of the policy's Nexus peers
+// when it does not open there: the caller's and the handler's namespaces seal what crosses between them.
+func (t *transformer) openOne(ctx context.Context, opener PayloadCodec, ns string, cp *callPolicy, st site, p *commonpb.Payload) (*commonpb.Payload, error) {
+	r, err := decodeAt(ctx, opener, ns, []*commonpb.Payload{p}, func(int) site { return st })
+	if err != nil && st.peers && errors.Is(err, codec.ErrTampered) {
+		for _, peer := range cp.nexusPeers() {
+			if peer == ns {
+				continue
+			}
+			if pr, perr := decodeAt(ctx, opener, peer, []*commonpb.Payload{p}, func(int) site { return st }); perr == nil {
+				r, err = pr, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(r) != 1 {
+		return nil, fmt.Errorf("codec returned %d payloads for 1", len(r))
+	}
+	return r[0], nil
 }
 
 // budgetDecoder is a codec that caps decompressed bytes across calls (*codec.Codec is one).
@@ -213,6 +260,19 @@ func (s sharedBudget) Decode(ctx context.Context, namespace string, ps []*common
 	return s.bd.DecodeWithin(ctx, namespace, ps, s.b)
 }
 
+// DecodeFor is DecodeForWithin the shared budget, when the codec checks bindings.
+func (s sharedBudget) DecodeFor(ctx context.Context, e codec.Expect, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	if fb, ok := s.bd.(interface {
+		DecodeForWithin(context.Context, codec.Expect, []*commonpb.Payload, *codec.DecodeBudget) ([]*commonpb.Payload, error)
+	}); ok {
+		return fb.DecodeForWithin(ctx, e, ps, s.b)
+	}
+	if bd, ok := s.PayloadCodec.(boundDecoder); ok {
+		return bd.DecodeFor(ctx, e, ps)
+	}
+	return s.bd.DecodeWithin(ctx, e.Namespace, ps, s.b)
+}
+
 // openerOr is the walk's opener, or c when the walk has none.
 func (w *walk) openerOr(c PayloadCodec) PayloadCodec {
 	if w.opener != nil {
@@ -234,7 +294,7 @@ func refusable(err error) bool {
 		return false
 	}
 	for _, s := range []error{codec.ErrTampered, codec.ErrTruncated, codec.ErrMalformed, codec.ErrWrongNamespace,
-		codec.ErrUnsupportedVersion, codec.ErrUnknownKey, codec.ErrKeyDestroyed, codec.ErrDecodedTooLarge} {
+		codec.ErrUnsupportedVersion, codec.ErrUnknownKey, codec.ErrKeyDestroyed, codec.ErrDecodedTooLarge, codec.ErrWrongBinding} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -368,37 +428,54 @@ func clientEnvelope(vc *apiproxy.VisitPayloadsContext, p *commonpb.Payload) *com
 // verifyEnvelopes opens envelopes a client sent for namespace and drops the plaintext: only their authenticity is
 // wanted. One that does not open refuses the request with InvalidArgument naming the field; plaintext from SDKs, the
 // common case, never comes here.
-func (t *transformer) verifyEnvelopes(ctx context.Context, opener PayloadCodec, namespace string, envs []*commonpb.Payload, parents []proto.Message) error {
+func (t *transformer) verifyEnvelopes(ctx context.Context, opener PayloadCodec, namespace string, envs []*commonpb.Payload, parents []proto.Message, at []site) error {
 	if namespace == "" {
 		return &requestError{kind: KindInvalidRequest, code: codes.InvalidArgument, msg: "request carries payloads but no namespace"}
 	}
-	opened, err := opener.Decode(ctx, namespace, envs)
-	if err == nil && len(opened) == len(envs) {
-		for i := range envs {
-			if opened[i] == envs[i] {
-				return errForgedEnvelope(fieldName(parents[i], envs[i]), "the codec does not recognise it")
-			}
+	// An SDK plugin seals a child's input in the child's namespace, like the proxy: verify each in its site's.
+	nsOf := func(i int) string {
+		if ns := at[i].ns; ns != "" {
+			return ns
 		}
-		return nil
+		return namespace
 	}
-	if err == nil {
-		return fmt.Errorf("codec returned %d payloads for %d", len(opened), len(envs))
+	same := true
+	for i := range envs {
+		same = same && nsOf(i) == namespace
 	}
-	if !refusable(err) || errors.Is(err, codec.ErrDecodedTooLarge) {
-		// Too large is the request's size, not a forgery: ResourceExhausted, and no retry one by one (the
-		// budget is spent).
-		return err
+	if same {
+		opened, err := decodeAt(ctx, opener, namespace, envs, func(i int) site { return at[i] })
+		if err == nil && len(opened) == len(envs) {
+			for i := range envs {
+				if opened[i] == envs[i] {
+					return errForgedEnvelope(fieldName(parents[i], envs[i]), "the codec does not recognise it")
+				}
+			}
+			return nil
+		}
+		if err == nil {
+			return fmt.Errorf("codec returned %d payloads for %d", len(opened), len(envs))
+		}
+		if !refusable(err) || errors.Is(err, codec.ErrDecodedTooLarge) {
+			// Too large is the request's size, not a forgery: ResourceExhausted, and no retry one by one (the
+			// budget is spent).
+			return err
+		}
 	}
-	// Find which one, to name its field.
+	// One by one: to name the field of the one that fails, or because they belong to several namespaces.
 	for i, env := range envs {
-		if _, err := opener.Decode(ctx, namespace, []*commonpb.Payload{env}); err != nil {
+		opened, err := decodeAt(ctx, opener, nsOf(i), []*commonpb.Payload{env}, func(int) site { return at[i] })
+		if err != nil {
 			if !refusable(err) || errors.Is(err, codec.ErrDecodedTooLarge) {
 				return err
 			}
 			return errForgedEnvelope(fieldName(parents[i], env), refusalReason(err))
 		}
+		if len(opened) != 1 || opened[0] == env {
+			return errForgedEnvelope(fieldName(parents[i], env), "the codec does not recognise it")
+		}
 	}
-	return errForgedEnvelope("a payload", refusalReason(err))
+	return nil
 }
 
 // KindForgedEnvelope: a client sent a payload labelled as a Blindfold envelope that does not open for its namespace.

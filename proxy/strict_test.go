@@ -81,7 +81,7 @@ func testStrictDecodeHistory(t *testing.T, cfg Config) {
 			}}},
 	}
 	up.on("PollWorkflowTaskQueue", func(context.Context, proto.Message) (proto.Message, error) {
-		return &workflowservice.PollWorkflowTaskQueueResponse{TaskToken: []byte("tt"), History: &historypb.History{Events: events}}, nil
+		return &workflowservice.PollWorkflowTaskQueueResponse{TaskToken: testToken(t, "wf"), WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "wf"}, History: &historypb.History{Events: events}}, nil
 	})
 	resp, err := p.wf.PollWorkflowTaskQueue(ctx, &workflowservice.PollWorkflowTaskQueueRequest{Namespace: "default"})
 	if err != nil {

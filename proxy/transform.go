@@ -68,6 +68,8 @@ type walk struct {
 	opener PayloadCodec
 	// failure is what an outbound walk does to each failure: encodeFailure, or a policy's variant.
 	failure func(*failurepb.Failure) error
+	// sites says what each payload is sealed for or may be opened as (format v2 bindings); nil checks nothing.
+	sites *sites
 }
 
 func (w *walk) unpack(a *anypb.Any) (proto.Message, error) {
@@ -110,7 +112,11 @@ func (t *transformer) encodeRequest(ctx context.Context, namespace string, msg p
 func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, msg proto.Message, cp *callPolicy) error {
 	// One decompression budget for everything this request makes the proxy open (client envelopes, sealed texts).
 	opener := t.responseCodec()
-	w := &walk{dir: outbound, failure: encodeFailure, opener: opener}
+	st, err := outboundSites(msg)
+	if err != nil {
+		return err
+	}
+	w := &walk{dir: outbound, failure: encodeFailure, opener: opener, sites: st}
 	encode := func(ctx context.Context, namespace string, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
 		// The scope the policy chose for this RPC travels with the call, not in ctx, so no keyring can miss it.
 		return t.codec.EncodeFor(ctx, codec.Target{Namespace: namespace, Scope: cp.sealScope()}, ps)
@@ -129,7 +135,7 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 		if cp != nil && cp.tenantErr != nil {
 			c = tenantRefusingCodec{cp.tenantErr} // no scope to seal a tenant's text with: refuse if there is any
 		}
-		if err := sealTexts(ctx, c, codec.Target{Namespace: namespace, Scope: cp.sealScope()}, msg); err != nil {
+		if err := sealTexts(ctx, c, codec.Target{Namespace: namespace, Scope: cp.sealScope(), Binding: st.def.bind}, msg); err != nil {
 			return err
 		}
 	}
@@ -162,7 +168,7 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 	if cp.encryptsFailures() {
 		// Legacy Nexus failures hide a whole failure in JSON bytes: seal it, with its payloads, before the main pass.
 		sealPayloads := func(ctx context.Context, m proto.Message) error {
-			return t.transformPayloads(ctx, &walk{dir: outbound, failure: w.failure, opener: opener}, namespace, m, encode, cp)
+			return t.transformPayloads(ctx, &walk{dir: outbound, failure: w.failure, opener: opener, sites: st}, namespace, m, encode, cp)
 		}
 		if err := sealLegacyNexusFailures(ctx, msg, encodeFailure, sealPayloads); err != nil {
 			return err
@@ -181,20 +187,29 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 
 // decodeResponse decrypts every payload of msg for namespace in one Codec call (under a policy, encrypted search
 // attributes too), then restores failure text from the (now decrypted) encoded attributes and clears them.
+// Without the request, bindings are not checked: only tests call it.
 func (t *transformer) decodeResponse(ctx context.Context, namespace string, msg proto.Message) error {
-	return t.decodeResponseFor(ctx, namespace, msg, nil)
+	return t.decodeResponseFor(ctx, namespace, nil, msg, nil)
 }
 
 // decodeResponseFor is decodeResponse under a policy decision (nil: none).
-func (t *transformer) decodeResponseFor(ctx context.Context, namespace string, msg proto.Message, cp *callPolicy) error {
-	return t.decodeResponseWith(ctx, namespace, msg, cp, t.responseCodec())
+// req is the request msg answers: what the payloads' bindings are checked against.
+func (t *transformer) decodeResponseFor(ctx context.Context, namespace string, req, msg proto.Message, cp *callPolicy) error {
+	return t.decodeResponseWith(ctx, namespace, req, msg, cp, t.responseCodec())
 }
 
 // decodeResponseWith is decodeResponseFor opening everything through opener, whose decompression budget it shares
 // with the other parts of the same response (the details of an error status).
-func (t *transformer) decodeResponseWith(ctx context.Context, namespace string, msg proto.Message, cp *callPolicy, opener PayloadCodec) error {
+func (t *transformer) decodeResponseWith(ctx context.Context, namespace string, req, msg proto.Message, cp *callPolicy, opener PayloadCodec) error {
 	if err := inlineRawHistory(msg); err != nil {
 		return err
+	}
+	st, err := inboundSites(req, msg)
+	if err != nil {
+		return err
+	}
+	if t.lenient {
+		st = nil
 	}
 	if !cp.passes() && !t.lenient {
 		refused, err := openTexts(ctx, opener, namespace, msg)
@@ -205,7 +220,7 @@ func (t *transformer) decodeResponseWith(ctx context.Context, namespace string, 
 			t.report(namespace, KindRefused)
 		}
 	}
-	w := &walk{dir: inbound, strict: strictnessFor(ctx, cp, msg), opener: opener}
+	w := &walk{dir: inbound, strict: strictnessFor(ctx, cp, msg), opener: opener, sites: st}
 	if err := t.transformPayloads(ctx, w, namespace, msg, t.codec.Decode, cp); err != nil {
 		return err
 	}
@@ -321,6 +336,7 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 		// verify holds the envelopes a client sent already sealed, to authenticate before anything is forwarded.
 		verify        []*commonpb.Payload
 		verifyParents []proto.Message
+		verifySites   []site
 	)
 	collect := apiproxy.VisitPayloadsOptions{
 		SkipSearchAttributes: !cp.visitsSearchAttributes(),
@@ -332,6 +348,7 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 				if w.dir == outbound && !t.lenient {
 					if env := clientEnvelope(vc, p); env != nil {
 						verify, verifyParents = append(verify, env), append(verifyParents, vc.Parent)
+						verifySites = append(verifySites, w.sites.of(p))
 					}
 				}
 				s, sa, ok, err := cp.prepare(w.dir, vc, p)
@@ -364,7 +381,7 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 		return err
 	}
 	if len(verify) > 0 {
-		if err := t.verifyEnvelopes(ctx, w.openerOr(t.codec), namespace, verify, verifyParents); err != nil {
+		if err := t.verifyEnvelopes(ctx, w.openerOr(t.codec), namespace, verify, verifyParents, verifySites); err != nil {
 			return err
 		}
 	}
@@ -382,7 +399,9 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 		}
 		var err error
 		if w.dir == inbound && !t.lenient {
-			out, err = t.openInbound(ctx, w.openerOr(t.codec), namespace, cp, w.strict, in, send, isSA, parents)
+			out, err = t.openInbound(ctx, w.openerOr(t.codec), namespace, cp, w.strict, w.sites, in, send, isSA, parents)
+		} else if w.dir == outbound && w.sites != nil && !t.lenient {
+			out, err = t.sealSited(ctx, t.codec, namespace, cp.sealScope(), w.sites, in, send)
 		} else {
 			out, err = fn(ctx, namespace, send)
 		}
@@ -591,11 +610,11 @@ const (
 // decodeStatus decrypts payloads and restores failure text inside the details of an upstream error (e.g.
 // QueryFailedFailure, MultiOperationExecutionFailure). It returns the error to give the caller, or a decode error.
 func (t *transformer) decodeStatus(ctx context.Context, namespace string, err error) (error, error) {
-	return t.decodeStatusFor(ctx, namespace, err, nil)
+	return t.decodeStatusFor(ctx, namespace, nil, err, nil)
 }
 
 // decodeStatusFor is decodeStatus under a policy decision (nil: none).
-func (t *transformer) decodeStatusFor(ctx context.Context, namespace string, err error, cp *callPolicy) (error, error) {
+func (t *transformer) decodeStatusFor(ctx context.Context, namespace string, req proto.Message, err error, cp *callPolicy) (error, error) {
 	st, ok := status.FromError(err)
 	if !ok || len(st.Proto().GetDetails()) == 0 {
 		return err, nil
@@ -603,7 +622,7 @@ func (t *transformer) decodeStatusFor(ctx context.Context, namespace string, err
 	p := st.Proto()             // a copy
 	opener := t.responseCodec() // one decompression budget for all the details
 	for _, d := range p.GetDetails() {
-		if err := t.decodeResponseWith(ctx, namespace, d, cp, opener); err != nil {
+		if err := t.decodeResponseWith(ctx, namespace, req, d, cp, opener); err != nil {
 			return nil, err
 		}
 	}

@@ -12,17 +12,20 @@ import (
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
 	"github.com/tink-crypto/tink-go/v2/keyset"
+	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
 
 	"github.com/blindfold-dev/blindfold/codec"
 )
 
 // Keyring is an in-memory codec.Keyring with one Tink keyset (scope) per namespace.
-// A namespace without a keyset gets a fresh AES-256-GCM keyset the first time a key is asked for it.
+// A namespace without a keyset gets a fresh keyset of the keyring's template (AES-256-GCM for NewKeyring) the first time a
+// key is asked for it.
 // Key ids are "<namespace>/<Tink key id as 8 hex digits>". It is safe for concurrent use.
 type Keyring struct {
 	mu        sync.Mutex
 	scopes    map[string]*scope // by namespace
 	destroyed map[string]bool   // namespaces whose scope was shredded
+	template  *tinkpb.KeyTemplate
 }
 
 type scope struct {
@@ -33,9 +36,15 @@ type scope struct {
 
 var _ codec.Keyring = (*Keyring)(nil)
 
-// NewKeyring returns an empty Keyring.
+// NewKeyring returns an empty Keyring whose new keys are AES-256-GCM.
 func NewKeyring() *Keyring {
-	return &Keyring{scopes: map[string]*scope{}, destroyed: map[string]bool{}}
+	return NewKeyringWithTemplate(aead.AES256GCMKeyTemplate())
+}
+
+// NewKeyringWithTemplate returns an empty Keyring whose new keys (new keysets, Rotate) come from template, e.g.
+// aead.XAES256GCM160BitNonceKeyTemplate(), the keys package's default.
+func NewKeyringWithTemplate(template *tinkpb.KeyTemplate) *Keyring {
+	return &Keyring{scopes: map[string]*scope{}, destroyed: map[string]bool{}, template: template}
 }
 
 // SetKeyset makes h the keyset of namespace, replacing any earlier one. Its primary key seals; all its enabled keys open.
@@ -51,7 +60,7 @@ func (k *Keyring) SetKeyset(namespace string, h *keyset.Handle) error {
 	return nil
 }
 
-// Rotate adds a new AES-256-GCM primary key to namespace's keyset, keeping the old keys for opening, and returns the new key's id.
+// Rotate adds a new primary key of the keyring's template to namespace's keyset, keeping the old keys for opening, and returns the new key's id.
 func (k *Keyring) Rotate(namespace string) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -63,7 +72,7 @@ func (k *Keyring) Rotate(namespace string) (string, error) {
 		return "", err
 	}
 	m := keyset.NewManagerFromHandle(s.handle)
-	id, err := m.Add(aead.AES256GCMKeyTemplate())
+	id, err := m.Add(k.template)
 	if err != nil {
 		return "", fmt.Errorf("rotate namespace %q: %w", namespace, err)
 	}
@@ -142,7 +151,7 @@ func (k *Keyring) scopeLocked(namespace string) (*scope, error) {
 	if s, ok := k.scopes[namespace]; ok {
 		return s, nil
 	}
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	h, err := keyset.NewHandle(k.template)
 	if err != nil {
 		return nil, fmt.Errorf("new keyset for namespace %q: %w", namespace, err)
 	}

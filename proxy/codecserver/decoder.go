@@ -141,7 +141,7 @@ func (d *Decoder) Decode(ctx context.Context, req DecodeRequest, payloads []*com
 	}
 	rec := policy.Record{
 		Via: req.Via, Identity: req.Identity, Namespace: req.Namespace, Operation: string(policy.OpDecode), RemoteAddr: req.RemoteAddr,
-		Payloads: len(payloads), KeyIDs: d.keyIDs(payloads), Decision: policy.AuditDeny,
+		Payloads: len(payloads), KeyIDs: d.keyIDs(payloads), Bindings: bindings(payloads), Decision: policy.AuditDeny,
 	}
 	dec := d.Authorizer.Authorize(ctx, req.Identity, req.Namespace, policy.OpDecode)
 	rec.Reason = dec.Reason
@@ -184,6 +184,33 @@ func (d *Decoder) audit(rec policy.Record) error {
 		}
 	}
 	return err
+}
+
+// bindings lists the distinct bindings the payloads claim (format v2), for the audit record: which workflows' data an
+// auditor decoded. Claims are read before decoding; a payload whose claim is false does not open.
+func bindings(payloads []*commonpb.Payload) []string {
+	var out []string
+	more := 0
+	for _, p := range payloads {
+		b, ok := codec.BindingOf(p)
+		if !ok || b.Kind == codec.BindNamespace {
+			continue
+		}
+		s := b.String()
+		if slices.Contains(out, s) {
+			continue
+		}
+		if len(out) == policy.MaxAuditBindings {
+			more++
+			continue
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	if more > 0 {
+		out = append(out, fmt.Sprintf("and %d more payloads", more))
+	}
+	return out
 }
 
 // keyIDs lists the distinct key ids that sealed payloads, sorted so that records of the same payloads compare equal.
