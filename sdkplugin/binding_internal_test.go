@@ -107,4 +107,3 @@ func TestScheduledBy(t *testing.T) {
 		}
 	}
 }
-

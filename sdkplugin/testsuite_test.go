@@ -32,6 +32,11 @@ func orderWorkflow(ctx workflow.Context, o order) (string, error) {
 // namespace in every serialization context.
 func TestWorkflowTestSuite(t *testing.T) {
 	p := newPlugin(t, mustKeyring(t))
+	// The first seal creates the namespace's keyset; done inside the workflow, on a busy machine it can exceed the
+	// test environment's 1 s deadlock detection.
+	if _, err := p.DataConverter("").ToPayload("warm up"); err != nil {
+		t.Fatal(err)
+	}
 	var s testsuite.WorkflowTestSuite
 
 	env := s.NewTestWorkflowEnvironment()

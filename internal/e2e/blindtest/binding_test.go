@@ -316,7 +316,7 @@ func TestV1HistoryReadsAfterUpgrade(t *testing.T) {
 // v1Codec is the codec of a proxy before the upgrade: the gateway's keys, writing format 1.
 func v1Codec(t *testing.T, e *env) *codec.Codec {
 	t.Helper()
-	c, err := codec.New(e.gw.Keys().Manager)
+	c, err := codec.New(e.gw.Keys().Manager, codec.WithWriteFormat(1))
 	if err != nil {
 		t.Fatal(err)
 	}
