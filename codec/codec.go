@@ -182,8 +182,10 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 	var (
 		key Key
 		kc  *keyContext
-		s   *sealerV2
+		sv2 sealerV2
+		s   *sealerV2 // &sv2 once the key is known and the format is v2
 	)
+	defer sv2.release()
 	for i, p := range payloads {
 		if p == nil || alreadySealed(p) {
 			out[i] = p
@@ -206,7 +208,8 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 				if kc.scope == "" {
 					return nil, fmt.Errorf("encode payload %d: sealing key id %q is not SCOPE/8-HEX-DIGITS, which format v2 needs (WithWriteFormat(1) writes v1)", i, clip([]byte(key.ID)))
 				}
-				s = newSealerV2(kc, t.Binding)
+				sv2 = sealerV2{kc: kc, binding: t.Binding}
+				s = &sv2
 			}
 		}
 		var (

@@ -122,3 +122,36 @@ func ExampleKeyIDIn() {
 	fmt.Println(ok, id == key.ID)
 	// Output: true true
 }
+
+func ExampleWithWriteFormat() {
+	ctx := context.Background()
+	kr := codectest.NewKeyring()
+	// Mid-upgrade, writers keep writing v1 until every reader reads v2; every codec reads both.
+	old, err := codec.New(kr, codec.WithWriteFormat(1))
+	if err != nil {
+		log.Fatal(err)
+	}
+	current, err := codec.New(kr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	in := []*commonpb.Payload{{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`"hi"`)}}
+	v1, err := old.Encode(ctx, "default", in)
+	if err != nil {
+		log.Fatal(err)
+	}
+	v2, err := current.Encode(ctx, "default", in)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, isV1 := v1[0].Metadata[codec.MetadataFormat]
+	fmt.Println(isV1, len(v2[0].Metadata))
+	out, err := current.Decode(ctx, "default", []*commonpb.Payload{v1[0], v2[0]})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(out[0].Data), string(out[1].Data))
+	// Output:
+	// true 1
+	// "hi" "hi"
+}

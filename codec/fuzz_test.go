@@ -3,8 +3,12 @@ package codec_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"testing"
+
+	"github.com/tink-crypto/tink-go/v2/aead"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/proto"
@@ -206,5 +210,168 @@ func FuzzDecodeForged(f *testing.F) {
 			}
 		}
 		t.Fatalf("forged envelope opened to plaintext that no seed had (%d bytes of data)", len(out[0].GetData()))
+	})
+}
+
+// FuzzDecodeV2 feeds arbitrary v2-style envelope data to DecodeFor, with the vectors' keys: it must never panic, every
+// error must wrap exactly one sentinel, and whatever opens must survive another round trip.
+func FuzzDecodeV2(f *testing.F) {
+	for _, v := range loadVectorsV2(f).Vectors {
+		env := unmarshalPayload(f, v.Envelope)
+		f.Add(env.Data, string(env.Metadata[codec.MetadataEncoding]), v.DecodeNamespace, v.ExpectBinding != nil)
+	}
+	f.Add([]byte{0xBF, 0x02}, codec.EncodingEncrypted, "default", false)
+	f.Add([]byte{0xBF, 0x02, 0x12, 0x07, 'd', 'e', 'f', 'a', 'u', 'l', 't', 0x00}, codec.EncodingEncrypted, "default", true)
+	kr := loadVectorV2Keyring(f, nil)
+	c := newCodec(f, kr, codec.WithMaxDecodedSize(1<<20))
+	f.Fuzz(func(t *testing.T, data []byte, encoding, decodeNS string, strict bool) {
+		p := &commonpb.Payload{Metadata: map[string][]byte{codec.MetadataEncoding: []byte(encoding)}, Data: data}
+		e := codec.Expect{Namespace: decodeNS}
+		if strict {
+			e.Accept = func(_ int, b codec.Binding) error {
+				if b.Kind != codec.BindWorkflow {
+					return fmt.Errorf("bound to %s", b)
+				}
+				return nil
+			}
+		}
+		// The header accessors must not panic either, and agree with each other.
+		b, okB := codec.BindingOf(p)
+		_, okK := codec.KeyIDIn(p, decodeNS)
+		if okB != okK {
+			t.Fatalf("BindingOf ok %v, KeyIDIn ok %v", okB, okK)
+		}
+		out, err := c.DecodeFor(context.Background(), e, []*commonpb.Payload{p})
+		if err == nil && codec.IsEncrypted(p) && (!okB || strict && b.Kind != codec.BindWorkflow) {
+			t.Fatalf("opened an envelope whose binding %v (ok %v) was not accepted", b, okB)
+		}
+		checkDecodeResult(t, c, decodeNS, p, out, err)
+	})
+}
+
+// FuzzDecodePlaintextV2 seals arbitrary v2 plaintext (form byte || content, or zstd of it) under an arbitrary header with a
+// real key, so the fuzzer reaches the header, form, zstd and protobuf parsing behind the AEAD.
+func FuzzDecodePlaintextV2(f *testing.F) {
+	for _, v := range loadVectorsV2(f).Vectors {
+		if pt, err := hex.DecodeString(v.PlaintextHex); err == nil && v.Format == 2 && v.Error == "" {
+			hdr, _ := hex.DecodeString(v.HeaderHex)
+			f.Add(hdr[2], []byte(nil), hdr[3:], pt)
+		}
+	}
+	f.Add(byte(0x01), []byte(nil), []byte{0x00}, []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58, 0x00, 0x00})
+	f.Add(byte(0x00), []byte(nil), []byte{0x00}, []byte{0x09})
+	f.Add(byte(0x02), []byte("default"), []byte{0x00}, []byte{0x01, '1'})
+	kr := codectest.NewKeyringWithTemplate(aead.XAES256GCM160BitNonceKeyTemplate())
+	c := newCodec(f, kr, codec.WithMaxDecodedSize(1<<20))
+	f.Fuzz(func(t *testing.T, kindFlags byte, scope, rest, plaintext []byte) {
+		hdr := []byte{0xBF, 0x02, kindFlags}
+		if kindFlags&0x02 != 0 {
+			hdr = binary.AppendUvarint(hdr, uint64(len(scope)))
+			hdr = append(hdr, scope...)
+		}
+		hdr = append(hdr, rest...)
+		p := sealRawV2(t, kr, "default", hdr, plaintext)
+		out, err := c.Decode(context.Background(), "default", []*commonpb.Payload{p})
+		switch name := errorName(err); {
+		case err == nil:
+		case name == "ErrMalformed", name == "ErrDecodedTooLarge", name == "ErrTruncated":
+		case name == "ErrUnknownKey" && kindFlags&0x02 != 0: // a scope the keyring does not hold
+		default:
+			t.Fatalf("authentic envelope failed with %v, want ErrMalformed, ErrDecodedTooLarge or ErrTruncated", err)
+		}
+		checkDecodeResult(t, c, "default", p, out, err)
+	})
+}
+
+// FuzzDecodeForgedV2 starts from real v2 envelopes (two keys, one rotated out; bindings of several kinds; some compressed)
+// and lets the fuzzer forge the data (header and ciphertext), the encoding, and add v1 metadata: Decode must never panic nor
+// modify its input; an error wraps exactly one sentinel; and an envelope that opens gives one of the originals, bound as
+// it was sealed, never other plaintext.
+func FuzzDecodeForgedV2(f *testing.F) {
+	const ns = "ns"
+	kr := codectest.NewKeyringWithTemplate(aead.XAES256GCM160BitNonceKeyTemplate())
+	c := newCodec(f, kr, codec.WithCompression(256), codec.WithMaxDecodedSize(1<<20), codec.WithMaxDecodedTotal(2<<20))
+	originals := []*commonpb.Payload{
+		jsonPayload("forged? never"),
+		{},
+		{Metadata: map[string][]byte{"encoding": []byte("binary/plain"), "a": nil}, Data: []byte{0, 1, 2, 0xff}},
+		{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: bytes.Repeat([]byte(`{"k":"v"},`), 400)}, // compressed
+		{Metadata: map[string][]byte{"encoding": []byte("binary/null")}},
+	}
+	bindings := []codec.Binding{{}, codec.Workflow("wf-1"), {Kind: codec.BindNexus, ID: "svc/op"}}
+	type sealed struct {
+		p *commonpb.Payload
+		b codec.Binding
+	}
+	var all []sealed
+	for round := range 2 {
+		for _, b := range bindings {
+			enc, err := c.EncodeFor(context.Background(), codec.Target{Namespace: ns, Binding: b}, originals)
+			if err != nil {
+				f.Fatal(err)
+			}
+			for i, e := range enc {
+				all = append(all, sealed{e, b})
+				f.Add(e.Data, codec.EncodingEncrypted, false, uint8(i))
+			}
+		}
+		if round == 0 {
+			if _, err := kr.Rotate(ns); err != nil {
+				f.Fatal(err)
+			}
+		}
+	}
+	for _, s := range all[:3] {
+		d := bytes.Clone(s.p.Data)
+		d[2] ^= 0x10 // another binding kind
+		f.Add(d, codec.EncodingEncrypted, false, uint8(0))
+		f.Add(s.p.Data, codec.EncodingEncrypted, true, uint8(0)) // v1 metadata added: read as v1
+		f.Add(s.p.Data[:len(s.p.Data)-1], codec.EncodingEncrypted, false, uint8(0))
+		f.Add(s.p.Data, "json/plain", false, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, encoding string, addV1 bool, _ uint8) {
+		p := &commonpb.Payload{Metadata: map[string][]byte{codec.MetadataEncoding: []byte(encoding)}, Data: bytes.Clone(data)}
+		if addV1 {
+			p.Metadata[codec.MetadataFormat] = []byte(codec.FormatV1)
+			p.Metadata[codec.MetadataNamespace] = []byte(ns)
+			if id, ok := codec.KeyIDIn(&commonpb.Payload{Metadata: map[string][]byte{codec.MetadataEncoding: []byte(codec.EncodingEncrypted)}, Data: data}, ns); ok {
+				p.Metadata[codec.MetadataKeyID] = []byte(id)
+			}
+		}
+		in := proto.Clone(p).(*commonpb.Payload)
+		var claimed codec.Binding
+		out, err := c.DecodeFor(context.Background(), codec.Expect{Namespace: ns, Accept: func(_ int, b codec.Binding) error {
+			claimed = b
+			return nil
+		}}, []*commonpb.Payload{p})
+		if !proto.Equal(in, p) {
+			t.Fatal("Decode modified its input")
+		}
+		if err != nil {
+			if got := sentinelsIn(err); len(got) != 1 {
+				t.Fatalf("error %q wraps %d sentinels, want 1", err, len(got))
+			}
+			if out != nil {
+				t.Fatalf("payloads returned with error %v", err)
+			}
+			return
+		}
+		if !codec.IsEncrypted(p) {
+			if out[0] != p {
+				t.Fatal("a payload that is no envelope was not passed through")
+			}
+			return
+		}
+		for _, s := range all {
+			for _, o := range originals {
+				if proto.Equal(out[0], o) && bytes.Equal(s.p.Data, data) {
+					if s.b != claimed {
+						t.Fatalf("opened with claimed binding %v, sealed as %v", claimed, s.b)
+					}
+					return
+				}
+			}
+		}
+		t.Fatalf("forged envelope opened (%d bytes of data, claimed %v): not byte-identical to any sealed one", len(data), claimed)
 	})
 }

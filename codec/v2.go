@@ -89,8 +89,8 @@ func parseHeader(data []byte) (headerV2, error) {
 		if err != nil {
 			return h, err
 		}
-		if err := ValidateScope(string(s)); err != nil {
-			return h, fmt.Errorf("header scope: %v: %w", err, ErrMalformed)
+		if !validScopeBytes(s) {
+			return h, fmt.Errorf("header scope: %v: %w", ValidateScope(string(s)), ErrMalformed)
 		}
 		h.scope, rest = s, r
 	}
@@ -127,6 +127,19 @@ func lengthPrefixed(b []byte, limit int, what string) (field, rest []byte, err e
 		return nil, nil, fmt.Errorf("header %s of %d bytes cut off: %w", what, n, ErrTruncated)
 	}
 	return b[k : k+int(n) : k+int(n)], b[k+int(n):], nil
+}
+
+// validScopeBytes is ValidateScope(string(s)) == nil, without converting s.
+func validScopeBytes(s []byte) bool {
+	if len(s) == 0 || len(s) > MaxScopeLen || s[0] == '.' {
+		return false
+	}
+	for _, c := range s {
+		if !scopeByte(c) {
+			return false
+		}
+	}
+	return true
 }
 
 func uvarintLen(n uint64) int {
@@ -182,14 +195,22 @@ func appendFields(dst []byte, fields ...string) []byte {
 }
 
 // sealerV2 is what one EncodeFor call needs to seal v2 envelopes: its key context and binding, and the associated data (which ends with
-// the header) for uncompressed and compressed plaintexts, each built on first use.
+// the header) for uncompressed and compressed plaintexts, each built on first use in a pooled buffer that release returns.
 type sealerV2 struct {
 	kc      *keyContext
 	binding Binding
-	ad      [2][]byte // by compressed; the header is ad[len(kc.adV2)+4:]
+	ad      [2]*[]byte // by compressed; the header is (*ad)[len(kc.adV2)+4:]
 }
 
-func newSealerV2(kc *keyContext, b Binding) *sealerV2 { return &sealerV2{kc: kc, binding: b} }
+// release returns the associated-data buffers to the pool, once no more envelopes are sealed.
+func (s *sealerV2) release() {
+	for i, bp := range s.ad {
+		if bp != nil {
+			putBuffer(bp)
+			s.ad[i] = nil
+		}
+	}
+}
 
 // adFor returns the associated data and the header of an envelope whose plaintext is compressed or not.
 func (s *sealerV2) adFor(compressed bool) (ad, hdr []byte) {
@@ -210,8 +231,8 @@ func (s *sealerV2) adFor(compressed bool) (ad, hdr []byte) {
 		if s.kc.explicitScope {
 			n += uvarintLen(uint64(len(s.kc.scope))) + len(s.kc.scope)
 		}
-		ad := make([]byte, 0, start+n)
-		ad = append(ad, s.kc.adV2...)
+		bp := getBuffer(start + n)
+		ad := append((*bp)[:0], s.kc.adV2...)
 		ad = binary.BigEndian.AppendUint32(ad, uint32(n))
 		ad = append(ad, magicV2, versionV2, byte(s.binding.Kind)<<4|flags)
 		if s.kc.explicitScope {
@@ -220,9 +241,11 @@ func (s *sealerV2) adFor(compressed bool) (ad, hdr []byte) {
 		}
 		ad = binary.AppendUvarint(ad, uint64(len(s.binding.ID)))
 		ad = append(ad, s.binding.ID...)
-		s.ad[i] = ad
+		*bp = ad
+		s.ad[i] = bp
 	}
-	return s.ad[i], s.ad[i][start:]
+	ad = *s.ad[i]
+	return ad, ad[start:]
 }
 
 // bodyForm returns the v2 body form of p: one of the short forms when p's only content is a well-known encoding and data, else formProto.
@@ -284,9 +307,9 @@ func (c *Codec) sealV2(key Key, s *sealerV2, p *commonpb.Payload) (*commonpb.Pay
 	if len(ct) < MinCiphertextSize+1 || ct[0] != tinkPrefixTink || binary.BigEndian.Uint32(ct[1:tinkPrefixSize]) != s.kc.tinkID {
 		return nil, fmt.Errorf("key %q wrote a ciphertext without its TINK output prefix: format v2 needs keys with the TINK prefix", key.ID)
 	}
-	data := make([]byte, len(hdr)+len(ct))
-	copy(data, hdr)
-	copy(data[len(hdr):], ct)
+	// Appending to the full header makes the runtime allocate header+ciphertext and copy both, without first zeroing the new
+	// slice as make would (a whole extra pass over a large payload).
+	data := append(hdr[:len(hdr):len(hdr)], ct...)
 	env := &commonpb.Payload{Metadata: map[string][]byte{MetadataEncoding: encodingEncryptedBytes}, Data: data}
 	copyExternalSizes(env, p)
 	return env, nil
@@ -320,15 +343,15 @@ func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 	}
 	if e.Accept != nil {
 		if err := e.Accept(i, Binding{Kind: h.kind, ID: string(h.id)}); err != nil {
-			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w: %w", i, id, ErrWrongBinding, err)
+			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w: %w", i, string(id), ErrWrongBinding, err)
 		}
 	}
 	if err := c.openingKey(ctx, e.Namespace, id, last); err != nil {
 		if h.scope == nil && errors.Is(err, ErrUnknownKey) {
 			// The scope came from the namespace: a value sealed for another namespace usually ends here.
-			return nil, 0, fmt.Errorf("decode payload %d (key %q, in the default scope of namespace %q; sealed for another namespace?): %w", i, id, e.Namespace, err)
+			return nil, 0, fmt.Errorf("decode payload %d (key %q, in the default scope of namespace %q; sealed for another namespace?): %w", i, string(id), e.Namespace, err)
 		}
-		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, id, err)
+		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
 	}
 	kc := last.kc
 	adp := getBuffer(len(kc.adV2) + 4 + h.n)
@@ -340,19 +363,25 @@ func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 	putBuffer(adp)
 	if err != nil {
 		// The AEAD's own message is dropped on purpose: it says nothing useful to the caller, and the sentinel is what they branch on.
-		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, id, ErrTampered)
+		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), ErrTampered)
 	}
 	var charged int64
 	if h.flags&hdrFlagZstd != 0 {
 		if pt, charged, err = c.decompress(pt, b); err != nil {
-			return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, id, err)
+			return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
 		}
 	}
 	orig, err := payloadFromPlaintext(pt)
 	if err != nil {
-		return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, id, err)
+		return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
 	}
 	return orig, charged, nil
+}
+
+// shortFormPayload is a decoded payload of a short body form and the bytes of its encoding, in one allocation.
+type shortFormPayload struct {
+	p        commonpb.Payload
+	encoding [len("json/protobuf")]byte
 }
 
 // payloadFromPlaintext restores the payload from a v2 plaintext (form byte || content), which it may alias: the caller owns it.
@@ -369,12 +398,15 @@ func payloadFromPlaintext(pt []byte) (*commonpb.Payload, error) {
 		}
 		return p, nil
 	case form <= maxForm:
-		// Each payload gets its own metadata value: decoded payloads go to SDK converters, which own them.
-		p := &commonpb.Payload{Metadata: map[string][]byte{MetadataEncoding: []byte(formEncodings[form])}}
+		// Each payload gets its own metadata value (decoded payloads go to SDK converters, which own them), allocated with the
+		// payload itself.
+		s := &shortFormPayload{}
+		enc := append(s.encoding[:0], formEncodings[form]...)
+		s.p.Metadata = map[string][]byte{MetadataEncoding: enc[:len(enc):len(enc)]}
 		if len(content) > 0 {
-			p.Data = content[:len(content):len(content)]
+			s.p.Data = content[:len(content):len(content)]
 		}
-		return p, nil
+		return &s.p, nil
 	}
 	return nil, fmt.Errorf("unknown body form %d: %w", form, ErrMalformed)
 }

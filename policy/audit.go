@@ -41,15 +41,15 @@ type Record struct {
 	Via string `json:"via"`
 	// Door is the entrance the request came through: DoorGRPC or DoorHTTP (empty in records of older versions and of
 	// the offline tool).
-	Door       string   `json:"door,omitempty"`
-	Identity   Identity `json:"identity"`
-	Namespace  string   `json:"namespace,omitempty"`
-	Operation  string   `json:"operation,omitempty"`
-	Payloads   int      `json:"payloads"`
-	KeyIDs     []string `json:"key_ids,omitempty"`
+	Door      string   `json:"door,omitempty"`
+	Identity  Identity `json:"identity"`
+	Namespace string   `json:"namespace,omitempty"`
+	Operation string   `json:"operation,omitempty"`
+	Payloads  int      `json:"payloads"`
+	KeyIDs    []string `json:"key_ids,omitempty"`
 	// Bindings lists, distinct and sorted, what the payloads are bound to besides their namespace (format v2): e.g.
 	// `workflow "order-1"`. At most MaxAuditBindings, then a last entry saying how many more.
-	Bindings []string `json:"bindings,omitempty"`
+	Bindings   []string `json:"bindings,omitempty"`
 	Decision   string   `json:"decision"`
 	Reason     string   `json:"reason"`
 	Failed     int      `json:"failed,omitempty"`

@@ -42,7 +42,7 @@ type site struct {
 	// anyWorkflow accepts any workflow's binding: a legacy query answer an SDK plugin sealed for its workflow, which
 	// the proxy cannot read from the query task's token.
 	anyWorkflow bool
-	peers     bool // also open in the namespaces the policy lists as Nexus peers
+	peers       bool // also open in the namespaces the policy lists as Nexus peers
 	// unchecked opens any binding: only when the proxy has no request to derive from (direct transformer use in tests).
 	unchecked bool
 }
@@ -271,6 +271,19 @@ func inboundSites(req, resp proto.Message) (*sites, error) {
 		return nil, nil
 	}
 	s := &sites{def: site{bind: requestWorkflow(req)}}
+	if q, ok := req.(*workflowservice.ExecuteMultiOperationRequest); ok {
+		// Every operation of one call is about the same workflow (the server requires it).
+		for _, op := range q.GetOperations() {
+			if id := op.GetStartWorkflow().GetWorkflowId(); id != "" {
+				s.def = workflowSite(id)
+				break
+			}
+		}
+	}
+	if _, ok := req.(*workflowservice.QueryWorkflowRequest); ok {
+		// The answer, or the failure in an error's details, of a legacy query task (or of its workflow's task).
+		s.def.query = true
+	}
 	switch r := resp.(type) {
 	case *workflowservice.PollWorkflowTaskQueueResponse:
 		return s, workflowTaskSites(s, r)
@@ -304,10 +317,10 @@ func inboundSites(req, resp proto.Message) (*sites, error) {
 		historySites(s, s.def, r.GetHistory().GetEvents())
 	case *workflowservice.GetWorkflowExecutionHistoryReverseResponse:
 		historySites(s, s.def, r.GetHistory().GetEvents())
-	case *workflowservice.QueryWorkflowResponse:
-		s.def.query = true
 	case *workflowservice.DescribeWorkflowExecutionResponse:
-		s.set(r.GetWorkflowExecutionInfo(), workflowSite(r.GetWorkflowExecutionInfo().GetExecution().GetWorkflowId()))
+		if id := r.GetWorkflowExecutionInfo().GetExecution().GetWorkflowId(); id != "" {
+			s.set(r.GetWorkflowExecutionInfo(), workflowSite(id))
+		}
 	case *workflowservice.ListWorkflowExecutionsResponse:
 		s.def = site{}
 		for _, e := range r.GetExecutions() {
@@ -343,14 +356,6 @@ func inboundSites(req, resp proto.Message) (*sites, error) {
 			s.set(e, site{bind: codec.Binding{Kind: codec.BindSchedule, ID: e.GetScheduleId()}})
 		}
 	case *workflowservice.ExecuteMultiOperationResponse:
-		if q, ok := req.(*workflowservice.ExecuteMultiOperationRequest); ok {
-			for _, op := range q.GetOperations() {
-				if id := op.GetStartWorkflow().GetWorkflowId(); id != "" {
-					s.def = workflowSite(id)
-					break
-				}
-			}
-		}
 		for _, resp := range r.GetResponses() {
 			if t := resp.GetStartWorkflow().GetEagerWorkflowTask(); t != nil {
 				if err := workflowTaskSites(s, t); err != nil {

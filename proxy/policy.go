@@ -35,6 +35,8 @@ type callPolicy struct {
 	scope string
 	// tenantErr is why no tenant could be resolved; it fails the RPC only if it carries payloads to encrypt.
 	tenantErr error
+	// ns is the RPC's namespace, which names a format v2 envelope's default scope.
+	ns string
 }
 
 type callPolicyKey struct{}
@@ -77,7 +79,7 @@ func admitPolicy(ctx context.Context, p *policy.Policy, ns string, has bool, req
 	if err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "blindfold: namespace %q is not served by this proxy: the policy has no entry for it", ns)
 	}
-	cp := &callPolicy{snapshot: p, rules: rules}
+	cp := &callPolicy{snapshot: p, rules: rules, ns: ns}
 	if rules.Plaintext != policy.PlaintextEncrypt {
 		return cp, nil // the proxy seals nothing, so no scope is needed
 	}
@@ -263,7 +265,7 @@ func (cp *callPolicy) finish(dir direction, sa bool, orig, out *commonpb.Payload
 	if cp == nil || dir != outbound || !codec.IsEncrypted(out) {
 		return out, nil
 	}
-	if cp.scope != "" && !strings.HasPrefix(string(out.GetMetadata()[codec.MetadataKeyID]), cp.scope+"/") {
+	if id, _ := codec.KeyIDIn(out, cp.ns); cp.scope != "" && !strings.HasPrefix(id, cp.scope+"/") {
 		// The codec or its keyring ignored the scope of the codec.Target it was given (a PayloadCodec or Keyring that breaks
 		// its contract). Sending this would seal a tenant's data where shredding the tenant cannot reach it: fail closed.
 		return nil, &requestError{kind: KindEncode, code: codes.Internal, msg: fmt.Sprintf(

@@ -69,7 +69,8 @@ func TestPolicyEncryptChoices(t *testing.T) {
 			})
 			up.on("DescribeWorkflowExecution", func(context.Context, proto.Message) (proto.Message, error) {
 				return &workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{
-					Memo: stored.GetMemo(), SearchAttributes: stored.GetSearchAttributes(),
+					Execution: &commonpb.WorkflowExecution{WorkflowId: stored.GetWorkflowId()},
+					Memo:      stored.GetMemo(), SearchAttributes: stored.GetSearchAttributes(),
 				}}, nil
 			})
 			store, _ := policyStore(t, "version: 1\nnamespaces:\n  default: "+tc.entry+"\n")
@@ -102,7 +103,7 @@ func TestPolicyEncryptChoices(t *testing.T) {
 				}
 			}
 			// Everything reads back in plaintext, search attributes included.
-			d, err := p.wf.DescribeWorkflowExecution(context.Background(), &workflowservice.DescribeWorkflowExecutionRequest{Namespace: "default"})
+			d, err := p.wf.DescribeWorkflowExecution(context.Background(), &workflowservice.DescribeWorkflowExecutionRequest{Namespace: "default", Execution: &commonpb.WorkflowExecution{WorkflowId: "wf"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -303,7 +304,8 @@ namespaces:
 		return metadata.AppendToOutgoingContext(context.Background(), "x-tenant", tn)
 	}
 	keyOf := func() string {
-		return string(up.last(t, "StartWorkflowExecution").req.(*workflowservice.StartWorkflowExecutionRequest).GetInput().GetPayloads()[0].GetMetadata()[codec.MetadataKeyID])
+		id, _ := codec.KeyIDIn(up.last(t, "StartWorkflowExecution").req.(*workflowservice.StartWorkflowExecutionRequest).GetInput().GetPayloads()[0], "saas")
+		return id
 	}
 	memoTenant := func(tn string) *workflowservice.StartWorkflowExecutionRequest {
 		r := startRequest("saas")

@@ -91,7 +91,7 @@ func testStrictDecodeHistory(t *testing.T, cfg Config) {
 	if !proto.Equal(signalInput(got[0]), jsonPayload("genuine")) {
 		t.Errorf("genuine signal: %v", signalInput(got[0]))
 	}
-	for i, want := range []string{"not sealed", `format version "2"`, `sealed for namespace "other"`} {
+	for i, want := range []string{"not sealed", `format version "2"`, "another namespace"} {
 		pl := signalInput(got[i+1])
 		field, reason, ok := codec.IsRefusal(pl)
 		if !ok {

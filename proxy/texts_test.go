@@ -275,7 +275,7 @@ func TestSealTextsRefuses(t *testing.T) {
 	}{
 		{name: "no namespace", reason: func(*testing.T) string { return "r" }, ns: "", want: "no namespace"},
 		{name: "sealed for another namespace", reason: func(t *testing.T) string { return sealFor(t, tc, "other", "r") }, ns: "orders",
-			want: "field temporal.api.workflowservice.v1.TerminateWorkflowExecutionRequest.reason is in the sealed text form but does not open for this namespace (sealed for another namespace)"},
+			want: "field temporal.api.workflowservice.v1.TerminateWorkflowExecutionRequest.reason is in the sealed text form but does not open for this namespace (unknown key)"},
 		{name: "not base64", reason: func(*testing.T) string { return sealedTextPrefix + "!!not base64!!" }, ns: "orders", want: "(malformed)"},
 		{name: "not an envelope", reason: func(t *testing.T) string { return encodeEnv(t, textPayload("planted")) }, ns: "orders", want: "(malformed)"},
 		{name: "tampered", reason: func(t *testing.T) string {
@@ -394,7 +394,7 @@ func TestOpenTexts(t *testing.T) {
 	}{
 		{name: "opens", in: []string{sealFor(t, tc, ns, "customer asked"), sealFor(t, tc, ns, "second")}, want: []string{"customer asked", "second"}},
 		{name: "server text stays", in: []string{"Workflow terminated by reset", ""}, want: []string{"Workflow terminated by reset", ""}},
-		{name: "wrong namespace", in: []string{sealFor(t, tc, "other", "x")}, want: []string{"blindfold: sealed text could not be opened (sealed for another namespace)"}, wantRefused: 1},
+		{name: "wrong namespace", in: []string{sealFor(t, tc, "other", "x")}, want: []string{"blindfold: sealed text could not be opened (unknown key)"}, wantRefused: 1},
 		{name: "tampered", in: []string{tampered}, want: []string{"blindfold: sealed text could not be opened (tampered with)"}, wantRefused: 1},
 		{name: "unknown key", in: []string{otherKeys}, want: []string{"blindfold: sealed text could not be opened (unknown key)"}, wantRefused: 1},
 		{name: "malformed base64", in: []string{sealedTextPrefix + "@@@"}, want: []string{"blindfold: sealed text could not be opened (malformed)"}, wantRefused: 1},

@@ -69,8 +69,8 @@ type Decoder struct {
 	// on their own (the CLI).
 	Logger *slog.Logger
 	// KeyID names the key that sealed a payload, read from its envelope metadata, for the audit record; "" for
-	// payloads that are not encrypted. Nil means codec.KeyID (Blindfold envelopes).
-	KeyID func(p *commonpb.Payload) string
+	// payloads that are not encrypted; namespace is the one it is opened in. Nil means codec.KeyIDIn (Blindfold envelopes).
+	KeyID func(p *commonpb.Payload, namespace string) string
 	// MaxDecodedBytes caps the bytes the compressed payloads of one request may expand to, all chunks together; 0
 	// means the codec's own cap (BudgetCodec.MaxDecodedTotal). It needs a Codec that implements BudgetCodec; with any
 	// other Codec, each Decode call is capped by the Codec alone.
@@ -141,7 +141,7 @@ func (d *Decoder) Decode(ctx context.Context, req DecodeRequest, payloads []*com
 	}
 	rec := policy.Record{
 		Via: req.Via, Identity: req.Identity, Namespace: req.Namespace, Operation: string(policy.OpDecode), RemoteAddr: req.RemoteAddr,
-		Payloads: len(payloads), KeyIDs: d.keyIDs(payloads), Bindings: bindings(payloads), Decision: policy.AuditDeny,
+		Payloads: len(payloads), KeyIDs: d.keyIDs(payloads, req.Namespace), Bindings: bindings(payloads), Decision: policy.AuditDeny,
 	}
 	dec := d.Authorizer.Authorize(ctx, req.Identity, req.Namespace, policy.OpDecode)
 	rec.Reason = dec.Reason
@@ -214,17 +214,17 @@ func bindings(payloads []*commonpb.Payload) []string {
 }
 
 // keyIDs lists the distinct key ids that sealed payloads, sorted so that records of the same payloads compare equal.
-func (d *Decoder) keyIDs(payloads []*commonpb.Payload) []string {
+func (d *Decoder) keyIDs(payloads []*commonpb.Payload, namespace string) []string {
 	keyID := d.KeyID
 	if keyID == nil {
-		keyID = func(p *commonpb.Payload) string {
-			id, _ := codec.KeyID(p)
+		keyID = func(p *commonpb.Payload, namespace string) string {
+			id, _ := codec.KeyIDIn(p, namespace)
 			return id
 		}
 	}
 	var ids []string
 	for _, p := range payloads {
-		if id := keyID(p); id != "" && !slices.Contains(ids, id) {
+		if id := keyID(p, namespace); id != "" && !slices.Contains(ids, id) {
 			ids = append(ids, id)
 		}
 	}

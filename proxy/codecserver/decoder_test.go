@@ -126,9 +126,9 @@ func TestDecoderAllowCommit(t *testing.T) {
 		t.Fatalf("%d records after two Commits, want 1", len(recs))
 	}
 	r := recs[0]
-	oldID, _ := codec.KeyID(old)
-	freshID, _ := codec.KeyID(fresh)
-	otherID, _ := codec.KeyID(other)
+	oldID, _ := codec.KeyIDIn(old, "default")
+	freshID, _ := codec.KeyIDIn(fresh, "default")
+	otherID, _ := codec.KeyIDIn(other, "default")
 	wantIDs := []string{oldID, freshID, otherID}
 	slices.Sort(wantIDs)
 	if r.Decision != policy.AuditAllow || r.Failed != 1 || r.Payloads != 4 || r.Via != ViaCodecEndpoint || r.RemoteAddr != req.RemoteAddr ||
@@ -235,7 +235,7 @@ func TestDecoderCodecErrors(t *testing.T) {
 		}
 		return []*commonpb.Payload{{Data: bytes.ToUpper(ps[0].Data)}}, nil
 	})
-	d := &Decoder{Codec: c, Authorizer: policy.DevAccess(), Audit: al, KeyID: func(p *commonpb.Payload) string { return string(p.Metadata["kid"]) }}
+	d := &Decoder{Codec: c, Authorizer: policy.DevAccess(), Audit: al, KeyID: func(p *commonpb.Payload, _ string) string { return string(p.Metadata["kid"]) }}
 	in := []*commonpb.Payload{
 		{Data: []byte("ok")}, {Data: []byte("nil")}, {Data: []byte("none")}, {Data: []byte("long")},
 		{Data: []byte("bad"), Metadata: map[string][]byte{"kid": []byte("k1")}},

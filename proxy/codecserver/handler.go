@@ -67,8 +67,8 @@ type Config struct {
 	Authorizer    Authorizer
 	Audit         AuditLog
 	// KeyID names the key that sealed an encrypted payload, read from its envelope metadata (never its contents), for the audit log.
-	// It returns "" for payloads that are not encrypted. Nil means codec.KeyID (Blindfold envelopes).
-	KeyID func(p *commonpb.Payload) string
+	// It returns "" for payloads that are not encrypted; namespace is the one it is opened in. Nil means codec.KeyIDIn (Blindfold envelopes).
+	KeyID func(p *commonpb.Payload, namespace string) string
 	// AllowedOrigins are the browser origins (scheme://host[:port]) that may call the endpoint, typically the Web UI's.
 	// Requests carrying any other Origin are refused with 403.
 	AllowedOrigins []string
@@ -194,8 +194,8 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.KeyID == nil {
-		cfg.KeyID = func(p *commonpb.Payload) string {
-			id, _ := codec.KeyID(p)
+		cfg.KeyID = func(p *commonpb.Payload, namespace string) string {
+			id, _ := codec.KeyIDIn(p, namespace)
 			return id
 		}
 	}
@@ -398,7 +398,7 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	}
 
 	rec.Payloads = len(payloads)
-	rec.KeyIDs = h.dec.keyIDs(payloads)
+	rec.KeyIDs = h.dec.keyIDs(payloads, ns)
 	d := h.cfg.Authorizer.Authorize(ctx, id, ns, op)
 	rec.Reason = d.Reason
 	if !d.Allow {

@@ -322,7 +322,7 @@ func TestDecodePerPayloadFailures(t *testing.T) {
 			}
 		}
 	}
-	checkFailed(out, map[int]string{2: "payload authentication failed", 3: "payload sealed for another namespace", 4: "unknown key"})
+	checkFailed(out, map[int]string{2: "payload authentication failed", 3: "sealed for another namespace?", 4: "unknown key"})
 	if !bytes.Equal(out[2].Data, tampered.Data) {
 		t.Error("failed payload's ciphertext changed")
 	}

@@ -392,7 +392,7 @@ namespaces:
 			ps = append(ps, ev.GetWorkflowExecutionCompletedEventAttributes().GetResult().GetPayloads()...)
 			for _, p := range ps {
 				n++
-				if kid := string(p.GetMetadata()[codec.MetadataKeyID]); !strings.HasPrefix(kid, "default."+tenant+"/") {
+				if kid, _ := codec.KeyIDIn(p, "default"); !strings.HasPrefix(kid, "default."+tenant+"/") {
 					t.Errorf("%s: payload sealed with key %q", tenant, kid)
 				}
 			}
