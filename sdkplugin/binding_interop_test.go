@@ -10,10 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus-rpc/sdk-go/nexus"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	nexuspb "go.temporal.io/api/nexus/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporalnexus"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -190,6 +194,116 @@ func TestInteropScheduleBinding(t *testing.T) {
 			input := rawHistory(t, f.raw, started).GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()[0]
 			if bd, _ := codec.BindingOf(input); bd != (codec.Binding{Kind: codec.BindScheduledWorkflow, ID: id + "-wf"}) {
 				t.Errorf("the scheduled input is bound to %v, want workflows scheduled as %q", bd, id+"-wf")
+			}
+		})
+	}
+}
+
+const bindNexusCallerName = "BindNexusCaller"
+
+// bindNexusCallerWorkflow calls the synchronous "echo" and the workflow-run "run" operations of endpoint with in, and
+// returns both results.
+func bindNexusCallerWorkflow(ctx workflow.Context, endpoint, in string) ([]string, error) {
+	nc := workflow.NewNexusClient(endpoint, "bindsvc")
+	opts := workflow.NexusOperationOptions{ScheduleToCloseTimeout: 30 * time.Second}
+	var out []string
+	for _, op := range []string{"echo", "run"} {
+		var res string
+		if err := nc.ExecuteOperation(ctx, op, in, opts).Get(ctx, &res); err != nil {
+			return nil, err
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// startNexusHandler runs the "bindsvc" Nexus service on queue with c: "echo" answers synchronously, "run" starts
+// bindEchoWorkflow (an asynchronous operation, whose result the handler's workflow seals).
+func startNexusHandler(t *testing.T, c client.Client, queue string) {
+	t.Helper()
+	svc := nexus.NewService("bindsvc")
+	echo := nexus.NewSyncOperation("echo", func(_ context.Context, in string, _ nexus.StartOperationOptions) (string, error) {
+		return "echo:" + in, nil
+	})
+	run := temporalnexus.MustNewWorkflowRunOperationWithOptions(temporalnexus.WorkflowRunOperationOptions[string, string]{
+		Name: "run",
+		Handler: func(ctx context.Context, in string, o nexus.StartOperationOptions) (temporalnexus.WorkflowHandle[string], error) {
+			return temporalnexus.ExecuteUntypedWorkflow[string](ctx, o, client.StartWorkflowOptions{ID: "bindnexus-" + o.RequestID, TaskQueue: queue}, bindEchoName, "run:"+in)
+		},
+	})
+	if err := svc.Register(echo, run); err != nil {
+		t.Fatal(err)
+	}
+	w := worker.New(c, queue, worker.Options{})
+	w.RegisterNexusService(svc)
+	w.RegisterWorkflowWithOptions(bindEchoWorkflow, workflow.RegisterOptions{Name: bindEchoName})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+}
+
+// TestInteropNexusBinding: a Nexus caller and handler in one namespace, each a plugin worker or a plain worker behind
+// the proxy. The handler reads the input sealed for its operation, the caller reads the synchronous result (the
+// plugin's interceptor re-seals it as a result) and the asynchronous one (sealed by the handler's workflow).
+func TestInteropNexusBinding(t *testing.T) {
+	f := newFleet(t)
+	ops := operatorservice.NewOperatorServiceClient(testenv.DialInsecure(t, f.frontAddr))
+	for _, tc := range []struct{ caller, handler bool }{{true, true}, {false, true}, {true, false}} {
+		t.Run("caller "+sideName(tc.caller)+", handler "+sideName(tc.handler), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			hc, _ := f.side(tc.handler)
+			cc, _ := f.side(tc.caller)
+			handlerQ, callerQ, endpoint := uniqueName(t, "nexus-h"), uniqueName(t, "nexus-c"), "bind-ep-"+strings.ToLower(newMarker(t)[len("BLINDFOLD-INTEROP-"):])
+			created, err := ops.CreateNexusEndpoint(ctx, &operatorservice.CreateNexusEndpointRequest{Spec: &nexuspb.EndpointSpec{
+				Name: endpoint, Target: &nexuspb.EndpointTarget{Variant: &nexuspb.EndpointTarget_Worker_{Worker: &nexuspb.EndpointTarget_Worker{
+					Namespace: "default", TaskQueue: handlerQ}}},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				_, _ = ops.DeleteNexusEndpoint(context.Background(), &operatorservice.DeleteNexusEndpointRequest{
+					Id: created.GetEndpoint().GetId(), Version: created.GetEndpoint().GetVersion()})
+			})
+			startNexusHandler(t, hc, handlerQ)
+			w := worker.New(cc, callerQ, worker.Options{})
+			w.RegisterWorkflowWithOptions(bindNexusCallerWorkflow, workflow.RegisterOptions{Name: bindNexusCallerName})
+			if err := w.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			marker := newMarker(t)
+			run, err := cc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: callerQ, TaskQueue: callerQ}, bindNexusCallerName, endpoint, marker)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			if err := run.Get(ctx, &got); err != nil {
+				t.Fatalf("caller: %v", err)
+			}
+			if want := []string{"echo:" + marker, "run:" + marker}; !slices.Equal(got, want) {
+				t.Fatalf("caller got %q, want %q", got, want)
+			}
+			for _, ev := range rawHistory(t, f.raw, callerQ).GetEvents() {
+				var p *commonpb.Payload
+				var want codec.BindingKind
+				switch {
+				case ev.GetNexusOperationScheduledEventAttributes() != nil:
+					p, want = ev.GetNexusOperationScheduledEventAttributes().GetInput(), codec.BindNexus
+				case ev.GetNexusOperationCompletedEventAttributes() != nil:
+					p = ev.GetNexusOperationCompletedEventAttributes().GetResult()
+					want = codec.BindNexus
+					if b, _ := codec.BindingOf(p); b.Kind == codec.BindWorkflow {
+						want = codec.BindWorkflow // the workflow-run operation's result
+					}
+				default:
+					continue
+				}
+				if b, ok := codec.BindingOf(p); !ok || b.Kind != want || b.Kind == codec.BindNexus && ev.GetNexusOperationCompletedEventAttributes() != nil && b.ID != "" {
+					t.Errorf("%v: a payload bound to %v (an envelope: %v)", ev.GetEventType(), b, ok)
+				}
 			}
 		})
 	}
