@@ -272,6 +272,12 @@ func FuzzDecodePlaintextV2(f *testing.F) {
 		hdr = append(hdr, rest...)
 		p := sealRawV2(t, kr, "default", hdr, plaintext)
 		out, err := c.Decode(context.Background(), "default", []*commonpb.Payload{p})
+		if h, herr := codec.ParseHeaderV2(p.Data); herr == nil && h.Len != len(hdr) {
+			// The bytes meant as the header parse as a shorter header (the rest reads as the ciphertext's start), so the
+			// envelope was not authenticated as it is read: any single sentinel is right.
+			checkDecodeResult(t, c, "default", p, out, err)
+			return
+		}
 		switch name := errorName(err); {
 		case err == nil:
 		case name == "ErrMalformed", name == "ErrDecodedTooLarge", name == "ErrTruncated":

@@ -52,7 +52,7 @@ type Key struct {
 	AEAD tink.AEAD
 }
 
-// Errors callers branch on. Every error the codec returns for bad input wraps exactly one of the first eight; the key errors
+// Errors callers branch on. Every error the codec returns for bad input wraps exactly one of the first eight or ErrWrongBinding (binding.go); the key errors
 // (ErrUnknownKey, ErrKeyDestroyed, ErrKeyRejected, ErrKeyUnavailable, ErrInvalidScope) come from the Keyring (see its contract).
 var (
 	// ErrTampered: the ciphertext, its metadata, its header or its associated data was changed (authentication failed). A v2

@@ -229,12 +229,9 @@ func TestHelmChartRenders(t *testing.T) {
 					t.Errorf("service port %s targets %q, which container %s does not declare", p.Name, name, proxy.Name)
 				}
 			}
-			// Egress: only the backend, Vault (when used), the xDS server (when used) and DNS.
+			// Egress: only the backend, Vault (the key store, and Transit), the xDS server (when used) and DNS.
 			egress := objs["NetworkPolicy/blindfold"].(*networkingv1.NetworkPolicy).Spec.Egress
-			wantEgress := 2
-			if over["keys"] != nil {
-				wantEgress++
-			}
+			wantEgress := 3
 			if over["xds"] != nil {
 				wantEgress++
 				if objs["Deployment/blindfold-xds"] == nil || objs["Service/blindfold-xds"] == nil {
@@ -281,6 +278,87 @@ func TestHelmChartRenders(t *testing.T) {
 		noClientCert["extraArgs"] = []any{"--insecure-listen"}
 		if a := args(map[string]any{"proxy": noClientCert}); !slices.Contains(a, "--insecure-listen") {
 			t.Errorf("TLS without client certificates, --insecure-listen in extraArgs: %s", a)
+		}
+	})
+
+	// The replicas share one Vault KV key store: no keysets mounted into pods, every replica on the same folder, the Vault
+	// auth the values name, and renders that would give replicas keys of their own fail.
+	t.Run("shared key store", func(t *testing.T) {
+		pod := func(over map[string]any) corev1.PodSpec {
+			t.Helper()
+			objs := objects(t, "shared key store", contents(renderChart(t, ch, over)))
+			return objs["Deployment/blindfold"].(*appsv1.Deployment).Spec.Template.Spec
+		}
+		has := func(args []string, want ...string) {
+			t.Helper()
+			for _, w := range want {
+				if !slices.Contains(args, w) {
+					t.Errorf("args lack %s: %s", w, args)
+				}
+			}
+		}
+		spec := pod(map[string]any{})
+		args := spec.Containers[0].Args
+		has(args, "--kek=local", "--key-store=vault-kv", "--vault-kv-mount=secret", "--vault-kv-path=blindfold/scopes",
+			"--vault-addr=https://vault.vault.svc:8200", "--vault-auth=kubernetes", "--vault-k8s-role=blindfold", "--vault-k8s-jwt=/var/run/secrets/tokens/vault/token")
+		for _, a := range args {
+			if strings.HasPrefix(a, "--rotate-keys-every") || strings.HasPrefix(a, "--key-cache-ttl") || strings.HasPrefix(a, "--vault-mount") {
+				t.Errorf("defaults pass %s", a)
+			}
+		}
+		for _, v := range spec.Volumes {
+			if v.Secret != nil && strings.Contains(v.Secret.SecretName, "keyset") {
+				t.Errorf("a keyset Secret is mounted: %+v", v)
+			}
+		}
+		for _, m := range spec.Containers[0].VolumeMounts {
+			if strings.HasPrefix(m.MountPath, "/var/lib/blindfold/keys/") {
+				t.Errorf("something is mounted into the key directory: %+v", m)
+			}
+		}
+		if !slices.ContainsFunc(spec.Containers[0].Env, func(e corev1.EnvVar) bool { return e.Name == "BLINDFOLD_MASTER_KEY" }) {
+			t.Error("kek local without BLINDFOLD_MASTER_KEY")
+		}
+
+		spec = pod(map[string]any{"keys": map[string]any{
+			"kek": "vault", "rotateEvery": "720h", "createKeys": true,
+			"cache": map[string]any{"ttl": "10m", "refreshAfter": "30s"},
+			"store": map[string]any{"vaultKV": map[string]any{"mount": "kv", "path": "prod/blindfold"}},
+			"vault": map[string]any{"auth": "approle", "authMount": "approle-blindfold", "appRole": map[string]any{"roleId": "r-1", "secretIdSecret": "blindfold-approle"}},
+		}})
+		args = spec.Containers[0].Args
+		has(args, "--kek=vault", "--vault-mount=transit", "--vault-key-prefix=blindfold-", "--vault-kv-mount=kv", "--vault-kv-path=prod/blindfold",
+			"--rotate-keys-every=720h", "--create-keys", "--key-cache-ttl=10m", "--key-refresh-after=30s",
+			"--vault-auth=approle", "--vault-role-id=r-1", "--vault-secret-id-file=/etc/blindfold/vault-approle/secret-id", "--vault-auth-mount=approle-blindfold")
+		if !slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == "blindfold-approle" }) {
+			t.Errorf("approle secret_id Secret not mounted: %+v", spec.Volumes)
+		}
+		if slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == "vault-token" }) || len(spec.Containers[0].Env) != 0 {
+			t.Errorf("approle with kek vault: no projected token, no env: %+v %+v", spec.Volumes, spec.Containers[0].Env)
+		}
+
+		spec = pod(map[string]any{"keys": map[string]any{"vault": map[string]any{"auth": "token", "tokenSecret": "blindfold-vault-token"}}})
+		if !slices.ContainsFunc(spec.Containers[0].Env, func(e corev1.EnvVar) bool {
+			return e.Name == "VAULT_TOKEN" && e.ValueFrom.SecretKeyRef.Name == "blindfold-vault-token" && e.ValueFrom.SecretKeyRef.Key == "token"
+		}) {
+			t.Errorf("auth token: VAULT_TOKEN from the Secret: %+v", spec.Containers[0].Env)
+		}
+
+		for name, tc := range map[string]struct {
+			keys map[string]any
+			want string
+		}{
+			"old keyset secret":  {map[string]any{"keysetsSecret": "blindfold-keysets"}, "keys.keysetsSecret is gone"},
+			"directory store":    {map[string]any{"store": map[string]any{"kind": "dir"}}, "supports vault-kv only"},
+			"unknown kek":        {map[string]any{"kek": "hsm"}, `keys.kek "hsm"`},
+			"unknown auth":       {map[string]any{"vault": map[string]any{"auth": "ldap"}}, `keys.vault.auth "ldap"`},
+			"approle, no secret": {map[string]any{"vault": map[string]any{"auth": "approle", "appRole": map[string]any{"roleId": "r"}}}, "secretIdSecret is required"},
+			"token, no secret":   {map[string]any{"vault": map[string]any{"auth": "token"}}, "tokenSecret is required"},
+			"no vault address":   {map[string]any{"vault": map[string]any{"address": ""}}, "keys.vault.address is required"},
+		} {
+			if _, err := render(ch, map[string]any{"keys": tc.keys}); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: render = %v, want an error containing %q", name, err, tc.want)
+			}
 		}
 	})
 

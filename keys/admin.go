@@ -77,6 +77,7 @@ func (m *Manager) rotate(ctx context.Context, scope string, maxAge time.Duration
 	var id string
 	rotated := false
 	err := m.store.Update(ctx, scope, func(cur Stored) (Stored, error) {
+		rotated = false // a shared store may run this again after losing a check-and-set race
 		ts, err := parseTombstone(scope, cur.Tombstone)
 		if err != nil {
 			return Stored{}, err
@@ -161,6 +162,7 @@ func (m *Manager) Shred(ctx context.Context, scope string) error {
 	}
 	var ids []string
 	err = m.store.Update(ctx, scope, func(cur Stored) (Stored, error) {
+		ids = nil // a shared store may run this again after losing a check-and-set race
 		ts, err := parseTombstone(scope, cur.Tombstone)
 		if err != nil {
 			// An unreadable tombstone must not block destroying keys: start a fresh one.

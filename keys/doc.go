@@ -31,6 +31,11 @@
 // a refresh fails the cached keyset keeps serving until its TTL ends; after that
 // the Manager fails closed with an error wrapping ErrUnavailable.
 //
+// Key ids come from envelopes, which the backend may forge. Scopes with nothing
+// stored are remembered apart from real ones (WithNegativeCacheSize), so forged
+// scopes never evict real keysets; and an unknown id in a cached scope re-reads
+// only the store, asking the KEK only if the stored keyset changed.
+//
 // # Crypto-shredding
 //
 // Shred deletes a scope's keyset and records a tombstone. Afterwards every key
@@ -61,4 +66,10 @@
 // a keyset whose Transit key is gone counts as shredded, even one restored from a
 // backup) and Rewrapper (Rewrap moves stored keysets to the newest Transit key
 // version inside Vault). StartRotation rotates data keys on a timer. See docs/vault.md.
+//
+// # KEK plugins
+//
+// Any other key service plugs in as a separate process speaking the gRPC protocol
+// of the subpackage keys/kekplugin (Wrap, Unwrap, Health), whose KEK is a client of
+// it. See docs/kek-plugin.md.
 package keys

@@ -169,4 +169,7 @@ func (t *tombstone) destroyedIDs() map[uint32]struct{} {
 	return out
 }
 
-func nowString(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+// nowString records a key's creation time in RFC 3339 with milliseconds: timed rotation compares ages against periods of a
+// few seconds in tests, and whole seconds would make a primary look up to a second older than it is. Readers parse it with
+// time.RFC3339, which accepts the fraction, so files written with whole seconds read the same.
+func nowString(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }

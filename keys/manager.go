@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -23,6 +24,7 @@ import (
 const (
 	DefaultCacheTTL           = 10 * time.Minute
 	DefaultCacheSize          = 1024
+	DefaultNegativeCacheSize  = 4096
 	DefaultMinRefreshInterval = time.Second
 )
 
@@ -35,6 +37,7 @@ type Manager struct {
 	refresh    time.Duration
 	minRefresh time.Duration
 	size       int
+	negSize    int
 	bgRefresh  time.Duration // > 0: age-based refreshes run in the background with this timeout
 	template   *tinkpb.KeyTemplate
 	log        *slog.Logger
@@ -42,9 +45,13 @@ type Manager struct {
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
-	lru     list.List // of *cacheEntry, most recently used first
-	gen     uint64    // bumped by every local change of a scope, so loads that raced it are not cached
-	loads   singleflight.Group
+	lru     list.List // of *cacheEntry holding a keyset or a tombstone, most recently used first
+	// negLRU holds the entries of scopes with nothing stored, apart from lru and bounded on its own: key ids in envelopes
+	// are chosen by whoever wrote the envelope, so a storm of forged scopes must never push real keysets out of the cache
+	// (which would make every payload of theirs a KEK call, and fail them all during a KEK outage).
+	negLRU list.List
+	gen    uint64 // bumped by every local change of a scope, so loads that raced it are not cached
+	loads  singleflight.Group
 
 	hits, misses, refreshes, refreshFailures, fileReads atomic.Uint64
 }
@@ -52,11 +59,13 @@ type Manager struct {
 var _ codec.Keyring = (*Manager)(nil)
 
 type cacheEntry struct {
-	scope       string
-	st          *scopeState
-	elem        *list.Element
-	lastAttempt time.Time
-	lastErr     error
+	scope        string
+	st           *scopeState
+	elem         *list.Element
+	neg          bool // st.negative(): the entry lives in negLRU
+	lastAttempt  time.Time
+	lastTargeted time.Time // last reload that was not only due to age (a key id the cache lacked, a missing keyset, an expired TTL)
+	lastErr      error
 }
 
 // scopeState is an immutable snapshot of one scope, as loaded.
@@ -71,6 +80,7 @@ type scopeState struct {
 	destroyed map[uint32]struct{}
 	kekGone   error // set when the keyset exists but its KEK key was deleted (ErrKEKKeyMissing)
 	loadedAt  time.Time
+	stored    Stored // as read from the store, so a reload for an unknown key id can tell whether anything changed
 }
 
 // goneCause explains a shredded scope whose keyset file is still there.
@@ -80,6 +90,9 @@ func (s *scopeState) goneCause() string {
 	}
 	return " (" + s.kekGone.Error() + ")"
 }
+
+// negative reports a scope with nothing stored (no keyset, no tombstone): any key id can name one, so it is cached apart.
+func (s *scopeState) negative() bool { return !s.hasKeyset && !s.shredded }
 
 func (s *scopeState) knows(id uint32) bool {
 	_, ok := s.keyIDs[id]
@@ -120,6 +133,11 @@ func WithMinRefreshInterval(d time.Duration) Option { return func(m *Manager) { 
 // WithCacheSize bounds the number of scopes cached (least recently used evicted first; default DefaultCacheSize).
 func WithCacheSize(n int) Option { return func(m *Manager) { m.size = n } }
 
+// WithNegativeCacheSize bounds the number of scopes with nothing stored that are remembered, to rate-limit their store
+// reads (default DefaultNegativeCacheSize). They are kept apart from WithCacheSize's keysets: lookups of forged or unknown
+// scopes, however many, never evict a real scope's keyset.
+func WithNegativeCacheSize(n int) Option { return func(m *Manager) { m.negSize = n } }
+
 // WithKeyTemplate sets the Tink template of new data keys (default aead.XAES256GCM160BitNonceKeyTemplate(): XAES-256-GCM,
 // whose per-message key derivation leaves no practical limit on messages per key; see docs/format.md). It must produce AEAD
 // keys with the TINK output prefix. Keys of other types already in a keyset (AES-256-GCM before v2) still open; rotation adds
@@ -139,6 +157,7 @@ func NewManager(store Store, kek KEK, opts ...Option) (*Manager, error) {
 		ttl:        DefaultCacheTTL,
 		minRefresh: DefaultMinRefreshInterval,
 		size:       DefaultCacheSize,
+		negSize:    DefaultNegativeCacheSize,
 		template:   aead.XAES256GCM160BitNonceKeyTemplate(),
 		log:        slog.New(slog.DiscardHandler),
 		now:        time.Now,
@@ -147,8 +166,8 @@ func NewManager(store Store, kek KEK, opts ...Option) (*Manager, error) {
 	for _, o := range opts {
 		o(m)
 	}
-	if m.ttl <= 0 || m.size <= 0 || m.minRefresh < 0 || m.refresh < 0 || m.bgRefresh < 0 || m.template == nil {
-		return nil, errors.New("keys: cache TTL and size must be positive, refresh intervals not negative, key template set")
+	if m.ttl <= 0 || m.size <= 0 || m.negSize <= 0 || m.minRefresh < 0 || m.refresh < 0 || m.bgRefresh < 0 || m.template == nil {
+		return nil, errors.New("keys: cache TTL and sizes must be positive, refresh intervals not negative, key template set")
 	}
 	if m.refresh == 0 || m.refresh > m.ttl {
 		m.refresh = m.ttl / 2
@@ -245,20 +264,37 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 	m.mu.Lock()
 	e := m.entries[scope]
 	if e != nil {
-		m.lru.MoveToFront(e.elem)
+		m.listOf(e).MoveToFront(e.elem)
 		st := e.st
 		age := now.Sub(st.loadedAt)
 		limited := now.Sub(e.lastAttempt) < m.minRefresh
+		unknown := check && !st.knows(wantID)
 		if age < m.ttl {
-			stale := age >= m.refresh || (check && !st.knows(wantID)) || (!check && !st.hasKeyset)
+			if unknown {
+				// A key id the cached keyset lacks is most often the new primary of another replica sharing the store: an age
+				// refresh that happened to run just before must not make this one wait; only targeted reloads limit it.
+				limited = now.Sub(e.lastTargeted) < m.minRefresh
+			}
+			targeted := unknown || (!check && !st.hasKeyset)
+			stale := age >= m.refresh || targeted
 			if !stale || limited {
 				m.mu.Unlock()
 				m.hits.Add(1)
 				return st, nil
 			}
 			e.lastAttempt = now
+			if targeted {
+				e.lastTargeted = now
+			}
 			m.mu.Unlock()
-			if m.bgRefresh > 0 && st.hasKeyset && !(check && !st.knows(wantID)) {
+			if unknown && age < m.refresh && st.hasKeyset && m.storeUnchanged(ctx, scope, st) {
+				// A key id the cached keyset lacks, and the stored keyset is the one cached: a forged id (or a rotation
+				// not stored yet). Only the store was read: forged ids never cost KEK calls, which a KMS may bill or
+				// throttle. The age-based refresh still asks the KEK, so a KEK revocation takes effect within the TTL.
+				m.refreshes.Add(1)
+				return st, nil
+			}
+			if m.bgRefresh > 0 && st.hasKeyset && !unknown {
 				m.hits.Add(1)
 				go m.refreshInBackground(context.WithoutCancel(ctx), scope, age)
 				return st, nil
@@ -279,7 +315,7 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 			m.misses.Add(1)
 			return nil, err
 		}
-		e.lastAttempt = now
+		e.lastAttempt, e.lastTargeted = now, now
 	}
 	m.mu.Unlock()
 	m.misses.Add(1)
@@ -298,6 +334,14 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 		return nil, fmt.Errorf("%w: scope %q: %w", ErrUnavailable, scope, err)
 	}
 	return st, nil
+}
+
+// storeUnchanged reports whether scope's stored keyset and tombstone are still the ones st was loaded from. A store error
+// is "changed": the caller then reloads in full, which reports or survives the error as any refresh does.
+func (m *Manager) storeUnchanged(ctx context.Context, scope string, st *scopeState) bool {
+	m.fileReads.Add(1)
+	cur, err := m.store.Load(ctx, scope)
+	return err == nil && bytes.Equal(cur.Keyset, st.stored.Keyset) && bytes.Equal(cur.Tombstone, st.stored.Tombstone)
 }
 
 func (m *Manager) refreshInBackground(ctx context.Context, scope string, age time.Duration) {
@@ -339,7 +383,7 @@ func (m *Manager) loadUncached(ctx context.Context, scope string) (*scopeState, 
 	if err != nil {
 		return nil, err
 	}
-	st := &scopeState{scope: scope, shredded: ts != nil, destroyed: ts.destroyedIDs(), keyIDs: map[uint32]struct{}{}, loadedAt: m.now()}
+	st := &scopeState{scope: scope, shredded: ts != nil, destroyed: ts.destroyedIDs(), keyIDs: map[uint32]struct{}{}, loadedAt: m.now(), stored: stored}
 	if stored.Keyset == nil {
 		return st, nil
 	}
@@ -384,19 +428,39 @@ func (m *Manager) put(st *scopeState, gen uint64) {
 	if m.gen != gen {
 		return // the scope changed locally while this load ran; the next call reloads
 	}
-	if e := m.entries[st.scope]; e != nil {
-		e.st = st
-		e.lastErr = nil
-		m.lru.MoveToFront(e.elem)
-		return
+	neg := st.negative()
+	e := m.entries[st.scope]
+	switch {
+	case e == nil:
+		e = &cacheEntry{scope: st.scope, st: st, neg: neg}
+		e.elem = m.listOf(e).PushFront(e)
+		m.entries[st.scope] = e
+	case e.neg != neg: // created or deleted elsewhere: move to the other list
+		m.listOf(e).Remove(e.elem)
+		e.st, e.lastErr, e.neg = st, nil, neg
+		e.elem = m.listOf(e).PushFront(e)
+	default:
+		e.st, e.lastErr = st, nil
+		m.listOf(e).MoveToFront(e.elem)
 	}
-	e := &cacheEntry{scope: st.scope, st: st}
-	e.elem = m.lru.PushFront(e)
-	m.entries[st.scope] = e
-	for m.lru.Len() > m.size {
-		old := m.lru.Back().Value.(*cacheEntry)
-		m.lru.Remove(old.elem)
-		delete(m.entries, old.scope)
+	trim(m.entries, &m.lru, m.size)
+	trim(m.entries, &m.negLRU, m.negSize)
+}
+
+// listOf is the LRU list e belongs to. Callers hold m.mu.
+func (m *Manager) listOf(e *cacheEntry) *list.List {
+	if e.neg {
+		return &m.negLRU
+	}
+	return &m.lru
+}
+
+// trim drops the least recently used entries of l beyond n.
+func trim(entries map[string]*cacheEntry, l *list.List, n int) {
+	for l.Len() > n {
+		old := l.Back().Value.(*cacheEntry)
+		l.Remove(old.elem)
+		delete(entries, old.scope)
 	}
 }
 
@@ -406,7 +470,7 @@ func (m *Manager) evict(scope string) {
 	defer m.mu.Unlock()
 	m.gen++
 	if e := m.entries[scope]; e != nil {
-		m.lru.Remove(e.elem)
+		m.listOf(e).Remove(e.elem)
 		delete(m.entries, scope)
 	}
 }
@@ -423,14 +487,16 @@ type Stats struct {
 	KEKCalls uint64
 	// KeyFileReads counts reads of a scope from the store.
 	KeyFileReads uint64
-	// CachedScopes is the number of scopes in the cache now.
+	// CachedScopes is the number of scopes with a keyset or a tombstone in the cache now (bounded by WithCacheSize).
 	CachedScopes int
+	// NegativeEntries is the number of scopes with nothing stored remembered now (bounded by WithNegativeCacheSize).
+	NegativeEntries int
 }
 
 // Stats returns a snapshot of the counters.
 func (m *Manager) Stats() Stats {
 	m.mu.Lock()
-	n := len(m.entries)
+	n, neg := m.lru.Len(), m.negLRU.Len()
 	m.mu.Unlock()
 	return Stats{
 		CacheHits:       m.hits.Load(),
@@ -440,6 +506,7 @@ func (m *Manager) Stats() Stats {
 		KEKCalls:        m.kek.calls.Load(),
 		KeyFileReads:    m.fileReads.Load(),
 		CachedScopes:    n,
+		NegativeEntries: neg,
 	}
 }
 

@@ -57,6 +57,7 @@ func (m *Manager) Rewrap(ctx context.Context, scope string) (bool, error) {
 	}
 	changed := false
 	err := m.store.Update(ctx, scope, func(cur Stored) (Stored, error) {
+		changed = false // a shared store may run this again after losing a check-and-set race
 		if cur.Keyset == nil {
 			return cur, nil
 		}

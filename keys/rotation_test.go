@@ -1,6 +1,7 @@
 package keys_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -96,5 +97,36 @@ func TestStartRotation(t *testing.T) {
 		if in.Scope == "gone" && in.State != "shredded" {
 			t.Fatalf("rotation touched shredded scope: %+v", in)
 		}
+	}
+}
+
+// A replica that has just refreshed its cache by age still opens a key another replica minted right after: the unknown id
+// reloads at once. (Only reloads for unknown ids rate-limit each other; an age refresh must not, or every rotation by a
+// replica sharing the store would fail payloads on the others for up to MinRefreshInterval.)
+func TestUnknownIDAfterAgeRefresh(t *testing.T) {
+	t.Parallel()
+	m, dir, clk, _ := newManager(t, keys.WithCacheTTL(time.Minute), keys.WithRefreshAfter(10*time.Second))
+	mustSeal(t, m, "default")
+	other, err := keys.NewManager(keys.NewDirStore(dir), mustLocalKEK(t, dir), keys.WithClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(11 * time.Second)
+	mustSeal(t, m, "default") // an age refresh: the rate limiter's clock starts now
+	newID, err := other.Rotate(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ct := mustSeal(t, other, "default")
+	mustOpen(t, m, "default", newID, ct)
+	// Reloads for unknown ids stay limited among themselves.
+	s0 := m.Stats()
+	for range 20 {
+		if _, err := m.OpeningKey(ctx, "default", "default/00000001"); !errors.Is(err, codec.ErrUnknownKey) {
+			t.Fatalf("forged id: %v", err)
+		}
+	}
+	if n := m.Stats().KeyFileReads - s0.KeyFileReads; n > 1 {
+		t.Fatalf("20 forged ids caused %d reloads, want at most 1", n)
 	}
 }

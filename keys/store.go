@@ -21,10 +21,13 @@ type Stored struct {
 }
 
 // Store persists wrapped keysets and tombstones. Implementations must be safe for concurrent use, also across processes sharing the store.
+// DirStore is the local one; keys/vaultkv keeps them in Vault KV version 2, shared by every replica.
 type Store interface {
 	// Load returns what is stored for scope; a scope never written returns a zero Stored and no error.
 	Load(ctx context.Context, scope string) (Stored, error)
-	// Update replaces scope's contents with fn's result, holding a lock that excludes other Updates (also by other processes), so rotations are never lost.
+	// Update replaces scope's contents with fn's result atomically with respect to other Updates (also by other processes), so
+	// rotations are never lost: DirStore holds a lock, a shared store writes with check-and-set and, when another process wrote
+	// first, runs fn again on the newer contents. fn may therefore run more than once and must only compute its result.
 	// A nil Keyset in the result deletes the stored keyset by overwriting and removing it.
 	Update(ctx context.Context, scope string, fn func(cur Stored) (Stored, error)) error
 	// Scopes lists every scope with a keyset or a tombstone, sorted.

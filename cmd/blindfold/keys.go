@@ -25,7 +25,7 @@ func newKeysCmd() *cobra.Command {
 	var keyDir string
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Create, rotate, list and shred data keys (local master key or Vault Transit)",
+		Short: "Create, rotate, list and shred data keys (local master key, Vault Transit or a KEK plugin)",
 		Long: `Manage the local key directory: a master key and one Tink keyset per scope.
 
 A scope is a key domain; by default each Temporal namespace is its own scope
@@ -35,7 +35,7 @@ data keys, stored encrypted under the master key in <key-dir>/scopes/.
 The key directory is --key-dir, else $BLINDFOLD_KEY_DIR, else ~/.blindfold/keys.
 The master key is $BLINDFOLD_MASTER_KEY (32 bytes, base64) if set, else
 <key-dir>/master.key, created by "keys init" with mode 0600.
-` + kekHelp,
+` + kekHelp + "\n" + storeHelp,
 		Example: `  blindfold keys init
   blindfold keys init --scope payments
   blindfold keys rotate payments
@@ -48,7 +48,7 @@ The master key is $BLINDFOLD_MASTER_KEY (32 bytes, base64) if set, else
 	keysKEK = addKEKFlags(cmd)
 	cmd.PersistentFlags().StringVar(&keyDir, "key-dir", keys.DefaultDir(), "local key directory")
 	cmd.AddCommand(newKeysInitCmd(&keyDir), newKeysRotateCmd(&keyDir), newKeysListCmd(&keyDir), newKeysShredCmd(&keyDir),
-		newKeysRewrapCmd(&keyDir), newKeysRotateKEKCmd(&keyDir))
+		newKeysRewrapCmd(&keyDir), newKeysRotateKEKCmd(&keyDir), newKeysImportDirCmd(&keyDir))
 	return cmd
 }
 
@@ -92,6 +92,8 @@ keys stay destroyed either way.`,
 			switch _, envSet := os.LookupEnv(keys.MasterKeyEnv); {
 			case keysKEK.vault():
 				fmt.Fprintf(out, "kek: vault transit, key %s%s at mount %s\n", keysKEK.prefix, scope, keysKEK.mount)
+			case keysKEK.kind == string(gateway.KEKPlugin):
+				fmt.Fprintf(out, "kek: plugin at %s\n", keysKEK.plugin.address)
 			case envSet:
 				fmt.Fprintf(out, "master key: from $%s\n", keys.MasterKeyEnv)
 			case errors.Is(statErr, os.ErrNotExist):
@@ -211,6 +213,11 @@ TTL, 10 minutes by default). Copies of the key directory (backups, snapshots,
 old disk blocks) can still hold the keyset: the guarantee is only as good as the
 destruction of every such copy or of the master key.
 
+With --key-store vault-kv the tombstone replaces the keyset in the scope's KV
+secret (check-and-set, so a concurrent rotation cannot bring it back) and every
+earlier version of that secret is destroyed; running proxies refuse the scope at
+their next refresh (--key-refresh-after).
+
 With --kek vault, shred first deletes the scope's Transit key in Vault (all its
 versions); only then the local keyset. After that no copy of the keyset, backups
 included, can be unwrapped. If Vault cannot be reached nothing is changed; run
@@ -231,7 +238,7 @@ Shred asks you to type the scope name unless --yes is given.`,
 				return err
 			}
 			if !yes {
-				fmt.Fprintf(cmd.ErrOrStderr(), "This destroys every key of scope %q in %s: all payloads sealed under it become unreadable forever.\nType the scope name to confirm: ", scope, *keyDir)
+				fmt.Fprintf(cmd.ErrOrStderr(), "This destroys every key of scope %q in %s: all payloads sealed under it become unreadable forever.\nType the scope name to confirm: ", scope, keysKEK.keysConfig(*keyDir, false, 0).Where())
 				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 				if err != nil && !(errors.Is(err, io.EOF) && line != "") {
 					return errors.New("shred not confirmed: no answer on standard input (use --yes in scripts)")

@@ -35,6 +35,8 @@ type kekFlags struct {
 	serverName string
 	noCreate   bool
 	timeout    time.Duration
+	plugin     pluginFlags
+	store      *storeFlags
 }
 
 // keysKEK holds the flags of the most recently built "keys" command tree (there is one per process, or one per test run).
@@ -46,15 +48,15 @@ Key-encryption key (--kek):
   vault  Vault Transit: each scope's keyset is wrapped by its own Transit key
          <prefix><scope> (aes256-gcm96, derived, the scope as context), created
          on first use. Keysets are still stored in <key-dir>/scopes; only their
-         wrapping moves to Vault. Shred also deletes the scope's Transit key, so
+         wrapping moves to Vault (with --key-store vault-kv they move too). Shred also deletes the scope's Transit key, so
          backups of the key directory become useless too. Settings come from the
          --vault-* flags, else VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE,
-         VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY. See docs/vault.md.`
+         VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY. See docs/vault.md.` + kekPluginHelp
 
 func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	f := &kekFlags{}
 	fs := cmd.PersistentFlags()
-	fs.StringVar(&f.kind, "kek", envOr("BLINDFOLD_KEK", "local"), "key-encryption key: local or vault (env BLINDFOLD_KEK)")
+	fs.StringVar(&f.kind, "kek", envOr("BLINDFOLD_KEK", "local"), "key-encryption key: local, vault or plugin (env BLINDFOLD_KEK)")
 	fs.StringVar(&f.addr, "vault-addr", "", "Vault address (default $VAULT_ADDR)")
 	fs.StringVar(&f.mount, "vault-mount", vault.DefaultMount, "Vault Transit mount path")
 	fs.StringVar(&f.prefix, "vault-key-prefix", vault.DefaultKeyPrefix, "Transit key name prefix; a scope's key is <prefix><scope>")
@@ -73,6 +75,8 @@ func addKEKFlags(cmd *cobra.Command) *kekFlags {
 	fs.StringVar(&f.serverName, "vault-tls-server-name", "", "TLS server name to verify, when it differs from the address")
 	fs.BoolVar(&f.noCreate, "vault-no-create", false, "never create Transit keys (they must exist)")
 	fs.DurationVar(&f.timeout, "vault-timeout", vault.DefaultTimeout, "timeout of each Vault request")
+	f.plugin.register(fs)
+	f.store = addStoreFlags(fs)
 	return f
 }
 
@@ -86,8 +90,16 @@ func envOr(name, def string) string {
 func (f *kekFlags) vault() bool { return f.kind == "vault" }
 
 func (f *kekFlags) validate() error {
-	_, err := gateway.ParseKEKKind(f.kind)
-	return err
+	k, err := gateway.ParseKEKKind(f.kind)
+	if err != nil {
+		return err
+	}
+	if k == gateway.KEKPlugin {
+		if err := f.plugin.validate(); err != nil {
+			return err
+		}
+	}
+	return f.store.validate()
 }
 
 func (f *kekFlags) vaultConfig() vault.Config {
@@ -110,9 +122,13 @@ func (f *kekFlags) vaultConfig() vault.Config {
 // keysConfig is the key configuration of a command with these KEK flags over key directory dir.
 func (f *kekFlags) keysConfig(dir string, autoCreate bool, rotateEvery time.Duration) gateway.KeysConfig {
 	kc := gateway.KeysConfig{Dir: dir, KEK: gateway.KEKKind(f.kind), AutoCreate: autoCreate, RotateEvery: rotateEvery}
-	if f.vault() {
-		kc.Vault = f.vaultConfig()
+	if f.vault() || f.store.vaultKV() {
+		kc.Vault = f.vaultConfig() // the Transit KEK, or just the Vault connection of the KV store
 	}
+	if kc.KEK == gateway.KEKPlugin {
+		kc.Plugin = f.plugin.config()
+	}
+	f.store.apply(&kc)
 	return kc
 }
 

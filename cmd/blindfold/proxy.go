@@ -60,6 +60,7 @@ type proxyFlags struct {
 	codecEP codecEndpointFlags
 	auth    proxyAuthFlags
 	kek     *kekFlags
+	cache   cacheFlags
 }
 
 // testHookGatewayReady, if set (by tests), is called once a gateway serves, with its proxy and metrics addresses.
@@ -102,9 +103,11 @@ comma-separated) and by the YAML file --config, whose keys are the flag names
 which wins over the file. Prefer BLINDFOLD_API_KEY or --api-key-file to --api-key:
 command lines are visible to every user of the machine.
 
-Keys: the local key directory (--key-dir) with its master key, or Vault Transit
-(--kek vault). Scopes must exist (blindfold keys init --scope NS) unless
---create-keys is given.
+Keys: the local key directory (--key-dir) with its master key, Vault Transit
+(--kek vault), or a KEK plugin process (--kek plugin, docs/kek-plugin.md).
+Keysets live in --key-dir, or with --key-store vault-kv in Vault KV v2, shared
+by every replica (no volume; replicas may all rotate at once).
+Scopes must exist (blindfold keys init --scope NS) unless --create-keys is given.
 
 Operability: /metrics (Prometheus) and /healthz on --metrics-listen; gRPC health
 on the proxy port; OpenTelemetry traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT
@@ -147,9 +150,9 @@ signal cuts them at once).`,
 	f.StringVar(&o.policyFile, "policy", "", "policy file (docs/policy.md): namespaces served, what is encrypted, tenants' key scopes, plaintext from SDKs; reloaded on change or SIGHUP")
 	f.IntVar(&o.maxRecv, "max-recv-msg-size", proxy.DefaultMaxRecvMsgSize, "largest request accepted from callers, in bytes (as the Temporal frontend)")
 	f.BoolVar(&o.reflection, "reflection", false, "serve gRPC reflection (API schema only), for grpcurl")
-	f.StringVar(&o.keyDir, "key-dir", keys.DefaultDir(), "local key directory (keysets; and the master key unless --kek vault)")
+	f.StringVar(&o.keyDir, "key-dir", keys.DefaultDir(), "local key directory (keysets; and the master key unless --kek vault or plugin)")
 	f.BoolVar(&o.createKeys, "create-keys", false, "create a namespace's keyset on its first call instead of failing")
-	f.DurationVar(&o.rotateEvery, "rotate-keys-every", 0, "add a new primary data key to every scope this often (0: never; replicas sharing --key-dir rotate once)")
+	f.DurationVar(&o.rotateEvery, "rotate-keys-every", 0, "add a new primary data key to every scope this often (0: never; replicas sharing the key store rotate once per period)")
 	f.IntVar(&o.compress, "compress-threshold", 0, "zstd-compress payloads of at least this many bytes before encryption (0: off)")
 	f.IntVar(&o.maxDecoded, "max-decoded-bytes", codec.DefaultMaxDecodedTotal, "most bytes the zstd-compressed payloads of one response may expand to when decrypted, all together (RESOURCE_EXHAUSTED above; guards against decompression bombs; each payload is also capped at 128 MiB, or at this if lower)")
 	f.StringVar(&o.metricsListen, "metrics-listen", DefaultMetricsListen, "address of the HTTP listener for /metrics and /healthz (empty: off)")
@@ -159,6 +162,7 @@ signal cuts them at once).`,
 	o.codecEP.register(f)
 	o.auth.register(f)
 	o.kek = addKEKFlags(cmd)
+	o.cache.register(f)
 	return cmd
 }
 
@@ -205,6 +209,9 @@ func (o *proxyFlags) validate() error {
 	if err := o.kek.validate(); err != nil {
 		return err
 	}
+	if err := o.cache.validate(); err != nil {
+		return err
+	}
 	// Listener safety (loopback, client authentication, --insecure-listen) is the gateway's rule: gateway.Start checks
 	// it before anything is opened.
 	return nil
@@ -237,6 +244,7 @@ func (o *proxyFlags) gatewayConfig(log *slog.Logger) (gateway.Config, error) {
 		MetricsListen: o.metricsListen,
 		Logger:        log,
 	}
+	o.cache.apply(&cfg.Keys)
 	if o.codecEP.listen != "" {
 		ec := o.codecEP.config()
 		cfg.CodecEndpoint = &ec

@@ -165,6 +165,8 @@ func TestKeyPlan(t *testing.T) {
 		"local, create": {KeysConfig{Dir: "d", KEK: KEKLocal, AutoCreate: true, RotateEvery: time.Hour}, KeyPlan{AutoCreate: true, CacheTTL: keys.DefaultCacheTTL, RotateEvery: time.Hour}},
 		// A remote KEK must never delay a payload: aged keysets reload in the background.
 		"vault": {KeysConfig{Dir: "d", KEK: KEKVault, CacheTTL: time.Minute}, KeyPlan{BackgroundRefresh: DefaultBackgroundRefresh, CacheTTL: time.Minute}},
+		// So must a remote key store, whatever the KEK.
+		"local kek, vault kv store": {KeysConfig{Dir: "d", Store: StoreVaultKV}, KeyPlan{BackgroundRefresh: DefaultBackgroundRefresh, CacheTTL: keys.DefaultCacheTTL}},
 	} {
 		if got := tc.cfg.Plan(); got != tc.want {
 			t.Errorf("%s: %+v, want %+v", name, got, tc.want)

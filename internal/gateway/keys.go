@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/blindfold-dev/blindfold/keys"
+	"github.com/blindfold-dev/blindfold/keys/kekplugin"
 	"github.com/blindfold-dev/blindfold/keys/vault"
+	"github.com/blindfold-dev/blindfold/keys/vaultkv"
 )
 
 // KEKKind names a key-encryption key provider.
@@ -21,21 +23,24 @@ const (
 	KEKLocal KEKKind = "local"
 	// KEKVault is Vault Transit: each scope's keyset is wrapped by its own Transit key.
 	KEKVault KEKKind = "vault"
+	// KEKPlugin is a KEK plugin: a separate process answering the protocol of keys/kekplugin (GCP KMS, Azure Key Vault,
+	// an in-house key service) on a unix socket or loopback port.
+	KEKPlugin KEKKind = "plugin"
 )
 
 // ParseKEKKind checks a --kek value.
 func ParseKEKKind(s string) (KEKKind, error) {
 	switch k := KEKKind(s); k {
-	case KEKLocal, KEKVault:
+	case KEKLocal, KEKVault, KEKPlugin:
 		return k, nil
 	case "":
 		return KEKLocal, nil
 	}
-	return "", fmt.Errorf("--kek %q: want local or vault", s)
+	return "", fmt.Errorf("--kek %q: want local, vault or plugin", s)
 }
 
 // Remote reports whether the provider answers over the network, so a slow or absent provider must never delay a payload.
-func (k KEKKind) Remote() bool { return k == KEKVault }
+func (k KEKKind) Remote() bool { return k == KEKVault || k == KEKPlugin }
 
 // DefaultBackgroundRefresh bounds a background reload of a cached keyset when the KEK is remote.
 const DefaultBackgroundRefresh = 5 * time.Second
@@ -47,8 +52,14 @@ type KeysConfig struct {
 	Dir string
 	// KEK is the key-encryption key provider (default KEKLocal).
 	KEK KEKKind
-	// Vault configures KEKVault.
+	// Vault configures KEKVault, and the Vault connection of StoreVaultKV.
 	Vault vault.Config
+	// Plugin configures KEKPlugin.
+	Plugin kekplugin.Config
+	// Store is where wrapped keysets and tombstones live (default StoreDir, under Dir).
+	Store StoreKind
+	// VaultKV configures StoreVaultKV.
+	VaultKV vaultkv.Config
 	// CreateMasterKey lets KEKLocal create a missing master key (blindfold dev and keys init). Serving commands in
 	// production never create one: a wrong --key-dir must fail, not mint fresh, useless keys.
 	CreateMasterKey bool
@@ -85,7 +96,7 @@ func (c KeysConfig) Plan() KeyPlan {
 	if p.CacheTTL == 0 {
 		p.CacheTTL = keys.DefaultCacheTTL
 	}
-	if c.kind().Remote() {
+	if c.kind().Remote() || c.storeKind().Remote() {
 		p.BackgroundRefresh = DefaultBackgroundRefresh
 	}
 	return p
@@ -105,6 +116,9 @@ func (c KeysConfig) validate() error {
 	if _, err := ParseKEKKind(string(c.KEK)); err != nil {
 		return err
 	}
+	if _, err := ParseStoreKind(string(c.Store)); err != nil {
+		return err
+	}
 	if c.RotateEvery < 0 || c.CacheTTL < 0 || c.RefreshAfter < 0 || c.MinRefreshInterval < 0 {
 		return errors.New("key rotation period, cache ttl and refresh intervals must not be negative")
 	}
@@ -117,16 +131,28 @@ type Keys struct {
 	Manager *keys.Manager
 	// Vault is the Vault Transit KEK when the provider is KEKVault (for rewrap and KEK rotation), else nil.
 	Vault *vault.KEK
+	// Plugin is the KEK plugin client when the provider is KEKPlugin, else nil.
+	Plugin *kekplugin.KEK
+	// Store is where the manager keeps wrapped keysets and tombstones (for copying between stores).
+	Store keys.Store
 	kek   keys.KEK
+	// storeConn is the Vault login of a StoreVaultKV when the KEK is not Vault's.
+	storeConn *vault.KEK
 }
 
 // KEK returns the key-encryption key the manager wraps keysets with.
 func (k *Keys) KEK() keys.KEK { return k.kek }
 
-// Close releases the KEK (Vault token renewal). The manager must not be used afterwards.
+// Close releases the KEK (Vault token renewal, the plugin connection). The manager must not be used afterwards.
 func (k *Keys) Close() {
 	if k.Vault != nil {
 		_ = k.Vault.Close()
+	}
+	if k.Plugin != nil {
+		_ = k.Plugin.Close()
+	}
+	if k.storeConn != nil {
+		_ = k.storeConn.Close()
 	}
 }
 
@@ -161,6 +187,15 @@ func OpenKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, err
 			return nil, fmt.Errorf("open keys: %w", err)
 		}
 		k.Vault, k.kek = v, v
+	case KEKPlugin:
+		// Dial checks the plugin answers Health, so a wrong address or a plugin that is not running fails the start
+		// with an error naming it, instead of the first payload.
+		p, err := kekplugin.Dial(ctx, cfg.Plugin)
+		if err != nil {
+			return nil, fmt.Errorf("open keys: %w", err)
+		}
+		log.InfoContext(ctx, "kek plugin connected", "address", p.Address(), "plugin", p.Info().Name, "version", p.Info().Version)
+		k.Plugin, k.kek = p, p
 	default:
 		local, err := keys.LoadMasterKey(cfg.Dir, cfg.CreateMasterKey)
 		if errors.Is(err, os.ErrNotExist) {
@@ -171,7 +206,13 @@ func OpenKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, err
 		}
 		k.kek = local
 	}
-	m, err := keys.NewManager(keys.NewDirStore(cfg.Dir), k.kek, opts...)
+	store, err := openStore(ctx, cfg, k, log)
+	if err != nil {
+		k.Close()
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
+	k.Store = store
+	m, err := keys.NewManager(store, k.kek, opts...)
 	if err != nil {
 		k.Close()
 		return nil, fmt.Errorf("open keys in %s: %w", cfg.Dir, err)

@@ -1,6 +1,7 @@
 package vaultdev
 
 import (
+	kv "github.com/hashicorp/vault-plugin-secrets-kv"
 	"github.com/hashicorp/vault/builtin/credential/approle"
 	"github.com/hashicorp/vault/builtin/logical/transit"
 	"github.com/hashicorp/vault/sdk/helper/consts"
@@ -17,7 +18,7 @@ type builtins struct {
 
 func newBuiltins() *builtins {
 	return &builtins{
-		secrets:     map[string]logical.Factory{"transit": transit.Factory},
+		secrets:     map[string]logical.Factory{"transit": transit.Factory, "kv": kv.Factory},
 		credentials: map[string]logical.Factory{"approle": approle.Factory},
 	}
 }

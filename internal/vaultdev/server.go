@@ -29,6 +29,10 @@ import (
 // DefaultTransitMount is the path Transit is mounted at unless Config says otherwise.
 const DefaultTransitMount = "transit"
 
+// DefaultKVMount is the path a KV version 2 secrets engine is mounted at
+// unless Config says otherwise (Vault's own dev mode uses the same path).
+const DefaultKVMount = "secret"
+
 // stateFile holds the unseal key and root token of a file-backed server, so
 // that a restart over the same directory unseals itself and keeps its keys.
 const stateFile = "vaultdev-state.json"
@@ -47,6 +51,9 @@ type Config struct {
 	RootToken string
 	// TransitMount is where Transit is mounted; empty means DefaultTransitMount.
 	TransitMount string
+	// KVMount is where a KV version 2 engine is mounted (Blindfold's shared
+	// key store); empty means DefaultKVMount.
+	KVMount string
 	// StorageDir, when set, selects Vault's file storage in that directory
 	// instead of memory; the unseal key is kept there too, so a restart over
 	// the same directory keeps Transit keys and tokens.
@@ -66,6 +73,7 @@ type Server struct {
 	addr   string
 	token  string
 	mount  string
+	kv     string
 	caCert string
 
 	serveDone chan struct{}
@@ -78,6 +86,7 @@ type Info struct {
 	Addr         string `json:"addr"`
 	Token        string `json:"token"`
 	TransitMount string `json:"transit_mount"`
+	KVMount      string `json:"kv_mount"`
 	// CACert is the PEM file to trust for an HTTPS server; empty for HTTP.
 	CACert string `json:"ca_cert,omitempty"`
 }
@@ -102,6 +111,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if mount == "" {
 		mount = DefaultTransitMount
 	}
+	kvMount := strings.Trim(cfg.KVMount, "/")
+	if kvMount == "" {
+		kvMount = DefaultKVMount
+	}
+	if kvMount == mount {
+		return nil, fmt.Errorf("vaultdev: transit and kv mounts are both %q", mount)
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = hclog.New(&hclog.LoggerOptions{Name: "vault", Level: hclog.Warn, Output: os.Stderr})
@@ -123,7 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create vault core: %w", err)
 	}
-	s := &Server{core: core, mount: mount, serveDone: make(chan struct{})}
+	s := &Server{core: core, mount: mount, kv: kvMount, serveDone: make(chan struct{})}
 	fail := func(err error) (*Server, error) {
 		_ = core.ShutdownWait()
 		return nil, err
@@ -146,7 +162,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			}
 		}
 	}
-	if err := s.mountTransit(rctx); err != nil {
+	if err := s.mountEngine(rctx, s.mount, "transit", nil, "blindfold key-encryption keys"); err != nil {
+		return fail(err)
+	}
+	if err := s.mountEngine(rctx, s.kv, "kv", map[string]interface{}{"version": "2"}, "blindfold shared key store"); err != nil {
+		return fail(err)
+	}
+	if err := s.waitKV(rctx); err != nil {
 		return fail(err)
 	}
 
@@ -190,12 +212,15 @@ func (s *Server) Token() string { return s.token }
 // TransitMount is the path Transit is mounted at.
 func (s *Server) TransitMount() string { return s.mount }
 
+// KVMount is the path the KV version 2 engine is mounted at.
+func (s *Server) KVMount() string { return s.kv }
+
 // CACert is the PEM file clients trust for HTTPS; empty for HTTP.
 func (s *Server) CACert() string { return s.caCert }
 
 // Info returns what clients need to reach the server.
 func (s *Server) Info() Info {
-	return Info{Addr: s.addr, Token: s.token, TransitMount: s.mount, CACert: s.caCert}
+	return Info{Addr: s.addr, Token: s.token, TransitMount: s.mount, KVMount: s.kv, CACert: s.caCert}
 }
 
 // Close stops serving, waiting up to ten seconds for requests in flight, and
@@ -338,7 +363,9 @@ func (s *Server) adoptRootToken(ctx context.Context, id string, revokeOld bool) 
 	return nil
 }
 
-func (s *Server) mountTransit(ctx context.Context) error {
+// mountEngine mounts a secrets engine of type typ at path unless it is
+// already there (a restarted file-backed server keeps its mounts).
+func (s *Server) mountEngine(ctx context.Context, path, typ string, options map[string]interface{}, desc string) error {
 	resp, err := s.core.HandleRequest(ctx, &logical.Request{
 		Operation:   logical.ReadOperation,
 		ClientToken: s.token,
@@ -348,23 +375,52 @@ func (s *Server) mountTransit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list vault mounts: %w", err)
 	}
-	if m, ok := resp.Data[s.mount+"/"].(map[string]interface{}); ok {
-		if m["type"] != "transit" {
-			return fmt.Errorf("mount transit at %q: path holds a %v engine", s.mount, m["type"])
+	if m, ok := resp.Data[path+"/"].(map[string]interface{}); ok {
+		if m["type"] != typ {
+			return fmt.Errorf("mount %s at %q: path holds a %v engine", typ, path, m["type"])
 		}
 		return nil
+	}
+	data := map[string]interface{}{"type": typ, "description": desc}
+	if options != nil {
+		data["options"] = options
 	}
 	resp, err = s.core.HandleRequest(ctx, &logical.Request{
 		Operation:   logical.UpdateOperation,
 		ClientToken: s.token,
-		Path:        "sys/mounts/" + s.mount,
-		Data:        map[string]interface{}{"type": "transit", "description": "blindfold key-encryption keys"},
+		Path:        "sys/mounts/" + path,
+		Data:        data,
 	})
 	err = requestErr(resp, err)
 	if err != nil {
-		return fmt.Errorf("mount transit at %q: %w", s.mount, err)
+		return fmt.Errorf("mount %s at %q: %w", typ, path, err)
 	}
 	return nil
+}
+
+// waitKV waits until the KV version 2 engine answers: a new v2 mount runs a
+// short upgrade first and refuses requests meanwhile.
+func (s *Server) waitKV(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := s.core.HandleRequest(ctx, &logical.Request{
+			Operation:   logical.ReadOperation,
+			ClientToken: s.token,
+			Path:        s.kv + "/config",
+		})
+		err = requestErr(resp, err)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kv engine at %q not ready: %w", s.kv, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // requestErr prefers the error a Vault response carries, which names the

@@ -322,3 +322,32 @@ func TestTLS(t *testing.T) {
 		t.Fatal("a second server over the same TLS directory made a new certificate")
 	}
 }
+
+func TestKVv2CheckAndSet(t *testing.T) {
+	s := startServer(t, Config{KVMount: "blindfold-kv/"})
+	if s.KVMount() != "blindfold-kv" || s.Info().KVMount != "blindfold-kv" {
+		t.Fatalf("kv mount = %q, info %+v", s.KVMount(), s.Info())
+	}
+	kv := client(t, s, s.Token()).KVv2(s.KVMount())
+	ctx := context.Background()
+	v1, err := kv.Put(ctx, "a", map[string]interface{}{"x": "1"}, api.WithCheckAndSet(0))
+	if err != nil {
+		t.Fatalf("first put with cas=0: %v", err)
+	}
+	if _, err := kv.Put(ctx, "a", map[string]interface{}{"x": "2"}, api.WithCheckAndSet(0)); err == nil {
+		t.Fatal("second put with cas=0 succeeded; want a check-and-set conflict")
+	}
+	if _, err := kv.Put(ctx, "a", map[string]interface{}{"x": "2"}, api.WithCheckAndSet(v1.VersionMetadata.Version)); err != nil {
+		t.Fatalf("put with the current version: %v", err)
+	}
+	got, err := kv.Get(ctx, "a")
+	if err != nil || got.Data["x"] != "2" || got.VersionMetadata.Version != 2 {
+		t.Fatalf("get = %+v, %v", got, err)
+	}
+}
+
+func TestMountsMustDiffer(t *testing.T) {
+	if _, err := Start(context.Background(), Config{TransitMount: "x", KVMount: "x", Logger: hclog.NewNullLogger()}); err == nil {
+		t.Fatal("Start with equal transit and kv mounts succeeded")
+	}
+}

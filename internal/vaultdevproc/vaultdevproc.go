@@ -54,6 +54,8 @@ type Options struct {
 	RootToken string
 	// TransitMount is where Transit is mounted; empty means "transit".
 	TransitMount string
+	// KVMount is where the KV version 2 engine is mounted; empty means "secret".
+	KVMount string
 	// StorageDir selects file storage there, so Restart keeps Transit keys.
 	// Empty means in-memory: a restarted process has no keys left.
 	StorageDir string
@@ -73,6 +75,7 @@ type Proc struct {
 	mu     sync.Mutex
 	addr   string // http(s)://host:port
 	mount  string
+	kv     string
 	caCert string
 	cmd    *exec.Cmd
 	done   chan struct{}
@@ -83,6 +86,7 @@ type readyLine struct {
 	Addr         string `json:"addr"`
 	Token        string `json:"token"`
 	TransitMount string `json:"transit_mount"`
+	KVMount      string `json:"kv_mount"`
 	CACert       string `json:"ca_cert"`
 }
 
@@ -220,6 +224,13 @@ func (p *Proc) TransitMount() string {
 	return p.mount
 }
 
+// KVMount is the path the KV version 2 engine is mounted at.
+func (p *Proc) KVMount() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.kv
+}
+
 // CACert is the PEM file to trust when Options.TLSDir is set; empty otherwise.
 func (p *Proc) CACert() string {
 	p.mu.Lock()
@@ -272,6 +283,9 @@ func (p *Proc) startLocked(ctx context.Context) error {
 	args := []string{"--addr", p.opts.Addr, "--root-token", p.opts.RootToken}
 	if p.opts.TransitMount != "" {
 		args = append(args, "--transit-mount", p.opts.TransitMount)
+	}
+	if p.opts.KVMount != "" {
+		args = append(args, "--kv-mount", p.opts.KVMount)
 	}
 	if p.opts.StorageDir != "" {
 		args = append(args, "--storage-dir", p.opts.StorageDir)
@@ -328,7 +342,7 @@ func (p *Proc) startLocked(ctx context.Context) error {
 			p.opts.Addr = net.JoinHostPort(host, port)
 		}
 	}
-	p.addr, p.mount, p.caCert = info.Addr, info.TransitMount, info.CACert
+	p.addr, p.mount, p.kv, p.caCert = info.Addr, info.TransitMount, info.KVMount, info.CACert
 	p.cmd, p.done, p.tail = cmd, done, tail
 	return nil
 }

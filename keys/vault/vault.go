@@ -96,7 +96,7 @@ type KEK struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	ensured map[string]bool // transit keys known to exist (and be derived) in this process
+	ensured map[string]time.Time // transit keys checked (exist, derived, never leave Vault) in this process, and when
 
 	stopAuth context.CancelFunc
 	authDone chan struct{}
@@ -159,7 +159,7 @@ func NewKEK(ctx context.Context, cfg Config) (*KEK, error) {
 		create:  cfg.CreateKeys,
 		addr:    vc.Address,
 		log:     cfg.Logger,
-		ensured: map[string]bool{},
+		ensured: map[string]time.Time{},
 	}
 	if k.mount == "" {
 		k.mount = DefaultMount
@@ -188,6 +188,10 @@ func (k *KEK) Close() error {
 // Address is the Vault address in use.
 func (k *KEK) Address() string { return k.addr }
 
+// Client is the KEK's Vault client, logged in and with its token renewed until Close. The shared key store (keys/vaultkv)
+// uses it, so one Vault login serves both.
+func (k *KEK) Client() *vaultapi.Client { return k.client }
+
 // KeyName is the name of scope's Transit key.
 func (k *KEK) KeyName(scope string) string { return k.prefix + scope }
 
@@ -198,7 +202,7 @@ func (k *KEK) EncryptWithContext(ctx context.Context, plaintext, associatedData 
 		return nil, fmt.Errorf("vault kek: %w", err)
 	}
 	name := k.KeyName(scope)
-	if err := k.ensureKey(ctx, name); err != nil {
+	if err := k.ensureKey(ctx, name, k.create); err != nil {
 		return nil, err
 	}
 	s, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/encrypt/"+name, map[string]any{
@@ -227,6 +231,9 @@ func (k *KEK) DecryptWithContext(ctx context.Context, ciphertext, associatedData
 		return nil, fmt.Errorf("vault kek: %w", err)
 	}
 	name := k.KeyName(scope)
+	if err := k.ensureKey(ctx, name, false); err != nil {
+		return nil, err
+	}
 	s, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/decrypt/"+name, map[string]any{
 		"ciphertext": string(ciphertext),
 		"context":    base64.StdEncoding.EncodeToString(associatedData),
@@ -253,6 +260,9 @@ func (k *KEK) RewrapWithContext(ctx context.Context, ciphertext, associatedData 
 		return nil, fmt.Errorf("vault kek: %w", err)
 	}
 	name := k.KeyName(scope)
+	if err := k.ensureKey(ctx, name, false); err != nil {
+		return nil, err
+	}
 	s, err := k.client.Logical().WriteWithContext(ctx, k.mount+"/rewrap/"+name, map[string]any{
 		"ciphertext": string(ciphertext),
 		"context":    base64.StdEncoding.EncodeToString(associatedData),
@@ -289,7 +299,19 @@ type KeyInfo struct {
 	LatestVersion        int
 	MinDecryptionVersion int
 	DeletionAllowed      bool
+	// Exportable and AllowPlaintextBackup let the key's material leave Vault (transit/export, transit/backup). Transit cannot
+	// turn either off again; the KEK refuses such keys (ErrKeyLeavesVault), since deleting them would no longer shred.
+	Exportable           bool
+	AllowPlaintextBackup bool
 }
+
+// ErrKeyLeavesVault: a scope's Transit key is exportable or allows plaintext backup, so copies of it may exist outside Vault and
+// deleting it (a shred) would not make the scope's data unreadable. The KEK refuses to wrap or unwrap with such a key.
+var ErrKeyLeavesVault = errors.New("vault transit key can leave vault")
+
+// keyCheckInterval is how long a key's checked settings are trusted before they are read again; an operator who makes a key
+// exportable afterwards is noticed within it. Checks happen only with KEK calls, which the Manager's cache keeps rare.
+const keyCheckInterval = time.Minute
 
 // TransitKey reads scope's Transit key; a missing key wraps keys.ErrKEKKeyMissing.
 func (k *KEK) TransitKey(ctx context.Context, scope string) (KeyInfo, error) {
@@ -359,17 +381,18 @@ func (k *KEK) forget(name string) {
 	k.mu.Unlock()
 }
 
-// ensureKey checks once per process that name exists and is derived, creating it when allowed. Transit's encrypt endpoint would
-// otherwise create a missing key itself for any token with create rights, bypassing CreateKeys.
-func (k *KEK) ensureKey(ctx context.Context, name string) error {
+// ensureKey checks that name exists, is derived and can never leave Vault (not exportable, no plaintext backup), creating it
+// when create is set; a check holds for keyCheckInterval. Transit's encrypt endpoint would otherwise create a missing key itself
+// for any token with create rights, bypassing CreateKeys.
+func (k *KEK) ensureKey(ctx context.Context, name string, create bool) error {
 	k.mu.Lock()
-	ok := k.ensured[name]
+	at, ok := k.ensured[name]
 	k.mu.Unlock()
-	if ok {
+	if ok && time.Since(at) < keyCheckInterval {
 		return nil
 	}
 	info, err := k.readKey(ctx, name)
-	if errors.Is(err, keys.ErrKEKKeyMissing) && k.create {
+	if errors.Is(err, keys.ErrKEKKeyMissing) && create {
 		_, err = k.client.Logical().WriteWithContext(ctx, k.mount+"/keys/"+name, map[string]any{
 			"type":    "aes256-gcm96",
 			"derived": true,
@@ -384,10 +407,22 @@ func (k *KEK) ensureKey(ctx context.Context, name string) error {
 		return err
 	}
 	if !info.Derived {
+		k.forget(name)
 		return fmt.Errorf("vault transit key %q at %s/%s is not derived: it would ignore the scope context; create it with derived=true", name, k.addr, k.mount)
 	}
+	for _, bad := range []struct {
+		on      bool
+		setting string
+	}{{info.Exportable, "exportable"}, {info.AllowPlaintextBackup, "allow_plaintext_backup"}} {
+		if bad.on {
+			k.forget(name)
+			k.log.ErrorContext(ctx, "vault transit key refused: its material can leave vault, so a shred would not hold", "key", name, "setting", bad.setting)
+			return fmt.Errorf("%w: vault transit key %q at %s/%s has %s=true: copies of it may exist outside Vault, so deleting it would not shred the scope; Transit cannot turn this off, so use a new key that never had it",
+				ErrKeyLeavesVault, name, k.addr, k.mount, bad.setting)
+		}
+	}
 	k.mu.Lock()
-	k.ensured[name] = true
+	k.ensured[name] = time.Now()
 	k.mu.Unlock()
 	return nil
 }
@@ -404,6 +439,8 @@ func (k *KEK) readKey(ctx context.Context, name string) (KeyInfo, error) {
 	info.Type, _ = s.Data["type"].(string)
 	info.Derived, _ = s.Data["derived"].(bool)
 	info.DeletionAllowed, _ = s.Data["deletion_allowed"].(bool)
+	info.Exportable, _ = s.Data["exportable"].(bool)
+	info.AllowPlaintextBackup, _ = s.Data["allow_plaintext_backup"].(bool)
 	info.LatestVersion = intField(s.Data["latest_version"])
 	info.MinDecryptionVersion = intField(s.Data["min_decryption_version"])
 	return info, nil

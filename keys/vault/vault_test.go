@@ -698,3 +698,40 @@ func TestVaultPartitionWithBackgroundRefresh(t *testing.T) {
 		t.Fatalf("after the partition healed: %v", err)
 	}
 }
+
+// A Transit key whose material can leave Vault (exportable, or plaintext backup allowed) is refused for wrapping and for
+// unwrapping: deleting it would not shred, since copies may exist.
+func TestVaultRefusesKeysThatLeaveVault(t *testing.T) {
+	p := testVault(t)
+	root := rootClient(t, p)
+
+	// Exportable from the start: nothing is ever wrapped with it.
+	prefix := uniquePrefix()
+	if _, err := root.Logical().Write(p.TransitMount()+"/keys/"+prefix+"default", map[string]any{"type": "aes256-gcm96", "derived": true, "exportable": true}); err != nil {
+		t.Fatal(err)
+	}
+	m := vaultManager(t, t.TempDir(), newVaultKEK(t, vaultCfg(p, prefix)))
+	_, err := m.SealingKey(ctx, codec.Target{Namespace: "default"})
+	if !errors.Is(err, vault.ErrKeyLeavesVault) || !strings.Contains(err.Error(), prefix+"default") || !strings.Contains(err.Error(), "exportable=true") {
+		t.Fatalf("SealingKey with an exportable transit key = %v; want ErrKeyLeavesVault naming the key and the setting", err)
+	}
+
+	// Plaintext backup allowed after keysets were wrapped: another process refuses to unwrap with it.
+	prefix = uniquePrefix()
+	dir := t.TempDir()
+	m = vaultManager(t, dir, newVaultKEK(t, vaultCfg(p, prefix)))
+	enc := encode(t, m, "default", "marker-backup")
+	if _, err := root.Logical().Write(p.TransitMount()+"/keys/"+prefix+"default/config", map[string]any{"allow_plaintext_backup": true}); err != nil {
+		t.Fatal(err)
+	}
+	kek := newVaultKEK(t, vaultCfg(p, prefix))
+	info, err := kek.TransitKey(ctx, "default")
+	if err != nil || !info.AllowPlaintextBackup || info.Exportable {
+		t.Fatalf("TransitKey = %+v, %v", info, err)
+	}
+	other := vaultManager(t, dir, kek)
+	_, err = decodeErr(other, "default", enc)
+	if !errors.Is(err, codec.ErrKeyUnavailable) || !strings.Contains(err.Error(), "allow_plaintext_backup=true") {
+		t.Fatalf("decode with a backup-able transit key = %v; want a refusal naming allow_plaintext_backup", err)
+	}
+}

@@ -1,6 +1,6 @@
-// Command vaultdev runs a real Vault (v1.14.1) with Transit mounted on
+// Command vaultdev runs a real Vault (v1.14.1) with Transit and KV v2 mounted on
 // loopback, for Blindfold's tests and dev stack. When Vault is ready it prints
-// one JSON line {"addr":…,"token":…,"transit_mount":…} on stdout (with
+// one JSON line {"addr":…,"token":…,"transit_mount":…,"kv_mount":…} on stdout (with
 // "ca_cert" under --tls-dir) and writes it to --ready-file, then runs until
 // SIGINT or SIGTERM.
 //
@@ -40,6 +40,7 @@ func run() error {
 	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:8200", "loopback host:port to listen on (port 0 picks a free one)")
 	flag.StringVar(&cfg.RootToken, "root-token", "", "fixed root token ID (default: generated)")
 	flag.StringVar(&cfg.TransitMount, "transit-mount", vaultdev.DefaultTransitMount, "path to mount Transit at")
+	flag.StringVar(&cfg.KVMount, "kv-mount", vaultdev.DefaultKVMount, "path to mount a KV version 2 engine at (the shared key store)")
 	flag.StringVar(&cfg.StorageDir, "storage-dir", "", "keep Vault's data (and its unseal key) in this directory; default in memory")
 	flag.StringVar(&cfg.TLSDir, "tls-dir", "", "serve HTTPS with a self-signed loopback certificate kept in this directory (ready JSON names it as ca_cert)")
 	flag.StringVar(&readyFile, "ready-file", "", "also write the ready JSON line to this file")
