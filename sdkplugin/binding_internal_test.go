@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/keys"
 )
 
 // TestContextBindings checks what each serialization context seals for and opens, binding by binding.
@@ -105,5 +106,45 @@ func TestScheduledBy(t *testing.T) {
 		if got := scheduledBy(tc.workflowID, tc.actionID); got != tc.want {
 			t.Errorf("scheduledBy(%q, %q) = %v, want %v", tc.workflowID, tc.actionID, got, tc.want)
 		}
+	}
+}
+
+// TestNexusPeers: with WithNexusPeers, a Nexus context opens what a peer namespace sealed for Nexus; nothing else does.
+func TestNexusPeers(t *testing.T) {
+	t.Parallel()
+	m, err := keys.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller := testPlugin(t, m)
+	handler, err := New(m, WithNamespace("payments"), WithNexusPeers("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loner := testPlugin(t, m)
+	op := converter.NexusSerializationContext{Endpoint: "e", Service: "svc", Operation: "op"}
+	in, err := converter.WithDataConverterSerializationContext(caller.DataConverter("orders"), op).ToPayload("input")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s string
+	if err := converter.WithDataConverterSerializationContext(handler.DataConverter("payments"), op).FromPayload(in, &s); err != nil || s != "input" {
+		t.Fatalf("the handler in a peer namespace reads %q, %v", s, err)
+	}
+	for name, dc := range map[string]converter.DataConverter{
+		"a workflow context of the peer": converter.WithDataConverterSerializationContext(handler.DataConverter("payments"),
+			converter.WorkflowSerializationContext{Namespace: "payments", WorkflowID: "w"}),
+		"no context":             handler.DataConverter("payments"),
+		"a plugin without peers": converter.WithDataConverterSerializationContext(loner.DataConverter("payments"), op),
+	} {
+		if err := dc.FromPayload(in, &s); err == nil {
+			t.Errorf("%s opens the other namespace's Nexus input", name)
+		}
+	}
+	if _, err := NewRemote("https://codec.example", WithNexusPeers("orders")); err == nil {
+		t.Errorf("NewRemote accepted WithNexusPeers")
+	}
+	if _, err := New(m, WithNexusPeers("")); err == nil {
+		t.Errorf("an empty peer namespace was accepted")
 	}
 }

@@ -2,6 +2,7 @@ package sdkplugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -34,6 +35,8 @@ type backend interface {
 // codecFactory hands out the plugin's payload codecs.
 type codecFactory struct {
 	backend backend
+	// nexusPeers are the namespaces whose Nexus values open in a Nexus context too (WithNexusPeers).
+	nexusPeers []string
 }
 
 func (f *codecFactory) forNamespace(namespace string) boundCodec {
@@ -99,8 +102,46 @@ func (b boundCodec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, e
 		e.Accept = b.accept
 	}
 	out, err := b.f.backend.decode(context.Background(), e, payloads)
+	if err != nil && b.rule == openNexus && len(b.f.nexusPeers) > 0 && sealedElsewhere(err) {
+		out, err = b.decodeWithPeers(e, payloads)
+	}
 	if err != nil {
 		return payloads, fmt.Errorf("blindfold: decode payloads for namespace %q: %w", b.namespace, err)
+	}
+	return out, nil
+}
+
+// sealedElsewhere reports whether err is how an envelope sealed for another namespace fails to open: v1 names the
+// namespace; a v2 envelope's key is then looked up in the wrong scope, or its associated data does not match.
+func sealedElsewhere(err error) bool {
+	return errors.Is(err, codec.ErrWrongNamespace) || errors.Is(err, codec.ErrUnknownKey) || errors.Is(err, codec.ErrTampered)
+}
+
+// decodeWithPeers opens payloads one by one, each in the codec's namespace or else in the first Nexus peer it opens
+// in. The binding rule is the same everywhere.
+func (b boundCodec) decodeWithPeers(e codec.Expect, payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	ctx := context.Background()
+	out := make([]*commonpb.Payload, len(payloads))
+	for i, p := range payloads {
+		r, err := b.f.backend.decode(ctx, e, []*commonpb.Payload{p})
+		if err != nil && sealedElsewhere(err) {
+			for _, peer := range b.f.nexusPeers {
+				if peer == e.Namespace {
+					continue
+				}
+				pe := e
+				pe.Namespace = peer
+				if pr, perr := b.f.backend.decode(ctx, pe, []*commonpb.Payload{p}); perr == nil {
+					r, err = pr, nil
+					break
+				}
+			}
+		}
+		if err != nil {
+			// The own namespace's error: a value that opens nowhere is reported as it fails here.
+			return nil, fmt.Errorf("payload %d: %w", i, err)
+		}
+		out[i] = r[0]
 	}
 	return out, nil
 }
