@@ -23,6 +23,7 @@ import (
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/testenv"
+	"github.com/blindfold-dev/blindfold/sdkplugin"
 )
 
 const (
@@ -199,7 +200,11 @@ func TestInteropScheduleBinding(t *testing.T) {
 	}
 }
 
-const bindNexusCallerName = "BindNexusCaller"
+const (
+	bindNexusCallerName = "BindNexusCaller"
+	// peerNamespace is the shared stack's second namespace (TestMain).
+	peerNamespace = "sdkplugin-peer"
+)
 
 // bindNexusCallerWorkflow calls the synchronous "echo" and the workflow-run "run" operations of endpoint with in, and
 // returns both results.
@@ -244,21 +249,35 @@ func startNexusHandler(t *testing.T, c client.Client, queue string) {
 }
 
 // TestInteropNexusBinding: a Nexus caller and handler in one namespace, each a plugin worker or a plain worker behind
-// the proxy. The handler reads the input sealed for its operation, the caller reads the synchronous result (the
+// the proxy, and plugins on both sides across namespaces (WithNexusPeers). The handler reads the input sealed for its operation, the caller reads the synchronous result (the
 // plugin's interceptor re-seals it as a result) and the asynchronous one (sealed by the handler's workflow).
 func TestInteropNexusBinding(t *testing.T) {
 	f := newFleet(t)
 	ops := operatorservice.NewOperatorServiceClient(testenv.DialInsecure(t, f.frontAddr))
-	for _, tc := range []struct{ caller, handler bool }{{true, true}, {false, true}, {true, false}} {
-		t.Run("caller "+sideName(tc.caller)+", handler "+sideName(tc.handler), func(t *testing.T) {
+	for _, tc := range []struct {
+		caller, handler bool
+		handlerNS       string
+	}{{true, true, "default"}, {false, true, "default"}, {true, false, "default"}, {true, true, peerNamespace}} {
+		t.Run("caller "+sideName(tc.caller)+", handler "+sideName(tc.handler)+" in "+tc.handlerNS, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			hc, _ := f.side(tc.handler)
 			cc, _ := f.side(tc.caller)
+			if tc.handlerNS != "default" {
+				// Plugins on both sides, each listing the other's namespace as a Nexus peer.
+				cc = dial(t, f.frontAddr, newPlugin(t, f.kr, sdkplugin.WithNexusPeers(tc.handlerNS)))
+				var err error
+				hc, err = client.Dial(client.Options{HostPort: f.frontAddr, Namespace: tc.handlerNS, Logger: quietSDKLogger,
+					Plugins: []client.Plugin{newPlugin(t, f.kr, sdkplugin.WithNexusPeers("default"))}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(hc.Close)
+			}
 			handlerQ, callerQ, endpoint := uniqueName(t, "nexus-h"), uniqueName(t, "nexus-c"), "bind-ep-"+strings.ToLower(newMarker(t)[len("BLINDFOLD-INTEROP-"):])
 			created, err := ops.CreateNexusEndpoint(ctx, &operatorservice.CreateNexusEndpointRequest{Spec: &nexuspb.EndpointSpec{
 				Name: endpoint, Target: &nexuspb.EndpointTarget{Variant: &nexuspb.EndpointTarget_Worker_{Worker: &nexuspb.EndpointTarget_Worker{
-					Namespace: "default", TaskQueue: handlerQ}}},
+					Namespace: tc.handlerNS, TaskQueue: handlerQ}}},
 			}})
 			if err != nil {
 				t.Fatal(err)

@@ -13,7 +13,8 @@
 // (codec.ErrWrongBinding): a value the backend copied from one workflow into another does not open there. The rules
 // match the Blindfold proxy's, so mixed fleets interoperate; docs/binding.md lists them, and what they cannot stop.
 // Without a context (DataConverter, PayloadCodec used directly) values are bound to the namespace only and every
-// binding opens, like the codec endpoint. The replayer's placeholder namespace and workflow id are ignored.
+// binding opens, like the codec endpoint. The replayer's placeholder namespace and workflow id are ignored. Nexus
+// across namespaces needs WithNexusPeers on both sides.
 //
 // Failure messages and stack traces are moved into encrypted encoded attributes (the SDK's "encode common
 // attributes" convention; the server stores "Encoded failure"). A failure whose text cannot be sealed is sent with
