@@ -71,6 +71,39 @@ func ExampleNewRemote() {
 	// Output: blindfold
 }
 
+// A Nexus handler in namespace "payments" serving callers in "orders": each side lists the other as a Nexus peer.
+func ExampleWithNexusPeers() {
+	dir, err := os.MkdirTemp("", "blindfold-keys")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	kr, err := keys.OpenLocal(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	caller, err := sdkplugin.New(kr, sdkplugin.WithNexusPeers("payments"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	handler, err := sdkplugin.New(kr, sdkplugin.WithNexusPeers("orders"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// In the workflow calling the operation, and in the handler (the SDK passes these contexts itself):
+	op := converter.NexusSerializationContext{Endpoint: "payments", Service: "billing", Operation: "charge"}
+	in, err := converter.WithDataConverterSerializationContext(caller.DataConverter("orders"), op).ToPayload("order 42")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var s string
+	if err := converter.WithDataConverterSerializationContext(handler.DataConverter("payments"), op).FromPayload(in, &s); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s)
+	// Output: order 42
+}
+
 // Failure messages and stack traces travel sealed; the server stores a placeholder.
 func ExamplePlugin_FailureConverter() {
 	dir, err := os.MkdirTemp("", "blindfold-keys")
