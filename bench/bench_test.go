@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// TestQuick runs every scenario in quick mode against one embedded server, so the harness never rots. It asserts no
+// TestQuick runs every default scenario in quick mode (the cluster scenario's harness is tested by
+// internal/e2e/clustere2e) against one embedded server, so the harness never rots. It asserts no
 // timings (CI machines vary; performance is judged from the printed figures), only that every scenario ran without
 // error and produced finite numbers.
 func TestQuick(t *testing.T) {
@@ -19,8 +20,8 @@ func TestQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != len(scenarios) {
-		t.Fatalf("%d results for %d scenarios", len(results), len(scenarios))
+	if len(results) != len(defaultScenarios()) {
+		t.Fatalf("%d results for %d scenarios", len(results), len(defaultScenarios()))
 	}
 	for _, r := range results {
 		if len(r.Rows) == 0 {

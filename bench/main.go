@@ -12,7 +12,7 @@ import (
 
 func main() {
 	quick := flag.Bool("quick", false, "shrink every scenario so the whole run takes under two minutes")
-	scen := flag.String("scenario", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
+	scen := flag.String("scenario", "", "comma-separated scenarios to run (default all but cluster, which needs PostgreSQL): "+strings.Join(scenarioNames(), ","))
 	loadN := flag.Int("load-workflows", 0, "workflows of the load scenario (default 10000, quick 100)")
 	openN := flag.Int("open-workflows", 0, "open workflows of the memory scenario (default 1000, quick 100)")
 	flag.Parse()

@@ -59,16 +59,30 @@ type Result struct {
 type scenario struct {
 	name string
 	run  func(ctx context.Context, e *env) ([]Row, error)
+	// explicit scenarios run only when named (--scenario): they need more than the machine's Go toolchain.
+	explicit bool
 }
 
 var scenarios = []scenario{
-	{"codec", runCodec},
-	{"rpc", runRPC},
-	{"workflows", runWorkflows},
-	{"endpoint", runEndpoint},
-	{"cli", runCLI},
-	{"memory", runMemory},
-	{"load", runLoad},
+	{"codec", runCodec, false},
+	{"rpc", runRPC, false},
+	{"workflows", runWorkflows, false},
+	{"endpoint", runEndpoint, false},
+	{"cli", runCLI, false},
+	{"memory", runMemory, false},
+	{"load", runLoad, false},
+	{"cluster", runCluster, true},
+}
+
+// defaultScenarios are those run when none is named.
+func defaultScenarios() []scenario {
+	var d []scenario
+	for _, s := range scenarios {
+		if !s.explicit {
+			d = append(d, s)
+		}
+	}
+	return d
 }
 
 func scenarioNames() []string {
@@ -89,7 +103,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	}
 	var selected []scenario
 	if len(o.Scenarios) == 0 {
-		selected = scenarios
+		selected = defaultScenarios()
 	} else {
 		for _, name := range o.Scenarios {
 			i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.name == strings.TrimSpace(name) })

@@ -22,6 +22,7 @@ import (
 
 type devFlags struct {
 	dataDir      string
+	db           string
 	keyDir       string
 	vault        bool
 	proxyPort    int
@@ -75,14 +76,24 @@ func newDevCmdFor(o *devFlags) *cobra.Command {
   - /metrics and /healthz on 127.0.0.1:9464.
 
 State (workflows, keys, audit log) lives in --data-dir, ~/.blindfold/dev by
-default, and survives restarts. Keys are in <data-dir>/keys unless --key-dir is
+default, and survives restarts.
+
+--db postgres://USER:PASSWORD@HOST:PORT/DATABASE keeps Temporal's state in a
+PostgreSQL you run instead (12 or newer; the production path). Dev creates the
+database DATABASE and DATABASE_visibility if they are missing (the user then
+needs CREATEDB) and creates or updates Temporal's schema in both, with the
+server's own schema tooling; keys and the audit log stay in --data-dir. Query
+parameters (sslmode=disable, sslrootcert=…) go to the driver; the default
+database name is "temporal". Prefer $BLINDFOLD_DB to put a password on the
+command line. Keys are in <data-dir>/keys unless --key-dir is
 given; a namespace's keyset is created on its first call. Port 0 picks a free one.
 Ctrl-C stops everything: the proxy first (drained for --drain-timeout), then
 the codec endpoint, the Web UI and the server.`,
 		Example: `  blindfold dev
   go run ./examples/hello/worker     # in a second terminal
   go run ./examples/hello/starter    # in a third
-  blindfold dev --data-dir /tmp/bf --port 17233 --frontend-port 17234 --ui-port 18233`,
+  blindfold dev --data-dir /tmp/bf --port 17233 --frontend-port 17234 --ui-port 18233
+  blindfold dev --db postgres://temporal:secret@127.0.0.1:5432/temporal?sslmode=disable`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
@@ -90,6 +101,7 @@ the codec endpoint, the Web UI and the server.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", defaultDevDir(), "directory of the SQLite database, keys and audit log")
+	f.StringVar(&o.db, "db", os.Getenv("BLINDFOLD_DB"), "postgres:// URL of a PostgreSQL for Temporal's state instead of SQLite in --data-dir; databases and schema are created or updated (env BLINDFOLD_DB)")
 	f.StringVar(&o.keyDir, "key-dir", "", "key directory (default <data-dir>/keys)")
 	f.BoolVar(&o.vault, "vault", false, "wrap the keys with Vault Transit: starts vaultdev (a real Vault 1.14 on loopback, data in <data-dir>/vault; built from internal/vaultdev, or $BLINDFOLD_VAULTDEV) instead of using the local master key")
 	f.IntVarP(&o.proxyPort, "port", "p", dev.DefaultProxyPort, "port of the Blindfold proxy (point SDKs here)")
@@ -136,7 +148,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer, o *devFlags) error {
 // config is the dev stack the flags describe.
 func (o *devFlags) config(log *slog.Logger) dev.Config {
 	return dev.Config{
-		DataDir: o.dataDir, KeyDir: o.keyDir, Vault: o.vault,
+		DataDir: o.dataDir, DB: o.db, KeyDir: o.keyDir, Vault: o.vault,
 		ProxyPort: o.proxyPort, FrontendPort: o.frontendPort, UIPort: o.uiPort, CodecPort: o.codecPort, MetricsPort: o.metricsPort,
 		Headless: o.headless, Namespaces: o.namespaces, ServerLogLevel: o.serverLog, Logger: log,
 	}
@@ -146,7 +158,11 @@ func (o *devFlags) config(log *slog.Logger) dev.Config {
 const sdkDefaultPort = 7233
 
 func printDevBanner(w io.Writer, a devAddrs, sdkDefault bool) {
-	fmt.Fprintf(w, "Blindfold dev stack is ready (data: %s)\n\n", a.DataDir)
+	fmt.Fprintf(w, "Blindfold dev stack is ready (data: %s)\n", a.DataDir)
+	if a.Database != "" {
+		fmt.Fprintf(w, "Temporal's state is in PostgreSQL: %s\n", a.Database)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  Temporal via Blindfold  %-28s SDKs and workers connect here: payloads are encrypted\n", a.Proxy)
 	fmt.Fprintf(w, "  Temporal raw frontend   %-28s stores ciphertext only (Web UI, temporal CLI)\n", a.Frontend)
 	if a.UI != "" {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,6 +39,10 @@ type Config struct {
 	DataDir string
 	// KeyDir is the key directory (default <DataDir>/keys).
 	KeyDir string
+	// DB, when set, is a postgres:// URL: the Temporal server keeps its state there instead of SQLite in DataDir
+	// (devstack.Config.Postgres). The PostgreSQL server is the caller's; the databases and schema are created or
+	// updated at start.
+	DB string
 	// Vault wraps the keys with Vault Transit from a vaultdev process (storage in <DataDir>/vault).
 	Vault                                      bool
 	ProxyPort, FrontendPort, UIPort, CodecPort int
@@ -55,6 +60,20 @@ type Config struct {
 // Addrs are the addresses of a running dev stack.
 type Addrs struct {
 	Proxy, Frontend, UI, Codec, Metrics, DataDir, KeyDir, AuditLog string
+	// Database is the PostgreSQL URL of Temporal's state with its password masked; empty for SQLite.
+	Database string
+}
+
+// maskPassword returns a URL with its password replaced, for banners and logs.
+func maskPassword(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }
 
 // Stack is a running dev stack.
@@ -164,6 +183,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	codecURL := "http://" + codecLis.Addr().String()
 	scfg := devstack.Config{
 		DataDir:         dataDir,
+		Postgres:        cfg.DB,
 		FrontendPort:    cfg.FrontendPort,
 		UI:              !cfg.Headless,
 		UIPort:          uiPort,
@@ -196,6 +216,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	s.addrs = Addrs{Proxy: s.gw.Addr(), Frontend: s.server.FrontendAddr(), UI: s.server.UIAddr(), Codec: s.gw.CodecURL(),
 		Metrics: s.gw.MetricsURL(), DataDir: dataDir, KeyDir: keyDir, AuditLog: auditLog}
+	if cfg.DB != "" {
+		s.addrs.Database = maskPassword(cfg.DB)
+	}
 	return s, nil
 }
 

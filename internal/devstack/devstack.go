@@ -65,6 +65,13 @@ var ErrInvalidConfig = errors.New("devstack: invalid config")
 // Config says how to run a Stack. The zero value is valid: an ephemeral data
 // directory, free loopback ports, no UI.
 type Config struct {
+	// Postgres, when set, is a postgres:// URL of the database the server
+	// keeps its state in instead of SQLite (see PostgresConfigs): the
+	// database and its visibility companion are created if missing and their
+	// schema is created or brought up to date before the server starts. The
+	// PostgreSQL server itself is the caller's. DataDir then holds nothing.
+	Postgres string
+
 	// DataDir holds the SQLite database (DBFileName). It is created if
 	// missing; a stack started again on the same directory sees the same
 	// namespaces and workflows. Empty means a fresh temporary directory that
@@ -192,12 +199,20 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	sqlConf := s.sqlConfig()
-	if err := prepareDatabase(sqlConf, s.namespaces, retention); err != nil {
-		return nil, err
+	var stores persistenceStores
+	if cfg.Postgres != "" {
+		if stores, err = preparePostgresStores(cfg.Postgres, s.namespaces, retention, logger); err != nil {
+			return nil, err
+		}
+	} else {
+		sqlConf := s.sqlConfig()
+		if err := prepareDatabase(sqlConf, s.namespaces, retention); err != nil {
+			return nil, err
+		}
+		stores = persistenceStores{name: "sqlite-default", main: sqlConf}
 	}
 
-	s.server, err = temporal.NewServer(s.serverOptions(cfg, ports, sqlConf, logger)...)
+	s.server, err = temporal.NewServer(s.serverOptions(cfg, ports, stores, logger)...)
 	if err != nil {
 		return nil, fmt.Errorf("build temporal server: %w", err)
 	}
@@ -383,6 +398,12 @@ func prepareDatabase(conf *config.SQL, namespaces []string, retention time.Durat
 	} else if err != nil {
 		return fmt.Errorf("check database file: %w", err)
 	}
+	return registerNamespaces(conf, namespaces, retention)
+}
+
+// registerNamespaces inserts the namespaces that are missing straight into the database. The function lives in the
+// server's sqlite schema package but works through the generic SQL persistence layer, so it serves PostgreSQL too.
+func registerNamespaces(conf *config.SQL, namespaces []string, retention time.Duration) error {
 	nsConfigs := make([]*sqliteschema.NamespaceConfig, 0, len(namespaces))
 	for _, ns := range namespaces {
 		nc, err := sqliteschema.NewNamespaceConfig(clusterName, ns, false, nil)
@@ -438,17 +459,47 @@ func syncFile(path string) error {
 	return nil
 }
 
-func (s *Stack) serverOptions(cfg Config, p servicePorts, sqlConf *config.SQL, logger log.Logger) []temporal.ServerOption {
+// persistenceStores names the server's data stores: main holds everything, and visibility, when set, the visibility
+// records (SQLite keeps both in one file).
+type persistenceStores struct {
+	name       string
+	main       *config.SQL
+	visibility *config.SQL
+}
+
+// preparePostgresStores creates or updates both PostgreSQL databases and registers the namespaces.
+func preparePostgresStores(rawURL string, namespaces []string, retention time.Duration, logger log.Logger) (persistenceStores, error) {
+	main, vis, err := PostgresConfigs(rawURL)
+	if err != nil {
+		return persistenceStores{}, err
+	}
+	if err := preparePostgres(main, postgresSchema, logger); err != nil {
+		return persistenceStores{}, err
+	}
+	if err := preparePostgres(vis, postgresVisibilitySchema, logger); err != nil {
+		return persistenceStores{}, err
+	}
+	if err := registerNamespaces(main, namespaces, retention); err != nil {
+		return persistenceStores{}, err
+	}
+	return persistenceStores{name: "postgres-default", main: main, visibility: vis}, nil
+}
+
+func (s *Stack) serverOptions(cfg Config, p servicePorts, stores persistenceStores, logger log.Logger) []temporal.ServerOption {
 	hostPort := func(port int) string { return net.JoinHostPort(s.host, strconv.Itoa(port)) }
 	frontend := hostPort(p.frontend)
 
 	var conf config.Config
 	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
 	conf.Global.Membership.BroadcastAddress = s.host
-	conf.Persistence.DefaultStore = "sqlite-default"
-	conf.Persistence.VisibilityStore = "sqlite-default"
+	conf.Persistence.DefaultStore = stores.name
+	conf.Persistence.VisibilityStore = stores.name
 	conf.Persistence.NumHistoryShards = 1
-	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: sqlConf}}
+	conf.Persistence.DataStores = map[string]config.DataStore{stores.name: {SQL: stores.main}}
+	if stores.visibility != nil {
+		conf.Persistence.VisibilityStore = stores.name + "-visibility"
+		conf.Persistence.DataStores[conf.Persistence.VisibilityStore] = config.DataStore{SQL: stores.visibility}
+	}
 	conf.ClusterMetadata = &cluster.Config{
 		FailoverVersionIncrement: 10,
 		MasterClusterName:        clusterName,
