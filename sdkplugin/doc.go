@@ -6,11 +6,15 @@
 //	p, err := sdkplugin.New(keyring) // e.g. a *keys.Manager from keys.OpenLocal
 //	c, err := client.Dial(client.Options{Plugins: []client.Plugin{p}})
 //
-// Payloads are sealed for the client's namespace. Where the SDK passes a serialization context
-// (converter.WorkflowSerializationContext or converter.ActivitySerializationContext, SDK v1.50) its namespace is
-// used instead, which only differs for work aimed at another namespace (a child workflow or signal across
-// namespaces); the replayer's placeholder namespace and Nexus contexts, which name none, are ignored. The
-// workflow id the context also carries is not bound yet: the envelope's associated data names the namespace only.
+// Payloads are sealed for the client's namespace and bound (envelope format v2) to what they belong to there, as the
+// SDK's serialization context (SDK v1.50) names it: a workflow's values to its workflow id (the child's for a child
+// workflow, the target's for an external signal, in the namespace the context names), an activity's to its workflow,
+// a Nexus operation's to "<service>/<operation>". Decoding in a context refuses values bound elsewhere
+// (codec.ErrWrongBinding): a value the backend copied from one workflow into another does not open there. The rules
+// match the Blindfold proxy's, so mixed fleets interoperate; docs/binding.md lists them, and what they cannot stop.
+// Without a context (DataConverter, PayloadCodec used directly) values are bound to the namespace only and every
+// binding opens, like the codec endpoint. The replayer's placeholder namespace and workflow id are ignored. Nexus
+// across namespaces needs WithNexusPeers on both sides.
 //
 // Failure messages and stack traces are moved into encrypted encoded attributes (the SDK's "encode common
 // attributes" convention; the server stores "Encoded failure"). A failure whose text cannot be sealed is sent with
@@ -20,5 +24,6 @@
 //
 // NewRemote builds the same plugin without local keys: it calls a Blindfold codec endpoint
 // (POST {endpoint}/{namespace}/encode and /decode, the Temporal remote codec protocol) through the SDK's own
-// remote codec client, and refuses to send anything the endpoint returns unencrypted.
+// remote codec client, and refuses to send anything the endpoint returns unencrypted. The protocol carries no
+// binding: a remote plugin's values are bound to the namespace only, and it checks no binding when decoding.
 package sdkplugin

@@ -39,8 +39,12 @@ import (
 	"github.com/blindfold-dev/blindfold/proxy"
 )
 
-// TestMain runs the package's one embedded stack (shared by the interop tests, started on first use).
-func TestMain(m *testing.M) { devstacktest.Main(m) }
+// TestMain runs the package's one embedded stack (shared by the interop tests, started on first use), with a second
+// namespace for Nexus across namespaces.
+func TestMain(m *testing.M) {
+	devstacktest.SetSharedOptions(devstacktest.WithNamespaces(peerNamespace))
+	devstacktest.Main(m)
+}
 
 const interopActivityName = "InteropActivity"
 

@@ -42,6 +42,7 @@ type Option func(*config) error
 type config struct {
 	namespace  string
 	codecOpts  []codec.Option
+	nexusPeers []string
 	httpClient *http.Client
 	headers    http.Header
 	modify     []func(*http.Request) error
@@ -64,6 +65,23 @@ func WithNamespace(namespace string) Option {
 func WithCodecOptions(opts ...codec.Option) Option {
 	return func(c *config) error {
 		c.codecOpts = append(c.codecOpts, opts...)
+		return nil
+	}
+}
+
+// WithNexusPeers lists namespaces whose Nexus values the plugin opens in a Nexus context besides its own: the input
+// of an operation a caller in a peer namespace sealed (on the handler's side), the result a handler in a peer
+// namespace sealed (on the caller's side). It is the proxy's policy setting nexus_peers (docs/policy.md), and widens
+// what the backend can move in the same way (docs/binding.md): list only namespaces that trust each other. Only New
+// accepts it (a remote plugin checks no binding).
+func WithNexusPeers(namespaces ...string) Option {
+	return func(c *config) error {
+		for _, ns := range namespaces {
+			if ns == "" {
+				return errors.New("nexus peer namespace must not be empty")
+			}
+		}
+		c.nexusPeers = append(c.nexusPeers, namespaces...)
 		return nil
 	}
 }
@@ -143,7 +161,9 @@ func New(kr codec.Keyring, opts ...Option) (*Plugin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sdkplugin: create codec: %w", err)
 	}
-	return newPlugin(cfg, newLocalFactory(c))
+	f := newLocalFactory(c)
+	f.nexusPeers = cfg.nexusPeers
+	return newPlugin(cfg, f)
 }
 
 // NewRemote returns a plugin that holds no keys: it calls the Blindfold codec endpoint at endpoint
@@ -166,6 +186,9 @@ func NewRemote(endpoint string, opts ...Option) (*Plugin, error) {
 	}
 	if len(cfg.codecOpts) > 0 {
 		return nil, errors.New("sdkplugin: WithCodecOptions applies to New only")
+	}
+	if len(cfg.nexusPeers) > 0 {
+		return nil, errors.New("sdkplugin: WithNexusPeers applies to New only")
 	}
 	hc := cfg.httpClient
 	if hc == nil {

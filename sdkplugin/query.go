@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -20,13 +21,17 @@ const (
 	withheldQueryMessage = "Encoded failure (blindfold: the query error text was withheld)"
 )
 
-// queryInterceptor closes a gap the converters cannot: a worker answering a failed query sends the error text
+// queryInterceptor re-seals the values the SDK seals for another binding than where the backend delivers them
+// (rebindRequest), and closes a gap the converters cannot: a worker answering a failed query sends the error text
 // twice, sealed in the failure and in plaintext in error_message (RespondQueryTaskCompleted, and the query
 // results of RespondWorkflowTaskCompleted), which the server hands to the query's caller. The interceptor
 // replaces that plaintext with the placeholder on the way out, and on the caller's side restores the message of
 // a QueryFailed error from its sealed failure.
 func (p *Plugin) queryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
 	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if err := p.rebindRequest(ctx, req); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
 	switch r := req.(type) {
 	case *workflowservice.RespondQueryTaskCompletedRequest:
 		if r.GetErrorMessage() != "" {

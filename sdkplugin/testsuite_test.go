@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -32,9 +33,16 @@ func orderWorkflow(ctx workflow.Context, o order) (string, error) {
 // namespace in every serialization context.
 func TestWorkflowTestSuite(t *testing.T) {
 	p := newPlugin(t, mustKeyring(t))
+	// The test environment fails a workflow goroutine that runs 1 s without yielding; on a loaded 2-core machine the
+	// first seals (which create the namespace's keyset) can take that long.
+	if _, err := p.DataConverter("default-test-namespace").ToPayload("warm up"); err != nil {
+		t.Fatal(err)
+	}
+	relaxed := worker.Options{DeadlockDetectionTimeout: 30 * time.Second}
 	var s testsuite.WorkflowTestSuite
 
 	env := s.NewTestWorkflowEnvironment()
+	env.SetWorkerOptions(relaxed)
 	env.SetDataConverter(p.DataConverter(""))
 	env.RegisterActivity(chargeActivity)
 	env.ExecuteWorkflow(orderWorkflow, order{ID: marker, Total: 3})
@@ -47,6 +55,7 @@ func TestWorkflowTestSuite(t *testing.T) {
 	}
 
 	env = s.NewTestWorkflowEnvironment()
+	env.SetWorkerOptions(relaxed)
 	env.SetDataConverter(p.DataConverter(""))
 	env.RegisterActivity(chargeActivity)
 	env.ExecuteWorkflow(orderWorkflow, order{ID: marker, Total: -1})

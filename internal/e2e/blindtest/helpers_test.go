@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 	devstacktest.SetSharedOptions(devstacktest.WithConfig(func(c *devstack.Config) {
 		c.LogOutput = &serverLog
 		c.LogLevel = "debug"
-	}))
+	}), devstacktest.WithNamespaces(peerNamespace))
 	devstacktest.Main(m)
 }
 
