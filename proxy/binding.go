@@ -58,11 +58,7 @@ func (s site) accepts(b codec.Binding) error {
 		// An SDK plugin seals a handler's result for its operation, the proxy for none: both are Nexus results.
 		s.nexus && (b.Kind == codec.BindNexus || b.Kind == codec.BindWorkflow),
 		s.anyWorkflow && b.Kind == codec.BindWorkflow,
-		s.scheduled && b.Kind == codec.BindScheduledWorkflow && s.bind.Kind == codec.BindWorkflow && scheduledAs(s.bind.ID, b.ID),
-		// An SDK plugin seals a schedule's action like a workflow start (it cannot tell them apart): the same
-		// narrow rule, for the action's own workflow id.
-		s.scheduled && b.Kind == codec.BindWorkflow && s.bind.Kind == codec.BindWorkflow && scheduledAs(s.bind.ID, b.ID),
-		s.bind.Kind == codec.BindScheduledWorkflow && b == codec.Workflow(s.bind.ID):
+		s.scheduled && b.Kind == codec.BindScheduledWorkflow && s.bind.Kind == codec.BindWorkflow && scheduledAs(s.bind.ID, b.ID):
 		return nil
 	}
 	if s.bind.Kind == codec.BindNamespace {
@@ -373,6 +369,17 @@ func workflowTaskSites(s *sites, t *workflowservice.PollWorkflowTaskQueueRespons
 	id := t.GetWorkflowExecution().GetWorkflowId()
 	if len(t.GetTaskToken()) == 0 && id == "" {
 		return nil // an empty poll
+	}
+	if t.GetQuery() != nil {
+		// A legacy query task: its token is the server's QueryTask (namespace, task queue, task id), which names no
+		// workflow; its answer goes back as RespondQueryTaskCompleted, bound to a query answer (outboundSites).
+		st := workflowSite(id)
+		s.set(t, st)
+		if s.def.bind.Kind == codec.BindNamespace {
+			s.def = st
+		}
+		historySites(s, st, t.GetHistory().GetEvents())
+		return nil
 	}
 	b, err := tokenBinding(t.GetTaskToken())
 	if err != nil {

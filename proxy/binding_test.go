@@ -8,6 +8,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	querypb "go.temporal.io/api/query/v1"
 	schedulepb "go.temporal.io/api/schedule/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -38,11 +39,12 @@ func TestSiteAccepts(t *testing.T) {
 		{"batch signal in a signal", site{bind: wf("B"), batch: true}, batch, true},
 		{"batch signal elsewhere", site{bind: wf("B")}, batch, false},
 		{"scheduled start", site{bind: wf("nightly-2026-12-02T03:00:00Z"), scheduled: true}, sched, true},
-		{"scheduled start, SDK-sealed", site{bind: wf("nightly-2026-12-02T03:00:00Z"), scheduled: true}, wf("nightly"), true},
+		// The SDK plugin re-seals a schedule's action for its scheduled workflows: a workflow's own value never opens there.
+		{"a workflow's value in its namesake's scheduled start", site{bind: wf("nightly-2026-12-02T03:00:00Z"), scheduled: true}, wf("nightly"), false},
 		{"scheduled value in a workflow not started by it", site{bind: wf("nightly-other"), scheduled: true}, sched, false},
 		{"scheduled value outside a started event", site{bind: wf("nightly-2026-12-02T03:00:00Z")}, sched, false},
 		{"schedule description", site{bind: sched}, sched, true},
-		{"schedule description, SDK-sealed", site{bind: sched}, wf("nightly"), true},
+		{"a workflow's value in a schedule description", site{bind: sched}, wf("nightly"), false},
 		{"another schedule's action", site{bind: sched}, codec.Binding{Kind: codec.BindScheduledWorkflow, ID: "hourly"}, false},
 		{"legacy query answer", site{bind: wf("A"), query: true}, query, true},
 		{"query answer in a history", site{bind: wf("A")}, query, false},
@@ -213,6 +215,16 @@ func TestInboundSites(t *testing.T) {
 	poll.TaskToken = testToken(t, "other")
 	if _, err := inboundSites(&workflowservice.PollWorkflowTaskQueueRequest{}, poll); err == nil {
 		t.Error("a task with another workflow's token was accepted")
+	}
+	// A legacy query task's token is the server's QueryTask, which names no workflow: bound to the task's workflow.
+	queryArgs := payload("qa")
+	legacy := &workflowservice.PollWorkflowTaskQueueResponse{
+		TaskToken:         mustMarshal(t, &tokenspb.QueryTask{NamespaceId: "ns-id", TaskQueue: "tq", TaskId: "q1"}),
+		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "W"},
+		Query:             &querypb.WorkflowQuery{QueryType: "q", QueryArgs: &commonpb.Payloads{Payloads: []*commonpb.Payload{queryArgs}}},
+	}
+	if q, err := inboundSites(&workflowservice.PollWorkflowTaskQueueRequest{}, legacy); err != nil || q.of(queryArgs).bind != w {
+		t.Errorf("legacy query task: %+v, %v", q.of(queryArgs), err)
 	}
 	act := &workflowservice.PollActivityTaskQueueResponse{TaskToken: testToken(t, "other"), WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "W"}}
 	if _, err := inboundSites(&workflowservice.PollActivityTaskQueueRequest{}, act); err == nil {

@@ -212,7 +212,9 @@ func (t *transformer) openInbound(ctx context.Context, opener PayloadCodec, name
 // when it does not open there: the caller's and the handler's namespaces seal what crosses between them.
 func (t *transformer) openOne(ctx context.Context, opener PayloadCodec, ns string, cp *callPolicy, st site, p *commonpb.Payload) (*commonpb.Payload, error) {
 	r, err := decodeAt(ctx, opener, ns, []*commonpb.Payload{p}, func(int) site { return st })
-	if err != nil && st.peers && errors.Is(err, codec.ErrTampered) {
+	// A peer's envelope fails here as tampered (a shared scope name) or as an unknown key (its key id looked up in
+	// this namespace's scope).
+	if err != nil && st.peers && (errors.Is(err, codec.ErrTampered) || errors.Is(err, codec.ErrUnknownKey)) {
 		for _, peer := range cp.nexusPeers() {
 			if peer == ns {
 				continue

@@ -75,7 +75,8 @@ var forgeries = []forgery{
 		return envelope(sealingKeyID(t, e), data)
 	}, reasonAuthenticated},
 	{"unknown key", func(t *testing.T, e *env, m markers) *commonpb.Payload {
-		p := sealFor(t, e, namespace, m.of("forged.unknownkey"))
+		// Format v1 names its key in metadata, which the backend can rewrite (v2 takes it from the ciphertext).
+		p := sealV1For(t, e, namespace, m.of("forged.unknownkey"))
 		p.Metadata[codec.MetadataKeyID] = []byte(namespace + "/deadbeef")
 		return p
 	}, reasonUnknownKey},
@@ -596,6 +597,20 @@ func clipLog(s string) string {
 func sealFor(t *testing.T, e *env, ns, v string) *commonpb.Payload {
 	t.Helper()
 	out, err := e.gw.Codec().Encode(context.Background(), ns, []*commonpb.Payload{jsonPayload(t, v)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[0]
+}
+
+// sealV1For is sealFor in format v1, as a proxy before the upgrade wrote it.
+func sealV1For(t *testing.T, e *env, ns, v string) *commonpb.Payload {
+	t.Helper()
+	c, err := codec.New(e.gw.Keys().Manager, codec.WithWriteFormat(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Encode(context.Background(), ns, []*commonpb.Payload{jsonPayload(t, v)})
 	if err != nil {
 		t.Fatal(err)
 	}
