@@ -410,7 +410,7 @@ func readStored(t *testing.T, ctx context.Context, direct workflowservice.Workfl
 		v.hasMarker = v.hasMarker || bytes.Contains(b, []byte(marker))
 		for _, p := range payloadsOf(t, page) {
 			v.payloads++
-			id, ok := codec.KeyID(p)
+			id, ok := codec.KeyIDIn(p, namespace)
 			if !codec.IsEncrypted(p) || !ok {
 				v.plaintext++
 				continue
@@ -420,7 +420,7 @@ func readStored(t *testing.T, ctx context.Context, direct workflowservice.Workfl
 		for _, e := range page.GetHistory().GetEvents() {
 			if a := e.GetWorkflowExecutionStartedEventAttributes(); a != nil {
 				for _, p := range a.GetInput().GetPayloads() {
-					v.startKey, _ = codec.KeyID(p)
+					v.startKey, _ = codec.KeyIDIn(p, namespace)
 				}
 			}
 		}

@@ -1,10 +1,18 @@
 package keyse2e
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +24,7 @@ import (
 	"github.com/blindfold-dev/blindfold/internal/vaultdevproc"
 	"github.com/blindfold-dev/blindfold/keys"
 	"github.com/blindfold-dev/blindfold/keys/awskms"
+	"github.com/blindfold-dev/blindfold/keys/kekplugin"
 	"github.com/blindfold-dev/blindfold/keys/pkcs11"
 	"github.com/blindfold-dev/blindfold/keys/vault"
 )
@@ -35,10 +44,9 @@ var providers = []provider{
 	{name: "vault", setup: vaultRig},
 	{name: "awskms", setup: awsKMSRig},
 	{name: "pkcs11", setup: pkcs11Rig, skip: func() string { return hsmSkip }},
-	// The out-of-process KEK plugin (keys/kekplugin, --kek plugin) goes here: a setup that starts the plugin process, a
-	// keys function with KEK: "plugin", stop/restart that stop and start the plugin process for the outage test, and
-	// destroy if its backend can destroy a key.
-	{name: "plugin", skip: func() string { return "keys/kekplugin is not in this tree yet" }},
+	// The out-of-process KEK plugin (keys/kekplugin, --kek plugin): the example plugin as a real process. Its backend
+	// is a local key file, so like the local master key it offers no shred against backups.
+	{name: "plugin", setup: pluginRig},
 }
 
 // kekRig is one test's KEK as the tests drive it.
@@ -270,5 +278,145 @@ func forEachKEK(t *testing.T, parallel bool, test func(t *testing.T, p provider)
 			}
 			test(t, p)
 		})
+	}
+}
+
+// EnvKEKPluginExample names the example KEK plugin binary (examples/kekplugin); unset, the suite builds it.
+const EnvKEKPluginExample = "BLINDFOLD_KEKPLUGIN_EXAMPLE"
+
+var (
+	pluginBuild     sync.Once
+	pluginBinary    string
+	pluginBuildFail error
+)
+
+func examplePlugin(t testing.TB) string {
+	t.Helper()
+	pluginBuild.Do(func() {
+		if p := os.Getenv(EnvKEKPluginExample); p != "" {
+			pluginBinary = p
+			return
+		}
+		_, self, _, _ := runtime.Caller(0)
+		dir, err := os.MkdirTemp("", "keyse2e-kekplugin")
+		if err != nil {
+			pluginBuildFail = err
+			return
+		}
+		pluginBinary = filepath.Join(dir, "kekplugin")
+		cmd := exec.Command("go", "build", "-o", pluginBinary, "./examples/kekplugin")
+		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..", "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			pluginBuildFail = fmt.Errorf("go build ./examples/kekplugin: %v\n%s", err, out)
+		}
+	})
+	if pluginBuildFail != nil {
+		t.Fatal(pluginBuildFail)
+	}
+	return pluginBinary
+}
+
+// pluginProc runs the example KEK plugin on one socket with one key, and can kill and restart it.
+type pluginProc struct {
+	t           testing.TB
+	bin, socket string
+	key         string
+	mu          sync.Mutex
+	cmd         *exec.Cmd
+	done        chan struct{}
+}
+
+func (p *pluginProc) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(p.bin, "-listen", p.socket)
+	cmd.Env = append(os.Environ(), "KEKPLUGIN_EXAMPLE_KEY="+p.key)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		ready <- sc.Scan() && strings.HasPrefix(sc.Text(), "kekplugin: serving on ")
+		for sc.Scan() {
+		}
+		_ = cmd.Wait()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+	select {
+	case ok := <-ready:
+		if !ok {
+			return errors.New("example kek plugin did not start")
+		}
+	case <-time.After(30 * time.Second):
+		return errors.New("example kek plugin: no ready line within 30s")
+	}
+	return nil
+}
+
+// stop kills the plugin (SIGKILL: it dies mid-run) and waits until it is gone.
+func (p *pluginProc) stop() error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	return nil
+}
+
+func (p *pluginProc) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func pluginRig(t testing.TB) *kekRig {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "kekplugin") // short: a unix socket path has a length limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	p := &pluginProc{t: t, bin: examplePlugin(t), socket: filepath.Join(dir, "kek.sock"), key: base64.StdEncoding.EncodeToString(key)}
+	if err := p.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.stop() })
+	return &kekRig{
+		keys: func(kdir string, tune func(*gateway.KeysConfig)) gateway.KeysConfig {
+			kc := gateway.KeysConfig{Dir: kdir, KEK: gateway.KEKPlugin, AutoCreate: true,
+				Plugin: kekplugin.Config{Address: p.socket, Timeout: 2 * time.Second}}
+			if tune != nil {
+				tune(&kc)
+			}
+			return kc
+		},
+		backup:   func(t *testing.T, dir string) string { return copyKeyset(t, dir, scope) },
+		stop:     p.stop,
+		restart:  p.start,
+		running:  p.running,
+		downText: "kek plugin", downAddr: p.socket,
+		// The example's backend is a key file that outlives a shred: a restored backup still opens (like local).
+		backupOpens: true,
 	}
 }
