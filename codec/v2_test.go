@@ -662,6 +662,9 @@ func TestEncodeWrapsLookalikes(t *testing.T) {
 		if !codec.IsEncrypted(p) {
 			t.Errorf("lookalike %d: IsEncrypted false; the detection rule says true", i)
 		}
+		if codec.IsSealed(p) {
+			t.Errorf("lookalike %d: IsSealed", i)
+		}
 		out, err := c.Encode(ctx, "default", []*commonpb.Payload{p})
 		if err != nil {
 			t.Fatal(err)
@@ -673,6 +676,9 @@ func TestEncodeWrapsLookalikes(t *testing.T) {
 		if err != nil || !proto.Equal(back[0], p) {
 			t.Errorf("lookalike %d: round trip %v, %v", i, back, err)
 		}
+	}
+	if !codec.IsSealed(real) {
+		t.Error("a real v2 envelope is not IsSealed")
 	}
 	if out, err := c.Encode(ctx, "default", []*commonpb.Payload{real}); err != nil || out[0] != real {
 		t.Errorf("a real v2 envelope was sealed again: %v", err)
@@ -800,4 +806,79 @@ func TestOverheadV2(t *testing.T) {
 		}
 		t.Logf("%s (id %d bytes): %d bytes added to a 1 KiB json/plain payload", b, len(b.ID), added)
 	}
+}
+
+// TestHeaderLayouts: payloads of at least HeaderInMetadataAt bytes carry their header in metadata and their data is the bare
+// ciphertext; smaller ones carry it in front of the data. Both open, report their binding and key, and stay sealed on Encode.
+func TestHeaderLayouts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kr := codectest.NewKeyringWithTemplate(aead.XAES256GCM160BitNonceKeyTemplate())
+	c := newCodec(t, kr)
+	b := codec.Workflow("order-42")
+	for _, tc := range []struct {
+		name       string
+		p          *commonpb.Payload
+		inMetadata bool
+	}{
+		{"just below", &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: randomBytes(t, codec.HeaderInMetadataAt-1)}, false},
+		{"at the threshold", &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: randomBytes(t, codec.HeaderInMetadataAt)}, true},
+		{"1 MiB json", &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: randomBytes(t, 1<<20)}, true},
+		{"form 0, large", &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/protobuf"), "messageType": []byte("a.B")}, Data: randomBytes(t, codec.HeaderInMetadataAt)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enc, err := c.EncodeFor(ctx, codec.Target{Namespace: "default", Binding: b}, []*commonpb.Payload{tc.p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := enc[0]
+			h, err := codec.ParseEnvelopeV2(env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, hasHdr := env.Metadata[codec.MetadataHeader]
+			if h.InMetadata != tc.inMetadata || hasHdr != tc.inMetadata || len(env.Metadata) != 1+b2i(tc.inMetadata) {
+				t.Fatalf("layout: in metadata %v, metadata %v; want in metadata %v", h.InMetadata, env.Metadata, tc.inMetadata)
+			}
+			if tc.inMetadata && (env.Data[0] != 0x01 || h.Header[0] != 0x02) {
+				t.Errorf("metadata layout: data starts %x, header %x", env.Data[:5], h.Header)
+			}
+			if !codec.IsEncrypted(env) || !codec.IsSealed(env) {
+				t.Error("not IsEncrypted / IsSealed")
+			}
+			if got, ok := codec.BindingOf(env); !ok || got != b {
+				t.Errorf("BindingOf = %v, %v", got, ok)
+			}
+			if id, ok := codec.KeyIDIn(env, "default"); !ok || !strings.HasPrefix(id, "default/") {
+				t.Errorf("KeyIDIn = %q, %v", id, ok)
+			}
+			if again, err := c.Encode(ctx, "default", enc); err != nil || again[0] != env {
+				t.Errorf("Encode sealed an envelope again: %v", err)
+			}
+			out, err := c.DecodeFor(ctx, codec.Expect{Namespace: "default"}, enc)
+			if err != nil || !proto.Equal(out[0], tc.p) {
+				t.Fatalf("DecodeFor: %v", err)
+			}
+			if tc.p.Data != nil && len(out[0].Data) > 0 && &out[0].Data[0] == &tc.p.Data[0] {
+				t.Error("decoded data aliases the input")
+			}
+		})
+	}
+	// Empty plaintexts are well formed in every form, also "compressed" (zero zstd frames expand to nothing).
+	for _, form := range []byte{0, 1, 2, 3, 4} {
+		for _, flags := range []byte{0, 1} {
+			env := sealRawV2(t, kr, "default", headerForm(codec.BindNamespace, flags, form, nil, ""), nil)
+			out, err := c.Decode(ctx, "default", []*commonpb.Payload{env})
+			if err != nil || len(out[0].Data) != 0 {
+				t.Errorf("form %d, flags %d, empty plaintext: %v, %v", form, flags, out, err)
+			}
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
