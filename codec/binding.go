@@ -130,7 +130,7 @@ func BindingOf(p *commonpb.Payload) (Binding, bool) {
 	case formatV1:
 		return Binding{Kind: BindNamespace}, true
 	case formatV2:
-		h, err := parseHeader(p.Data)
+		h, err := parseEnvelopeV2(p)
 		if err != nil {
 			return Binding{}, false
 		}

@@ -61,6 +61,8 @@ type Codec struct {
 	maxDecodedSize  int
 	maxDecodedTotal int // 0 until New settles it
 	writeFormat     int // 1 or 2
+	// headerInMetadataAt is the plaintext size from which v2 envelopes carry their header in metadata (tests lower it).
+	headerInMetadataAt int
 
 	encoder func() (*zstd.Encoder, error)
 	decoder func() (*zstd.Decoder, error)
@@ -134,7 +136,7 @@ func New(kr Keyring, opts ...Option) (*Codec, error) {
 	if kr == nil {
 		return nil, errors.New("codec: nil keyring")
 	}
-	c := &Codec{kr: kr, maxDecodedSize: DefaultMaxDecodedSize, writeFormat: 2}
+	c := &Codec{kr: kr, maxDecodedSize: DefaultMaxDecodedSize, writeFormat: 2, headerInMetadataAt: headerInMetadataAt}
 	for _, opt := range opts {
 		if err := opt(c); err != nil {
 			return nil, fmt.Errorf("codec: %w", err)
@@ -187,7 +189,7 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 	)
 	defer sv2.release()
 	for i, p := range payloads {
-		if p == nil || alreadySealed(p) {
+		if p == nil || IsSealed(p) {
 			out[i] = p
 			continue
 		}
@@ -231,7 +233,7 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 
 // seal builds one envelope.
 func (c *Codec) seal(key Key, kc *keyContext, p *commonpb.Payload) (*commonpb.Payload, error) {
-	bufp, err := marshalPlaintext(p)
+	bufp, err := marshalBody(p, []byte{0})
 	if err != nil {
 		return nil, fmt.Errorf("marshal payload: %w", err)
 	}
@@ -365,7 +367,8 @@ func (c *Codec) decode(ctx context.Context, e Expect, payloads []*commonpb.Paylo
 		case formatV2:
 			orig, n, err = c.decodeV2(ctx, e, i, p, &v2, &last, b)
 		default:
-			return nil, fmt.Errorf("decode payload %d: format version byte %#02x: %w", i, p.Data[1], ErrUnsupportedVersion)
+			_, err := parseEnvelopeV2(p)
+			return nil, fmt.Errorf("decode payload %d: %w", i, err)
 		}
 		charged += n
 		if err != nil {
@@ -418,11 +421,12 @@ func (c *Codec) decodeV1(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 	return orig, n, nil
 }
 
-// marshalPlaintext returns a pooled buffer holding the uncompressed plaintext of p: a zero flags byte, then p's body.
-func marshalPlaintext(p *commonpb.Payload) (*[]byte, error) {
+// marshalBody returns a pooled buffer holding lead, then p's body (v1's plaintext is a zero flags byte and the body; v2's form 0
+// plaintext is the body alone).
+func marshalBody(p *commonpb.Payload, lead []byte) (*[]byte, error) {
 	if !simpleShape(p) {
-		bufp := getBuffer(1 + marshalDeterministic.Size(p))
-		b, err := marshalDeterministic.MarshalAppend(append((*bufp)[:0], 0), p)
+		bufp := getBuffer(len(lead) + marshalDeterministic.Size(p))
+		b, err := marshalDeterministic.MarshalAppend(append((*bufp)[:0], lead...), p)
 		if err != nil {
 			putBuffer(bufp)
 			return nil, err
@@ -435,8 +439,8 @@ func marshalPlaintext(p *commonpb.Payload) (*[]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	bufp := getBuffer(1 + n)
-	*bufp = appendSimpleBody(append((*bufp)[:0], 0), entries, p.Data)
+	bufp := getBuffer(len(lead) + n)
+	*bufp = appendSimpleBody(append((*bufp)[:0], lead...), entries, p.Data)
 	return bufp, nil
 }
 
@@ -474,12 +478,13 @@ func associatedData(keyID, namespace string) []byte {
 	return appendFields(make([]byte, 0, 12+len(adLabelV1)+len(keyID)+len(namespace)), adLabelV1, keyID, namespace)
 }
 
-// IsEncrypted reports whether p is a Blindfold envelope (of any format version). A nil payload is not.
+// IsEncrypted reports whether p looks like a Blindfold envelope (of any format version). A nil payload is not.
 //
-// Format v1 envelopes are recognised by their metadata, v2 envelopes by their encoding (binary/encrypted), the absence
-// of the v1 metadata key and the first two data bytes (0xBF, then a version byte 0x02–0x0F). A payload of another codec
-// that also says binary/encrypted and whose data happens to start that way (14 in 65,536 payloads of random-looking
-// data) is taken for an envelope: Decode then fails on it. Encode is stricter (see alreadySealed).
+// Format v1 envelopes are recognised by their metadata; v2 envelopes by their encoding (binary/encrypted), the absence of
+// the v1 metadata key, and either the blindfold-header metadata key (MetadataHeader) or the first two data bytes (0xBF,
+// then a version byte 0x02–0x0F). A payload of another codec that also says binary/encrypted and whose data happens to
+// start that way (14 in 65,536 payloads of random-looking data) is taken for an envelope: Decode then fails on it. To
+// decide whether a payload must still be sealed, use IsSealed, which is strict.
 func IsEncrypted(p *commonpb.Payload) bool {
 	f, _ := envelopeFormat(p)
 	return f != notEnvelope
@@ -493,7 +498,8 @@ const (
 	formatNewer // a v2-style envelope of a later version
 )
 
-// envelopeFormat classifies p, returning the v1 version metadata for a v1 envelope.
+// envelopeFormat classifies p, returning the v1 version metadata for a v1 envelope. It does not check that the envelope is
+// well formed: a v2 envelope with both or neither layout's header is formatV2 and fails to parse.
 func envelopeFormat(p *commonpb.Payload) (int, []byte) {
 	if p == nil || string(p.Metadata[MetadataEncoding]) != EncodingEncrypted {
 		return notEnvelope, nil
@@ -501,7 +507,13 @@ func envelopeFormat(p *commonpb.Payload) (int, []byte) {
 	if v, ok := p.Metadata[MetadataFormat]; ok {
 		return formatV1, v
 	}
-	if d := p.Data; len(d) >= 2 && d[0] == magicV2 && d[1] >= versionV2 && d[1] <= maxVersionByte {
+	if core, ok := p.Metadata[MetadataHeader]; ok {
+		if len(core) > 0 && core[0] > versionV2 && core[0] <= maxVersionByte {
+			return formatNewer, nil
+		}
+		return formatV2, nil
+	}
+	if d := p.Data; inDataHeader(d) {
 		if d[1] == versionV2 {
 			return formatV2, nil
 		}
@@ -510,17 +522,22 @@ func envelopeFormat(p *commonpb.Payload) (int, []byte) {
 	return notEnvelope, nil
 }
 
-// alreadySealed reports whether Encode must leave p as it is: a v1 envelope, or a v2 envelope whose header is well formed
-// and followed by a TINK-prefixed ciphertext of at least the minimum size. A payload of another codec that merely starts
-// with the v2 magic and version bytes (IsEncrypted) is sealed like any other foreign payload, since leaving it would send
-// it to the backend without a Blindfold seal and fail its decode later; wrapping an envelope once more is harmless (Decode
-// removes one layer). Envelopes of a later version (0x03–0x0F) are wrapped for the same reason.
-func alreadySealed(p *commonpb.Payload) bool {
+// IsSealed reports whether p is a well-formed Blindfold envelope as far as can be told without its key: a v1 envelope (any
+// payload with encoding binary/encrypted and the blindfold-format metadata key), or a v2 envelope whose header parses completely (in either layout)
+// and is followed by a TINK-prefixed ciphertext of at least MinCiphertextSize bytes. It is the test for callers that
+// must decide whether a payload they were given is already sealed or must be sealed now (Encode uses it): unlike
+// IsEncrypted, it does not take a payload of another codec whose data merely starts with the v2 magic and version bytes
+// for an envelope (about 1 in 2^27 random payloads pass), and it reports false for envelopes of a later version, which
+// this release cannot vouch for. Sealing an envelope once more is harmless (decoding removes one layer), so when in doubt
+// the answer is false. Like KeyID, the result is not authenticated: only a successful decode proves an envelope authentic.
+func IsSealed(p *commonpb.Payload) bool {
 	switch f, _ := envelopeFormat(p); f {
 	case formatV1:
+		// Whatever its version: v1 envelopes are told by a metadata key no other codec writes, and readers of a later
+		// v1-style version would open them.
 		return true
 	case formatV2:
-		_, err := parseHeader(p.Data)
+		_, err := parseEnvelopeV2(p)
 		return err == nil
 	}
 	return false
@@ -549,7 +566,7 @@ func keyID(p *commonpb.Payload, namespace string, haveNS bool) (string, bool) {
 		}
 		return string(id), true
 	case formatV2:
-		h, err := parseHeader(p.Data)
+		h, err := parseEnvelopeV2(p)
 		if err != nil {
 			return "", false
 		}

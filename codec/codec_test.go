@@ -85,11 +85,11 @@ func openRaw(t testing.TB, kr codec.Keyring, namespace string, env *commonpb.Pay
 	}
 	data, ad := env.Data, codec.AssociatedData(id, namespace)
 	if codec.IsV2(env) {
-		h, err := codec.ParseHeaderV2(env.Data)
+		h, err := codec.ParseEnvelopeV2(env)
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, ad = env.Data[h.Len:], codec.AssociatedDataV2(namespace, id, env.Data[:h.Len])
+		data, ad = env.Data[h.Len:], codec.AssociatedDataV2(namespace, id, h.Header)
 	}
 	pt, err := key.AEAD.Decrypt(data, ad)
 	if err != nil {
@@ -102,7 +102,7 @@ func openRaw(t testing.TB, kr codec.Keyring, namespace string, env *commonpb.Pay
 func compressed(t testing.TB, kr codec.Keyring, namespace string, env *commonpb.Payload) bool {
 	t.Helper()
 	if codec.IsV2(env) {
-		h, err := codec.ParseHeaderV2(env.Data)
+		h, err := codec.ParseEnvelopeV2(env)
 		if err != nil {
 			t.Fatal(err)
 		}

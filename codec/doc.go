@@ -13,6 +13,6 @@
 // Errors for bad payloads wrap exactly one of the sentinel errors in keyring.go and binding.go, which also names the errors a Keyring returns
 // (ErrUnknownKey, ErrKeyDestroyed, ErrKeyRejected, ErrKeyUnavailable) so that callers map them without knowing the key provider.
 // Scope names (ValidateScope, ScopeForNamespace) are defined here too: they are part of every key id. KeyIDIn, BindingOf and
-// IsEncrypted read an envelope's claims without opening it. The formats are specified byte by byte in docs/format.md, with
+// IsEncrypted read an envelope's claims without opening it; IsSealed is the strict test of whether a payload is already sealed. The formats are specified byte by byte in docs/format.md, with
 // test vectors in testdata/. The codectest package offers an in-memory Keyring for tests.
 package codec

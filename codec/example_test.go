@@ -155,3 +155,31 @@ func ExampleWithWriteFormat() {
 	// true 1
 	// "hi" "hi"
 }
+
+// A proxy that accepts payloads a client may already have sealed (an SDK plugin in front of it) must not forward anything
+// unsealed that merely looks like an envelope: IsSealed is the strict test, IsEncrypted the lenient one.
+func ExampleIsSealed() {
+	ctx := context.Background()
+	c, err := codec.New(codectest.NewKeyring())
+	if err != nil {
+		log.Fatal(err)
+	}
+	sealed, err := c.Encode(ctx, "default", []*commonpb.Payload{{
+		Metadata: map[string][]byte{"encoding": []byte("json/plain")},
+		Data:     []byte(`"hello"`),
+	}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Another codec's ciphertext that happens to start with the v2 magic and version bytes.
+	lookalike := &commonpb.Payload{
+		Metadata: map[string][]byte{"encoding": []byte("binary/encrypted")},
+		Data:     []byte{0xBF, 0x02, 0x7c, 0x91, 0x3e, 0x55},
+	}
+	for _, p := range []*commonpb.Payload{sealed[0], lookalike} {
+		fmt.Println(codec.IsEncrypted(p), codec.IsSealed(p))
+	}
+	// Output:
+	// true true
+	// true false
+}

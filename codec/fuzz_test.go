@@ -213,19 +213,25 @@ func FuzzDecodeForged(f *testing.F) {
 	})
 }
 
-// FuzzDecodeV2 feeds arbitrary v2-style envelope data to DecodeFor, with the vectors' keys: it must never panic, every
-// error must wrap exactly one sentinel, and whatever opens must survive another round trip.
+// FuzzDecodeV2 feeds arbitrary v2-style envelopes, in either layout (data, and a blindfold-header metadata value when hasHdr),
+// to DecodeFor with the vectors' keys: it must never panic, every error must wrap exactly one sentinel, the accessors must
+// agree with each other and with IsSealed, and whatever opens must survive another round trip.
 func FuzzDecodeV2(f *testing.F) {
 	for _, v := range loadVectorsV2(f).Vectors {
 		env := unmarshalPayload(f, v.Envelope)
-		f.Add(env.Data, string(env.Metadata[codec.MetadataEncoding]), v.DecodeNamespace, v.ExpectBinding != nil)
+		hdr, hasHdr := env.Metadata[codec.MetadataHeader]
+		f.Add(env.Data, hdr, hasHdr, string(env.Metadata[codec.MetadataEncoding]), v.DecodeNamespace, v.ExpectBinding != nil)
 	}
-	f.Add([]byte{0xBF, 0x02}, codec.EncodingEncrypted, "default", false)
-	f.Add([]byte{0xBF, 0x02, 0x12, 0x07, 'd', 'e', 'f', 'a', 'u', 'l', 't', 0x00}, codec.EncodingEncrypted, "default", true)
+	f.Add([]byte{0xBF, 0x02}, []byte(nil), false, codec.EncodingEncrypted, "default", false)
+	f.Add([]byte{0xBF, 0x02, 0x12, 0x00, 0x07, 'd', 'e', 'f', 'a', 'u', 'l', 't', 0x00}, []byte(nil), false, codec.EncodingEncrypted, "default", true)
+	f.Add([]byte{0x01}, []byte{0x02, 0x12, 0x00, 0x07, 'd', 'e', 'f', 'a', 'u', 'l', 't', 0x00}, true, codec.EncodingEncrypted, "default", true)
 	kr := loadVectorV2Keyring(f, nil)
 	c := newCodec(f, kr, codec.WithMaxDecodedSize(1<<20))
-	f.Fuzz(func(t *testing.T, data []byte, encoding, decodeNS string, strict bool) {
+	f.Fuzz(func(t *testing.T, data, hdr []byte, hasHdr bool, encoding, decodeNS string, strict bool) {
 		p := &commonpb.Payload{Metadata: map[string][]byte{codec.MetadataEncoding: []byte(encoding)}, Data: data}
+		if hasHdr {
+			p.Metadata[codec.MetadataHeader] = hdr
+		}
 		e := codec.Expect{Namespace: decodeNS}
 		if strict {
 			e.Accept = func(_ int, b codec.Binding) error {
@@ -238,8 +244,12 @@ func FuzzDecodeV2(f *testing.F) {
 		// The header accessors must not panic either, and agree with each other.
 		b, okB := codec.BindingOf(p)
 		_, okK := codec.KeyIDIn(p, decodeNS)
-		if okB != okK {
-			t.Fatalf("BindingOf ok %v, KeyIDIn ok %v", okB, okK)
+		sealed := codec.IsSealed(p)
+		if okB != okK || okB != sealed {
+			t.Fatalf("BindingOf ok %v, KeyIDIn ok %v, IsSealed %v", okB, okK, sealed)
+		}
+		if sealed && !codec.IsEncrypted(p) {
+			t.Fatal("IsSealed but not IsEncrypted")
 		}
 		out, err := c.DecodeFor(context.Background(), e, []*commonpb.Payload{p})
 		if err == nil && codec.IsEncrypted(p) && (!okB || strict && b.Kind != codec.BindWorkflow) {
@@ -249,30 +259,37 @@ func FuzzDecodeV2(f *testing.F) {
 	})
 }
 
-// FuzzDecodePlaintextV2 seals arbitrary v2 plaintext (form byte || content, or zstd of it) under an arbitrary header with a
-// real key, so the fuzzer reaches the header, form, zstd and protobuf parsing behind the AEAD.
+// FuzzDecodePlaintextV2 seals arbitrary v2 plaintext (a payload's data, its protobuf, or zstd of either) under an arbitrary
+// header, in either layout, with a real key, so the fuzzer reaches the header, form, zstd and protobuf parsing behind the AEAD.
 func FuzzDecodePlaintextV2(f *testing.F) {
 	for _, v := range loadVectorsV2(f).Vectors {
 		if pt, err := hex.DecodeString(v.PlaintextHex); err == nil && v.Format == 2 && v.Error == "" {
 			hdr, _ := hex.DecodeString(v.HeaderHex)
-			f.Add(hdr[2], []byte(nil), hdr[3:], pt)
+			if v.Layout == "compact" {
+				hdr = hdr[1:]
+			}
+			f.Add(hdr[1], hdr[2], []byte(nil), hdr[3:], pt, v.Layout == "metadata")
 		}
 	}
-	f.Add(byte(0x01), []byte(nil), []byte{0x00}, []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58, 0x00, 0x00})
-	f.Add(byte(0x00), []byte(nil), []byte{0x00}, []byte{0x09})
-	f.Add(byte(0x02), []byte("default"), []byte{0x00}, []byte{0x01, '1'})
+	f.Add(byte(0x01), byte(0), []byte(nil), []byte{0x00}, []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58, 0x00, 0x00}, false)
+	f.Add(byte(0x00), byte(0), []byte(nil), []byte{0x00}, []byte{0x09}, true)
+	f.Add(byte(0x02), byte(1), []byte("default"), []byte{0x00}, []byte("1"), false)
+	f.Add(byte(0x01), byte(3), []byte(nil), []byte{0x00}, []byte{}, true)
 	kr := codectest.NewKeyringWithTemplate(aead.XAES256GCM160BitNonceKeyTemplate())
 	c := newCodec(f, kr, codec.WithMaxDecodedSize(1<<20))
-	f.Fuzz(func(t *testing.T, kindFlags byte, scope, rest, plaintext []byte) {
-		hdr := []byte{0xBF, 0x02, kindFlags}
+	f.Fuzz(func(t *testing.T, kindFlags, form byte, scope, rest, plaintext []byte, inMetadata bool) {
+		hdr := []byte{0xBF, 0x02, kindFlags, form}
 		if kindFlags&0x02 != 0 {
 			hdr = binary.AppendUvarint(hdr, uint64(len(scope)))
 			hdr = append(hdr, scope...)
 		}
 		hdr = append(hdr, rest...)
+		if inMetadata {
+			hdr = hdr[1:]
+		}
 		p := sealRawV2(t, kr, "default", hdr, plaintext)
 		out, err := c.Decode(context.Background(), "default", []*commonpb.Payload{p})
-		if h, herr := codec.ParseHeaderV2(p.Data); herr == nil && h.Len != len(hdr) {
+		if h, herr := codec.ParseEnvelopeV2(p); herr == nil && !bytes.Equal(h.Header, hdr) {
 			// The bytes meant as the header parse as a shorter header (the rest reads as the ciphertext's start), so the
 			// envelope was not authenticated as it is read: any single sentinel is right.
 			checkDecodeResult(t, c, "default", p, out, err)
@@ -289,20 +306,24 @@ func FuzzDecodePlaintextV2(f *testing.F) {
 	})
 }
 
-// FuzzDecodeForgedV2 starts from real v2 envelopes (two keys, one rotated out; bindings of several kinds; some compressed)
-// and lets the fuzzer forge the data (header and ciphertext), the encoding, and add v1 metadata: Decode must never panic nor
-// modify its input; an error wraps exactly one sentinel; and an envelope that opens gives one of the originals, bound as
-// it was sealed, never other plaintext.
+// FuzzDecodeForgedV2 starts from real v2 envelopes (two keys, one rotated out; bindings of several kinds; some compressed;
+// both header layouts) and lets the fuzzer forge the data (header and ciphertext), the blindfold-header metadata (set,
+// changed or removed), the encoding, and add v1 metadata: Decode must never panic nor modify its input; an error wraps
+// exactly one sentinel; and an envelope that opens gives one of the originals, bound as it was sealed, from byte-identical
+// data and header, never other plaintext.
 func FuzzDecodeForgedV2(f *testing.F) {
 	const ns = "ns"
 	kr := codectest.NewKeyringWithTemplate(aead.XAES256GCM160BitNonceKeyTemplate())
-	c := newCodec(f, kr, codec.WithCompression(256), codec.WithMaxDecodedSize(1<<20), codec.WithMaxDecodedTotal(2<<20))
+	compact := newCodec(f, kr, codec.WithCompression(256), codec.WithMaxDecodedSize(1<<20), codec.WithMaxDecodedTotal(2<<20))
+	// The metadata layout from 100 bytes of plaintext on, so that small seeds have it.
+	c := newCodec(f, kr, codec.WithCompression(256), codec.WithMaxDecodedSize(1<<20), codec.WithMaxDecodedTotal(2<<20), codec.WithHeaderInMetadataAt(100))
 	originals := []*commonpb.Payload{
 		jsonPayload("forged? never"),
 		{},
 		{Metadata: map[string][]byte{"encoding": []byte("binary/plain"), "a": nil}, Data: []byte{0, 1, 2, 0xff}},
 		{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: bytes.Repeat([]byte(`{"k":"v"},`), 400)}, // compressed
 		{Metadata: map[string][]byte{"encoding": []byte("binary/null")}},
+		{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: bytes.Repeat([]byte{7, 1, 9}, 100)}, // metadata layout
 	}
 	bindings := []codec.Binding{{}, codec.Workflow("wf-1"), {Kind: codec.BindNexus, ID: "svc/op"}}
 	type sealed struct {
@@ -310,15 +331,21 @@ func FuzzDecodeForgedV2(f *testing.F) {
 		b codec.Binding
 	}
 	var all []sealed
+	add := func(data, hdr []byte, hasHdr bool, encoding string, addV1 bool) {
+		f.Add(data, hdr, hasHdr, encoding, addV1)
+	}
 	for round := range 2 {
 		for _, b := range bindings {
-			enc, err := c.EncodeFor(context.Background(), codec.Target{Namespace: ns, Binding: b}, originals)
-			if err != nil {
-				f.Fatal(err)
-			}
-			for i, e := range enc {
-				all = append(all, sealed{e, b})
-				f.Add(e.Data, codec.EncodingEncrypted, false, uint8(i))
+			for _, w := range []*codec.Codec{c, compact} {
+				enc, err := w.EncodeFor(context.Background(), codec.Target{Namespace: ns, Binding: b}, originals)
+				if err != nil {
+					f.Fatal(err)
+				}
+				for _, e := range enc {
+					all = append(all, sealed{e, b})
+					hdr, hasHdr := e.Metadata[codec.MetadataHeader]
+					add(e.Data, hdr, hasHdr, codec.EncodingEncrypted, false)
+				}
 			}
 		}
 		if round == 0 {
@@ -327,20 +354,37 @@ func FuzzDecodeForgedV2(f *testing.F) {
 			}
 		}
 	}
-	for _, s := range all[:3] {
+	for _, s := range all[:len(originals)*2] {
+		hdr, hasHdr := s.p.Metadata[codec.MetadataHeader]
 		d := bytes.Clone(s.p.Data)
-		d[2] ^= 0x10 // another binding kind
-		f.Add(d, codec.EncodingEncrypted, false, uint8(0))
-		f.Add(s.p.Data, codec.EncodingEncrypted, true, uint8(0)) // v1 metadata added: read as v1
-		f.Add(s.p.Data[:len(s.p.Data)-1], codec.EncodingEncrypted, false, uint8(0))
-		f.Add(s.p.Data, "json/plain", false, uint8(0))
+		if hasHdr {
+			h := bytes.Clone(hdr)
+			h[1] ^= 0x10 // another binding kind
+			add(d, h, true, codec.EncodingEncrypted, false)
+			add(append([]byte{0xBF}, append(bytes.Clone(hdr), d...)...), nil, false, codec.EncodingEncrypted, false) // moved into data
+			add(append([]byte{0xBF}, append(bytes.Clone(hdr), d...)...), hdr, true, codec.EncodingEncrypted, false)  // in both
+		} else {
+			d[2] ^= 0x10
+			add(d, nil, false, codec.EncodingEncrypted, false)
+		}
+		add(s.p.Data, hdr, hasHdr, codec.EncodingEncrypted, true) // v1 metadata added: read as v1
+		add(s.p.Data[:len(s.p.Data)-1], hdr, hasHdr, codec.EncodingEncrypted, false)
+		add(s.p.Data, hdr, hasHdr, "json/plain", false)
 	}
-	f.Fuzz(func(t *testing.T, data []byte, encoding string, addV1 bool, _ uint8) {
+	f.Fuzz(func(t *testing.T, data, hdr []byte, hasHdr bool, encoding string, addV1 bool) {
 		p := &commonpb.Payload{Metadata: map[string][]byte{codec.MetadataEncoding: []byte(encoding)}, Data: bytes.Clone(data)}
+		if hasHdr {
+			p.Metadata[codec.MetadataHeader] = bytes.Clone(hdr)
+		}
 		if addV1 {
 			p.Metadata[codec.MetadataFormat] = []byte(codec.FormatV1)
 			p.Metadata[codec.MetadataNamespace] = []byte(ns)
-			if id, ok := codec.KeyIDIn(&commonpb.Payload{Metadata: map[string][]byte{codec.MetadataEncoding: []byte(codec.EncodingEncrypted)}, Data: data}, ns); ok {
+			probe := proto.Clone(p).(*commonpb.Payload)
+			probe.Metadata = map[string][]byte{codec.MetadataEncoding: []byte(codec.EncodingEncrypted)}
+			if hasHdr {
+				probe.Metadata[codec.MetadataHeader] = hdr
+			}
+			if id, ok := codec.KeyIDIn(probe, ns); ok {
 				p.Metadata[codec.MetadataKeyID] = []byte(id)
 			}
 		}
@@ -369,8 +413,12 @@ func FuzzDecodeForgedV2(f *testing.F) {
 			return
 		}
 		for _, s := range all {
+			sHdr, sHas := s.p.Metadata[codec.MetadataHeader]
+			if !bytes.Equal(s.p.Data, data) || sHas != (hasHdr && !addV1) || sHas && !bytes.Equal(sHdr, hdr) {
+				continue
+			}
 			for _, o := range originals {
-				if proto.Equal(out[0], o) && bytes.Equal(s.p.Data, data) {
+				if proto.Equal(out[0], o) {
 					if s.b != claimed {
 						t.Fatalf("opened with claimed binding %v, sealed as %v", claimed, s.b)
 					}
@@ -378,6 +426,6 @@ func FuzzDecodeForgedV2(f *testing.F) {
 				}
 			}
 		}
-		t.Fatalf("forged envelope opened (%d bytes of data, claimed %v): not byte-identical to any sealed one", len(data), claimed)
+		t.Fatalf("forged envelope opened (%d bytes of data, header %x, claimed %v): not byte-identical to any sealed one", len(data), hdr, claimed)
 	})
 }

@@ -20,9 +20,14 @@ import (
 	"github.com/blindfold-dev/blindfold/codec/codectest"
 )
 
-// header builds a v2 header by hand: kind, flags, an optional scope, the binding id.
+// header builds a compact-layout v2 header by hand: kind, flags, an optional scope, the binding id; body form 0.
 func header(kind codec.BindingKind, flags byte, scope *string, id string) []byte {
-	h := []byte{0xBF, 0x02, byte(kind)<<4 | flags}
+	return headerForm(kind, flags, 0, scope, id)
+}
+
+// headerForm is header with a body form.
+func headerForm(kind codec.BindingKind, flags, form byte, scope *string, id string) []byte {
+	h := []byte{0xBF, 0x02, byte(kind)<<4 | flags, form}
 	if scope != nil {
 		h = binary.AppendUvarint(h, uint64(len(*scope)))
 		h = append(h, *scope...)
@@ -31,8 +36,9 @@ func header(kind codec.BindingKind, flags byte, scope *string, id string) []byte
 	return append(h, id...)
 }
 
-// sealRawV2 builds a v2 envelope around an arbitrary header and plaintext (form||content, compressed when the header says so),
-// authenticated for namespace with its sealing key, as a forger holding the key could.
+// sealRawV2 builds a v2 envelope around an arbitrary header and plaintext (compressed when the header says so), authenticated
+// for namespace with its sealing key, as a forger holding the key could. A header that does not start with the magic byte goes
+// in the blindfold-header metadata (the metadata layout).
 func sealRawV2(t testing.TB, kr codec.Keyring, namespace string, hdr, plaintext []byte) *commonpb.Payload {
 	t.Helper()
 	key, err := kr.SealingKey(context.Background(), codec.Target{Namespace: namespace})
@@ -42,6 +48,12 @@ func sealRawV2(t testing.TB, kr codec.Keyring, namespace string, hdr, plaintext 
 	ct, err := key.AEAD.Encrypt(plaintext, codec.AssociatedDataV2(namespace, key.ID, hdr))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(hdr) == 0 || hdr[0] != 0xBF {
+		return &commonpb.Payload{
+			Metadata: map[string][]byte{codec.MetadataEncoding: []byte(codec.EncodingEncrypted), codec.MetadataHeader: bytes.Clone(hdr)},
+			Data:     ct,
+		}
 	}
 	return &commonpb.Payload{
 		Metadata: map[string][]byte{codec.MetadataEncoding: []byte(codec.EncodingEncrypted)},
@@ -126,12 +138,16 @@ func TestDecodeErrorsV2(t *testing.T) {
 			env.Data = env.Data[:2]
 			return env
 		}},
-		{name: "no binding id length", want: codec.ErrTruncated, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
+		{name: "no body form", want: codec.ErrTruncated, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
 			env.Data = env.Data[:3]
 			return env
 		}},
+		{name: "no binding id length", want: codec.ErrTruncated, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
+			env.Data = env.Data[:4]
+			return env
+		}},
 		{name: "binding id cut off", want: codec.ErrTruncated, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
-			env.Data = []byte{0xBF, 0x02, 0x10, 0x05, 'a', 'b'}
+			env.Data = []byte{0xBF, 0x02, 0x10, 0x01, 0x05, 'a', 'b'}
 			return env
 		}},
 		{name: "later version", want: codec.ErrUnsupportedVersion, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
@@ -164,10 +180,10 @@ func TestDecodeErrorsV2(t *testing.T) {
 			return splice(env, header(codec.BindWorkflow, 0, nil, strings.Repeat("w", codec.MaxBindingIDLen+1)))
 		}},
 		{name: "non-minimal varint", want: codec.ErrMalformed, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
-			return splice(env, []byte{0xBF, 0x02, 0x00, 0x80, 0x00})
+			return splice(env, []byte{0xBF, 0x02, 0x00, 0x00, 0x80, 0x00})
 		}},
 		{name: "varint overflow", want: codec.ErrMalformed, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
-			return splice(env, append([]byte{0xBF, 0x02, 0x00}, bytes.Repeat([]byte{0xff}, 11)...))
+			return splice(env, append([]byte{0xBF, 0x02, 0x00, 0x00}, bytes.Repeat([]byte{0xff}, 11)...))
 		}},
 		{name: "invalid explicit scope", want: codec.ErrMalformed, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
 			return splice(env, header(codec.BindNamespace, 2, scope("../etc"), ""))
@@ -192,6 +208,28 @@ func TestDecodeErrorsV2(t *testing.T) {
 			env.Data[2] |= 0x1
 			return env
 		}},
+		{name: "body form changed", want: codec.ErrTampered, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
+			env.Data[3] = 3 // json/plain to binary/plain
+			return env
+		}},
+		{name: "reserved body form", want: codec.ErrMalformed, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
+			env.Data[3] = 5
+			return env
+		}},
+		{name: "body form 255", want: codec.ErrMalformed, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
+			env.Data[3] = 0xff
+			return env
+		}},
+		{name: "header moved into metadata", want: codec.ErrTampered, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
+			n := wf(env).Len
+			env.Metadata[codec.MetadataHeader] = bytes.Clone(env.Data[1:n]) // the same fields, in the other layout
+			env.Data = env.Data[n:]
+			return env
+		}},
+		{name: "header in metadata and in data", want: codec.ErrMalformed, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
+			env.Metadata[codec.MetadataHeader] = bytes.Clone(env.Data[1:wf(env).Len])
+			return env
+		}},
 		{name: "opened in another namespace sharing the key", decodeNS: "other", want: codec.ErrTampered, mutate: func(t *testing.T, kr *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
 			// "other" has the same keys (as a shared scope would), so only the namespace in the associated data can catch it.
 			h, err := kr.Keyset("default")
@@ -213,32 +251,84 @@ func TestDecodeErrorsV2(t *testing.T) {
 		{name: "keyring down", keyring: failingKeyring{}, want: nil, noGood: true, mutate: func(t *testing.T, _ *codectest.Keyring, env *commonpb.Payload) *commonpb.Payload {
 			return env
 		}},
-		{name: "empty plaintext", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
-			return sealRawV2(t, kr, "default", plainHdr, nil)
-		}},
-		{name: "unknown body form", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
-			return sealRawV2(t, kr, "default", plainHdr, []byte{5, 'x'})
-		}},
-		{name: "body form 255", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
-			return sealRawV2(t, kr, "default", plainHdr, []byte{0xff})
-		}},
 		{name: "bad protobuf", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
-			return sealRawV2(t, kr, "default", plainHdr, []byte{0x00, 0xff, 0xff, 0xff})
+			return sealRawV2(t, kr, "default", plainHdr, []byte{0xff, 0xff, 0xff})
 		}},
 		{name: "bad zstd", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
-			return sealRawV2(t, kr, "default", zstdHdr, append([]byte{0x00}, body...))
-		}},
-		{name: "zstd of nothing", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
-			return sealRawV2(t, kr, "default", zstdHdr, nil)
+			return sealRawV2(t, kr, "default", zstdHdr, body)
 		}},
 		{name: "bad protobuf after zstd", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
-			return sealRawV2(t, kr, "default", zstdHdr, zenc.EncodeAll([]byte{0x00, 0x12, 0xff}, nil))
-		}},
-		{name: "unknown form after zstd", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
-			return sealRawV2(t, kr, "default", zstdHdr, zenc.EncodeAll([]byte{0x09, 'x'}, nil))
+			return sealRawV2(t, kr, "default", zstdHdr, zenc.EncodeAll([]byte{0x12, 0xff}, nil))
 		}},
 		{name: "zstd bomb", want: codec.ErrDecodedTooLarge, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
-			return sealRawV2(t, kr, "default", zstdHdr, zenc.EncodeAll(append([]byte{0x03}, bomb...), nil))
+			return sealRawV2(t, kr, "default", headerForm(codec.BindNamespace, 1, 3, nil, ""), zenc.EncodeAll(bomb, nil))
+		}},
+		// The metadata layout.
+		{name: "metadata layout: flipped ciphertext byte", want: codec.ErrTampered, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Data[len(env.Data)/2] ^= 1
+			return env
+		}},
+		{name: "metadata layout: header edited", want: codec.ErrTampered, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", header(codec.BindWorkflow, 0, nil, "order-42")[1:], body)
+			env.Metadata[codec.MetadataHeader] = header(codec.BindWorkflow, 0, nil, "order-43")[1:]
+			return env
+		}},
+		{name: "metadata layout: header moved into data", want: codec.ErrTampered, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Data = append(bytes.Clone(plainHdr), env.Data...)
+			delete(env.Metadata, codec.MetadataHeader)
+			return env
+		}},
+		{name: "metadata layout: header also in data", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Data = append(bytes.Clone(plainHdr), env.Data...)
+			return env
+		}},
+		{name: "metadata layout: magic in metadata", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Metadata[codec.MetadataHeader] = plainHdr
+			return env
+		}},
+		{name: "metadata layout: empty header", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Metadata[codec.MetadataHeader] = nil
+			return env
+		}},
+		{name: "metadata layout: header cut off", want: codec.ErrTruncated, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Metadata[codec.MetadataHeader] = plainHdr[1:3]
+			return env
+		}},
+		{name: "metadata layout: bytes after the header", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Metadata[codec.MetadataHeader] = append(bytes.Clone(plainHdr[1:]), 0)
+			return env
+		}},
+		{name: "metadata layout: later version", want: codec.ErrUnsupportedVersion, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Metadata[codec.MetadataHeader][0] = 0x03
+			return env
+		}},
+		{name: "metadata layout: not a TINK prefix", want: codec.ErrMalformed, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Data[0] = 0x00
+			return env
+		}},
+		{name: "metadata layout: ciphertext below minimum", want: codec.ErrTruncated, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			env := sealRawV2(t, kr, "default", plainHdr[1:], body)
+			env.Data = env.Data[:codec.MinCiphertextSize-1]
+			return env
+		}},
+		{name: "metadata layout: opened in another namespace sharing the key", decodeNS: "other", want: codec.ErrTampered, mutate: func(t *testing.T, kr *codectest.Keyring, _ *commonpb.Payload) *commonpb.Payload {
+			h, err := kr.Keyset("default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := kr.SetKeyset("other", h); err != nil {
+				t.Fatal(err)
+			}
+			return sealRawV2(t, kr, "default", plainHdr[1:], body)
 		}},
 	}
 	for _, tc := range tests {
@@ -317,7 +407,7 @@ func TestBindings(t *testing.T) {
 			if got, ok := codec.BindingOf(e); !ok || got != b {
 				t.Errorf("%s: BindingOf(payload %d) = %v, %v", b, i, got, ok)
 			}
-			if h, err := codec.ParseHeaderV2(e.Data); err != nil || h.Len != 3+uvarintLen(len(b.ID))+len(b.ID) {
+			if h, err := codec.ParseHeaderV2(e.Data); err != nil || h.Len != 4+uvarintLen(len(b.ID))+len(b.ID) {
 				t.Errorf("%s: header %+v, %v", b, h, err)
 			}
 		}
@@ -427,11 +517,15 @@ func TestBodyForms(t *testing.T) {
 			c := newCodec(t, kr)
 			env := sealOne(t, c, "default", tc.p)
 			pt := openRaw(t, kr, "default", env)
-			if pt[0] != tc.form {
-				t.Errorf("form %d, want %d", pt[0], tc.form)
+			h, err := codec.ParseEnvelopeV2(env)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if tc.form != 0 && !bytes.Equal(pt[1:], tc.p.Data) {
-				t.Errorf("content %x, want the data %x", pt[1:], tc.p.Data)
+			if h.Form != tc.form {
+				t.Errorf("form %d, want %d", h.Form, tc.form)
+			}
+			if tc.form != 0 && !bytes.Equal(pt, tc.p.Data) {
+				t.Errorf("plaintext %x, want the data %x", pt, tc.p.Data)
 			}
 			out, err := c.Decode(context.Background(), "default", []*commonpb.Payload{env})
 			if err != nil {
@@ -471,7 +565,7 @@ func TestExplicitScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !h.HasScope || h.Scope != ns || h.Len != 3+1+len(ns)+1 {
+	if !h.HasScope || h.Scope != ns || h.Len != 4+1+len(ns)+1 {
 		t.Errorf("header %+v, want the explicit scope %q", h, ns)
 	}
 	key, err := kr.SealingKey(ctx, codec.Target{Namespace: ns})
@@ -559,7 +653,7 @@ func TestEncodeWrapsLookalikes(t *testing.T) {
 	}
 	real := sealOne(t, c, "default", jsonPayload("real"))
 	lookalikes := []*commonpb.Payload{
-		encrypted([]byte{0xBF, 0x02, 0x00, 0x00, 0x99}),                    // header, then no TINK ciphertext
+		encrypted([]byte{0xBF, 0x02, 0x00, 0x00, 0x00, 0x99}),              // header, then no TINK ciphertext
 		encrypted(append([]byte{0xBF, 0x02, 0x40}, randomBytes(t, 64)...)), // bad varint or prefix, most likely
 		encrypted(append([]byte{0xBF, 0x03}, randomBytes(t, 64)...)),       // a later version
 		encrypted([]byte{0xBF, 0x02}),
@@ -567,6 +661,9 @@ func TestEncodeWrapsLookalikes(t *testing.T) {
 	for i, p := range lookalikes {
 		if !codec.IsEncrypted(p) {
 			t.Errorf("lookalike %d: IsEncrypted false; the detection rule says true", i)
+		}
+		if codec.IsSealed(p) {
+			t.Errorf("lookalike %d: IsSealed", i)
 		}
 		out, err := c.Encode(ctx, "default", []*commonpb.Payload{p})
 		if err != nil {
@@ -579,6 +676,9 @@ func TestEncodeWrapsLookalikes(t *testing.T) {
 		if err != nil || !proto.Equal(back[0], p) {
 			t.Errorf("lookalike %d: round trip %v, %v", i, back, err)
 		}
+	}
+	if !codec.IsSealed(real) {
+		t.Error("a real v2 envelope is not IsSealed")
 	}
 	if out, err := c.Encode(ctx, "default", []*commonpb.Payload{real}); err != nil || out[0] != real {
 		t.Errorf("a real v2 envelope was sealed again: %v", err)
@@ -706,4 +806,79 @@ func TestOverheadV2(t *testing.T) {
 		}
 		t.Logf("%s (id %d bytes): %d bytes added to a 1 KiB json/plain payload", b, len(b.ID), added)
 	}
+}
+
+// TestHeaderLayouts: payloads of at least HeaderInMetadataAt bytes carry their header in metadata and their data is the bare
+// ciphertext; smaller ones carry it in front of the data. Both open, report their binding and key, and stay sealed on Encode.
+func TestHeaderLayouts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kr := codectest.NewKeyringWithTemplate(aead.XAES256GCM160BitNonceKeyTemplate())
+	c := newCodec(t, kr)
+	b := codec.Workflow("order-42")
+	for _, tc := range []struct {
+		name       string
+		p          *commonpb.Payload
+		inMetadata bool
+	}{
+		{"just below", &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: randomBytes(t, codec.HeaderInMetadataAt-1)}, false},
+		{"at the threshold", &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: randomBytes(t, codec.HeaderInMetadataAt)}, true},
+		{"1 MiB json", &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: randomBytes(t, 1<<20)}, true},
+		{"form 0, large", &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/protobuf"), "messageType": []byte("a.B")}, Data: randomBytes(t, codec.HeaderInMetadataAt)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enc, err := c.EncodeFor(ctx, codec.Target{Namespace: "default", Binding: b}, []*commonpb.Payload{tc.p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := enc[0]
+			h, err := codec.ParseEnvelopeV2(env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, hasHdr := env.Metadata[codec.MetadataHeader]
+			if h.InMetadata != tc.inMetadata || hasHdr != tc.inMetadata || len(env.Metadata) != 1+b2i(tc.inMetadata) {
+				t.Fatalf("layout: in metadata %v, metadata %v; want in metadata %v", h.InMetadata, env.Metadata, tc.inMetadata)
+			}
+			if tc.inMetadata && (env.Data[0] != 0x01 || h.Header[0] != 0x02) {
+				t.Errorf("metadata layout: data starts %x, header %x", env.Data[:5], h.Header)
+			}
+			if !codec.IsEncrypted(env) || !codec.IsSealed(env) {
+				t.Error("not IsEncrypted / IsSealed")
+			}
+			if got, ok := codec.BindingOf(env); !ok || got != b {
+				t.Errorf("BindingOf = %v, %v", got, ok)
+			}
+			if id, ok := codec.KeyIDIn(env, "default"); !ok || !strings.HasPrefix(id, "default/") {
+				t.Errorf("KeyIDIn = %q, %v", id, ok)
+			}
+			if again, err := c.Encode(ctx, "default", enc); err != nil || again[0] != env {
+				t.Errorf("Encode sealed an envelope again: %v", err)
+			}
+			out, err := c.DecodeFor(ctx, codec.Expect{Namespace: "default"}, enc)
+			if err != nil || !proto.Equal(out[0], tc.p) {
+				t.Fatalf("DecodeFor: %v", err)
+			}
+			if tc.p.Data != nil && len(out[0].Data) > 0 && &out[0].Data[0] == &tc.p.Data[0] {
+				t.Error("decoded data aliases the input")
+			}
+		})
+	}
+	// Empty plaintexts are well formed in every form, also "compressed" (zero zstd frames expand to nothing).
+	for _, form := range []byte{0, 1, 2, 3, 4} {
+		for _, flags := range []byte{0, 1} {
+			env := sealRawV2(t, kr, "default", headerForm(codec.BindNamespace, flags, form, nil, ""), nil)
+			out, err := c.Decode(ctx, "default", []*commonpb.Payload{env})
+			if err != nil || len(out[0].Data) != 0 {
+				t.Errorf("form %d, flags %d, empty plaintext: %v, %v", form, flags, out, err)
+			}
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

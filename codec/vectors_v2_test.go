@@ -1,6 +1,7 @@
 package codec_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -52,9 +53,13 @@ type vectorV2 struct {
 	ExpectBinding *vectorBinding  `json:"expect_binding,omitempty"`
 	Payload       json.RawMessage `json:"payload,omitempty"`
 	Envelope      json.RawMessage `json:"envelope"`
-	// HeaderHex is the v2 header (data up to the Tink ciphertext); AssociatedDataHex and PlaintextHex are the AEAD inputs of a
-	// good vector (the plaintext as sealed: form byte || content, zstd-compressed when the header says so).
-	HeaderHex         string `json:"header_hex,omitempty"`
+	// HeaderHex is the v2 header as authenticated (compact layout: the data up to the Tink ciphertext; metadata layout: the
+	// blindfold-header value); AssociatedDataHex and PlaintextHex are the AEAD inputs of a good vector (the plaintext as sealed:
+	// the payload's data for forms 1-4, its protobuf for form 0, zstd-compressed when the header says so).
+	HeaderHex string `json:"header_hex,omitempty"`
+	// Layout of a good v2 vector: "compact" (the header starts the data) or "metadata" (the header is the blindfold-header
+	// metadata value, data the bare ciphertext).
+	Layout            string `json:"layout,omitempty"`
 	AssociatedDataHex string `json:"associated_data_hex,omitempty"`
 	PlaintextHex      string `json:"plaintext_hex,omitempty"`
 	Error             string `json:"error,omitempty"`
@@ -144,8 +149,8 @@ func TestVectorsV2(t *testing.T) {
 	for _, v := range vf.Vectors {
 		t.Run(v.Name, func(t *testing.T) {
 			env := unmarshalPayload(t, v.Envelope)
-			if (len(env.Data) > 0 && env.Data[0] == 0xBF) != (v.Format == 2) {
-				t.Errorf("format %d, but the envelope's data starts %x", v.Format, env.Data[:min(2, len(env.Data))])
+			if _, v1 := env.Metadata[codec.MetadataFormat]; v1 != (v.Format == 1) {
+				t.Errorf("format %d, but the envelope's metadata is %v", v.Format, env.Metadata)
 			}
 			out, err := c.DecodeFor(ctx, v.expect(), []*commonpb.Payload{env})
 			if v.Error != "" {
@@ -174,17 +179,20 @@ func TestVectorsV2(t *testing.T) {
 			if v.Format == 1 {
 				return
 			}
-			h, err := codec.ParseHeaderV2(env.Data)
+			h, err := codec.ParseEnvelopeV2(env)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := hex.EncodeToString(env.Data[:h.Len]); got != v.HeaderHex {
+			if got := hex.EncodeToString(h.Header); got != v.HeaderHex {
 				t.Errorf("header %s, want %s", got, v.HeaderHex)
+			}
+			if got := layoutName(h); got != v.Layout {
+				t.Errorf("layout %s, want %s", got, v.Layout)
 			}
 			if b, _ := codec.BindingOf(env); v.Binding == nil || b != (codec.Binding{Kind: v.Binding.Kind, ID: v.Binding.ID}) {
 				t.Errorf("binding %v, want %+v", b, v.Binding)
 			}
-			ad := codec.AssociatedDataV2(v.Namespace, v.KeyID, env.Data[:h.Len])
+			ad := codec.AssociatedDataV2(v.Namespace, v.KeyID, h.Header)
 			if got := hex.EncodeToString(ad); got != v.AssociatedDataHex {
 				t.Errorf("associated data %s, want %s", got, v.AssociatedDataHex)
 			}
@@ -213,6 +221,9 @@ func generateVectorsV2(t *testing.T) {
 	}
 	kr := loadVectorV2Keyring(t, h)
 	plain := newCodec(t, kr)
+	// Readers accept either layout at any size; the vectors force the metadata layout on small payloads so as to stay small.
+	meta := newCodec(t, kr, codec.WithHeaderInMetadataAt(0))
+	metaZstd := newCodec(t, kr, codec.WithHeaderInMetadataAt(0), codec.WithCompression(256))
 	zstdCodec := newCodec(t, kr, codec.WithCompression(256))
 	v1 := newCodec(t, kr, codec.WithWriteFormat(1))
 
@@ -252,6 +263,10 @@ func generateVectorsV2(t *testing.T) {
 		{"explicit scope (a policy's tenant scope)", "orders-prod", "tenant-acme", codec.Workflow("order-000042"), plain, js(`"tenant"`)},
 		{"namespace with a hashed default scope", "Orders Prod", "", codec.Workflow("wf-1"), plain, js(`"hashed"`)},
 		{"v1 envelope with an XAES key", "default", "", codec.Binding{}, v1, js(`"v1"`)},
+		{"metadata layout (a large payload's), workflow binding", "default", "", codec.Workflow("order-000042"), meta, js(`{"order":42,"lines":["..."]}`)},
+		{"metadata layout, protobuf body (form 0), explicit scope", "orders-prod", "tenant-acme", codec.Binding{Kind: codec.BindBatch, ID: "batch-7"}, meta,
+			&commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/protobuf"), "messageType": []byte("x.y.Z")}, Data: []byte(`{"a":1}`)}},
+		{"metadata layout, zstd compressed", "default", "", codec.Workflow("order-000042"), metaZstd, js(strings.Repeat(`{"k":"v"},`, 100))},
 	}
 	var vectors []vectorV2
 	seal := func(specs []spec) {
@@ -267,12 +282,12 @@ func generateVectorsV2(t *testing.T) {
 				Binding: &vectorBinding{Kind: s.binding.Kind, ID: s.binding.ID}, Payload: marshalJSON(t, s.p), Envelope: marshalJSON(t, env),
 			}
 			if codec.IsV2(env) {
-				hd, err := codec.ParseHeaderV2(env.Data)
+				hd, err := codec.ParseEnvelopeV2(env)
 				if err != nil {
 					t.Fatal(err)
 				}
-				v.HeaderHex = hex.EncodeToString(env.Data[:hd.Len])
-				v.AssociatedDataHex = hex.EncodeToString(codec.AssociatedDataV2(s.ns, id, env.Data[:hd.Len]))
+				v.HeaderHex, v.Layout = hex.EncodeToString(hd.Header), layoutName(hd)
+				v.AssociatedDataHex = hex.EncodeToString(codec.AssociatedDataV2(s.ns, id, hd.Header))
 			} else {
 				v.Format, v.Binding = 1, nil
 				v.AssociatedDataHex = hex.EncodeToString(codec.AssociatedData(id, s.ns))
@@ -300,17 +315,18 @@ func generateVectorsV2(t *testing.T) {
 	seal(second)
 
 	// Negative vectors, derived from good envelopes.
-	base := func(b codec.Binding, scope string) *commonpb.Payload {
-		out, err := plain.EncodeFor(ctx, codec.Target{Namespace: "default", Scope: scope, Binding: b}, []*commonpb.Payload{js(`"negative"`)})
+	baseWith := func(c *codec.Codec, b codec.Binding, scope string) *commonpb.Payload {
+		out, err := c.EncodeFor(ctx, codec.Target{Namespace: "default", Scope: scope, Binding: b}, []*commonpb.Payload{js(`"negative"`)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return out[0]
 	}
+	base := func(b codec.Binding, scope string) *commonpb.Payload { return baseWith(plain, b, scope) }
 	bad := func(name, decodeNS, errName string, env *commonpb.Payload, expect *vectorBinding) {
-		f := 1
-		if len(env.Data) > 0 && env.Data[0] == 0xBF {
-			f = 2
+		f := 2
+		if _, ok := env.Metadata[codec.MetadataFormat]; ok {
+			f = 1
 		}
 		id, _ := codec.KeyIDIn(env, decodeNS)
 		var tid uint32
@@ -337,9 +353,15 @@ func generateVectorsV2(t *testing.T) {
 	e := base(wf, "")
 	e.Data[len(e.Data)/2] ^= 1
 	bad("flipped ciphertext byte", "default", "ErrTampered", e, nil)
-	bad("binding id edited", "default", "ErrTampered", withHeader(base(wf, ""), header(codec.BindWorkflow, 0, nil, "order-000043")), nil)
-	bad("binding kind edited", "default", "ErrTampered", withHeader(base(wf, ""), header(codec.BindActivity, 0, nil, wf.ID)), nil)
-	bad("binding removed", "default", "ErrTampered", withHeader(base(wf, ""), header(codec.BindNamespace, 0, nil, "")), nil)
+	bad("binding id edited", "default", "ErrTampered", withHeader(base(wf, ""), headerForm(codec.BindWorkflow, 0, 1, nil, "order-000043")), nil)
+	bad("binding kind edited", "default", "ErrTampered", withHeader(base(wf, ""), headerForm(codec.BindActivity, 0, 1, nil, wf.ID)), nil)
+	bad("binding removed", "default", "ErrTampered", withHeader(base(wf, ""), headerForm(codec.BindNamespace, 0, 1, nil, "")), nil)
+	e = base(wf, "")
+	e.Data[3] = 3 // json/plain to binary/plain
+	bad("body form edited", "default", "ErrTampered", e, nil)
+	e = base(wf, "")
+	e.Data[3] = 5
+	bad("reserved body form", "default", "ErrMalformed", e, nil)
 	e = base(wf, "")
 	e.Data[2] |= 0x01
 	bad("compression flag set", "default", "ErrTampered", e, nil)
@@ -368,7 +390,36 @@ func generateVectorsV2(t *testing.T) {
 	e = base(wf, "")
 	binaryPutUint32(e.Data[hdrLen(e)+1:], 0)
 	bad("unknown key", "default", "ErrUnknownKey", e, nil)
-	bad("unknown body form", "default", "ErrMalformed", sealRawV2(t, kr, "default", header(codec.BindNamespace, 0, nil, ""), []byte{0x07, 'x'}), nil)
+	// The metadata layout.
+	e = baseWith(meta, wf, "")
+	e.Data[len(e.Data)/2] ^= 1
+	bad("metadata layout: flipped ciphertext byte", "default", "ErrTampered", e, nil)
+	e = baseWith(meta, wf, "")
+	e.Metadata[codec.MetadataHeader] = headerForm(codec.BindWorkflow, 0, 1, nil, "order-000043")[1:]
+	bad("metadata layout: binding id edited", "default", "ErrTampered", e, nil)
+	e = baseWith(meta, wf, "")
+	e.Data = append([]byte{0xBF}, append(e.Metadata[codec.MetadataHeader], e.Data...)...)
+	delete(e.Metadata, codec.MetadataHeader)
+	bad("metadata layout: header moved into the data", "default", "ErrTampered", e, nil)
+	e = base(wf, "")
+	e.Metadata[codec.MetadataHeader] = e.Data[1:hdrLen(e)]
+	e.Data = e.Data[hdrLen(e):]
+	bad("compact layout: header moved into metadata", "default", "ErrTampered", e, nil)
+	e = base(wf, "")
+	e.Metadata[codec.MetadataHeader] = e.Data[1:hdrLen(e)]
+	bad("header in both metadata and data", "default", "ErrMalformed", e, nil)
+	e = baseWith(meta, wf, "")
+	e.Metadata[codec.MetadataHeader] = append([]byte{0xBF}, e.Metadata[codec.MetadataHeader]...)
+	bad("metadata layout: magic in the metadata header", "default", "ErrMalformed", e, nil)
+	e = baseWith(meta, wf, "")
+	e.Metadata[codec.MetadataHeader] = append(bytes.Clone(e.Metadata[codec.MetadataHeader]), 0x00)
+	bad("metadata layout: bytes after the header", "default", "ErrMalformed", e, nil)
+	e = baseWith(meta, wf, "")
+	e.Metadata[codec.MetadataHeader] = append([]byte{0x03}, e.Metadata[codec.MetadataHeader][1:]...)
+	bad("metadata layout: unsupported version", "default", "ErrUnsupportedVersion", e, nil)
+	e = baseWith(meta, wf, "")
+	e.Data = e.Data[:codec.MinCiphertextSize-1]
+	bad("metadata layout: ciphertext truncated", "default", "ErrTruncated", e, nil)
 	// v1: the metadata key id must name the key of the ciphertext's Tink prefix (the older key's id, the newer key's ciphertext).
 	e = sealOne(t, v1, "default", js(`"v1"`))
 	e.Metadata[codec.MetadataKeyID] = []byte(codectest.KeyID("default", oldID))
@@ -388,4 +439,11 @@ func generateVectorsV2(t *testing.T) {
 
 func binaryPutUint32(b []byte, v uint32) {
 	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
+
+func layoutName(h codec.HeaderV2) string {
+	if h.InMetadata {
+		return "metadata"
+	}
+	return "compact"
 }

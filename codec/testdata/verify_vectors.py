@@ -128,63 +128,77 @@ def length_prefixed(data, i, limit):
         return "ErrTruncated", None, i
     return "", data[i:i + n], i + n
 
-def parse_header(data):
-    """Returns (error, header dict)."""
-    if data[1] != 0x02:
-        return "ErrUnsupportedVersion", None
-    if len(data) < 4:
+def parse_header(md, data):
+    """Parses the header of a v2 envelope in either layout (docs/format.md §13); returns (error, header dict)."""
+    if "blindfold-header" in md:  # the metadata layout: the value is the header without its magic, data the ciphertext
+        if len(data) >= 2 and data[0] == 0xBF and 0x02 <= data[1] <= 0x0F:
+            return "ErrMalformed", None  # a header in both places
+        core, hdr, in_md = md["blindfold-header"], md["blindfold-header"], True
+        if not core:
+            return "ErrMalformed", None
+        if core[0] != 0x02:
+            return ("ErrUnsupportedVersion" if 0x03 <= core[0] <= 0x0F else "ErrMalformed"), None
+    else:  # the compact layout: 0xBF || core || ciphertext
+        core, in_md = data[1:], False
+        if core[0] != 0x02:
+            return "ErrUnsupportedVersion", None
+    if len(core) < 4:
         return "ErrTruncated", None
-    kind, flags = data[2] >> 4, data[2] & 0x0F
-    if flags & 0x0C or kind > 7:
+    kind, flags, form = core[1] >> 4, core[1] & 0x0F, core[2]
+    if flags & 0x0C or kind > 7 or form > 4:
         return "ErrMalformed", None
     i, scope = 3, None
     if flags & 0x02:
-        err, scope, i = length_prefixed(data, i, 200)
+        err, scope, i = length_prefixed(core, i, 200)
         if err:
             return err, None
         if not SCOPE.match(scope):
             return "ErrMalformed", None
-    err, bid, i = length_prefixed(data, i, 4096)
+    err, bid, i = length_prefixed(core, i, 4096)
     if err:
         return err, None
     if bid and kind in (0, 6):  # BindNamespace and BindQuery take no id
         return "ErrMalformed", None
-    if len(data) - i < 33:
+    if in_md:
+        if i != len(core):
+            return "ErrMalformed", None  # bytes after the header
+        ct = data
+    else:
+        hdr, ct = data[:1 + i], data[1 + i:]
+    if len(ct) < 33:
         return "ErrTruncated", None
-    if data[i] != 0x01:
+    if ct[0] != 0x01:
         return "ErrMalformed", None
-    return "", {"kind": kind, "zstd": bool(flags & 0x01), "scope": scope, "id": bid, "len": i,
-                "tink_id": struct.unpack(">I", data[i + 1:i + 5])[0]}
+    return "", {"kind": kind, "zstd": bool(flags & 0x01), "form": form, "scope": scope, "id": bid, "header": hdr,
+                "layout": "metadata" if in_md else "compact", "ct": ct, "tink_id": struct.unpack(">I", ct[1:5])[0]}
 
 def ad_v2(namespace, key_id, header):
     return field(b"blindfold/v2") + field(namespace.encode()) + field(key_id.encode()) + field(header)
 
 FORMS = {1: b"json/plain", 2: b"binary/null", 3: b"binary/plain", 4: b"json/protobuf"}
 
-def decode_v2(keys, data, namespace, expect):
-    err, h = parse_header(data)
+def decode_v2(keys, md, data, namespace, expect):
+    err, h = parse_header(md, data)
     if err:
-        return err, None, None
+        return err, None, None, None
     if expect is not None and (h["kind"], h["id"]) != (expect["kind"], expect["id"].encode()):
-        return "ErrWrongBinding", None, None  # checked before any key lookup or decryption
+        return "ErrWrongBinding", None, None, None  # checked before any key lookup or decryption
     scope = h["scope"].decode() if h["scope"] is not None else default_scope(namespace)
     key_id = "%s/%08x" % (scope, h["tink_id"])
     if h["tink_id"] not in keys or scope not in SCOPES:
-        return "ErrUnknownKey", None, None
+        return "ErrUnknownKey", None, None, None
     try:
-        pt = tink_decrypt(keys[h["tink_id"]], data[h["len"] + 5:], ad_v2(namespace, key_id, data[:h["len"]]))
+        pt = tink_decrypt(keys[h["tink_id"]], h["ct"][5:], ad_v2(namespace, key_id, h["header"]))
     except Exception:
-        return "ErrTampered", None, None
+        return "ErrTampered", None, None, None
     sealed = pt
     if h["zstd"]:
         if zstandard is None:
-            return "", sealed, None  # checked up to decryption
+            return "", sealed, None, h  # checked up to decryption
         pt = zstandard.ZstdDecompressor().decompressobj().decompress(pt)
-    if len(pt) == 0 or pt[0] > 4:
-        return "ErrMalformed", None, None
-    if pt[0] == 0:
-        return "", sealed, parse_payload(pt[1:])
-    return "", sealed, ({"encoding": FORMS[pt[0]]}, pt[1:], [])
+    if h["form"] == 0:
+        return "", sealed, parse_payload(pt), h
+    return "", sealed, ({"encoding": FORMS[h["form"]]}, pt, []), h
 
 def parse_payload(b):
     """Parses the protobuf of temporal.api.common.v1.Payload (metadata map, data, external payload sizes)."""
@@ -236,7 +250,7 @@ def envelope_format(env):
         return None, md, data
     if "blindfold-format" in md:
         return 1, md, data
-    if len(data) >= 2 and data[0] == 0xBF and 0x02 <= data[1] <= 0x0F:
+    if "blindfold-header" in md or len(data) >= 2 and data[0] == 0xBF and 0x02 <= data[1] <= 0x0F:
         return 2, md, data
     return None, md, data
 
@@ -268,22 +282,22 @@ for v in vf["vectors"]:
         err, pt = decode_v1(keys, md, data, v["decode_namespace"])
         ad = ad_v1(v["key_id"], v["namespace"]) if not err else None
     elif f == 2:
-        err, pt, payload = decode_v2(keys, data, v["decode_namespace"], v.get("expect_binding"))
+        err, pt, payload, h = decode_v2(keys, md, data, v["decode_namespace"], v.get("expect_binding"))
         ad = None
         if not err:
             ad = ad_v2(v["namespace"], v["key_id"], bytes.fromhex(v["header_hex"]))
-            ok_header = data[:len(bytes.fromhex(v["header_hex"]))].hex() == v["header_hex"]
+            ok_header = h["header"].hex() == v["header_hex"] and h["layout"] == v["layout"]
     else:
         err, pt = "not ours", None
     ok = err == v.get("error", "")
     what = err or "decrypted"
     if ok and pt is not None:
-        ok = pt.hex() == v["plaintext_hex"] and ad.hex() == v["associated_data_hex"]
+        ok = pt.hex() == v.get("plaintext_hex", "") and ad.hex() == v["associated_data_hex"]
         if f == 2:
             ok = ok and ok_header
             if payload is not None:
                 ok = ok and payload == json_payload(v["payload"])
-                what = "decrypted, payload matches"
+                what = "decrypted, payload matches (%s layout)" % h["layout"]
             else:
                 what = "decrypted (zstd not checked: no zstandard package)"
     report(ok, "v2: " + v["name"], what)
