@@ -3,6 +3,7 @@ package codecserver
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"runtime"
 	"slices"
 	"sync"
@@ -269,8 +270,6 @@ func (s *scan) decode() ([]*commonpb.Payload, *bigBuffer, bool) {
 }
 
 // decodeB64 decodes padded standard base64 src into arena at off and returns the decoded bytes (capacity = length).
-// The base64 decoder skips CR and LF, which JSON forbids raw: they make the output shorter than the padding allows,
-// which is how they are rejected.
 func decodeB64(arena []byte, off int, src []byte) ([]byte, bool) {
 	want := len(src) / 4 * 3
 	if n := len(src); n > 0 && src[n-1] == '=' {
@@ -280,8 +279,8 @@ func decodeB64(arena []byte, off int, src []byte) ([]byte, bool) {
 		}
 	}
 	dst := arena[off : off+len(src)/4*3]
-	m, err := base64.StdEncoding.Decode(dst, src)
-	if err != nil || m != want {
+	m, ok := decodeBase64(dst, src)
+	if !ok || m != want {
 		return nil, false
 	}
 	return dst[:m:m], true
@@ -533,7 +532,7 @@ func appendPayloadJSON(b []byte, p *commonpb.Payload) []byte {
 			b = append(b, '"')
 			b = append(b, k...)
 			b = append(b, '"', ':', '"')
-			b = base64.StdEncoding.AppendEncode(b, md[k])
+			b = appendBase64(b, md[k])
 			b = append(b, '"')
 		}
 		b = append(b, '}')
@@ -543,8 +542,124 @@ func appendPayloadJSON(b []byte, p *commonpb.Payload) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `"data":"`...)
-		b = base64.StdEncoding.AppendEncode(b, d)
+		b = appendBase64(b, d)
 		b = append(b, '"')
 	}
 	return append(b, '}')
+}
+
+// Base64. encoding/base64 handles one 6-bit group at a time and is most of the endpoint's work (16 MB in and 14 MB
+// out for 10,000 payloads of 1 KiB, against 10 MB of AES-GCM). These do the same standard, padded encoding with
+// larger tables: two characters per lookup when encoding, one pre-shifted lookup per character when decoding.
+// FuzzBase64 checks both against encoding/base64.
+
+const base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+// base64Pairs maps 12 bits to the two characters that encode them, the first in the low byte.
+var base64Pairs = func() (t [4096]uint16) {
+	for i := range t {
+		t[i] = uint16(base64Alphabet[i>>6]) | uint16(base64Alphabet[i&63])<<8
+	}
+	return t
+}()
+
+// base64Bits[k][c] is character c's 6 bits as the k-th character of a 4-character group, shifted into place in 24
+// bits; every byte that is not in the alphabet (padding, CR, LF included) sets bit 31 instead.
+var base64Bits = func() (t [4][256]uint32) {
+	for k := range t {
+		for c := range t[k] {
+			t[k][c] = 1 << 31
+		}
+		for v, c := range []byte(base64Alphabet) {
+			t[k][c] = uint32(v) << (18 - 6*k)
+		}
+	}
+	return t
+}()
+
+// appendBase64 appends the padded standard base64 of src to b, as base64.StdEncoding.AppendEncode does.
+func appendBase64(b, src []byte) []byte {
+	n := len(b)
+	b = slices.Grow(b, base64.StdEncoding.EncodedLen(len(src)))
+	b = b[:n+base64.StdEncoding.EncodedLen(len(src))]
+	encodeBase64(b[n:], src)
+	return b
+}
+
+// encodeBase64 writes the padded standard base64 of src to dst, which has exactly its length.
+func encodeBase64(dst, src []byte) {
+	t := &base64Pairs
+	si, di := 0, 0
+	// Six bytes in, eight characters out, one store.
+	for ; si+6 <= len(src) && di+8 <= len(dst); si, di = si+6, di+8 {
+		s := src[si : si+6 : si+6]
+		v := uint(s[0])<<16 | uint(s[1])<<8 | uint(s[2])
+		w := uint(s[3])<<16 | uint(s[4])<<8 | uint(s[5])
+		binary.LittleEndian.PutUint64(dst[di:], uint64(t[v>>12])|uint64(t[v&0xfff])<<16|uint64(t[w>>12])<<32|uint64(t[w&0xfff])<<48)
+	}
+	for ; si+3 <= len(src); si, di = si+3, di+4 {
+		v := uint(src[si])<<16 | uint(src[si+1])<<8 | uint(src[si+2])
+		binary.LittleEndian.PutUint16(dst[di:], t[v>>12])
+		binary.LittleEndian.PutUint16(dst[di+2:], t[v&0xfff])
+	}
+	switch len(src) - si {
+	case 1:
+		v := uint(src[si]) << 16
+		dst[di], dst[di+1], dst[di+2], dst[di+3] = base64Alphabet[v>>18], base64Alphabet[v>>12&63], '=', '='
+	case 2:
+		v := uint(src[si])<<16 | uint(src[si+1])<<8
+		dst[di], dst[di+1], dst[di+2], dst[di+3] = base64Alphabet[v>>18], base64Alphabet[v>>12&63], base64Alphabet[v>>6&63], '='
+	}
+}
+
+// decodeBase64 decodes padded standard base64 (len(src)%4 == 0, '=' only as the last one or two characters) into
+// dst, which has room for len(src)/4*3 bytes, and returns the length decoded. It accepts exactly what
+// base64.StdEncoding.Decode accepts without skipping CR or LF, with the same result (non-zero bits after the
+// last character are ignored, as there); ok is false for anything else.
+func decodeBase64(dst, src []byte) (n int, ok bool) {
+	if len(src)%4 != 0 {
+		return 0, false
+	}
+	if len(src) == 0 {
+		return 0, true
+	}
+	t0, t1, t2, t3 := &base64Bits[0], &base64Bits[1], &base64Bits[2], &base64Bits[3]
+	var bad uint32
+	body := len(src) - 4 // the last group may have padding
+	si, di := 0, 0
+	for ; si+8 <= body; si, di = si+8, di+6 {
+		s := src[si : si+8 : si+8]
+		v := t0[s[0]] | t1[s[1]] | t2[s[2]] | t3[s[3]]
+		w := t0[s[4]] | t1[s[5]] | t2[s[6]] | t3[s[7]]
+		bad |= v | w
+		d := dst[di : di+6 : di+6]
+		d[0], d[1], d[2], d[3], d[4], d[5] = byte(v>>16), byte(v>>8), byte(v), byte(w>>16), byte(w>>8), byte(w)
+	}
+	for ; si < body; si, di = si+4, di+3 {
+		v := t0[src[si]] | t1[src[si+1]] | t2[src[si+2]] | t3[src[si+3]]
+		bad |= v
+		dst[di], dst[di+1], dst[di+2] = byte(v>>16), byte(v>>8), byte(v)
+	}
+	s := src[si : si+4 : si+4]
+	switch {
+	case s[2] == '=' && s[3] == '=':
+		v := t0[s[0]] | t1[s[1]]
+		bad |= v
+		dst[di] = byte(v >> 16)
+		di++
+	case s[3] == '=':
+		v := t0[s[0]] | t1[s[1]] | t2[s[2]]
+		bad |= v
+		dst[di], dst[di+1] = byte(v>>16), byte(v>>8)
+		di += 2
+	default:
+		v := t0[s[0]] | t1[s[1]] | t2[s[2]] | t3[s[3]]
+		bad |= v
+		dst[di], dst[di+1], dst[di+2] = byte(v>>16), byte(v>>8), byte(v)
+		di += 3
+	}
+	if bad&(1<<31) != 0 {
+		return 0, false
+	}
+	return di, true
 }
