@@ -42,7 +42,7 @@ type scannedEntry struct{ key, val span }
 // A body it accepts is one protojson accepts with the same result (FuzzFastUnmarshal checks this). The decoded
 // values share one arena (each slice's capacity is its length, so appending to one copies it); body is not kept.
 func fastUnmarshal(body []byte) (ps []*commonpb.Payload, ok bool) {
-	ps, arena, ok := fastUnmarshalArena(body)
+	ps, arena, ok := fastUnmarshalArena(body, -1)
 	if ok {
 		// Nothing gives it back to the pool: the caller keeps the payloads.
 		arena.keep()
@@ -51,9 +51,11 @@ func fastUnmarshal(body []byte) (ps []*commonpb.Payload, ok bool) {
 }
 
 // fastUnmarshalArena is fastUnmarshal with the arena the values share, which the caller releases once nothing
-// refers to the payloads any more (the response is written).
-func fastUnmarshalArena(body []byte) (ps []*commonpb.Payload, arena *bigBuffer, ok bool) {
-	ps, arena, ok = scanBody(body)
+// refers to the payloads any more (the response is written). A body of more than max payloads (max ≥ 0) is left to
+// protojson, which decides between a malformed body and too many payloads as for any body, so that the fast path
+// never holds more than max payloads' worth of state.
+func fastUnmarshalArena(body []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, ok bool) {
+	ps, arena, ok = scanBody(body, max)
 	if !ok {
 		arena.release()
 		return nil, nil, false
@@ -61,7 +63,7 @@ func fastUnmarshalArena(body []byte) (ps []*commonpb.Payload, arena *bigBuffer, 
 	return ps, arena, true
 }
 
-func scanBody(body []byte) ([]*commonpb.Payload, *bigBuffer, bool) {
+func scanBody(body []byte, max int) ([]*commonpb.Payload, *bigBuffer, bool) {
 	s := &scan{b: body}
 	if !s.lit('{') {
 		return nil, nil, false
@@ -75,7 +77,7 @@ func scanBody(body []byte) ([]*commonpb.Payload, *bigBuffer, bool) {
 	}
 	if !s.lit(']') {
 		for {
-			if !s.payload() {
+			if !s.payload() || (max >= 0 && len(s.ps) > max) {
 				return nil, nil, false
 			}
 			if s.lit(',') {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -250,4 +252,52 @@ func FuzzBase64(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLargeRequest sends one request of many payloads (several parser, decoder and writer chunks, a failing payload
+// at a chunk boundary) through the whole handler twice, so the second reuses the first's pooled buffers, and checks
+// every payload, the failure marking and count, the length header and the one audit record per request.
+func TestLargeRequest(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const n = 1000
+	markers := make([]string, n)
+	for i := range markers {
+		markers[i] = fmt.Sprintf("payload-%04d-%s", i, strings.Repeat("x", i%50))
+	}
+	sealed := f.seal("default", markers...)
+	bad := []int{fastChunk, 2*fastChunk - 1, n - 1}
+	for _, i := range bad {
+		sealed[i] = proto.Clone(sealed[i]).(*commonpb.Payload)
+		sealed[i].Data[len(sealed[i].Data)-1] ^= 1
+	}
+	reqBody := body(t, sealed...)
+	for round := range 2 {
+		resp, b := f.do(req{path: "/default/decode", body: reqBody, headers: auth("auditor-token")})
+		if resp.StatusCode != http.StatusOK || resp.Header.Get(FailedPayloadsHeader) != fmt.Sprint(len(bad)) {
+			t.Fatalf("round %d: %d, %s %q: %.300s", round, resp.StatusCode, FailedPayloadsHeader, resp.Header.Get(FailedPayloadsHeader), b)
+		}
+		if resp.ContentLength != int64(len(b)) {
+			t.Fatalf("round %d: Content-Length %d for %d bytes", round, resp.ContentLength, len(b))
+		}
+		out := decodeResponse(t, b)
+		if len(out) != n {
+			t.Fatalf("round %d: %d payloads, want %d", round, len(out), n)
+		}
+		for i, p := range out {
+			if slices.Contains(bad, i) {
+				if p.Metadata[DecodeErrorKey] == nil || !bytes.Equal(p.Data, sealed[i].Data) {
+					t.Fatalf("round %d: payload %d not marked failed with its ciphertext", round, i)
+				}
+				continue
+			}
+			if want := `"` + markers[i] + `"`; string(p.Data) != want || string(p.Metadata["encoding"]) != "json/plain" {
+				t.Fatalf("round %d: payload %d = %q %q, want %q", round, i, p.Data, p.Metadata, want)
+			}
+		}
+	}
+	recs := readAudit(t, f.auditLog)
+	if len(recs) != 2 || recs[1].Payloads != n || recs[1].Failed != len(bad) || recs[1].Decision != policy.AuditAllow {
+		t.Fatalf("audit records %+v, want two allow records of %d payloads, %d failed", recs, n, len(bad))
+	}
 }

@@ -584,7 +584,7 @@ func parsePayloadsArena(body []byte, max int) ([]*commonpb.Payload, *bigBuffer, 
 		return nil, nil, fail(http.StatusBadRequest, `empty body: send {"payloads":[…]}`)
 	}
 	var ps commonpb.Payloads
-	fast, arena, ok := fastUnmarshalArena(body)
+	fast, arena, ok := fastUnmarshalArena(body, max)
 	if ok {
 		ps.Payloads = fast
 	} else if err := protojson.Unmarshal(body, &ps); err != nil {
