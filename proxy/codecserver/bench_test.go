@@ -59,7 +59,7 @@ func bench10k(b *testing.B) (*Handler, *codec.Codec, []*commonpb.Payload, []byte
 // BenchmarkDecode10k decodes one request of 10,000 payloads of 1 KiB each, the target (< 50 ms on 2 cores),
 // and in the same loop, interleaved, codec.Decode of the same payloads in-process: the baseline. It reports the
 // median of each (ms-endpoint, ms-codec), their ratio (endpoint/codec), the same for CPU time and the bytes the endpoint allocated per
-// request (MB-alloc/req; -benchmem's B/op counts both arms). "handler" calls ServeHTTP with a writer that discards
+// request (MiB-alloc/req; -benchmem's B/op counts both arms). "handler" calls ServeHTTP with a writer that discards
 // the body (server time only); "http" posts over loopback HTTP with keep-alive and reads the whole response, as the Web UI does.
 func BenchmarkDecode10k(b *testing.B) {
 	for _, mode := range []string{"handler", "http"} {
@@ -134,7 +134,7 @@ func benchDecode10k(b *testing.B, overHTTP bool) {
 	ce, ck := med(cpuEndpoint), med(cpuCodec)
 	b.ReportMetric(ce, "cpu-ms-endpoint")
 	b.ReportMetric(ce/ck, "cpu-endpoint/codec")
-	b.ReportMetric(float64(allocated)/float64(len(tEndpoint))/(1<<20), "MB-alloc/req")
+	b.ReportMetric(float64(allocated)/float64(len(tEndpoint))/(1<<20), "MiB-alloc/req")
 }
 
 // cpuTime is the CPU time this process has used, user and system.
