@@ -27,7 +27,7 @@ const fastChunk = 128
 // span is a string's bytes in the body, between the quotes.
 type span struct{ lo, hi int }
 
-// scannedPayload is one payload found by the scan: its metadata entries are md[mdLo:mdHi] of the scan's entries.
+// scannedPayload is one payload found by the scan: its metadata entries are the scan's entries[mdLo:mdHi].
 type scannedPayload struct {
 	hasMD      bool
 	mdLo, mdHi int
@@ -282,7 +282,8 @@ func decodeB64(arena []byte, off int, src []byte) ([]byte, bool) {
 	}
 	dst := arena[off : off+len(src)/4*3]
 	m, ok := decodeBase64(dst, src)
-	if !ok || m != want {
+	if !ok || m != want { // m == want whenever ok; checked so that a decoder bug cannot shift the next value
+
 		return nil, false
 	}
 	return dst[:m:m], true
