@@ -232,8 +232,18 @@ func (d *Decoder) keyIDs(payloads []*commonpb.Payload, namespace string) []strin
 	return ids
 }
 
-// decodeChunk is the batch size handed to the codec; chunks run in parallel and a failing chunk is retried payload by payload.
-const decodeChunk = 256
+// maxDecodeChunk and minDecodeChunk bound the batch size handed to the codec; chunks run in parallel and a failing
+// chunk is retried payload by payload. A request gets about four chunks per worker (so that one slow chunk does not
+// leave a core idle at the end), within the bounds: a page of 100 payloads is split across the cores too.
+const (
+	maxDecodeChunk = 256
+	minDecodeChunk = 16
+)
+
+// decodeChunkSize is the chunk size for n payloads on the given number of workers.
+func decodeChunkSize(n, workers int) int {
+	return max(minDecodeChunk, min(maxDecodeChunk, (n+4*workers-1)/(4*workers)))
+}
 
 // budget returns the request's decoded-size budget, or nil when the Codec cannot charge one (see BudgetCodec).
 func (d *Decoder) budget() *codec.DecodeBudget {
@@ -254,7 +264,8 @@ func (d *Decoder) budget() *codec.DecodeBudget {
 // started yet are skipped.
 func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload, b *codec.DecodeBudget) ([]*commonpb.Payload, int, error) {
 	out := make([]*commonpb.Payload, len(in))
-	chunks := (len(in) + decodeChunk - 1) / decodeChunk
+	size := decodeChunkSize(len(in), runtime.GOMAXPROCS(0))
+	chunks := (len(in) + size - 1) / size
 	// Each chunk owns its slots, so workers write without locking; the sums are taken after they finish.
 	failed := make([]int, chunks)
 	firstErrs := make([]error, chunks)
@@ -271,7 +282,7 @@ func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload,
 				if b != nil && b.Exceeded() {
 					continue
 				}
-				lo, hi := c*decodeChunk, min((c+1)*decodeChunk, len(in))
+				lo, hi := c*size, min((c+1)*size, len(in))
 				failed[c], firstErrs[c] = d.decodeRange(ctx, ns, in[lo:hi], out[lo:hi], b)
 			}
 		})

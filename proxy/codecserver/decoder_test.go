@@ -278,12 +278,12 @@ func TestDecoderManyChunks(t *testing.T) {
 		return out, nil
 	})
 	d := &Decoder{Codec: c, Authorizer: policy.DevAccess(), Audit: al}
-	n := 3*decodeChunk + 7
+	n := 3*maxDecodeChunk + 7
 	in := make([]*commonpb.Payload, n)
 	for i := range in {
 		in[i] = &commonpb.Payload{Data: fmt.Appendf(nil, "p%d", i)}
 	}
-	fails := []int{decodeChunk + 3, 2*decodeChunk + 1, n - 1}
+	fails := []int{maxDecodeChunk + 3, 2*maxDecodeChunk + 1, n - 1}
 	for _, i := range fails {
 		in[i].Data = fmt.Appendf(nil, "fail%d", i)
 	}

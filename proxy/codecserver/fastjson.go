@@ -3,8 +3,10 @@ package codecserver
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
+	"encoding/binary"
+	"runtime"
 	"slices"
+	"sync"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -12,49 +14,93 @@ import (
 
 // The remote codec protocol's bodies are large lists of base64 blobs; protojson spends most of a 10,000-payload request
 // copying strings. These helpers handle the plain shape ({"payloads":[{"metadata":{…},"data":"…"}]}, no escapes,
-// padded standard base64) by hand and leave everything else — external payload details, escapes, and every error
-// message — to protojson.
+// padded standard base64, metadata keys of printable ASCII) by hand and leave everything else — external payload
+// details, escapes, and every error message — to protojson.
+//
+// Reading is two passes over the body: a serial scan of the structure that only records where each string is (no
+// allocation per payload), then base64 decoding of every value, in parallel chunks, into one arena sized from the scan.
+// Writing sizes each payload exactly, then encodes chunks in parallel into pooled buffers that are written in order.
+
+// fastChunk is how many payloads one worker decodes or encodes at a time.
+const fastChunk = 128
+
+// span is a string's bytes in the body, between the quotes.
+type span struct{ lo, hi int }
+
+// scannedPayload is one payload found by the scan: its metadata entries are the scan's entries[mdLo:mdHi].
+type scannedPayload struct {
+	hasMD      bool
+	mdLo, mdHi int
+	hasData    bool
+	data       span
+	arena      int // where its decoded bytes start in the arena
+}
+
+type scannedEntry struct{ key, val span }
 
 // fastUnmarshal decodes body if it has only the plain shape; ok is false when protojson must decide (including every error).
-// A body it accepts is one protojson accepts with the same result (FuzzFastUnmarshal checks this).
+// A body it accepts is one protojson accepts with the same result (FuzzFastUnmarshal checks this). The decoded
+// values share one arena (each slice's capacity is its length, so appending to one copies it); body is not kept.
 func fastUnmarshal(body []byte) (ps []*commonpb.Payload, ok bool) {
+	ps, arena, ok := fastUnmarshalArena(body, -1)
+	if ok {
+		// Nothing gives it back to the pool: the caller keeps the payloads.
+		arena.keep()
+	}
+	return ps, ok
+}
+
+// fastUnmarshalArena is fastUnmarshal with the arena the values share, which the caller releases once nothing
+// refers to the payloads any more (the response is written). A body of more than max payloads (max ≥ 0) is left to
+// protojson, which decides between a malformed body and too many payloads as for any body, so that the fast path
+// never holds more than max payloads' worth of state.
+func fastUnmarshalArena(body []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, ok bool) {
+	ps, arena, ok = scanBody(body, max)
+	if !ok {
+		arena.release()
+		return nil, nil, false
+	}
+	return ps, arena, true
+}
+
+func scanBody(body []byte, max int) ([]*commonpb.Payload, *bigBuffer, bool) {
 	s := &scan{b: body}
 	if !s.lit('{') {
-		return nil, false
+		return nil, nil, false
 	}
 	if s.lit('}') {
-		return []*commonpb.Payload{}, s.end()
+		return []*commonpb.Payload{}, nil, s.end()
 	}
 	key, ok := s.str()
 	if !ok || string(key) != "payloads" || !s.lit(':') || !s.lit('[') {
-		return nil, false
+		return nil, nil, false
 	}
-	ps = []*commonpb.Payload{}
 	if !s.lit(']') {
 		for {
-			p, ok := s.payload()
-			if !ok {
-				return nil, false
+			if !s.payload() || (max >= 0 && len(s.ps) > max) {
+				return nil, nil, false
 			}
-			ps = append(ps, p)
 			if s.lit(',') {
 				continue
 			}
 			if !s.lit(']') {
-				return nil, false
+				return nil, nil, false
 			}
 			break
 		}
 	}
 	if !s.lit('}') || !s.end() {
-		return nil, false
+		return nil, nil, false
 	}
-	return ps, true
+	return s.decode()
 }
 
 type scan struct {
-	b []byte
-	i int
+	b       []byte
+	i       int
+	ps      []scannedPayload
+	entries []scannedEntry
+	arena   int // decoded bytes so far (at most: padding is not subtracted)
 }
 
 func (s *scan) ws() {
@@ -79,167 +125,544 @@ func (s *scan) end() bool {
 
 // str reads a string without escapes or control characters (anything else goes to protojson) and returns its raw bytes.
 func (s *scan) str() ([]byte, bool) {
+	sp, ok := s.strSpan()
+	return s.b[sp.lo:sp.hi], ok
+}
+
+func (s *scan) strSpan() (span, bool) {
 	if !s.lit('"') {
-		return nil, false
+		return span{}, false
 	}
 	start := s.i
 	for s.i < len(s.b) {
 		c := s.b[s.i]
 		switch {
 		case c == '"':
-			v := s.b[start:s.i]
 			s.i++
-			return v, true
+			return span{start, s.i - 1}, true
 		case c == '\\' || c < 0x20 || c >= 0x80:
-			return nil, false
+			return span{}, false
 		}
 		s.i++
 	}
-	return nil, false
+	return span{}, false
 }
 
-// b64 reads a string of padded standard base64, the form protojson and the Web UI write.
-// The base64 decoder itself rejects escapes, quotes and non-ASCII; it skips CR and LF, which JSON forbids raw, so those are checked first.
-func (s *scan) b64() ([]byte, bool) {
+// b64 finds a string meant to be padded standard base64, the form protojson and the Web UI write, and reserves its
+// decoded size in the arena. Its contents are checked when it is decoded (decodeB64).
+func (s *scan) b64() (span, bool) {
 	if !s.lit('"') {
-		return nil, false
+		return span{}, false
 	}
 	n := bytes.IndexByte(s.b[s.i:], '"')
 	if n < 0 || n%4 != 0 {
-		return nil, false
+		return span{}, false
 	}
-	v := s.b[s.i : s.i+n]
-	if bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0 {
-		return nil, false
-	}
+	sp := span{s.i, s.i + n}
 	s.i += n + 1
-	out := make([]byte, base64.StdEncoding.DecodedLen(n))
-	m, err := base64.StdEncoding.Decode(out, v)
-	return out[:m], err == nil
+	s.arena += n / 4 * 3
+	return sp, true
 }
 
-func (s *scan) payload() (*commonpb.Payload, bool) {
+func (s *scan) payload() bool {
 	if !s.lit('{') {
-		return nil, false
+		return false
 	}
-	p := &commonpb.Payload{}
+	p := scannedPayload{arena: s.arena}
 	if s.lit('}') {
-		return p, true
+		s.ps = append(s.ps, p)
+		return true
 	}
-	var seenMD, seenData bool
 	for {
 		key, ok := s.str()
 		if !ok || !s.lit(':') {
-			return nil, false
+			return false
 		}
 		switch string(key) {
 		case "metadata":
-			if seenMD || !s.lit('{') {
-				return nil, false
+			if p.hasMD || !s.lit('{') {
+				return false
 			}
-			seenMD = true
-			p.Metadata = map[string][]byte{}
+			p.hasMD, p.mdLo = true, len(s.entries)
 			if !s.lit('}') {
 				for {
-					k, ok := s.str()
+					k, ok := s.strSpan()
 					if !ok || !s.lit(':') {
-						return nil, false
-					}
-					if _, dup := p.Metadata[string(k)]; dup {
-						return nil, false
+						return false
 					}
 					v, ok := s.b64()
 					if !ok {
-						return nil, false
+						return false
 					}
-					p.Metadata[string(k)] = v
+					s.entries = append(s.entries, scannedEntry{key: k, val: v})
 					if s.lit(',') {
 						continue
 					}
 					if !s.lit('}') {
-						return nil, false
+						return false
 					}
 					break
 				}
 			}
+			p.mdHi = len(s.entries)
 		case "data":
-			if seenData {
-				return nil, false
+			if p.hasData {
+				return false
 			}
-			seenData = true
+			p.hasData = true
 			v, ok := s.b64()
 			if !ok {
-				return nil, false
+				return false
 			}
-			if len(v) > 0 {
-				p.Data = v
-			}
+			p.data = v
 		default:
-			return nil, false
+			return false
 		}
 		if s.lit(',') {
 			continue
 		}
 		if !s.lit('}') {
-			return nil, false
+			return false
 		}
-		return p, true
+		s.ps = append(s.ps, p)
+		return true
 	}
 }
 
-// marshalPayloads writes {"payloads":[…]} as protojson would (sorted metadata keys, standard base64, empty fields omitted).
-func marshalPayloads(ps []*commonpb.Payload) ([]byte, error) {
-	size := 16
-	for _, p := range ps {
-		if len(p.GetExternalPayloads()) > 0 {
-			return protojson.Marshal(&commonpb.Payloads{Payloads: ps})
+// decode builds the payloads the scan found, decoding their base64 in parallel chunks.
+func (s *scan) decode() ([]*commonpb.Payload, *bigBuffer, bool) {
+	ps := make([]*commonpb.Payload, len(s.ps))
+	slab := make([]commonpb.Payload, len(s.ps))
+	ab := getBigBuffer(s.arena)
+	arena := ab.b
+	ok := parallelChunks(len(s.ps), func(lo, hi int) bool {
+		for i := lo; i < hi; i++ {
+			sp := &s.ps[i]
+			p := &slab[i]
+			at := sp.arena
+			if sp.hasMD {
+				p.Metadata = make(map[string][]byte, sp.mdHi-sp.mdLo)
+				for _, e := range s.entries[sp.mdLo:sp.mdHi] {
+					k := metadataKey(s.b[e.key.lo:e.key.hi])
+					if _, dup := p.Metadata[k]; dup {
+						return false
+					}
+					v, ok := decodeB64(arena, at, s.b[e.val.lo:e.val.hi])
+					if !ok {
+						return false
+					}
+					at += len(v)
+					p.Metadata[k] = v
+				}
+			}
+			if sp.hasData {
+				v, ok := decodeB64(arena, at, s.b[sp.data.lo:sp.data.hi])
+				if !ok {
+					return false
+				}
+				if len(v) > 0 {
+					p.Data = v
+				}
+			}
+			ps[i] = p
 		}
-		size += 32 + base64.StdEncoding.EncodedLen(len(p.GetData()))
-		for k, v := range p.GetMetadata() {
-			size += 8 + len(k) + base64.StdEncoding.EncodedLen(len(v))
+		return true
+	})
+	return ps, ab, ok
+}
+
+// decodeB64 decodes padded standard base64 src into arena at off and returns the decoded bytes (capacity = length).
+func decodeB64(arena []byte, off int, src []byte) ([]byte, bool) {
+	want := len(src) / 4 * 3
+	if n := len(src); n > 0 && src[n-1] == '=' {
+		want--
+		if src[n-2] == '=' {
+			want--
 		}
 	}
-	b := make([]byte, 0, size)
-	b = append(b, `{"payloads":[`...)
-	for i, p := range ps {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '{')
-		sep := false
-		if md := p.GetMetadata(); len(md) > 0 {
-			b = append(b, `"metadata":{`...)
-			keys := make([]string, 0, len(md))
-			for k := range md {
-				keys = append(keys, k)
+	dst := arena[off : off+len(src)/4*3]
+	m, ok := decodeBase64(dst, src)
+	if !ok || m != want { // m == want whenever ok; checked so that a decoder bug cannot shift the next value
+
+		return nil, false
+	}
+	return dst[:m:m], true
+}
+
+// metadataKey returns k as a string, without allocating for the keys every Blindfold payload has.
+func metadataKey(k []byte) string {
+	switch string(k) {
+	case "encoding":
+		return "encoding"
+	case "encodingDecoded":
+		return "encodingDecoded"
+	case "messageType":
+		return "messageType"
+	}
+	return string(k)
+}
+
+// parallelChunks calls fn on consecutive ranges of fastChunk of [0, n), on up to GOMAXPROCS goroutines (the caller's
+// among them), and reports whether every call returned true. Once one returns false, the ranges not started are skipped.
+func parallelChunks(n int, fn func(lo, hi int) bool) bool {
+	chunks := (n + fastChunk - 1) / fastChunk
+	workers := min(runtime.GOMAXPROCS(0), chunks)
+	if workers <= 1 {
+		return n == 0 || fn(0, n)
+	}
+	var (
+		mu     sync.Mutex
+		next   int
+		failed bool
+	)
+	work := func() {
+		for {
+			mu.Lock()
+			c := next
+			next++
+			stop := failed || c >= chunks
+			mu.Unlock()
+			if stop {
+				return
 			}
-			slices.Sort(keys)
-			for j, k := range keys {
-				if j > 0 {
-					b = append(b, ',')
-				}
-				kb, err := json.Marshal(k)
-				if err != nil {
-					return nil, err
-				}
-				b = append(b, kb...)
-				b = append(b, ':', '"')
-				b = base64.StdEncoding.AppendEncode(b, md[k])
-				b = append(b, '"')
+			if !fn(c*fastChunk, min((c+1)*fastChunk, n)) {
+				mu.Lock()
+				failed = true
+				mu.Unlock()
 			}
-			b = append(b, '}')
-			sep = true
 		}
-		if len(p.GetData()) > 0 {
-			if sep {
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+	return !failed
+}
+
+// bigBuffer is a buffer of a request's size (its body, the arena of its decoded values). Large ones are pooled:
+// allocating them means zeroing them, and at 10,000 payloads of 1 KiB that is 28 MB per request. A nil *bigBuffer
+// is an empty one.
+type bigBuffer struct {
+	b      []byte
+	pooled bool
+}
+
+// minPooledBuffer and maxPooledBuffer bound the pooled sizes: small requests allocate (cheap), and a buffer beyond
+// the default body limit is not kept.
+const (
+	minPooledBuffer = 64 << 10
+	maxPooledBuffer = DefaultMaxBodyBytes
+)
+
+var bigPool sync.Pool // of *bigBuffer
+
+// getBigBuffer returns a buffer of n bytes whose contents are undefined: the caller overwrites what it uses.
+func getBigBuffer(n int) *bigBuffer {
+	if n < minPooledBuffer || n > maxPooledBuffer {
+		return &bigBuffer{b: make([]byte, n)}
+	}
+	if bb, ok := bigPool.Get().(*bigBuffer); ok {
+		if cap(bb.b) >= n {
+			bb.b = bb.b[:n]
+			return bb
+		}
+		// Too small for this request: let it go rather than keep small buffers circulating.
+	}
+	return &bigBuffer{b: make([]byte, n), pooled: true}
+}
+
+// release gives the buffer back to the pool; nothing may use its bytes afterwards.
+func (bb *bigBuffer) release() {
+	if bb == nil || !bb.pooled {
+		return
+	}
+	bb.b = bb.b[:0]
+	bigPool.Put(bb)
+}
+
+// keep takes the buffer out of pooling for good: its bytes live as long as whoever refers to them.
+func (bb *bigBuffer) keep() {
+	if bb != nil {
+		bb.pooled = false
+	}
+}
+
+// respBody is a response body in parts, written in order; Release returns pooled parts once they are written.
+type respBody struct {
+	parts [][]byte
+	size  int
+	pool  []*[]byte
+}
+
+func (r *respBody) release() {
+	for _, bp := range r.pool {
+		putRespBuffer(bp)
+	}
+	r.pool, r.parts = nil, nil
+}
+
+var respPool sync.Pool // of *[]byte, each a chunk of a response
+
+// maxPooledResp keeps a chunk of very large payloads from staying in the pool.
+const maxPooledResp = 4 << 20
+
+func getRespBuffer(n int) *[]byte {
+	if n <= maxPooledResp {
+		if bp, ok := respPool.Get().(*[]byte); ok {
+			if cap(*bp) >= n {
+				return bp
+			}
+			respPool.Put(bp)
+		}
+	}
+	b := make([]byte, 0, n)
+	return &b
+}
+
+func putRespBuffer(bp *[]byte) {
+	if cap(*bp) > maxPooledResp {
+		return
+	}
+	*bp = (*bp)[:0]
+	respPool.Put(bp)
+}
+
+// marshalResponse writes {"payloads":[…]} as protojson would (sorted metadata keys, standard base64, empty fields
+// omitted), its chunks encoded in parallel. Payloads with external payload details, or metadata keys that are not
+// printable ASCII without quotes or backslashes, are left to protojson, whose errors (invalid UTF-8) it then returns.
+func marshalResponse(ps []*commonpb.Payload) (*respBody, error) {
+	for _, p := range ps {
+		if !plainPayload(p) {
+			b, err := protojson.Marshal(&commonpb.Payloads{Payloads: ps})
+			if err != nil {
+				return nil, err
+			}
+			return &respBody{parts: [][]byte{b}, size: len(b)}, nil
+		}
+	}
+	chunks := (len(ps) + fastChunk - 1) / fastChunk
+	r := &respBody{parts: make([][]byte, chunks+2), pool: make([]*[]byte, chunks)}
+	r.parts[0], r.parts[chunks+1] = []byte(`{"payloads":[`), []byte(`]}`)
+	parallelChunks(len(ps), func(lo, hi int) bool {
+		n := 0
+		for _, p := range ps[lo:hi] {
+			n += 1 + payloadJSONSize(p)
+		}
+		bp := getRespBuffer(n)
+		b := (*bp)[:0]
+		for i, p := range ps[lo:hi] {
+			if lo+i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, `"data":"`...)
-			b = base64.StdEncoding.AppendEncode(b, p.GetData())
+			b = appendPayloadJSON(b, p)
+		}
+		*bp = b
+		c := lo / fastChunk
+		r.parts[c+1], r.pool[c] = b, bp
+		return true
+	})
+	for _, p := range r.parts {
+		r.size += len(p)
+	}
+	return r, nil
+}
+
+// marshalPayloads is marshalResponse in one slice (the encode operation's response, and tests).
+func marshalPayloads(ps []*commonpb.Payload) ([]byte, error) {
+	r, err := marshalResponse(ps)
+	if err != nil {
+		return nil, err
+	}
+	defer r.release()
+	out := make([]byte, 0, r.size)
+	for _, p := range r.parts {
+		out = append(out, p...)
+	}
+	return out, nil
+}
+
+// plainPayload reports whether appendPayloadJSON writes p exactly as protojson would.
+func plainPayload(p *commonpb.Payload) bool {
+	if len(p.GetExternalPayloads()) > 0 {
+		return false
+	}
+	for k := range p.GetMetadata() {
+		for i := 0; i < len(k); i++ {
+			if c := k[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// payloadJSONSize is the exact length appendPayloadJSON writes for p.
+func payloadJSONSize(p *commonpb.Payload) int {
+	n := 2 // {}
+	if md := p.GetMetadata(); len(md) > 0 {
+		n += len(`"metadata":{}`) + len(md) - 1 // and commas between entries
+		for k, v := range md {
+			n += len(k) + 5 + base64.StdEncoding.EncodedLen(len(v)) // "k":"v"
+		}
+	}
+	if d := p.GetData(); len(d) > 0 {
+		if len(p.GetMetadata()) > 0 {
+			n++
+		}
+		n += len(`"data":""`) + base64.StdEncoding.EncodedLen(len(d))
+	}
+	return n
+}
+
+// appendPayloadJSON appends one plain payload (plainPayload) as protojson writes it.
+func appendPayloadJSON(b []byte, p *commonpb.Payload) []byte {
+	b = append(b, '{')
+	md := p.GetMetadata()
+	if len(md) > 0 {
+		b = append(b, `"metadata":{`...)
+		var buf [8]string
+		keys := buf[:0]
+		for k := range md {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for j, k := range keys {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, k...)
+			b = append(b, '"', ':', '"')
+			b = appendBase64(b, md[k])
 			b = append(b, '"')
 		}
 		b = append(b, '}')
 	}
-	b = append(b, ']', '}')
-	return b, nil
+	if d := p.GetData(); len(d) > 0 {
+		if len(md) > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `"data":"`...)
+		b = appendBase64(b, d)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+// Base64. encoding/base64 handles one 6-bit group at a time and is most of the endpoint's work (16 MB in and 14 MB
+// out for 10,000 payloads of 1 KiB, against 10 MB of AES-GCM). These do the same standard, padded encoding with
+// larger tables: two characters per lookup when encoding, one pre-shifted lookup per character when decoding.
+// FuzzBase64 checks both against encoding/base64.
+
+const base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+// base64Pairs maps 12 bits to the two characters that encode them, the first in the low byte.
+var base64Pairs = func() (t [4096]uint16) {
+	for i := range t {
+		t[i] = uint16(base64Alphabet[i>>6]) | uint16(base64Alphabet[i&63])<<8
+	}
+	return t
+}()
+
+// base64Bits[k][c] is character c's 6 bits as the k-th character of a 4-character group, shifted into place in 24
+// bits; every byte that is not in the alphabet (padding, CR, LF included) sets bit 31 instead.
+var base64Bits = func() (t [4][256]uint32) {
+	for k := range t {
+		for c := range t[k] {
+			t[k][c] = 1 << 31
+		}
+		for v, c := range []byte(base64Alphabet) {
+			t[k][c] = uint32(v) << (18 - 6*k)
+		}
+	}
+	return t
+}()
+
+// appendBase64 appends the padded standard base64 of src to b, as base64.StdEncoding.AppendEncode does.
+func appendBase64(b, src []byte) []byte {
+	n := len(b)
+	b = slices.Grow(b, base64.StdEncoding.EncodedLen(len(src)))
+	b = b[:n+base64.StdEncoding.EncodedLen(len(src))]
+	encodeBase64(b[n:], src)
+	return b
+}
+
+// encodeBase64 writes the padded standard base64 of src to dst, which has exactly its length.
+func encodeBase64(dst, src []byte) {
+	t := &base64Pairs
+	si, di := 0, 0
+	// Six bytes in (one load of eight), eight characters out, one store.
+	for ; si+8 <= len(src) && di+8 <= len(dst); si, di = si+6, di+8 {
+		x := binary.BigEndian.Uint64(src[si:])
+		v, w := uint(x>>40), uint(x>>16)&0xffffff
+		binary.LittleEndian.PutUint64(dst[di:], uint64(t[v>>12&0xfff])|uint64(t[v&0xfff])<<16|uint64(t[w>>12])<<32|uint64(t[w&0xfff])<<48)
+	}
+	for ; si+3 <= len(src); si, di = si+3, di+4 {
+		v := uint(src[si])<<16 | uint(src[si+1])<<8 | uint(src[si+2])
+		binary.LittleEndian.PutUint16(dst[di:], t[v>>12])
+		binary.LittleEndian.PutUint16(dst[di+2:], t[v&0xfff])
+	}
+	switch len(src) - si {
+	case 1:
+		v := uint(src[si]) << 16
+		dst[di], dst[di+1], dst[di+2], dst[di+3] = base64Alphabet[v>>18], base64Alphabet[v>>12&63], '=', '='
+	case 2:
+		v := uint(src[si])<<16 | uint(src[si+1])<<8
+		dst[di], dst[di+1], dst[di+2], dst[di+3] = base64Alphabet[v>>18], base64Alphabet[v>>12&63], base64Alphabet[v>>6&63], '='
+	}
+}
+
+// decodeBase64 decodes padded standard base64 (len(src)%4 == 0, '=' only as the last one or two characters) into
+// dst, which has room for len(src)/4*3 bytes, and returns the length decoded. It accepts exactly what
+// base64.StdEncoding.Decode accepts without skipping CR or LF, with the same result (non-zero bits after the
+// last character are ignored, as there); ok is false for anything else.
+func decodeBase64(dst, src []byte) (n int, ok bool) {
+	if len(src)%4 != 0 {
+		return 0, false
+	}
+	if len(src) == 0 {
+		return 0, true
+	}
+	t0, t1, t2, t3 := &base64Bits[0], &base64Bits[1], &base64Bits[2], &base64Bits[3]
+	var bad uint32
+	body := len(src) - 4 // the last group may have padding
+	si, di := 0, 0
+	for ; si+8 <= body; si, di = si+8, di+6 {
+		s := src[si : si+8 : si+8]
+		v := t0[s[0]] | t1[s[1]] | t2[s[2]] | t3[s[3]]
+		w := t0[s[4]] | t1[s[5]] | t2[s[6]] | t3[s[7]]
+		bad |= v | w
+		d := dst[di : di+6 : di+6]
+		binary.BigEndian.PutUint32(d, v<<8|w>>16)
+		binary.BigEndian.PutUint16(d[4:], uint16(w))
+	}
+	for ; si < body; si, di = si+4, di+3 {
+		v := t0[src[si]] | t1[src[si+1]] | t2[src[si+2]] | t3[src[si+3]]
+		bad |= v
+		dst[di], dst[di+1], dst[di+2] = byte(v>>16), byte(v>>8), byte(v)
+	}
+	s := src[si : si+4 : si+4]
+	switch {
+	case s[2] == '=' && s[3] == '=':
+		v := t0[s[0]] | t1[s[1]]
+		bad |= v
+		dst[di] = byte(v >> 16)
+		di++
+	case s[3] == '=':
+		v := t0[s[0]] | t1[s[1]] | t2[s[2]]
+		bad |= v
+		dst[di], dst[di+1] = byte(v>>16), byte(v>>8)
+		di += 2
+	default:
+		v := t0[s[0]] | t1[s[1]] | t2[s[2]] | t3[s[3]]
+		bad |= v
+		dst[di], dst[di+1], dst[di+2] = byte(v>>16), byte(v>>8), byte(v)
+		di += 3
+	}
+	if bad&(1<<31) != 0 {
+		return 0, false
+	}
+	return di, true
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -378,7 +379,9 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	}
 	rec.Namespace = ns
 
-	payloads, herr := h.readPayloads(w, r)
+	payloads, release, herr := h.readPayloads(w, r)
+	// After every write of the response: the payloads, and so the response, may refer to the arena.
+	defer release()
 	if herr != nil {
 		h.writeError(w, herr)
 		return
@@ -417,11 +420,12 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 		h.writeError(w, fail(http.StatusServiceUnavailable, "encode failed: %v", err))
 		return
 	}
-	body, err := marshalPayloads(out)
+	body, err := marshalResponse(out)
 	if err != nil {
 		h.writeError(w, fail(http.StatusInternalServerError, "encode response: %v", err))
 		return
 	}
+	defer body.release()
 	rec.Decision = policy.AuditAllow
 	// The record must be durable before the response is sent, as for decode.
 	if h.dec.audit(rec) != nil {
@@ -451,11 +455,12 @@ func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req De
 		}
 		return
 	}
-	body, err := marshalPayloads(res.Payloads)
+	body, err := marshalResponse(res.Payloads)
 	if err != nil {
 		h.writeError(w, fail(http.StatusInternalServerError, "encode response: %v", err))
 		return
 	}
+	defer body.release()
 	// The record must be durable before any plaintext is sent.
 	if res.Commit() != nil {
 		h.writeError(w, fail(http.StatusServiceUnavailable, "audit log unavailable; refusing to %s", policy.OpDecode))
@@ -464,13 +469,20 @@ func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req De
 	h.writeOK(w, body, res.Failed)
 }
 
-func (h *Handler) writeOK(w http.ResponseWriter, body []byte, failed int) {
-	w.Header().Set("Content-Type", "application/json")
+func (h *Handler) writeOK(w http.ResponseWriter, body *respBody, failed int) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	// A known length lets the client size its buffer and spares chunked framing.
+	hdr.Set("Content-Length", strconv.Itoa(body.size))
 	if failed > 0 {
-		w.Header().Set(FailedPayloadsHeader, strconv.Itoa(failed))
+		hdr.Set(FailedPayloadsHeader, strconv.Itoa(failed))
 	}
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
+	for _, p := range body.parts {
+		if _, err := w.Write(p); err != nil {
+			return // the client went away
+		}
+	}
 }
 
 // encode seals payloads for ns with the scope Config.Scopes picks, or the keyring's default scope.
@@ -505,52 +517,90 @@ func namespaceOf(r *http.Request, pathNS string) (string, *httpError) {
 	return ns, nil
 }
 
-func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) ([]*commonpb.Payload, *httpError) {
+// readPayloads reads and parses the body. The payloads may share a pooled arena: release gives it back once nothing
+// refers to them any more (after the response is written); it is never nil.
+func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) (ps []*commonpb.Payload, release func(), _ *httpError) {
+	release = func() {}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return nil, fail(http.StatusUnsupportedMediaType, "content type %q not supported: send application/json", ct)
+			return nil, release, fail(http.StatusUnsupportedMediaType, "content type %q not supported: send application/json", ct)
 		}
 	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {
-		return nil, fail(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes)
+		return nil, release, fail(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes)
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	body := buf.Bytes()
+	body, err := readBody(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), r.ContentLength)
+	// The payloads never refer to the body: its buffer goes back to the pool once parsed.
+	defer body.release()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fail(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", h.cfg.MaxBodyBytes)
+			return nil, release, fail(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", h.cfg.MaxBodyBytes)
 		}
-		return nil, fail(http.StatusBadRequest, "read request body: %v", err)
+		return nil, release, fail(http.StatusBadRequest, "read request body: %v", err)
 	}
-	return parsePayloads(body, h.cfg.MaxPayloads)
+	ps, arena, herr := parsePayloadsArena(body.b, h.cfg.MaxPayloads)
+	return ps, arena.release, herr
+}
+
+// readBody reads all of body. With a known length (n > 0) it reads into a buffer of exactly that size: growing a
+// buffer to find the end would copy a 16 MB body once more.
+func readBody(body io.Reader, n int64) (*bigBuffer, error) {
+	if n <= 0 {
+		var buf bytes.Buffer
+		_, err := buf.ReadFrom(body)
+		return &bigBuffer{b: buf.Bytes()}, err
+	}
+	bb := getBigBuffer(int(n))
+	if _, err := io.ReadFull(body, bb.b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return bb, err
+	}
+	// net/http ends a body at its Content-Length; this read sees that EOF (or the limit's error).
+	var one [1]byte
+	if m, err := body.Read(one[:]); m > 0 || (err != nil && err != io.EOF) {
+		if err == nil {
+			err = errors.New("body longer than its Content-Length")
+		}
+		return bb, err
+	}
+	return bb, nil
 }
 
 // parsePayloads decodes a {"payloads":[…]} body strictly (unknown fields are errors).
 func parsePayloads(body []byte, max int) ([]*commonpb.Payload, *httpError) {
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return nil, fail(http.StatusBadRequest, `empty body: send {"payloads":[…]}`)
+	ps, arena, err := parsePayloadsArena(body, max)
+	arena.keep()
+	return ps, err
+}
+
+// parsePayloadsArena is parsePayloads with the arena the fast path's payloads share (nil after protojson), for the
+// caller to release once nothing refers to them. It never fails with an arena to release.
+func parsePayloadsArena(body []byte, max int) ([]*commonpb.Payload, *bigBuffer, *httpError) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, nil, fail(http.StatusBadRequest, `empty body: send {"payloads":[…]}`)
 	}
 	var ps commonpb.Payloads
-	if fast, ok := fastUnmarshal(body); ok {
+	fast, arena, ok := fastUnmarshalArena(body, max)
+	if ok {
 		ps.Payloads = fast
 	} else if err := protojson.Unmarshal(body, &ps); err != nil {
-		return nil, fail(http.StatusBadRequest, "malformed body: %v", err)
+		return nil, nil, fail(http.StatusBadRequest, "malformed body: %v", err)
 	}
 	if len(ps.Payloads) > max {
-		return nil, fail(http.StatusRequestEntityTooLarge, "%d payloads exceed the limit of %d per request", len(ps.Payloads), max)
+		arena.release()
+		return nil, nil, fail(http.StatusRequestEntityTooLarge, "%d payloads exceed the limit of %d per request", len(ps.Payloads), max)
 	}
 	for i, p := range ps.Payloads {
 		if p == nil {
-			return nil, fail(http.StatusBadRequest, "payload %d is null", i)
+			arena.release()
+			return nil, nil, fail(http.StatusBadRequest, "payload %d is null", i)
 		}
 	}
-	return ps.Payloads, nil
+	return ps.Payloads, arena, nil
 }
 
 func (h *Handler) tooMany(w http.ResponseWriter, wait time.Duration) {

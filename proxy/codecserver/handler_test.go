@@ -688,7 +688,7 @@ func TestDecodeBombRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed := make([]*commonpb.Payload, 3*decodeChunk) // three chunks, decoded in parallel
+	sealed := make([]*commonpb.Payload, 3*maxDecodeChunk) // three chunks, decoded in parallel
 	for i := range sealed {
 		sealed[i] = bomb[0]
 	}
