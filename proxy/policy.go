@@ -243,7 +243,7 @@ func (cp *callPolicy) prepare(dir direction, vc *apiproxy.VisitPayloadsContext, 
 	if !wants {
 		return nil, sa, false, nil
 	}
-	sealed := codec.IsEncrypted(p) || sa && openSearchAttribute(p) != nil
+	sealed := codec.IsSealed(p) || sa && openSearchAttribute(p) != nil
 	if cp.reject() {
 		if !sealed {
 			return nil, sa, false, errRejectPlaintext(what)
