@@ -67,7 +67,7 @@ func TestKeysPluginCommands(t *testing.T) {
 	}
 	// The --help text documents the plugin.
 	out, _, _ := runKeys(t, "", "--help")
-	for _, w := range []string{"--kek-plugin-address", "docs/kek-plugin.md", "local, vault or plugin"} {
+	for _, w := range []string{"--kek-plugin-address", "docs/kek-plugin.md", "local, vault, awskms, pkcs11 or plugin"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("keys --help lacks %q", w)
 		}
