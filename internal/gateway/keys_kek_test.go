@@ -20,14 +20,14 @@ func TestParseKEKKind(t *testing.T) {
 		remote bool
 	}{
 		{"", KEKLocal, false}, {"local", KEKLocal, false}, {"vault", KEKVault, true},
-		{"awskms", KEKAWSKMS, true}, {"pkcs11", KEKPKCS11, true},
+		{"awskms", KEKAWSKMS, true}, {"pkcs11", KEKPKCS11, true}, {"plugin", KEKPlugin, true},
 	} {
 		got, err := ParseKEKKind(tc.in)
 		if err != nil || got != tc.want || got.Remote() != tc.remote {
 			t.Errorf("ParseKEKKind(%q) = %q (remote %v), %v; want %q (remote %v)", tc.in, got, got.Remote(), err, tc.want, tc.remote)
 		}
 	}
-	if _, err := ParseKEKKind("hsm"); err == nil || !strings.Contains(err.Error(), "awskms or pkcs11") {
+	if _, err := ParseKEKKind("hsm"); err == nil || !strings.Contains(err.Error(), "awskms, pkcs11 or plugin") {
 		t.Errorf("ParseKEKKind(hsm) = %v; want an error listing the providers", err)
 	}
 	if p := (KeysConfig{Dir: "x", KEK: KEKAWSKMS}).Plan(); p.BackgroundRefresh != DefaultBackgroundRefresh {
