@@ -163,6 +163,28 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 	return append(opts, s.cfg.ServerOptions...)
 }
 
+// growStack makes sure the calling goroutine has the stack the payload walk needs, while its stack is still shallow:
+// growing it later, 30 frames deeper inside the visitor, copies (and adjusts) every frame in between, and a 8 KiB
+// stack doubles three times on the way. On a goroutine whose stack is large enough already, it costs clearing
+// stackReserve bytes.
+//
+//go:noinline
+func growStack() {
+	var pad [stackReserve]byte
+	keepAlive(pad[:])
+}
+
+// stackReserve is what growStack reserves: enough for the visitor on a poll with a history (about six levels of ~7.5
+// KiB frames), so that the stack reaches 64 KiB in one step.
+const stackReserve = 48 << 10
+
+//go:noinline
+func keepAlive(b []byte) {
+	if len(b) == 0 {
+		panic("unreachable")
+	}
+}
+
 // streamWorkers is the number of goroutines that serve calls: enough for the long polls of a few SDK workers plus the
 // calls in flight on this machine's cores. An idle worker costs its stack (shrunk by the GC when unused).
 func streamWorkers() uint32 {
@@ -317,6 +339,7 @@ func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerIn
 
 // recoverUnary turns a panic into an Internal status: a bug must not take every caller's connection down with it.
 func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	growStack()
 	defer func() {
 		if r := recover(); r != nil {
 			ns, _ := namespaceOf(req)
