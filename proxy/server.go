@@ -147,6 +147,12 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 		// a quarter of the proxy's CPU per signal. Calls beyond the workers (long polls hold one each) get a fresh
 		// goroutine, as before.
 		grpc.NumStreamWorkers(streamWorkers()),
+		// Static flow-control windows: a request up to MaxRecvMsgSize arrives without waiting for window updates, and
+		// no BDP ping (sent by gRPC's dynamic window after every burst of data received: one more frame each way per
+		// call) is exchanged. The connection window bounds what one caller can make the proxy buffer, as the dynamic
+		// window's 16 MiB ceiling did.
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(connWindow),
 	}
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
@@ -191,6 +197,12 @@ func keepAlive(b []byte) {
 	}
 }
 
+// Flow-control windows of the proxy's connections, both ways (see serverOptions).
+const (
+	streamWindow = 4 << 20
+	connWindow   = 16 << 20
+)
+
 // streamWorkers is the number of goroutines that serve calls: enough for the long polls of a few SDK workers plus the
 // calls in flight on this machine's cores. An idle worker costs its stack (shrunk by the GC when unused).
 func streamWorkers() uint32 {
@@ -213,6 +225,9 @@ func (s *Server) dialUpstream() (*grpc.ClientConn, error) {
 			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second,
 		}, MinConnectTimeout: 5 * time.Second}),
 		grpc.WithChainUnaryInterceptor(s.upstreamInterceptor),
+		// As on the inbound side: static windows, no BDP pings; a 2 MiB payload crosses in one window.
+		grpc.WithInitialWindowSize(streamWindow),
+		grpc.WithInitialConnWindowSize(connWindow),
 	}
 	if s.cfg.APIKey != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(apiKeyCreds{key: s.cfg.APIKey, requireTLS: s.cfg.UpstreamTLS != nil}))
