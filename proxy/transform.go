@@ -465,13 +465,27 @@ func (t *transformer) transformPayloads(ctx context.Context, w *walk, namespace 
 	return apiproxy.VisitPayloads(ctx, msg, replace)
 }
 
-// overwritePayload makes dst hold what src holds (src is dropped afterwards). Field by field through reflection, so a
-// field a later API version adds to Payload is carried too.
+// payloadFieldsKnown reports whether Payload has exactly the fields overwritePayload copies directly; with any other
+// (a later API version's), it copies through reflection.
+var payloadFieldsKnown = func() bool {
+	fds := (&commonpb.Payload{}).ProtoReflect().Descriptor().Fields()
+	return fds.Len() == 3 && fds.ByNumber(1).Name() == "metadata" && fds.ByNumber(2).Name() == "data" &&
+		fds.ByNumber(3).Name() == "external_payloads"
+}()
+
+// overwritePayload makes dst hold what src holds (src is dropped afterwards).
 func overwritePayload(dst, src *commonpb.Payload) {
 	if dst == src {
 		return
 	}
 	dm, sm := dst.ProtoReflect(), src.ProtoReflect()
+	if payloadFieldsKnown {
+		dst.Metadata, dst.Data, dst.ExternalPayloads = src.Metadata, src.Data, src.ExternalPayloads
+		if len(dm.GetUnknown()) > 0 || len(sm.GetUnknown()) > 0 {
+			dm.SetUnknown(sm.GetUnknown())
+		}
+		return
+	}
 	dm.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
 		dm.Clear(fd)
 		return true
