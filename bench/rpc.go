@@ -82,7 +82,7 @@ type arm struct {
 	id string
 }
 
-// dialArms connects one client per address, in the order proxy, hop, direct.
+// dialArms connects one client per address, in the order proxy, hop, direct (and a proxy in its own process).
 func dialArms(addrs, ids []string) ([]arm, func(), error) {
 	var closers []func()
 	closeAll := func() {
@@ -98,7 +98,7 @@ func dialArms(addrs, ids []string) ([]arm, func(), error) {
 			return nil, nil, err
 		}
 		closers = append(closers, c)
-		arms[i] = arm{name: []string{"proxy", "hop", "direct"}[i], wf: wf, id: ids[i]}
+		arms[i] = arm{name: []string{"proxy", "hop", "direct", "proxy process"}[i], wf: wf, id: ids[i]}
 	}
 	return arms, closeAll, nil
 }
@@ -133,7 +133,24 @@ func runRPC(ctx context.Context, e *env) ([]Row, error) {
 		return rows, err
 	}
 	defer realHop.Stop()
-	arms, closeArms, err := dialArms([]string{e.proxyAddr, realHop.Addr, e.stack.FrontendAddr()}, ids)
+	// A fourth arm: the same proxy in a process of its own (bench/proxyproc), as it is deployed. In this process it
+	// shares the Go scheduler's two Ps with the embedded server, whose work around each signal delays every goroutine
+	// hand-off the proxy's path adds.
+	bin, err := buildProxyProc(ctx, e.tmp)
+	if err != nil {
+		return rows, err
+	}
+	pp, err := startProxyProc(ctx, bin, e.stack.FrontendAddr(), e.tmp+"/rpckeys")
+	if err != nil {
+		return rows, err
+	}
+	defer pp.stop()
+	id := fmt.Sprintf("bench-rpc-proc-%d", time.Now().UnixNano())
+	if _, err := e.direct.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "bench-nobody"}, "Idle"); err != nil {
+		return nil, fmt.Errorf("start signal target: %w", err)
+	}
+	ids = append(ids, id)
+	arms, closeArms, err := dialArms([]string{e.proxyAddr, realHop.Addr, e.stack.FrontendAddr(), pp.addr}, ids)
 	if err != nil {
 		return rows, err
 	}
@@ -152,6 +169,8 @@ func runRPC(ctx context.Context, e *env) ([]Row, error) {
 			Note: "issue 18 goal 5"},
 		Row{Measure: "  embedded server, hop ÷ direct p50", Value: float64(h50) / float64(d50), Baseline: nan(), Unit: "×",
 			Note: "what any extra gRPC hop costs here"},
+		Row{Measure: "  proxy in its own process p50", Value: us(percentile(emb[3], 50)), Baseline: us(d50), Unit: "µs",
+			Note: "bench/proxyproc, as deployed: not sharing the embedded server's Go scheduler"},
 	)
 
 	// Against the fake frontend, through a second proxy with the same codec.

@@ -416,7 +416,7 @@ func (s *Server) upstreamInterceptor(ctx context.Context, method string, req, re
 		}
 		return restoreQueryFailed(out)
 	}
-	if replyMsg, ok := reply.(proto.Message); ok {
+	if replyMsg, ok := reply.(proto.Message); ok && !fieldless(replyMsg) {
 		// In reject mode the SDK opens what it sealed; the walk still refuses plaintext the backend slipped in.
 		if err := s.t.decodeResponseFor(ctx, ns, reqMsg, replyMsg, cp); err != nil {
 			return s.codecFailure(method, opDecode, ns, err)
@@ -429,6 +429,13 @@ func (s *Server) upstreamInterceptor(ctx context.Context, method string, req, re
 		})
 	}
 	return nil
+}
+
+// fieldless reports whether m's type declares no field at all (SignalWorkflowExecutionResponse and a score of other
+// acknowledgements): such a response holds nothing the decode walk could open, check or restore, so it is not walked.
+// Unknown fields in it are not checked either way (the walk does not see them); errors are still decoded.
+func fieldless(m proto.Message) bool {
+	return m.ProtoReflect().Descriptor().Fields().Len() == 0
 }
 
 func (s *Server) codecFailure(method, op, ns string, err error) error {
