@@ -169,6 +169,9 @@ func runRPC(ctx context.Context, e *env) ([]Row, error) {
 			Note: "issue 18 goal 5"},
 		Row{Measure: "  embedded server, hop ÷ direct p50", Value: float64(h50) / float64(d50), Baseline: nan(), Unit: "×",
 			Note: "what any extra gRPC hop costs here"},
+		Row{Measure: "  embedded server, paired proxy ÷ direct", Value: pairedRatio(emb[0], emb[2]), Baseline: nan(), Unit: "×",
+			Note: "median over rounds of proxy call ÷ the direct call of the same round: less exposed to load drift"},
+		Row{Measure: "  embedded server, paired hop ÷ direct", Value: pairedRatio(emb[1], emb[2]), Baseline: nan(), Unit: "×"},
 		Row{Measure: "  proxy in its own process p50", Value: us(percentile(emb[3], 50)), Baseline: us(d50), Unit: "µs",
 			Note: "bench/proxyproc, as deployed: not sharing the embedded server's Go scheduler"},
 	)
@@ -275,6 +278,16 @@ func signalCall(ctx context.Context, p *commonpb.Payload) func(arm) error {
 		})
 		return err
 	}
+}
+
+// pairedRatio is the median over rounds of a[i] ÷ b[i]: a and b were measured in the same rounds, side by side.
+func pairedRatio(a, b []time.Duration) float64 {
+	r := make([]time.Duration, min(len(a), len(b)))
+	for i := range r {
+		// As a duration scaled by 1e6, so that percentile can take the median.
+		r[i] = time.Duration(float64(a[i]) / float64(b[i]) * 1e6)
+	}
+	return float64(percentile(r, 50)) / 1e6
 }
 
 type armLatencies struct{ proxy, direct []time.Duration }
