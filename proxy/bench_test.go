@@ -2,8 +2,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"log/slog"
+	"net"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,8 +16,14 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/blindfold-dev/blindfold/codec"
+	"github.com/blindfold-dev/blindfold/internal/testenv"
 )
 
 // workflowTaskCompletion is a completion scheduling n activities, each with an input and a header: 2n payload fields.
@@ -163,6 +174,160 @@ func BenchmarkStrictCost(b *testing.B) {
 			b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "lenient-ns/msg")
 			b.ReportMetric(float64(spent[1].Nanoseconds())/float64(b.N), "strict-ns/msg")
 			b.ReportMetric(float64(spent[1])/float64(spent[0]), "strict/lenient")
+		})
+	}
+}
+
+// instantFrontend answers at once: a signal with an empty response, a workflow-task poll with a prepared (sealed)
+// task. Against it, the proxy's added latency is its own, without the server's.
+type instantFrontend struct {
+	workflowservice.UnimplementedWorkflowServiceServer
+	poll *workflowservice.PollWorkflowTaskQueueResponse
+}
+
+func (instantFrontend) SignalWorkflowExecution(context.Context, *workflowservice.SignalWorkflowExecutionRequest) (*workflowservice.SignalWorkflowExecutionResponse, error) {
+	return &workflowservice.SignalWorkflowExecutionResponse{}, nil
+}
+
+func (f instantFrontend) PollWorkflowTaskQueue(context.Context, *workflowservice.PollWorkflowTaskQueueRequest) (*workflowservice.PollWorkflowTaskQueueResponse, error) {
+	return f.poll, nil
+}
+
+// sealedPoll is a workflow task of workflow id whose history has n activity-scheduled events with a payload of size
+// bytes each, sealed by c for that workflow, as the server would hand it out.
+func sealedPoll(b *testing.B, c *codec.Codec, id string, n, size int) *workflowservice.PollWorkflowTaskQueueResponse {
+	resp := historyResponse(n, size)
+	resp.TaskToken = testToken(b, id)
+	resp.WorkflowExecution = &commonpb.WorkflowExecution{WorkflowId: id, RunId: "run"}
+	for _, e := range resp.GetHistory().GetEvents() {
+		in := e.GetActivityTaskScheduledEventAttributes().GetInput()
+		out, err := c.EncodeFor(context.Background(), codec.Target{Namespace: "default", Binding: codec.Workflow(id)}, in.GetPayloads())
+		if err != nil {
+			b.Fatal(err)
+		}
+		in.Payloads = out
+	}
+	return resp
+}
+
+// idleShift carries the time of the call itself out of a case that idles before calling (-1: the case does not).
+var idleShift atomic.Int64
+
+// BenchmarkRPC measures what the proxy adds to one RPC against an instant frontend on loopback, in three arms that
+// alternate call by call: direct to the frontend, through a pass-through gRPC hop that forwards raw frames (the floor
+// of any extra hop), and through the proxy (real codec, in-memory keys). Cases: a signal with a 1 KiB payload, a
+// workflow-task poll answered with a 100-event history of 1 KiB inputs, and a signal with a 2 MiB payload. It reports
+// each arm's p50 and the proxy's added p50 split into hop and Blindfold. The arm=proxy sub-benchmarks call only the
+// proxy, for CPU profiles:
+//
+//	go test -tags nodevstack -run XXX -bench 'RPC/signal-1KiB/proxy' -cpuprofile cpu.out ./proxy/
+func BenchmarkRPC(b *testing.B) {
+	c, _ := newTestCodec(b)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	front := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
+	workflowservice.RegisterWorkflowServiceServer(front, instantFrontend{poll: sealedPoll(b, c, "W", 100, 1024)})
+	go func() { _ = front.Serve(lis) }()
+	b.Cleanup(front.Stop)
+	hop, err := testenv.StartForwarder(lis.Addr().String(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(hop.Stop)
+	srv, err := New(Config{Upstream: lis.Addr().String(), Codec: c, Logger: slog.New(slog.DiscardHandler), MaxRecvMsgSize: 16 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	plis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = srv.Serve(plis) }()
+	b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+
+	arms := []string{"proxy", "hop", "direct"}
+	clients := make([]workflowservice.WorkflowServiceClient, len(arms))
+	for i, addr := range []string{plis.Addr().String(), hop.Addr, lis.Addr().String()} {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = conn.Close() })
+		clients[i] = workflowservice.NewWorkflowServiceClient(conn)
+	}
+	ctx := context.Background()
+	signal := func(size int) func(workflowservice.WorkflowServiceClient) error {
+		data := make([]byte, size)
+		_, _ = rand.Read(data)
+		return func(wf workflowservice.WorkflowServiceClient) error {
+			// A fresh request each call: the proxy replaces payloads in place.
+			_, err := wf.SignalWorkflowExecution(ctx, &workflowservice.SignalWorkflowExecutionRequest{
+				Namespace: "default", WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "W"}, SignalName: "s",
+				Input: &commonpb.Payloads{Payloads: []*commonpb.Payload{{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: data}}},
+			})
+			return err
+		}
+	}
+	poll := func(wf workflowservice.WorkflowServiceClient) error {
+		_, err := wf.PollWorkflowTaskQueue(ctx, &workflowservice.PollWorkflowTaskQueueRequest{Namespace: "default", TaskQueue: &taskqueuepb.TaskQueue{Name: "q"}})
+		return err
+	}
+	small := signal(1 << 10)
+	// A 1 KiB signal after 3 ms idle, as against a real server (a signal there takes 3–20 ms): the same work, but every
+	// call starts with parked threads and caches that something else may have used meanwhile.
+	gapped := func(wf workflowservice.WorkflowServiceClient) error {
+		time.Sleep(3 * time.Millisecond)
+		start := time.Now()
+		err := small(wf)
+		idleShift.Store(int64(time.Since(start)))
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		call func(workflowservice.WorkflowServiceClient) error
+	}{{"signal-1KiB", small}, {"poll-100-events", poll}, {"signal-2MiB", signal(2 << 20)}, {"signal-1KiB-after-idle", gapped}} {
+		for range 20 { // connections up, caches warm
+			for _, wf := range clients {
+				if err := tc.call(wf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.Run(tc.name+"/interleaved", func(b *testing.B) {
+			lat := make([][]time.Duration, len(arms))
+			for i := range b.N {
+				for k := range arms {
+					arm := (i + k) % len(arms)
+					idleShift.Store(-1)
+					start := time.Now()
+					if err := tc.call(clients[arm]); err != nil {
+						b.Fatal(err)
+					}
+					d := time.Since(start)
+					if v := idleShift.Load(); v >= 0 {
+						d = time.Duration(v) // the call alone, without the idle time before it
+					}
+					lat[arm] = append(lat[arm], d)
+				}
+			}
+			p50 := make([]float64, len(arms))
+			for i, l := range lat {
+				slices.Sort(l)
+				p50[i] = float64(l[len(l)/2].Nanoseconds()) / 1e3
+				b.ReportMetric(p50[i], arms[i]+"-p50-µs")
+			}
+			b.ReportMetric(p50[0]-p50[2], "added-p50-µs")
+			b.ReportMetric(p50[1]-p50[2], "hop-p50-µs")
+			b.ReportMetric(p50[0]-p50[1], "blindfold-p50-µs")
+		})
+		b.Run(tc.name+"/proxy", func(b *testing.B) {
+			for range b.N {
+				if err := tc.call(clients[0]); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

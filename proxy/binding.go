@@ -390,10 +390,13 @@ func workflowTaskSites(s *sites, t *workflowservice.PollWorkflowTaskQueueRespons
 	}
 	st := workflowSite(id)
 	// Set as a whole and as the default: update requests in the task's messages are packed in Any values, which
-	// the transformer unpacks separately.
-	s.set(t, st)
+	// the transformer unpacks separately. When the default is the task's site (a poll: the task is the whole
+	// response), marking each payload would only repeat it, at the cost of one more walk of the whole history.
 	if s.def.bind.Kind == codec.BindNamespace {
 		s.def = st
+	}
+	if s.def != st {
+		s.set(t, st)
 	}
 	historySites(s, st, t.GetHistory().GetEvents())
 	return nil
