@@ -301,6 +301,11 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 			}
 			m.refreshes.Add(1)
 			nst, err := m.load(ctx, scope)
+			if err == nil && unknown && !nst.knows(wantID) && nst.loadedAt.Before(now) {
+				// The load joined one that read the store before this lookup began (a background refresh): the key
+				// another replica stored just before sealing with it may be newer. Read once more, not shared with it.
+				nst, err = m.loadShared(ctx, scope, "\x00targeted")
+			}
 			if err != nil {
 				// Within the TTL the cached keyset stays good: a short KEK or store outage must not fail payloads.
 				m.refreshFailures.Add(1)
@@ -356,10 +361,15 @@ func (m *Manager) refreshInBackground(ctx context.Context, scope string, age tim
 
 // load reads and unwraps scope's keyset once for all concurrent callers and caches the result.
 func (m *Manager) load(ctx context.Context, scope string) (*scopeState, error) {
+	return m.loadShared(ctx, scope, "")
+}
+
+// loadShared is load, shared only with the concurrent loads of the same group (a suffix of the scope's key).
+func (m *Manager) loadShared(ctx context.Context, scope, group string) (*scopeState, error) {
 	m.mu.Lock()
 	gen := m.gen
 	m.mu.Unlock()
-	v, err, _ := m.loads.Do(scope, func() (any, error) {
+	v, err, _ := m.loads.Do(scope+group, func() (any, error) {
 		st, err := m.loadUncached(ctx, scope)
 		if err != nil {
 			return nil, err
@@ -430,6 +440,9 @@ func (m *Manager) put(st *scopeState, gen uint64) {
 	}
 	neg := st.negative()
 	e := m.entries[st.scope]
+	if e != nil && st.loadedAt.Before(e.st.loadedAt) {
+		return // a slower load that read the store before the cached one did: keep the newer
+	}
 	switch {
 	case e == nil:
 		e = &cacheEntry{scope: st.scope, st: st, neg: neg}

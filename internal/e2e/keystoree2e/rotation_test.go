@@ -213,7 +213,8 @@ func checkHistory(ctx context.Context, c client.Client, r wfRun, usedKeys map[st
 				if enc != codec.EncodingEncrypted || strings.Contains(string(p.Data), marker) {
 					return n, fmt.Errorf("%s stored as %q, not sealed", p.what, enc)
 				}
-				usedKeys[string(p.Metadata[codec.MetadataKeyID])]++
+				id, _ := codec.KeyIDIn(p.Payload, namespace)
+				usedKeys[id]++
 				n++
 				continue
 			}
