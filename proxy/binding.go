@@ -99,7 +99,7 @@ func (s *sites) set(m proto.Message, st site) {
 	if m == nil || !m.ProtoReflect().IsValid() {
 		return
 	}
-	_ = apiproxy.VisitPayloads(nil, m, apiproxy.VisitPayloadsOptions{
+	_ = apiproxy.VisitPayloads(context.Background(), m, apiproxy.VisitPayloadsOptions{
 		Visitor: func(_ *apiproxy.VisitPayloadsContext, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
 			for _, p := range ps {
 				if p != nil {
@@ -386,7 +386,7 @@ func workflowTaskSites(s *sites, t *workflowservice.PollWorkflowTaskQueueRespons
 		return &requestError{kind: KindDecode, code: codes.Internal, msg: "blindfold: workflow task from the backend: " + err.Error()}
 	}
 	if b != codec.Workflow(id) {
-		return &requestError{kind: KindForgedEnvelope, code: codes.Internal, msg: fmt.Sprintf("blindfold: the backend sent a task of workflow %q with a token for %s", clipID(id), b)}
+		return &requestError{kind: KindForgedEnvelope, code: codes.Internal, msg: fmt.Sprintf("blindfold: the backend sent a task of %s with a token for %s", codec.Workflow(id), b)}
 	}
 	st := workflowSite(id)
 	// Set as a whole and as the default: update requests in the task's messages are packed in Any values, which
@@ -470,13 +470,6 @@ func historySites(s *sites, own site, events []*historypb.HistoryEvent) {
 		}
 		s.set(e, st)
 	}
-}
-
-func clipID(id string) string {
-	if len(id) > 64 {
-		return id[:64] + "..."
-	}
-	return id
 }
 
 // boundDecoder is a codec that checks bindings (*codec.Codec is one). A custom PayloadCodec without it has its own
