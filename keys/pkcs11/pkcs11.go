@@ -86,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 	if k.timeout <= 0 {
 		k.timeout = DefaultTimeout
 	}
-	err = k.do(ctx, func() error {
+	err = k.doWrite(ctx, func() error {
 		_, err := k.findKey()
 		if errors.Is(err, keys.ErrKEKKeyMissing) {
 			if cfg.CreateKey {
@@ -128,8 +128,19 @@ func (k *KEK) Close() error {
 // KeyLabel is the configured key label.
 func (k *KEK) KeyLabel() string { return k.cfg.KeyLabel }
 
+// tokenWrites orders the calls that add or remove token objects before and after every other token call of the process:
+// SoftHSM2's file object store answers a key generation that overlaps another session's calls on the token with
+// CKR_GENERAL_ERROR. Writes happen only when a key is created or destroyed, so at steady state every call takes the read
+// side and none waits.
+var tokenWrites sync.RWMutex
+
 // do runs op with the session held, bounded by ctx and the timeout.
-func (k *KEK) do(ctx context.Context, op func() error) error {
+func (k *KEK) do(ctx context.Context, op func() error) error { return k.run(ctx, false, op) }
+
+// doWrite is do for an op that may create or destroy token objects.
+func (k *KEK) doWrite(ctx context.Context, op func() error) error { return k.run(ctx, true, op) }
+
+func (k *KEK) run(ctx context.Context, write bool, op func() error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pkcs11: %w", err)
 	}
@@ -143,6 +154,13 @@ func (k *KEK) do(ctx context.Context, op func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		defer func() { <-k.sem }()
+		if write {
+			tokenWrites.Lock()
+			defer tokenWrites.Unlock()
+		} else {
+			tokenWrites.RLock()
+			defer tokenWrites.RUnlock()
+		}
 		if err := k.ensureSession(); err != nil {
 			done <- err
 			return
@@ -312,7 +330,7 @@ func (k *KEK) createKey() error {
 // DestroyKey destroys the key on the token (C_DestroyObject): every keyset it wrapped, in the key directory and in its
 // backups, can never be unwrapped again. An already missing key wraps keys.ErrKEKKeyMissing.
 func (k *KEK) DestroyKey(ctx context.Context) error {
-	return k.do(ctx, func() error {
+	return k.doWrite(ctx, func() error {
 		key, err := k.findKey()
 		if err != nil {
 			return err
