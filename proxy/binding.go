@@ -82,6 +82,14 @@ func scheduledAs(id, action string) bool {
 type sites struct {
 	def  site
 	over map[*commonpb.Payload]site
+	// parts are the sub-messages given a site of their own, in the order set: a later part inside an earlier one
+	// overrides it, as in over. Sealed texts are placed through them (textSites).
+	parts []sitePart
+}
+
+type sitePart struct {
+	m  proto.Message
+	st site
 }
 
 func (s *sites) of(p *commonpb.Payload) site {
@@ -99,6 +107,7 @@ func (s *sites) set(m proto.Message, st site) {
 	if m == nil || !m.ProtoReflect().IsValid() {
 		return
 	}
+	s.parts = append(s.parts, sitePart{m: m, st: st})
 	_ = apiproxy.VisitPayloads(context.Background(), m, apiproxy.VisitPayloadsOptions{
 		Visitor: func(_ *apiproxy.VisitPayloadsContext, ps []*commonpb.Payload) ([]*commonpb.Payload, error) {
 			for _, p := range ps {
@@ -203,6 +212,10 @@ func outboundSites(req proto.Message) (*sites, error) {
 			case *commandpb.Command_ScheduleNexusOperationCommandAttributes:
 				at := a.ScheduleNexusOperationCommandAttributes
 				s.set(c, site{bind: nexusOperation(at.GetService(), at.GetOperation())})
+			case *commandpb.Command_RequestCancelExternalWorkflowExecutionCommandAttributes:
+				// No payloads, but a sealed reason, which the server copies into the target's history.
+				at := a.RequestCancelExternalWorkflowExecutionCommandAttributes
+				s.set(c, site{ns: at.GetNamespace(), bind: codec.Workflow(at.GetWorkflowId())})
 			}
 		}
 		return s, nil
@@ -229,6 +242,10 @@ func outboundSites(req proto.Message) (*sites, error) {
 	case *workflowservice.UpdateScheduleRequest:
 		s.def = site{bind: codec.Binding{Kind: codec.BindSchedule, ID: r.GetScheduleId()}}
 		setScheduleAction(s, r.GetSchedule())
+		return s, nil
+	case *workflowservice.PatchScheduleRequest:
+		// Its pause and unpause notes, which DescribeSchedule and ListSchedules return as the schedule's.
+		s.def = site{bind: codec.Binding{Kind: codec.BindSchedule, ID: r.GetScheduleId()}}
 		return s, nil
 	case *workflowservice.StartBatchOperationRequest:
 		s.def = site{bind: codec.Binding{Kind: codec.BindBatch, ID: r.GetJobId()}}
@@ -450,6 +467,10 @@ func historySites(s *sites, own site, events []*historypb.HistoryEvent) {
 			st = site{ns: at.GetNamespace(), bind: codec.Workflow(at.GetWorkflowExecution().GetWorkflowId())}
 		case *historypb.HistoryEvent_SignalExternalWorkflowExecutionInitiatedEventAttributes:
 			at := a.SignalExternalWorkflowExecutionInitiatedEventAttributes
+			st = site{ns: at.GetNamespace(), bind: codec.Workflow(at.GetWorkflowExecution().GetWorkflowId())}
+		case *historypb.HistoryEvent_RequestCancelExternalWorkflowExecutionInitiatedEventAttributes:
+			// Its reason, sealed for the target like the command it records.
+			at := a.RequestCancelExternalWorkflowExecutionInitiatedEventAttributes
 			st = site{ns: at.GetNamespace(), bind: codec.Workflow(at.GetWorkflowExecution().GetWorkflowId())}
 		case *historypb.HistoryEvent_NexusOperationScheduledEventAttributes:
 			at := a.NexusOperationScheduledEventAttributes

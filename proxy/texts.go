@@ -39,12 +39,21 @@ var sealedTextEncoding = base64.RawStdEncoding.Strict()
 // (%w), for codecStatus. Only sub-messages whose type can contain a sealed field are visited (textPlanFor). On error
 // msg may be partly sealed and must not be forwarded.
 func sealTexts(ctx context.Context, c PayloadCodec, target codec.Target, msg proto.Message) error {
-	return sealTextsWith(ctx, c, target, msg, sealPlans)
+	return sealTextsWith(ctx, c, target, msg, sealPlans, nil)
 }
 
-// sealTextsWith is sealTexts over the fields plans picks (tests pick others to reach every shape of field).
-func sealTextsWith(ctx context.Context, c PayloadCodec, target codec.Target, msg proto.Message, plans *textPlans) error {
-	slots := collectTexts(msg, plans, func(s string) bool { return s != "" })
+// sealTextsAt is sealTexts with each text sealed for its place in msg as st (the request's outbound sites) says,
+// in st's namespace for that place: a cancel-external command's reason for its target, like a signal's payloads.
+// target's Binding is then unused; its Scope applies to the texts sealed in target.Namespace.
+func sealTextsAt(ctx context.Context, c PayloadCodec, target codec.Target, msg proto.Message, st *sites) error {
+	return sealTextsWith(ctx, c, target, msg, sealPlans, st)
+}
+
+// sealTextsWith is sealTextsAt over the fields plans picks (tests pick others to reach every shape of field). With
+// no sites every text is sealed for target.
+func sealTextsWith(ctx context.Context, c PayloadCodec, target codec.Target, msg proto.Message, plans *textPlans, st *sites) error {
+	pick := func(s string) bool { return s != "" }
+	slots := collectTexts(msg, plans, pick)
 	if len(slots) == 0 {
 		return nil
 	}
@@ -65,25 +74,86 @@ func sealTextsWith(ctx context.Context, c PayloadCodec, target codec.Target, msg
 	if len(plain) == 0 {
 		return nil
 	}
-	in := make([]*commonpb.Payload, len(plain))
-	for i, s := range plain {
-		in[i] = textPayload(s.value)
+	// One codec call per target: nearly always one.
+	placed := st.textSites(plans, pick)
+	type group struct {
+		target codec.Target
+		slots  []textSlot
 	}
-	out, err := c.EncodeFor(ctx, target, in)
-	if err != nil {
-		return fmt.Errorf("seal text: %w", err)
-	}
-	if len(out) != len(in) {
-		return fmt.Errorf("seal text: codec returned %d payloads for %d", len(out), len(in))
-	}
-	for i, s := range plain {
-		text, err := sealedTextOf(out[i])
-		if err != nil {
-			return fmt.Errorf("seal text of %s: %w", s.fd.FullName(), err)
+	var groups []*group
+	for _, s := range plain {
+		t := target
+		if st != nil {
+			at := st.textSite(placed, s)
+			t.Binding = at.bind
+			if at.ns != "" && at.ns != target.Namespace {
+				// Another namespace gets its own default scope: the policy's choice is this one's.
+				t.Namespace, t.Scope = at.ns, ""
+			}
 		}
-		s.set(text)
+		var g *group
+		for _, h := range groups {
+			if h.target == t {
+				g = h
+				break
+			}
+		}
+		if g == nil {
+			g = &group{target: t}
+			groups = append(groups, g)
+		}
+		g.slots = append(g.slots, s)
+	}
+	for _, g := range groups {
+		in := make([]*commonpb.Payload, len(g.slots))
+		for i, s := range g.slots {
+			in[i] = textPayload(s.value)
+		}
+		out, err := c.EncodeFor(ctx, g.target, in)
+		if err != nil {
+			return fmt.Errorf("seal text: %w", err)
+		}
+		if len(out) != len(in) {
+			return fmt.Errorf("seal text: codec returned %d payloads for %d", len(out), len(in))
+		}
+		for i, s := range g.slots {
+			text, err := sealedTextOf(out[i])
+			if err != nil {
+				return fmt.Errorf("seal text of %s: %w", s.fd.FullName(), err)
+			}
+			s.set(text)
+		}
 	}
 	return nil
+}
+
+// textSites maps the messages that hold texts of msg's parts to the parts' sites (nil without parts).
+func (s *sites) textSites(plans *textPlans, pick func(string) bool) map[proto.Message]site {
+	if s == nil || len(s.parts) == 0 {
+		return nil
+	}
+	placed := make(map[proto.Message]site)
+	for _, p := range s.parts {
+		for _, slot := range collectTexts(p.m, plans, pick) {
+			placed[slot.m.Interface()] = p.st
+		}
+	}
+	return placed
+}
+
+// textSite is the site of a text: its part's, or the default.
+func (s *sites) textSite(placed map[proto.Message]site, slot textSlot) site {
+	if st, ok := placed[slot.m.Interface()]; ok {
+		return st
+	}
+	return s.def
+}
+
+// forText is the site a sealed text is opened at: st, and also where a batch job sealed it, since the server copies
+// a batch operation's reason into every workflow (and activity) the job touches.
+func (st site) forText() site {
+	st.batch = true
+	return st
 }
 
 // textPayload is the payload a text is sealed in.
@@ -153,9 +223,14 @@ func verifySealedTexts(ctx context.Context, c PayloadCodec, namespace string, sl
 	return nil
 }
 
-// openOne opens one envelope as a text.
+// openOne opens one envelope as a text, whatever it is bound to.
 func openOne(ctx context.Context, c PayloadCodec, namespace string, env *commonpb.Payload) (string, error) {
-	out, err := c.Decode(ctx, namespace, []*commonpb.Payload{env})
+	return openOneAt(ctx, c, namespace, env, site{unchecked: true})
+}
+
+// openOneAt opens one envelope as a text where at accepts its binding.
+func openOneAt(ctx context.Context, c PayloadCodec, namespace string, env *commonpb.Payload, at site) (string, error) {
+	out, err := decodeAt(ctx, c, namespace, []*commonpb.Payload{env}, func(int) site { return at })
 	if err != nil {
 		return "", err
 	}
@@ -174,17 +249,31 @@ func openOne(ctx context.Context, c PayloadCodec, namespace string, env *commonp
 // msg must then not be returned to the caller. Strings not in the sealed form are left as they are: the server
 // writes texts of its own ("Workflow terminated by reset"). With no namespace nothing is opened.
 func openTexts(ctx context.Context, c PayloadCodec, namespace string, msg proto.Message) (refused int, err error) {
-	return openTextsWith(ctx, c, namespace, msg, openPlans)
+	return openTextsWith(ctx, c, namespace, msg, openPlans, nil)
 }
 
-// openTextsWith is openTexts over the fields plans picks.
-func openTextsWith(ctx context.Context, c PayloadCodec, namespace string, msg proto.Message, plans *textPlans) (refused int, err error) {
-	slots := collectTexts(msg, plans, func(s string) bool { return strings.HasPrefix(s, sealedTextPrefix) })
+// openTextsAt is openTexts with each text's binding checked against its place in msg (st, the response's inbound
+// sites, forText), and opened in that place's namespace: a text moved to another workflow is refused like a moved
+// payload. With no sites nothing is checked (tests only).
+func openTextsAt(ctx context.Context, c PayloadCodec, namespace string, msg proto.Message, st *sites) (refused int, err error) {
+	return openTextsWith(ctx, c, namespace, msg, openPlans, st)
+}
+
+// openTextsWith is openTextsAt over the fields plans picks.
+func openTextsWith(ctx context.Context, c PayloadCodec, namespace string, msg proto.Message, plans *textPlans, st *sites) (refused int, err error) {
+	pick := func(s string) bool { return strings.HasPrefix(s, sealedTextPrefix) }
+	slots := collectTexts(msg, plans, pick)
 	if len(slots) == 0 || namespace == "" {
 		return 0, nil
 	}
-	envs := make([]*commonpb.Payload, 0, len(slots))
-	parsed := make([]textSlot, 0, len(slots))
+	placed := st.textSites(plans, pick)
+	type group struct {
+		ns     string
+		envs   []*commonpb.Payload
+		slots  []textSlot
+		accept []site
+	}
+	var groups []*group
 	for _, s := range slots {
 		env, err := parseSealedText(s.value)
 		if err != nil {
@@ -192,24 +281,51 @@ func openTextsWith(ctx context.Context, c PayloadCodec, namespace string, msg pr
 			refused++
 			continue
 		}
-		envs, parsed = append(envs, env), append(parsed, s)
+		at, ns := site{unchecked: true}, namespace
+		if st != nil {
+			at = st.textSite(placed, s).forText()
+			if at.ns != "" {
+				ns = at.ns
+			}
+		}
+		var g *group
+		for _, h := range groups {
+			if h.ns == ns {
+				g = h
+				break
+			}
+		}
+		if g == nil {
+			g = &group{ns: ns}
+			groups = append(groups, g)
+		}
+		g.envs, g.slots, g.accept = append(g.envs, env), append(g.slots, s), append(g.accept, at)
 	}
-	if len(envs) == 0 {
-		return refused, nil
+	for _, g := range groups {
+		n, err := openTextGroup(ctx, c, g.ns, g.envs, g.slots, g.accept)
+		refused += n
+		if err != nil {
+			return refused, err
+		}
 	}
-	out, batchErr := c.Decode(ctx, namespace, envs)
+	return refused, nil
+}
+
+// openTextGroup opens the texts of one namespace in one Decode call, one by one if the batch fails.
+func openTextGroup(ctx context.Context, c PayloadCodec, namespace string, envs []*commonpb.Payload, slots []textSlot, accept []site) (refused int, err error) {
+	out, batchErr := decodeAt(ctx, c, namespace, envs, func(i int) site { return accept[i] })
 	if batchErr != nil && retryableTextError(batchErr) {
 		return refused, fmt.Errorf("open sealed texts: %w", batchErr)
 	}
 	batched := batchErr == nil && len(out) == len(envs)
-	for i, s := range parsed {
+	for i, s := range slots {
 		var text string
 		var err error
 		if batched {
 			text, err = openedText(out[i])
 		} else {
 			// One by one: a batch stops at its first bad envelope, which must not cost the others.
-			text, err = openOne(ctx, c, namespace, envs[i])
+			text, err = openOneAt(ctx, c, namespace, envs[i], accept[i])
 		}
 		if err == nil {
 			s.set(text)
@@ -246,6 +362,7 @@ func textRefusalReason(err error) string {
 		reason string
 	}{
 		{codec.ErrWrongNamespace, "sealed for another namespace"},
+		{codec.ErrWrongBinding, "sealed for another workflow, schedule or job"},
 		{codec.ErrTampered, "tampered with"},
 		{codec.ErrTruncated, "truncated"},
 		{codec.ErrUnknownKey, "unknown key"},

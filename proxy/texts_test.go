@@ -228,7 +228,7 @@ func TestSealTextsMapValues(t *testing.T) {
 		Variant: &commonpb.Callback_Nexus_{Nexus: &commonpb.Callback_Nexus{Url: "https://hooks.example/cb", Header: map[string]string{"a": "secret-a", "b": "secret-b", "empty": ""}}},
 	}}}
 	orig := proto.Clone(m)
-	if err := sealTextsWith(context.Background(), tc, codec.Target{Namespace: "ns"}, m, plans); err != nil {
+	if err := sealTextsWith(context.Background(), tc, codec.Target{Namespace: "ns"}, m, plans, nil); err != nil {
 		t.Fatal(err)
 	}
 	nx := m.CompletionCallbacks[0].GetNexus()
@@ -238,7 +238,7 @@ func TestSealTextsMapValues(t *testing.T) {
 	if nx.Header["empty"] != "" {
 		t.Errorf("empty value became %q", nx.Header["empty"])
 	}
-	if refused, err := openTextsWith(context.Background(), tc, "ns", m, plans); err != nil || refused != 0 {
+	if refused, err := openTextsWith(context.Background(), tc, "ns", m, plans, nil); err != nil || refused != 0 {
 		t.Fatalf("open: refused %d, %v", refused, err)
 	}
 	if !proto.Equal(m, orig) {

@@ -137,7 +137,7 @@ func (t *transformer) encodeRequestFor(ctx context.Context, namespace string, ms
 		if cp != nil && cp.tenantErr != nil {
 			c = tenantRefusingCodec{cp.tenantErr} // no scope to seal a tenant's text with: refuse if there is any
 		}
-		if err := sealTexts(ctx, c, codec.Target{Namespace: namespace, Scope: cp.sealScope(), Binding: st.def.bind}, msg); err != nil {
+		if err := sealTextsAt(ctx, c, codec.Target{Namespace: namespace, Scope: cp.sealScope()}, msg, st); err != nil {
 			return err
 		}
 	}
@@ -214,7 +214,7 @@ func (t *transformer) decodeResponseWith(ctx context.Context, namespace string, 
 		st = nil
 	}
 	if !cp.passes() && !t.lenient {
-		refused, err := openTexts(ctx, opener, namespace, msg)
+		refused, err := openTextsAt(ctx, opener, namespace, msg, st)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	batchpb "go.temporal.io/api/batch/v1"
+	commandpb "go.temporal.io/api/command/v1"
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	schedulepb "go.temporal.io/api/schedule/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestTextBinding: a sealed text (a reason, schedule notes) is bound like a payload, to the place its request names,
+// and a copy the backend moves into another workflow's history is refused there; the flows the server makes itself
+// (a batch job's reason in every workflow it touches, a cancel-external reason in the target) open.
+func TestTextBinding(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tr := &transformer{codec: newTextCodec(t)}
+	const ns = "default"
+	seal := func(t *testing.T, req proto.Message, get func() string) string {
+		t.Helper()
+		if err := tr.encodeRequest(ctx, ns, req); err != nil {
+			t.Fatal(err)
+		}
+		s := get()
+		if !strings.HasPrefix(s, sealedTextPrefix) {
+			t.Fatalf("text not sealed: %q", s)
+		}
+		return s
+	}
+	history := func(id string) *workflowservice.GetWorkflowExecutionHistoryRequest {
+		return &workflowservice.GetWorkflowExecutionHistoryRequest{Namespace: ns, Execution: &commonpb.WorkflowExecution{WorkflowId: id}}
+	}
+	terminated := func(reason string) *workflowservice.GetWorkflowExecutionHistoryResponse {
+		return &workflowservice.GetWorkflowExecutionHistoryResponse{History: &historypb.History{Events: []*historypb.HistoryEvent{{
+			EventType: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+			Attributes: &historypb.HistoryEvent_WorkflowExecutionTerminatedEventAttributes{
+				WorkflowExecutionTerminatedEventAttributes: &historypb.WorkflowExecutionTerminatedEventAttributes{Reason: reason}},
+		}}}}
+	}
+	reasonOf := func(r *workflowservice.GetWorkflowExecutionHistoryResponse) string {
+		return r.GetHistory().GetEvents()[0].GetWorkflowExecutionTerminatedEventAttributes().GetReason()
+	}
+	// open decodes resp as the answer to req and returns what get reads then.
+	open := func(t *testing.T, req, resp proto.Message, get func() string) string {
+		t.Helper()
+		if err := tr.decodeResponseFor(ctx, ns, req, resp, nil); err != nil {
+			t.Fatal(err)
+		}
+		return get()
+	}
+	const refusedMoved = "blindfold: sealed text could not be opened (sealed for another workflow, schedule or job)"
+
+	t.Run("terminate reason", func(t *testing.T) {
+		t.Parallel()
+		req := &workflowservice.TerminateWorkflowExecutionRequest{Namespace: ns, WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "A"}, Reason: "the A reason"}
+		sealed := seal(t, req, req.GetReason)
+		own := terminated(sealed)
+		if got := open(t, history("A"), own, func() string { return reasonOf(own) }); got != "the A reason" {
+			t.Errorf("in A's history: %q", got)
+		}
+		moved := terminated(sealed)
+		if got := open(t, history("B"), moved, func() string { return reasonOf(moved) }); got != refusedMoved {
+			t.Errorf("moved into B's history: %q, want %q", got, refusedMoved)
+		}
+	})
+
+	t.Run("batch reason", func(t *testing.T) {
+		t.Parallel()
+		req := &workflowservice.StartBatchOperationRequest{Namespace: ns, JobId: "job-1", Reason: "the batch reason",
+			VisibilityQuery: "WorkflowType='w'",
+			Operation: &workflowservice.StartBatchOperationRequest_TerminationOperation{TerminationOperation: &batchpb.BatchOperationTermination{}}}
+		sealed := seal(t, req, req.GetReason)
+		for _, id := range []string{"A", "B"} {
+			r := terminated(sealed)
+			if got := open(t, history(id), r, func() string { return reasonOf(r) }); got != "the batch reason" {
+				t.Errorf("in %s's history: %q", id, got)
+			}
+		}
+		d := &workflowservice.DescribeBatchOperationResponse{JobId: "job-1", Reason: sealed}
+		if got := open(t, &workflowservice.DescribeBatchOperationRequest{Namespace: ns, JobId: "job-1"}, d, d.GetReason); got != "the batch reason" {
+			t.Errorf("in the job's description: %q", got)
+		}
+	})
+
+	t.Run("cancel-external reason", func(t *testing.T) {
+		t.Parallel()
+		cmd := &commandpb.RequestCancelExternalWorkflowExecutionCommandAttributes{WorkflowId: "C", Reason: "the cancel reason"}
+		req := &workflowservice.RespondWorkflowTaskCompletedRequest{Namespace: ns, TaskToken: testToken(t, "P"), Commands: []*commandpb.Command{{
+			CommandType: enumspb.COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION,
+			Attributes:  &commandpb.Command_RequestCancelExternalWorkflowExecutionCommandAttributes{RequestCancelExternalWorkflowExecutionCommandAttributes: cmd},
+		}}}
+		sealed := seal(t, req, cmd.GetReason)
+		requested := func() (*workflowservice.GetWorkflowExecutionHistoryResponse, func() string) {
+			a := &historypb.WorkflowExecutionCancelRequestedEventAttributes{Cause: sealed}
+			return &workflowservice.GetWorkflowExecutionHistoryResponse{History: &historypb.History{Events: []*historypb.HistoryEvent{{
+				EventType:  enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+				Attributes: &historypb.HistoryEvent_WorkflowExecutionCancelRequestedEventAttributes{WorkflowExecutionCancelRequestedEventAttributes: a},
+			}}}}, a.GetCause
+		}
+		r, get := requested()
+		if got := open(t, history("C"), r, get); got != "the cancel reason" {
+			t.Errorf("in the target's history: %q", got)
+		}
+		r, get = requested()
+		if got := open(t, history("P"), r, get); got != refusedMoved {
+			t.Errorf("as a cancel request of the sender: %q, want %q", got, refusedMoved)
+		}
+		a := &historypb.RequestCancelExternalWorkflowExecutionInitiatedEventAttributes{WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "C"}, Reason: sealed}
+		init := &workflowservice.GetWorkflowExecutionHistoryResponse{History: &historypb.History{Events: []*historypb.HistoryEvent{{
+			EventType:  enumspb.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+			Attributes: &historypb.HistoryEvent_RequestCancelExternalWorkflowExecutionInitiatedEventAttributes{RequestCancelExternalWorkflowExecutionInitiatedEventAttributes: a},
+		}}}}
+		if got := open(t, history("P"), init, a.GetReason); got != "the cancel reason" {
+			t.Errorf("in the sender's initiated event: %q", got)
+		}
+	})
+
+	t.Run("schedule notes", func(t *testing.T) {
+		t.Parallel()
+		patch := &schedulepb.SchedulePatch{Pause: "paused for the audit"}
+		req := &workflowservice.PatchScheduleRequest{Namespace: ns, ScheduleId: "nightly", Patch: patch}
+		sealed := seal(t, req, patch.GetPause)
+		for _, tc := range []struct{ id, want string }{{"nightly", "paused for the audit"}, {"hourly", refusedMoved}} {
+			st := &schedulepb.ScheduleState{Notes: sealed}
+			d := &workflowservice.DescribeScheduleResponse{Schedule: &schedulepb.Schedule{State: st}}
+			if got := open(t, &workflowservice.DescribeScheduleRequest{Namespace: ns, ScheduleId: tc.id}, d, st.GetNotes); got != tc.want {
+				t.Errorf("in schedule %s's description: %q, want %q", tc.id, got, tc.want)
+			}
+		}
+		l := &schedulepb.ScheduleListInfo{Notes: sealed}
+		list := &workflowservice.ListSchedulesResponse{Schedules: []*schedulepb.ScheduleListEntry{{ScheduleId: "hourly", Info: l}}}
+		if got := open(t, &workflowservice.ListSchedulesRequest{Namespace: ns}, list, l.GetNotes); got != refusedMoved {
+			t.Errorf("as another schedule's list entry: %q, want %q", got, refusedMoved)
+		}
+	})
+}
