@@ -75,7 +75,7 @@ func TestTextBinding(t *testing.T) {
 		t.Parallel()
 		req := &workflowservice.StartBatchOperationRequest{Namespace: ns, JobId: "job-1", Reason: "the batch reason",
 			VisibilityQuery: "WorkflowType='w'",
-			Operation: &workflowservice.StartBatchOperationRequest_TerminationOperation{TerminationOperation: &batchpb.BatchOperationTermination{}}}
+			Operation:       &workflowservice.StartBatchOperationRequest_TerminationOperation{TerminationOperation: &batchpb.BatchOperationTermination{}}}
 		sealed := seal(t, req, req.GetReason)
 		for _, id := range []string{"A", "B"} {
 			r := terminated(sealed)
