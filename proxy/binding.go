@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	commandpb "go.temporal.io/api/command/v1"
@@ -157,37 +158,72 @@ func tokenBinding(tok []byte) (codec.Binding, error) {
 // workflow_id, or a workflow_execution / execution message. "" when it has none.
 func requestWorkflow(m proto.Message) codec.Binding {
 	r := m.ProtoReflect()
-	fields := r.Descriptor().Fields()
-	if f := fields.ByName("task_token"); f != nil && f.Kind() == protoreflect.BytesKind {
-		if tok := r.Get(f).Bytes(); len(tok) > 0 {
+	f := requestFieldsOf(r.Descriptor())
+	if f.token != nil {
+		if tok := r.Get(f.token).Bytes(); len(tok) > 0 {
 			if b, err := tokenBinding(tok); err == nil {
 				return b
 			}
 		}
 	}
-	if f := fields.ByName("workflow_id"); f != nil && f.Kind() == protoreflect.StringKind {
-		if id := r.Get(f).String(); id != "" {
+	if f.workflowID != nil {
+		if id := r.Get(f.workflowID).String(); id != "" {
 			return codec.Workflow(id)
 		}
 	}
-	if f := fields.ByName("update_ref"); f != nil && f.Kind() == protoreflect.MessageKind && r.Has(f) {
-		if u, ok := r.Get(f).Message().Interface().(*updatepb.UpdateRef); ok && u.GetWorkflowExecution().GetWorkflowId() != "" {
+	if f.updateRef != nil && r.Has(f.updateRef) {
+		if u, ok := r.Get(f.updateRef).Message().Interface().(*updatepb.UpdateRef); ok && u.GetWorkflowExecution().GetWorkflowId() != "" {
 			return codec.Workflow(u.GetWorkflowExecution().GetWorkflowId())
 		}
 	}
-	for _, name := range []protoreflect.Name{"workflow_execution", "execution"} {
-		if f := fields.ByName(name); f != nil && f.Kind() == protoreflect.MessageKind && r.Has(f) {
-			if we, ok := r.Get(f).Message().Interface().(*commonpb.WorkflowExecution); ok && we.GetWorkflowId() != "" {
+	for _, fd := range f.executions {
+		if r.Has(fd) {
+			if we, ok := r.Get(fd).Message().Interface().(*commonpb.WorkflowExecution); ok && we.GetWorkflowId() != "" {
 				return codec.Workflow(we.GetWorkflowId())
 			}
 		}
 	}
-	if f := fields.ByName("activity_id"); f != nil && f.Kind() == protoreflect.StringKind {
-		if id := r.Get(f).String(); id != "" {
+	if f.activityID != nil {
+		if id := r.Get(f.activityID).String(); id != "" {
 			return codec.Binding{Kind: codec.BindActivity, ID: id}
 		}
 	}
 	return codec.Binding{}
+}
+
+// requestFields are the fields of one request type that requestWorkflow reads (nil: the type has none of that name
+// and kind), looked up once per type: by name on every request, they cost more than the rest of the derivation.
+type requestFields struct {
+	token, workflowID, updateRef, activityID protoreflect.FieldDescriptor
+	executions                               []protoreflect.FieldDescriptor // workflow_execution, then execution
+}
+
+var requestFieldCache sync.Map // protoreflect.MessageDescriptor → *requestFields
+
+func requestFieldsOf(md protoreflect.MessageDescriptor) *requestFields {
+	if f, ok := requestFieldCache.Load(md); ok {
+		return f.(*requestFields)
+	}
+	fields := md.Fields()
+	byKind := func(name protoreflect.Name, k protoreflect.Kind) protoreflect.FieldDescriptor {
+		if fd := fields.ByName(name); fd != nil && fd.Kind() == k && !fd.IsList() && !fd.IsMap() {
+			return fd
+		}
+		return nil
+	}
+	f := &requestFields{
+		token:      byKind("task_token", protoreflect.BytesKind),
+		workflowID: byKind("workflow_id", protoreflect.StringKind),
+		updateRef:  byKind("update_ref", protoreflect.MessageKind),
+		activityID: byKind("activity_id", protoreflect.StringKind),
+	}
+	for _, name := range []protoreflect.Name{"workflow_execution", "execution"} {
+		if fd := byKind(name, protoreflect.MessageKind); fd != nil {
+			f.executions = append(f.executions, fd)
+		}
+	}
+	got, _ := requestFieldCache.LoadOrStore(md, f)
+	return got.(*requestFields)
 }
 
 // outboundSites decides what each payload of request req is sealed for. A request whose workflow is unknown seals
