@@ -110,9 +110,10 @@ func (e *codecEndpoint) stop(ctx context.Context) error {
 }
 
 // startCodecEndpoint serves the endpoint over c; scopes, if not nil, picks the key scope its encode seals under. In
-// production mode an authenticator and a policy are required and
-// everything not allowed is denied.
-func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.Codec, scopes codecserver.ScopeSource, log *slog.Logger) (_ *codecEndpoint, err error) {
+// production mode an authenticator and a policy are required and everything not allowed is denied. shared, if not
+// nil, is the already watched store of cfg.PolicyFile (the proxy's): the endpoint then reads its access rules from it
+// instead of watching the file again.
+func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.Codec, scopes codecserver.ScopeSource, shared *policy.Store, log *slog.Logger) (_ *codecEndpoint, err error) {
 	if cfg.Listen == "" && cfg.Listener == nil {
 		return nil, errors.New("codec endpoint: no listen address")
 	}
@@ -139,14 +140,16 @@ func startCodecEndpoint(ctx context.Context, cfg CodecEndpointConfig, c *codec.C
 	} else {
 		// The access section is read from the policy in force on every request: a reload (file change or SIGHUP)
 		// applies to the next one, so a revoked auditor is refused from then on.
-		store, err := policy.NewStore(cfg.PolicyFile, policy.WithStoreLogger(log.With("component", "codec-policy")))
-		if err != nil {
-			return nil, err
+		store := shared
+		if store == nil {
+			if store, err = policy.NewStore(cfg.PolicyFile, policy.WithStoreLogger(log.With("component", "codec-policy"))); err != nil {
+				return nil, err
+			}
+			wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			watched := make(chan struct{})
+			go func() { defer close(watched); _ = store.Watch(wctx) }()
+			stopWatch = func() { cancel(); <-watched }
 		}
-		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		watched := make(chan struct{})
-		go func() { defer close(watched); _ = store.Watch(wctx) }()
-		stopWatch = func() { cancel(); <-watched }
 		var chain codecserver.Chain
 		if cfg.OIDC != nil {
 			o, err := codecserver.NewOIDC(ctx, *cfg.OIDC)

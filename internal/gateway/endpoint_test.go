@@ -29,7 +29,7 @@ func TestDevCodecEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dev, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "127.0.0.1:0", Dev: true, AuditLog: filepath.Join(dir, "dev.jsonl")}, c, nil, log)
+	dev, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "127.0.0.1:0", Dev: true, AuditLog: filepath.Join(dir, "dev.jsonl")}, c, nil, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestDevCodecEndpoint(t *testing.T) {
 	if err := dev.stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "0.0.0.0:0", Dev: true, AuditLog: filepath.Join(dir, "dev2.jsonl")}, c, nil, log); err == nil {
+	if e, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "0.0.0.0:0", Dev: true, AuditLog: filepath.Join(dir, "dev2.jsonl")}, c, nil, nil, log); err == nil {
 		e.stop(context.Background())
 		t.Fatal("dev endpoint on a public address accepted")
 	}
@@ -140,7 +140,7 @@ func TestCodecEndpointAccessReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, err := startCodecEndpoint(context.Background(), CodecEndpointConfig{Listen: "127.0.0.1:0", PolicyFile: policyAt,
-		StaticTokensFile: tokens, AuditLog: filepath.Join(dir, "audit.jsonl")}, c, nil, slog.New(slog.DiscardHandler))
+		StaticTokensFile: tokens, AuditLog: filepath.Join(dir, "audit.jsonl")}, c, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

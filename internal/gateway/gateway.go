@@ -236,7 +236,13 @@ func Start(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		if g.policy != nil {
 			scopes = g.policy // the codec endpoint's encode seals under the scope the proxy's policy picks
 		}
-		if g.endpoint, err = startCodecEndpoint(ctx, ec, g.codec, scopes, g.log.With("component", "codec-endpoint")); err != nil {
+		var shared *policy.Store
+		if g.policy != nil && cfg.PolicyFile != "" && samePath(ec.PolicyFile, cfg.PolicyFile) {
+			// One file, one store: a reload reaches both doors in the same instant, so an auditor the operator
+			// revokes is never refused by the proxy while the endpoint still decodes for them.
+			shared = g.policy
+		}
+		if g.endpoint, err = startCodecEndpoint(ctx, ec, g.codec, scopes, shared, g.log.With("component", "codec-endpoint")); err != nil {
 			return nil, err
 		}
 		g.onStop(func(ctx context.Context) error {
