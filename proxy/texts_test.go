@@ -338,7 +338,7 @@ func TestSealTextsRefuses(t *testing.T) {
 }
 
 // refusalRE is the only form a text that does not open may take.
-var refusalRE = regexp.MustCompile(`^blindfold: sealed text could not be opened \([a-z ]+\)$`)
+var refusalRE = regexp.MustCompile(`^blindfold: sealed text could not be opened \([a-z ,]+\)$`)
 
 func TestOpenTexts(t *testing.T) {
 	t.Parallel()
@@ -595,6 +595,11 @@ func FuzzOpenTexts(f *testing.F) {
 		f.Add(s + "A")
 	}
 	f.Add(sealFor(f, tc, "other", "wrong namespace"))
+	bound := &workflowservice.TerminateWorkflowExecutionRequest{Namespace: ns, Reason: "bound to a workflow"}
+	if err := sealTexts(context.Background(), tc, codec.Target{Namespace: ns, Binding: codec.Workflow("A")}, bound); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(bound.Reason)
 	f.Add(sealedTextPrefix)
 	f.Add(sealedTextPrefix + "AAAA")
 	f.Add("Workflow terminated by reset")
@@ -603,7 +608,11 @@ func FuzzOpenTexts(f *testing.F) {
 			t.Skip("a string field off the wire is valid UTF-8")
 		}
 		m := &workflowservice.DescribeBatchOperationResponse{Reason: reason}
-		refused, err := openTexts(context.Background(), tc, ns, m)
+		st, err := inboundSites(&workflowservice.DescribeBatchOperationRequest{Namespace: ns, JobId: "job"}, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused, err := openTextsAt(context.Background(), tc, ns, m, st)
 		if err != nil {
 			t.Fatalf("openTexts: %v", err)
 		}
