@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/softhsmtest"
@@ -17,7 +18,11 @@ import (
 	"github.com/blindfold-dev/blindfold/keys/pkcs11"
 )
 
-var hsm softhsmtest.Env
+var (
+	hsm softhsmtest.Env
+	// outage is a token of its own for TestTokenOutage, which takes it away.
+	outage *softhsmtest.Token
+)
 
 func TestMain(m *testing.M) {
 	os.Unsetenv(keys.MasterKeyEnv)
@@ -35,6 +40,11 @@ func TestMain(m *testing.M) {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if outage, err = hsm.AddToken("blindfold-outage"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -218,5 +228,74 @@ func TestContextHonoured(t *testing.T) {
 	cancel()
 	if _, err := k.EncryptWithContext(ctx, []byte("x"), keys.KeysetAD("payments", created)); !errors.Is(err, context.Canceled) {
 		t.Errorf("encrypt with a cancelled ctx: %v; want context.Canceled", err)
+	}
+}
+
+
+// TestTokenOutage takes a token's storage away and gives it back (softhsmtest.Token: SoftHSM2 with the token's directory
+// gone lists no objects and answers C_GetTokenInfo with CKR_GENERAL_ERROR, until the module is initialized again). While
+// it is away, calls fail at once naming the token and the module, and never pass for a destroyed key (which the Manager
+// would count as a shred) nor a rejected ciphertext. Once it is back, the KEK's next call succeeds: the module is
+// initialized again, the token found again, a session opened again. A KEK on another token of the module works
+// throughout, although each re-initialization voids its session under it; the package's parallel tests meanwhile use
+// the module too.
+func TestTokenOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := pkcs11.Config{Module: hsm.Module, TokenLabel: outage.Label, PIN: softhsmtest.PIN,
+		KeyLabel: fmt.Sprintf("blindfold-%s-%d", t.Name(), labels.Add(1)), CreateKey: true}
+	k := newKEK(t, cfg)
+	other := newKEK(t, config(t))
+	ad := keys.KeysetAD("payments", created)
+	ct, err := k.EncryptWithContext(ctx, []byte("a keyset"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCT, err := other.EncryptWithContext(ctx, []byte("another keyset"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := outage.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !outage.Present() {
+			_ = outage.Restore()
+		}
+	})
+	for i := range 3 {
+		began := time.Now()
+		_, err := k.DecryptWithContext(ctx, ct, ad)
+		took := time.Since(began)
+		if err == nil || errors.Is(err, keys.ErrKEKKeyMissing) || errors.Is(err, keys.ErrUnwrap) || errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), `token "`+outage.Label+`"`) || !strings.Contains(err.Error(), hsm.Module) {
+			t.Errorf("decrypt %d with the token's storage gone: %v; want a failure naming the token and the module, neither a missing key, a rejection nor a timeout", i, err)
+		}
+		if i == 0 {
+			t.Logf("with the token's storage gone (%s): %v", took.Round(time.Microsecond), err)
+		}
+		if _, err := k.EncryptWithContext(ctx, []byte("x"), ad); err == nil || errors.Is(err, keys.ErrKEKKeyMissing) {
+			t.Errorf("encrypt %d with the token's storage gone: %v; want a failure, not a missing key", i, err)
+		}
+		if pt, err := other.DecryptWithContext(ctx, otherCT, ad); err != nil || string(pt) != "another keyset" {
+			t.Errorf("decrypt %d on the other token = %q, %v", i, pt, err)
+		}
+	}
+	if err := k.DestroyKey(ctx); err == nil || errors.Is(err, keys.ErrKEKKeyMissing) {
+		t.Errorf("destroy with the token's storage gone: %v; want a failure, not a missing key", err)
+	}
+
+	if err := outage.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := k.DecryptWithContext(ctx, ct, ad); err != nil || string(pt) != "a keyset" {
+		t.Fatalf("first decrypt with the token back = %q, %v", pt, err)
+	}
+	if _, err := k.DecryptWithContext(ctx, ct, keys.KeysetAD("hr", created)); !errors.Is(err, keys.ErrUnwrap) {
+		t.Errorf("decrypt for another scope with the token back: %v; want keys.ErrUnwrap", err)
+	}
+	if pt, err := other.DecryptWithContext(ctx, otherCT, ad); err != nil || string(pt) != "another keyset" {
+		t.Errorf("decrypt on the other token after = %q, %v", pt, err)
 	}
 }
