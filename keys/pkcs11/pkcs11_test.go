@@ -231,7 +231,6 @@ func TestContextHonoured(t *testing.T) {
 	}
 }
 
-
 // TestTokenOutage takes a token's storage away and gives it back (softhsmtest.Token: SoftHSM2 with the token's directory
 // gone lists no objects and answers C_GetTokenInfo with CKR_GENERAL_ERROR, until the module is initialized again). While
 // it is away, calls fail at once naming the token and the module, and never pass for a destroyed key (which the Manager
