@@ -203,9 +203,9 @@ func (k *KEK) run(ctx context.Context, opts int, op func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		defer func() { <-k.sem }()
-		gen, err := k.attempt(opts&opWrite != 0, op)
+		gen, ran, err := k.attempt(opts&opWrite != 0, op)
 		if opts&opNoRecover == 0 {
-			err = k.recover(opts&opWrite != 0, op, err, gen)
+			err = k.recover(opts&opWrite != 0 && ran, opts&opWrite != 0, op, err, gen)
 		}
 		done <- err
 	}()
@@ -218,8 +218,8 @@ func (k *KEK) run(ctx context.Context, opts int, op func() error) error {
 }
 
 // attempt runs op once, on the token and session of the module's current initialization, and returns the initialization
-// it ran in and op's error.
-func (k *KEK) attempt(write bool, op func() error) (uint64, error) {
+// it ran in, whether op ran (or finding the token or opening the session failed before), and the error.
+func (k *KEK) attempt(write bool, op func() error) (gen uint64, ran bool, err error) {
 	if write {
 		tokenCalls.Lock()
 		defer tokenCalls.Unlock()
@@ -231,21 +231,21 @@ func (k *KEK) attempt(write bool, op func() error) (uint64, error) {
 	if !k.slotOK {
 		slot, err := findToken(k.ctx, k.cfg.TokenLabel)
 		if err != nil {
-			return k.gen, err
+			return k.gen, false, err
 		}
 		k.slot, k.slotOK = slot, true
 	}
 	if err := k.ensureSession(); err != nil {
-		return k.gen, err
+		return k.gen, false, err
 	}
-	err := op()
+	err = op()
 	if isSessionError(err) {
 		k.dropSession() // the next call opens a new one
 	}
 	if isDeviceLost(err) {
 		k.slotOK = false // and finds the token again
 	}
-	return k.gen, err
+	return k.gen, true, err
 }
 
 // sync forgets the slot and session of an earlier initialization of the module (not closing the session: its handle is
@@ -256,11 +256,12 @@ func (k *KEK) sync() {
 	}
 }
 
-// recover handles err, op's error in initialization gen. A lost device (CKR_DEVICE_ERROR and the like, or the token gone
-// from the slot list: a network HSM down or restarted) re-initializes the module; then, as after a lost session, op runs
-// once more, on a new session, unless it writes token objects (a generation that failed midway may have happened). The
-// error of a call that still fails names the token and the module, and keeps the first failure.
-func (k *KEK) recover(write bool, op func() error, err error, gen uint64) error {
+// recover handles err, the error of an attempt in initialization gen. A lost device (CKR_DEVICE_ERROR and the like, or
+// the token gone from the slot list: a network HSM down or restarted) re-initializes the module; then, as after a lost
+// session, op runs once more, on a new session, unless wrote (op writes token objects and ran: a generation that failed
+// midway may have happened). The error of a call that still fails names the token and the module, and keeps the first
+// failure.
+func (k *KEK) recover(wrote, write bool, op func() error, err error, gen uint64) error {
 	lost := isDeviceLost(err)
 	if !lost && !isSessionError(err) {
 		return err
@@ -270,10 +271,10 @@ func (k *KEK) recover(write bool, op func() error, err error, gen uint64) error 
 			return fmt.Errorf("pkcs11: token %q of module %s unavailable: %w; then: %w", k.cfg.TokenLabel, k.cfg.Module, err, rerr)
 		}
 	}
-	if write {
+	if wrote {
 		return fmt.Errorf("pkcs11: token %q of module %s unavailable: %w", k.cfg.TokenLabel, k.cfg.Module, err)
 	}
-	_, retryErr := k.attempt(false, op)
+	_, _, retryErr := k.attempt(write, op)
 	if retryErr == nil || !isDeviceLost(retryErr) && !isSessionError(retryErr) {
 		return retryErr // recovered, or an answer of the token (a rejected ciphertext, a missing key)
 	}

@@ -22,6 +22,9 @@ var (
 	hsm softhsmtest.Env
 	// outage is a token of its own for TestTokenOutage, which takes it away.
 	outage *softhsmtest.Token
+	// remote is a SoftHSM2 token behind p11-kit's remoting (nil, with remoteSkip saying why, when p11-kit is missing).
+	remote     *softhsmtest.Remote
+	remoteSkip string
 )
 
 func TestMain(m *testing.M) {
@@ -47,7 +50,19 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	remote, err = softhsmtest.StartRemote(dir)
+	if errors.Is(err, softhsmtest.ErrRemoteMissing) && !softhsmtest.Required() {
+		remoteSkip, err = err.Error(), nil
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	code := m.Run()
+	if remote != nil {
+		_ = remote.Stop()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -296,5 +311,58 @@ func TestTokenOutage(t *testing.T) {
 	}
 	if pt, err := other.DecryptWithContext(ctx, otherCT, ad); err != nil || string(pt) != "another keyset" {
 		t.Errorf("decrypt on the other token after = %q, %v", pt, err)
+	}
+}
+
+// TestRemoteDeviceLoss takes a network HSM away and brings it back: SoftHSM2 served over a unix socket by p11-kit's
+// server (softhsmtest.Remote), the KEK on p11-kit's client module, the server killed with its per-connection processes
+// and started again. While it is down, calls fail at once with CKR_DEVICE_ERROR, named with the token and the module,
+// never as a missing key; once it is back, the next call succeeds, although the client module answers nothing until it
+// is initialized again. p11-kit 0.24 does not forward AES-GCM's parameters, so this runs the calls that need none: the
+// key's lookup, creation and destruction (the workflow-level outage test, internal/e2e/keyse2e, covers wrapping with the
+// token's storage taken away).
+func TestRemoteDeviceLoss(t *testing.T) {
+	if remote == nil {
+		t.Skip("skipping the remote HSM outage:", remoteSkip)
+	}
+	ctx := context.Background()
+	cfg := pkcs11.Config{Module: remote.ClientModule, TokenLabel: softhsmtest.RemoteTokenLabel, PIN: softhsmtest.PIN,
+		KeyLabel: fmt.Sprintf("blindfold-%s-%d", t.Name(), labels.Add(1)), CreateKey: true, Timeout: 5 * time.Second}
+	k := newKEK(t, cfg)
+	_, err := k.EncryptWithContext(ctx, []byte("x"), keys.KeysetAD("payments", created))
+	t.Logf("wrap through p11-kit's remoting: %v", err)
+
+	if err := remote.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !remote.Running() {
+			_ = remote.Start()
+		}
+	})
+	for i := range 2 {
+		began := time.Now()
+		err := k.DestroyKey(ctx)
+		took := time.Since(began)
+		if err == nil || errors.Is(err, keys.ErrKEKKeyMissing) || errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), `token "`+softhsmtest.RemoteTokenLabel+`"`) || !strings.Contains(err.Error(), remote.ClientModule) {
+			t.Errorf("destroy %d with the HSM down: %v; want a failure naming the token and the module, neither a missing key nor a timeout", i, err)
+		}
+		if i == 0 {
+			t.Logf("with the HSM down (%s): %v", took.Round(time.Microsecond), err)
+		}
+	}
+	if _, err := pkcs11.New(ctx, cfg); err == nil {
+		t.Error("new KEK with the HSM down: no error")
+	}
+
+	if err := remote.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.DestroyKey(ctx); err != nil {
+		t.Fatalf("first destroy with the HSM back: %v", err)
+	}
+	if err := k.DestroyKey(ctx); !errors.Is(err, keys.ErrKEKKeyMissing) {
+		t.Errorf("second destroy with the HSM back: %v; want keys.ErrKEKKeyMissing", err)
 	}
 }
