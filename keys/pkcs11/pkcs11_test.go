@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	p11 "github.com/miekg/pkcs11"
+
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/softhsmtest"
 	"github.com/blindfold-dev/blindfold/keys"
@@ -22,6 +24,8 @@ var (
 	hsm softhsmtest.Env
 	// outage is a token of its own for TestTokenOutage, which takes it away.
 	outage *softhsmtest.Token
+	// sessions is a token of its own for TestSessionsClosed, which closes every session of the process on it.
+	sessions *softhsmtest.Token
 	// remote is a SoftHSM2 token behind p11-kit's remoting (nil, with remoteSkip saying why, when p11-kit is missing).
 	remote     *softhsmtest.Remote
 	remoteSkip string
@@ -45,7 +49,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if outage, err = hsm.AddToken("blindfold-outage"); err != nil {
+	if outage, err = hsm.AddToken("blindfold-outage"); err == nil {
+		sessions, err = hsm.AddToken("blindfold-sessions")
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -364,5 +371,56 @@ func TestRemoteDeviceLoss(t *testing.T) {
 	}
 	if err := k.DestroyKey(ctx); !errors.Is(err, keys.ErrKEKKeyMissing) {
 		t.Errorf("second destroy with the HSM back: %v; want keys.ErrKEKKeyMissing", err)
+	}
+}
+
+// TestSessionsClosed closes every session of the process on a token under two KEKs (C_CloseAllSessions, through the
+// module the process shares, as a token that dropped its sessions would): each KEK's next call opens a new session,
+// logs in and succeeds, instead of failing once with CKR_SESSION_HANDLE_INVALID. Not parallel: its calls on the module
+// bypass the KEKs' lock, so they must not overlap TestTokenOutage's re-initialization.
+func TestSessionsClosed(t *testing.T) {
+	ctx := context.Background()
+	cfg := func() pkcs11.Config {
+		return pkcs11.Config{Module: hsm.Module, TokenLabel: sessions.Label, PIN: softhsmtest.PIN,
+			KeyLabel: fmt.Sprintf("blindfold-%s-%d", t.Name(), labels.Add(1)), CreateKey: true}
+	}
+	k1, k2 := newKEK(t, cfg()), newKEK(t, cfg())
+	ad := keys.KeysetAD("payments", created)
+	ct1, err := k1.EncryptWithContext(ctx, []byte("one"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct2, err := k2.EncryptWithContext(ctx, []byte("two"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The library is loaded and initialized already: this handle reaches the same instance (and is never finalized).
+	c := p11.New(hsm.Module)
+	if err := c.Initialize(); err != nil && !errors.Is(err, p11.Error(p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		t.Fatal(err)
+	}
+	slots, err := c.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	for _, s := range slots {
+		if ti, err := c.GetTokenInfo(s); err == nil && ti.Label == sessions.Label {
+			if err := c.CloseAllSessions(s); err != nil {
+				t.Fatal(err)
+			}
+			closed = true
+		}
+	}
+	if !closed {
+		t.Fatalf("token %q not among slots %v", sessions.Label, slots)
+	}
+
+	if pt, err := k1.DecryptWithContext(ctx, ct1, ad); err != nil || string(pt) != "one" {
+		t.Errorf("first decrypt after the sessions were closed = %q, %v", pt, err)
+	}
+	if pt, err := k2.DecryptWithContext(ctx, ct2, ad); err != nil || string(pt) != "two" {
+		t.Errorf("second KEK's first decrypt after the sessions were closed = %q, %v", pt, err)
 	}
 }
