@@ -38,6 +38,8 @@ type Env struct {
 	Module string
 	// Dir holds the configuration and the token directory; removing it removes the token.
 	Dir string
+
+	util, conf, tokens string
 }
 
 // Setup writes a SoftHSM2 configuration with its token directory under dir, sets $SOFTHSM2_CONF to it (for this process:
@@ -66,12 +68,71 @@ func Setup(dir string) (Env, error) {
 	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
 		return Env{}, err
 	}
-	cmd := exec.Command(util, "--init-token", "--free", "--label", TokenLabel, "--pin", PIN, "--so-pin", soPIN)
-	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return Env{}, fmt.Errorf("softhsm2-util --init-token: %w\n%s", err, b)
+	e := Env{Module: mod, Dir: dir, util: util, conf: conf, tokens: tokens}
+	if _, err := e.AddToken(TokenLabel); err != nil {
+		return Env{}, err
 	}
-	return Env{Module: mod, Dir: dir}, nil
+	return e, nil
+}
+
+// AddToken initializes one more token, labelled label, with PIN. Call it from TestMain too: a process that initialized
+// the module already sees the token only after initializing it again.
+func (e Env) AddToken(label string) (*Token, error) {
+	before, err := os.ReadDir(e.tokens)
+	if err != nil {
+		return nil, fmt.Errorf("softhsm: %w", err)
+	}
+	cmd := exec.Command(e.util, "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", soPIN)
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+e.conf)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("softhsm2-util --init-token: %w\n%s", err, b)
+	}
+	after, err := os.ReadDir(e.tokens)
+	if err != nil {
+		return nil, fmt.Errorf("softhsm: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, d := range before {
+		seen[d.Name()] = true
+	}
+	for _, d := range after {
+		if d.IsDir() && !seen[d.Name()] {
+			return &Token{Label: label, dir: filepath.Join(e.tokens, d.Name()), away: filepath.Join(e.Dir, "offline-"+d.Name())}, nil
+		}
+	}
+	return nil, fmt.Errorf("softhsm: token %q initialized, but no new directory in %s", label, e.tokens)
+}
+
+// Token is one token of an Env. Remove and Restore take its storage away and give it back: SoftHSM2 keeps a token's
+// objects in a directory of its own under the token directory, and a token whose directory is gone is a token whose
+// storage failed (a lost disk or network mount under the HSM). It is the real library meeting a real fault: with its
+// directory gone, SoftHSM2 lists no objects on the token (without an error) and answers C_GetTokenInfo with
+// CKR_GENERAL_ERROR, until the module is initialized again with the directory back.
+type Token struct {
+	Label     string
+	dir, away string
+}
+
+// Remove moves the token's directory out of the token directory.
+func (t *Token) Remove() error {
+	if err := os.Rename(t.dir, t.away); err != nil {
+		return fmt.Errorf("softhsm: take token %q away: %w", t.Label, err)
+	}
+	return nil
+}
+
+// Restore moves the token's directory back.
+func (t *Token) Restore() error {
+	if err := os.Rename(t.away, t.dir); err != nil {
+		return fmt.Errorf("softhsm: give token %q back: %w", t.Label, err)
+	}
+	return nil
+}
+
+// Present reports whether the token's directory is in place.
+func (t *Token) Present() bool {
+	_, err := os.Stat(t.dir)
+	return err == nil
 }
 
 // Required reports whether a missing SoftHSM2 must fail the tests ($BLINDFOLD_REQUIRE_SOFTHSM=1).

@@ -12,5 +12,8 @@
 // shredded scope: destroying the token key (C_DestroyObject) destroys every keyset it wrapped, backups of the key
 // directory included (though not backups of the token itself: HSM backup policy is part of the shred). A missing token,
 // a wrong PIN, a closed session or a device error are other errors: the Manager keeps serving cached keysets until their
-// TTL, then fails closed.
+// TTL, then fails closed. A key is reported missing only while the token still answers as itself (a token that lost its
+// storage may list no objects without an error), so an outage never passes for a shred. After a lost device (a device
+// error, the token gone from its slot) the KEK initializes the module again and retries the call once, and so recovers
+// by itself when the token is back; the error of a call that still fails names the token and the module.
 package pkcs11

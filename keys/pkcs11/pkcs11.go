@@ -28,28 +28,41 @@ type KEK struct {
 	cfg     Config
 	pin     string
 	timeout time.Duration
-	ctx     *p11.Ctx
-	slot    uint
+	mod     *module
+	ctx     *p11.Ctx // mod.ctx
 
-	sem     chan struct{} // one token operation at a time; acquired with select so ctx is honoured while waiting
+	sem chan struct{} // one token operation at a time; acquired with select so ctx is honoured while waiting
+	// The fields below are the KEK's view of the module, valid for the module's initialization gen (under sem, and
+	// tokenCalls read side): after a re-initialization the slot may be numbered anew and every session handle is void.
+	gen     uint64
+	slot    uint
+	slotOK  bool
 	session p11.SessionHandle
 	open    bool
 }
 
 var _ keys.KEK = (*KEK)(nil)
 
-// modules keeps one initialized Ctx per module path: C_Initialize and C_Finalize are process-wide per library, so two
-// KEKs on one module must share it, and it is never finalized.
+// module is one loaded PKCS#11 library. C_Initialize and C_Finalize are process-wide per library, so every KEK on one
+// module shares it. It is finalized only to re-initialize it, when it reports that it lost its device (see recover).
+type module struct {
+	path string
+	ctx  *p11.Ctx
+	// gen counts re-initializations; read under tokenCalls (either side), written under its write side.
+	gen uint64
+}
+
+// modules keeps one module per path.
 var (
 	modulesMu sync.Mutex
-	modules   = map[string]*p11.Ctx{}
+	modules   = map[string]*module{}
 )
 
-func module(path string) (*p11.Ctx, error) {
+func loadModule(path string) (*module, error) {
 	modulesMu.Lock()
 	defer modulesMu.Unlock()
-	if c := modules[path]; c != nil {
-		return c, nil
+	if m := modules[path]; m != nil {
+		return m, nil
 	}
 	c := p11.New(path)
 	if c == nil {
@@ -59,8 +72,29 @@ func module(path string) (*p11.Ctx, error) {
 		c.Destroy()
 		return nil, fmt.Errorf("pkcs11: initialize module %s: %w", path, err)
 	}
-	modules[path] = c
-	return c, nil
+	m := &module{path: path, ctx: c}
+	modules[path] = m
+	return m, nil
+}
+
+// reinitialize finalizes and initializes the module again, unless another KEK did so since seen was read: the way back
+// for a module whose device went away. Modules do not all come back by themselves: SoftHSM2 whose token directory went
+// away and came back still lists no objects on the token, and p11-kit's client module (a token served over a socket)
+// still answers CKR_DEVICE_ERROR, or lists no slot, after its server is back, until the module is initialized again.
+// It excludes every other token call of the process, because C_Finalize must not overlap calls on the module, and it
+// voids every session of every KEK on the module, which the KEKs notice by the changed gen.
+func (m *module) reinitialize(seen uint64) error {
+	tokenCalls.Lock()
+	defer tokenCalls.Unlock()
+	if m.gen != seen {
+		return nil
+	}
+	m.gen++
+	_ = m.ctx.Finalize() // fails when the module is not initialized (a failed Initialize before): that is fine
+	if err := m.ctx.Initialize(); err != nil && !isCode(err, p11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		return fmt.Errorf("pkcs11: initialize module %s again: %w", m.path, err)
+	}
+	return nil
 }
 
 // New loads the module, finds the token and logs in. With cfg.CreateKey it generates the key when the token has none with
@@ -74,19 +108,17 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := module(cfg.Module)
+	m, err := loadModule(cfg.Module)
 	if err != nil {
 		return nil, err
 	}
-	slot, err := findToken(c, cfg.TokenLabel)
-	if err != nil {
-		return nil, err
-	}
-	k := &KEK{cfg: cfg, pin: pin, timeout: cfg.Timeout, ctx: c, slot: slot, sem: make(chan struct{}, 1)}
+	k := &KEK{cfg: cfg, pin: pin, timeout: cfg.Timeout, mod: m, ctx: m.ctx, sem: make(chan struct{}, 1)}
 	if k.timeout <= 0 {
 		k.timeout = DefaultTimeout
 	}
-	err = k.doWrite(ctx, func() error {
+	// New neither re-initializes the module nor retries: a token that is not there at start is a configuration to check
+	// (or an HSM to bring up) before the gateway starts.
+	err = k.run(ctx, opWrite|opNoRecover, func() error {
 		_, err := k.findKey()
 		if errors.Is(err, keys.ErrKEKKeyMissing) {
 			if cfg.CreateKey {
@@ -103,6 +135,13 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 	return k, nil
 }
 
+// errNoToken: no slot holds a token with the label. After New, it means the token went away (a network HSM's client
+// lists no slot while its server is unreachable), which is one of the losses recover handles.
+var errNoToken = errors.New("token not found")
+
+// errTokenLost: the token the KEK's session is on stopped answering as itself (see tokenThere).
+var errTokenLost = errors.New("token lost")
+
 func findToken(c *p11.Ctx, label string) (uint, error) {
 	slots, err := c.GetSlotList(true)
 	if err != nil {
@@ -114,13 +153,16 @@ func findToken(c *p11.Ctx, label string) (uint, error) {
 			return s, nil
 		}
 	}
-	return 0, fmt.Errorf("pkcs11: no token labelled %q among %d slots with a token", label, len(slots))
+	return 0, fmt.Errorf("pkcs11: %w: no token labelled %q among %d slots with a token", errNoToken, label, len(slots))
 }
 
 // Close closes the KEK's session (it does not log out: login state is shared by every session of the process).
 func (k *KEK) Close() error {
 	k.sem <- struct{}{}
 	defer func() { <-k.sem }()
+	tokenCalls.RLock()
+	defer tokenCalls.RUnlock()
+	k.sync()
 	k.dropSession()
 	return nil
 }
@@ -128,19 +170,26 @@ func (k *KEK) Close() error {
 // KeyLabel is the configured key label.
 func (k *KEK) KeyLabel() string { return k.cfg.KeyLabel }
 
-// tokenWrites orders the calls that add or remove token objects before and after every other token call of the process:
-// SoftHSM2's file object store answers a key generation that overlaps another session's calls on the token with
-// CKR_GENERAL_ERROR. Writes happen only when a key is created or destroyed, so at steady state every call takes the read
-// side and none waits.
-var tokenWrites sync.RWMutex
+// tokenCalls: every token call of the process takes its read side. Its write side is for what must not overlap any
+// other call: calls that add or remove token objects (SoftHSM2's file object store answers a key generation that
+// overlaps another session's calls on the token with CKR_GENERAL_ERROR), and re-initializing a module. Both happen only
+// when a key is created or destroyed, or a device was lost, so at steady state every call takes the read side and none
+// waits.
+var tokenCalls sync.RWMutex
+
+// Options of run.
+const (
+	opWrite     = 1 << iota // op may create or destroy token objects: exclusive, and never retried
+	opNoRecover             // no re-initialization of the module and no retry (New)
+)
 
 // do runs op with the session held, bounded by ctx and the timeout.
-func (k *KEK) do(ctx context.Context, op func() error) error { return k.run(ctx, false, op) }
+func (k *KEK) do(ctx context.Context, op func() error) error { return k.run(ctx, 0, op) }
 
 // doWrite is do for an op that may create or destroy token objects.
-func (k *KEK) doWrite(ctx context.Context, op func() error) error { return k.run(ctx, true, op) }
+func (k *KEK) doWrite(ctx context.Context, op func() error) error { return k.run(ctx, opWrite, op) }
 
-func (k *KEK) run(ctx context.Context, write bool, op func() error) error {
+func (k *KEK) run(ctx context.Context, opts int, op func() error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pkcs11: %w", err)
 	}
@@ -154,20 +203,9 @@ func (k *KEK) run(ctx context.Context, write bool, op func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		defer func() { <-k.sem }()
-		if write {
-			tokenWrites.Lock()
-			defer tokenWrites.Unlock()
-		} else {
-			tokenWrites.RLock()
-			defer tokenWrites.RUnlock()
-		}
-		if err := k.ensureSession(); err != nil {
-			done <- err
-			return
-		}
-		err := op()
-		if isSessionError(err) {
-			k.dropSession() // the next call opens a new one
+		gen, ran, err := k.attempt(opts&opWrite != 0, op)
+		if opts&opNoRecover == 0 {
+			err = k.recover(opts&opWrite != 0 && ran, opts&opWrite != 0, op, err, gen)
 		}
 		done <- err
 	}()
@@ -177,6 +215,74 @@ func (k *KEK) run(ctx context.Context, write bool, op func() error) error {
 	case <-ctx.Done():
 		return fmt.Errorf("pkcs11: token did not answer: %w", ctx.Err())
 	}
+}
+
+// attempt runs op once, on the token and session of the module's current initialization, and returns the initialization
+// it ran in, whether op ran (or finding the token or opening the session failed before), and the error.
+func (k *KEK) attempt(write bool, op func() error) (gen uint64, ran bool, err error) {
+	if write {
+		tokenCalls.Lock()
+		defer tokenCalls.Unlock()
+	} else {
+		tokenCalls.RLock()
+		defer tokenCalls.RUnlock()
+	}
+	k.sync()
+	if !k.slotOK {
+		slot, err := findToken(k.ctx, k.cfg.TokenLabel)
+		if err != nil {
+			return k.gen, false, err
+		}
+		k.slot, k.slotOK = slot, true
+	}
+	if err := k.ensureSession(); err != nil {
+		return k.gen, false, err
+	}
+	err = op()
+	if isSessionError(err) {
+		k.dropSession() // the next call opens a new one
+	}
+	if isDeviceLost(err) {
+		k.slotOK = false // and finds the token again
+	}
+	return k.gen, true, err
+}
+
+// sync forgets the slot and session of an earlier initialization of the module (not closing the session: its handle is
+// void, and may now be another KEK's). Called with tokenCalls held.
+func (k *KEK) sync() {
+	if k.gen != k.mod.gen {
+		k.gen, k.slotOK, k.open = k.mod.gen, false, false
+	}
+}
+
+// recover handles err, the error of an attempt in initialization gen. A lost device (CKR_DEVICE_ERROR and the like, or
+// the token gone from the slot list: a network HSM down or restarted) re-initializes the module; then, as after a lost
+// session, op runs once more, on a new session, unless wrote (op writes token objects and ran: a generation that failed
+// midway may have happened). The error of a call that still fails names the token and the module, and keeps the first
+// failure.
+func (k *KEK) recover(wrote, write bool, op func() error, err error, gen uint64) error {
+	lost := isDeviceLost(err)
+	if !lost && !isSessionError(err) {
+		return err
+	}
+	if lost {
+		if rerr := k.mod.reinitialize(gen); rerr != nil {
+			return fmt.Errorf("pkcs11: token %q of module %s unavailable: %w; then: %w", k.cfg.TokenLabel, k.cfg.Module, err, rerr)
+		}
+	}
+	if wrote {
+		return fmt.Errorf("pkcs11: token %q of module %s unavailable: %w", k.cfg.TokenLabel, k.cfg.Module, err)
+	}
+	_, _, retryErr := k.attempt(write, op)
+	if retryErr == nil || !isDeviceLost(retryErr) && !isSessionError(retryErr) {
+		return retryErr // recovered, or an answer of the token (a rejected ciphertext, a missing key)
+	}
+	then := "after opening a new session"
+	if lost {
+		then = "after initializing the module again"
+	}
+	return fmt.Errorf("pkcs11: token %q of module %s unavailable: %w; %s: %w", k.cfg.TokenLabel, k.cfg.Module, err, then, retryErr)
 }
 
 func (k *KEK) ensureSession() error {
@@ -219,6 +325,12 @@ func (k *KEK) findKey() (p11.ObjectHandle, error) {
 	case err != nil:
 		return 0, fmt.Errorf("pkcs11: find key %q: %w", k.cfg.KeyLabel, err)
 	case len(objs) == 0:
+		// A token that lost its storage may list no objects without an error (SoftHSM2 with its token directory gone
+		// does): only a token still there, by its label, tells that the key is not. A missing key counts as a shred, so
+		// an outage must never pass for one.
+		if err := k.tokenThere(); err != nil {
+			return 0, fmt.Errorf("pkcs11: find key %q: %w", k.cfg.KeyLabel, err)
+		}
 		return 0, fmt.Errorf("%w: pkcs11: no secret key labelled %q on token %q (destroyed, or never created)", keys.ErrKEKKeyMissing, k.cfg.KeyLabel, k.cfg.TokenLabel)
 	case len(objs) > 1:
 		return 0, fmt.Errorf("pkcs11: more than one secret key labelled %q on token %q; labels must be unique", k.cfg.KeyLabel, k.cfg.TokenLabel)
@@ -231,6 +343,18 @@ func (k *KEK) findKey() (p11.ObjectHandle, error) {
 		return 0, fmt.Errorf("pkcs11: key %q on token %q is not an AES key", k.cfg.KeyLabel, k.cfg.TokenLabel)
 	}
 	return objs[0], nil
+}
+
+// tokenThere checks that the KEK's slot still holds its token. Called with the session held.
+func (k *KEK) tokenThere() error {
+	ti, err := k.ctx.GetTokenInfo(k.slot)
+	if err != nil {
+		return fmt.Errorf("%w: token %q lists no objects and answers no token info: %w", errTokenLost, k.cfg.TokenLabel, err)
+	}
+	if ti.Label != k.cfg.TokenLabel {
+		return fmt.Errorf("%w: the slot of token %q now holds token %q", errTokenLost, k.cfg.TokenLabel, ti.Label)
+	}
+	return nil
 }
 
 // EncryptWithContext wraps plaintext with AES-GCM on the token, associatedData (naming the scope) as additional data.
@@ -377,6 +501,20 @@ func (k *KEK) probe(key p11.ObjectHandle) error {
 func isCode(err error, code uint) bool {
 	var e p11.Error
 	return errors.As(err, &e) && uint(e) == code
+}
+
+// isDeviceLost reports errors after which the module must be initialized again to reach the token.
+func isDeviceLost(err error) bool {
+	if errors.Is(err, errNoToken) || errors.Is(err, errTokenLost) {
+		return true
+	}
+	for _, c := range []uint{p11.CKR_DEVICE_ERROR, p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT, p11.CKR_SLOT_ID_INVALID,
+		p11.CKR_CRYPTOKI_NOT_INITIALIZED} {
+		if isCode(err, c) {
+			return true
+		}
+	}
+	return false
 }
 
 // isSessionError reports errors after which the session is no longer usable.

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	p11 "github.com/miekg/pkcs11"
 
 	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/softhsmtest"
@@ -17,7 +20,16 @@ import (
 	"github.com/blindfold-dev/blindfold/keys/pkcs11"
 )
 
-var hsm softhsmtest.Env
+var (
+	hsm softhsmtest.Env
+	// outage is a token of its own for TestTokenOutage, which takes it away.
+	outage *softhsmtest.Token
+	// sessions is a token of its own for TestSessionsClosed, which closes every session of the process on it.
+	sessions *softhsmtest.Token
+	// remote is a SoftHSM2 token behind p11-kit's remoting (nil, with remoteSkip saying why, when p11-kit is missing).
+	remote     *softhsmtest.Remote
+	remoteSkip string
+)
 
 func TestMain(m *testing.M) {
 	os.Unsetenv(keys.MasterKeyEnv)
@@ -37,7 +49,27 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	if outage, err = hsm.AddToken("blindfold-outage"); err == nil {
+		sessions, err = hsm.AddToken("blindfold-sessions")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	remote, err = softhsmtest.StartRemote(dir)
+	if errors.Is(err, softhsmtest.ErrRemoteMissing) && !softhsmtest.Required() {
+		remoteSkip, err = err.Error(), nil
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	code := m.Run()
+	if remote != nil {
+		_ = remote.Stop()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -218,5 +250,177 @@ func TestContextHonoured(t *testing.T) {
 	cancel()
 	if _, err := k.EncryptWithContext(ctx, []byte("x"), keys.KeysetAD("payments", created)); !errors.Is(err, context.Canceled) {
 		t.Errorf("encrypt with a cancelled ctx: %v; want context.Canceled", err)
+	}
+}
+
+// TestTokenOutage takes a token's storage away and gives it back (softhsmtest.Token: SoftHSM2 with the token's directory
+// gone lists no objects and answers C_GetTokenInfo with CKR_GENERAL_ERROR, until the module is initialized again). While
+// it is away, calls fail at once naming the token and the module, and never pass for a destroyed key (which the Manager
+// would count as a shred) nor a rejected ciphertext. Once it is back, the KEK's next call succeeds: the module is
+// initialized again, the token found again, a session opened again. A KEK on another token of the module works
+// throughout, although each re-initialization voids its session under it; the package's parallel tests meanwhile use
+// the module too.
+func TestTokenOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := pkcs11.Config{Module: hsm.Module, TokenLabel: outage.Label, PIN: softhsmtest.PIN,
+		KeyLabel: fmt.Sprintf("blindfold-%s-%d", t.Name(), labels.Add(1)), CreateKey: true}
+	k := newKEK(t, cfg)
+	other := newKEK(t, config(t))
+	ad := keys.KeysetAD("payments", created)
+	ct, err := k.EncryptWithContext(ctx, []byte("a keyset"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCT, err := other.EncryptWithContext(ctx, []byte("another keyset"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := outage.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !outage.Present() {
+			_ = outage.Restore()
+		}
+	})
+	for i := range 3 {
+		began := time.Now()
+		_, err := k.DecryptWithContext(ctx, ct, ad)
+		took := time.Since(began)
+		if err == nil || errors.Is(err, keys.ErrKEKKeyMissing) || errors.Is(err, keys.ErrUnwrap) || errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), `token "`+outage.Label+`"`) || !strings.Contains(err.Error(), hsm.Module) {
+			t.Errorf("decrypt %d with the token's storage gone: %v; want a failure naming the token and the module, neither a missing key, a rejection nor a timeout", i, err)
+		}
+		if i == 0 {
+			t.Logf("with the token's storage gone (%s): %v", took.Round(time.Microsecond), err)
+		}
+		if _, err := k.EncryptWithContext(ctx, []byte("x"), ad); err == nil || errors.Is(err, keys.ErrKEKKeyMissing) {
+			t.Errorf("encrypt %d with the token's storage gone: %v; want a failure, not a missing key", i, err)
+		}
+		if pt, err := other.DecryptWithContext(ctx, otherCT, ad); err != nil || string(pt) != "another keyset" {
+			t.Errorf("decrypt %d on the other token = %q, %v", i, pt, err)
+		}
+	}
+	if err := k.DestroyKey(ctx); err == nil || errors.Is(err, keys.ErrKEKKeyMissing) {
+		t.Errorf("destroy with the token's storage gone: %v; want a failure, not a missing key", err)
+	}
+
+	if err := outage.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := k.DecryptWithContext(ctx, ct, ad); err != nil || string(pt) != "a keyset" {
+		t.Fatalf("first decrypt with the token back = %q, %v", pt, err)
+	}
+	if _, err := k.DecryptWithContext(ctx, ct, keys.KeysetAD("hr", created)); !errors.Is(err, keys.ErrUnwrap) {
+		t.Errorf("decrypt for another scope with the token back: %v; want keys.ErrUnwrap", err)
+	}
+	if pt, err := other.DecryptWithContext(ctx, otherCT, ad); err != nil || string(pt) != "another keyset" {
+		t.Errorf("decrypt on the other token after = %q, %v", pt, err)
+	}
+}
+
+// TestRemoteDeviceLoss takes a network HSM away and brings it back: SoftHSM2 served over a unix socket by p11-kit's
+// server (softhsmtest.Remote), the KEK on p11-kit's client module, the server killed with its per-connection processes
+// and started again. While it is down, calls fail at once with CKR_DEVICE_ERROR, named with the token and the module,
+// never as a missing key; once it is back, the next call succeeds, although the client module answers nothing until it
+// is initialized again. p11-kit 0.24 does not forward AES-GCM's parameters, so this runs the calls that need none: the
+// key's lookup, creation and destruction (the workflow-level outage test, internal/e2e/keyse2e, covers wrapping with the
+// token's storage taken away).
+func TestRemoteDeviceLoss(t *testing.T) {
+	if remote == nil {
+		t.Skip("skipping the remote HSM outage:", remoteSkip)
+	}
+	ctx := context.Background()
+	cfg := pkcs11.Config{Module: remote.ClientModule, TokenLabel: softhsmtest.RemoteTokenLabel, PIN: softhsmtest.PIN,
+		KeyLabel: fmt.Sprintf("blindfold-%s-%d", t.Name(), labels.Add(1)), CreateKey: true, Timeout: 5 * time.Second}
+	k := newKEK(t, cfg)
+	_, err := k.EncryptWithContext(ctx, []byte("x"), keys.KeysetAD("payments", created))
+	t.Logf("wrap through p11-kit's remoting: %v", err)
+
+	if err := remote.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !remote.Running() {
+			_ = remote.Start()
+		}
+	})
+	for i := range 2 {
+		began := time.Now()
+		err := k.DestroyKey(ctx)
+		took := time.Since(began)
+		if err == nil || errors.Is(err, keys.ErrKEKKeyMissing) || errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), `token "`+softhsmtest.RemoteTokenLabel+`"`) || !strings.Contains(err.Error(), remote.ClientModule) {
+			t.Errorf("destroy %d with the HSM down: %v; want a failure naming the token and the module, neither a missing key nor a timeout", i, err)
+		}
+		if i == 0 {
+			t.Logf("with the HSM down (%s): %v", took.Round(time.Microsecond), err)
+		}
+	}
+	if _, err := pkcs11.New(ctx, cfg); err == nil {
+		t.Error("new KEK with the HSM down: no error")
+	}
+
+	if err := remote.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.DestroyKey(ctx); err != nil {
+		t.Fatalf("first destroy with the HSM back: %v", err)
+	}
+	if err := k.DestroyKey(ctx); !errors.Is(err, keys.ErrKEKKeyMissing) {
+		t.Errorf("second destroy with the HSM back: %v; want keys.ErrKEKKeyMissing", err)
+	}
+}
+
+// TestSessionsClosed closes every session of the process on a token under two KEKs (C_CloseAllSessions, through the
+// module the process shares, as a token that dropped its sessions would): each KEK's next call opens a new session,
+// logs in and succeeds, instead of failing once with CKR_SESSION_HANDLE_INVALID. Not parallel: its calls on the module
+// bypass the KEKs' lock, so they must not overlap TestTokenOutage's re-initialization.
+func TestSessionsClosed(t *testing.T) {
+	ctx := context.Background()
+	cfg := func() pkcs11.Config {
+		return pkcs11.Config{Module: hsm.Module, TokenLabel: sessions.Label, PIN: softhsmtest.PIN,
+			KeyLabel: fmt.Sprintf("blindfold-%s-%d", t.Name(), labels.Add(1)), CreateKey: true}
+	}
+	k1, k2 := newKEK(t, cfg()), newKEK(t, cfg())
+	ad := keys.KeysetAD("payments", created)
+	ct1, err := k1.EncryptWithContext(ctx, []byte("one"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct2, err := k2.EncryptWithContext(ctx, []byte("two"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The library is loaded and initialized already: this handle reaches the same instance (and is never finalized).
+	c := p11.New(hsm.Module)
+	if err := c.Initialize(); err != nil && !errors.Is(err, p11.Error(p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		t.Fatal(err)
+	}
+	slots, err := c.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	for _, s := range slots {
+		if ti, err := c.GetTokenInfo(s); err == nil && ti.Label == sessions.Label {
+			if err := c.CloseAllSessions(s); err != nil {
+				t.Fatal(err)
+			}
+			closed = true
+		}
+	}
+	if !closed {
+		t.Fatalf("token %q not among slots %v", sessions.Label, slots)
+	}
+
+	if pt, err := k1.DecryptWithContext(ctx, ct1, ad); err != nil || string(pt) != "one" {
+		t.Errorf("first decrypt after the sessions were closed = %q, %v", pt, err)
+	}
+	if pt, err := k2.DecryptWithContext(ctx, ct2, ad); err != nil || string(pt) != "two" {
+		t.Errorf("second KEK's first decrypt after the sessions were closed = %q, %v", pt, err)
 	}
 }

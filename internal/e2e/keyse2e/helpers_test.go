@@ -41,12 +41,17 @@ import (
 	"github.com/blindfold-dev/blindfold/proxy"
 )
 
-// The package's SoftHSM2 token, set up by TestMain for the pkcs11 provider.
-var hsm softhsmtest.Env
+// The package's SoftHSM2 tokens, set up by TestMain for the pkcs11 provider: hsmToken for every test, and hsmOutage,
+// whose storage TestOutage takes away.
+var (
+	hsm       softhsmtest.Env
+	hsmOutage *softhsmtest.Token
+)
 
 const (
-	hsmToken = softhsmtest.TokenLabel
-	hsmPIN   = softhsmtest.PIN
+	hsmToken       = softhsmtest.TokenLabel
+	hsmOutageToken = "blindfold-outage"
+	hsmPIN         = softhsmtest.PIN
 )
 
 func TestMain(m *testing.M) {
@@ -54,6 +59,9 @@ func TestMain(m *testing.M) {
 	if err == nil {
 		hsm, err = softhsmtest.Setup(dir)
 		defer os.RemoveAll(dir)
+	}
+	if err == nil {
+		hsmOutage, err = hsm.AddToken(hsmOutageToken) // before any test initializes the module
 	}
 	if err != nil {
 		if softhsmtest.Required() {

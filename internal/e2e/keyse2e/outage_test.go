@@ -37,20 +37,24 @@ func runOne(ctx context.Context, c client.Client, taskQueue, id, in string) erro
 	return nil
 }
 
-// TestOutage stops vaultdev during a stream of workflows through the proxy.
+// TestOutage takes the KEK down during a stream of workflows through the proxy.
 //
 // Phase 1 (cache TTL 30 s, refresh after 1 s in the background): an outage of a few seconds costs no failed workflow
 // and no RPC failed by the proxy, although refreshes of the keyset fail meanwhile.
 //
-// Phase 2 (another Manager and proxy, TTL 2 s): Vault stays down past the TTL; new RPCs fail closed with Unavailable
-// and a message naming Vault, and nothing of them reaches the frontend. When vaultdev is back the same proxy recovers
+// Phase 2 (another Manager and proxy, TTL 2 s): the KEK stays down past the TTL; new RPCs fail closed with Unavailable
+// and a message naming the KEK, and nothing of them reaches the frontend. When the KEK is back the same proxy recovers
 // by itself.
 //
-// It runs for the KEKs that are a service of their own (Vault, AWS KMS), one after the other: the local master key is in
-// the process, and SoftHSM2 is a library in the process, so an unreachable HSM cannot be produced with it honestly
-// (keys/pkcs11's tests cover a token that does not answer within ctx; the Manager's handling of a failing KEK is the same).
+// It runs for every KEK that can be taken down apart from the process, one after the other: Vault, AWS KMS and the plugin
+// are processes it kills (SIGKILL) and starts again; the HSM is a SoftHSM2 token whose storage it takes away and gives
+// back (pkcs11OutageRig: a real fault of the real library, which without keys/pkcs11's handling passed for a destroyed
+// key, a shred). The local master key is in the process.
 func TestOutage(t *testing.T) {
 	forEachKEK(t, false, func(t *testing.T, p provider) {
+		if p.outage != nil {
+			p.setup = p.outage
+		}
 		e := setup(t, p)
 		if e.kek.stop == nil {
 			t.Skip("this KEK cannot be taken down apart from the process")
@@ -193,7 +197,7 @@ func outagePastTTL(t *testing.T, e env) {
 	down := time.Now()
 	time.Sleep(ttl + time.Second) // every load so far happened before the stop: the cached keyset is now past its TTL
 
-	// New RPCs fail closed, at once, with a status naming Vault; nothing is forwarded.
+	// New RPCs fail closed, at once, with a status naming the KEK; nothing is forwarded.
 	svc := rawClient(t, px.addr)
 	errsBefore, _ := px.obs.errors()
 	const tries = 5
@@ -230,7 +234,7 @@ func outagePastTTL(t *testing.T, e env) {
 		}
 	}
 
-	// Vault returns: the same proxy recovers without a restart.
+	// The KEK returns: the same proxy recovers without a restart.
 	if err := e.kek.restart(); err != nil {
 		t.Fatalf("restart the KEK: %v", err)
 	}

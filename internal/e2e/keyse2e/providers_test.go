@@ -36,6 +36,8 @@ type provider struct {
 	// skip, when set, says why the provider is not run (its rig is not there yet, or the machine lacks it).
 	skip  func() string
 	setup func(t testing.TB) *kekRig
+	// outage, if set, is the rig TestOutage uses instead of setup's (a KEK on a token of its own, which it takes away).
+	outage func(t testing.TB) *kekRig
 }
 
 // providers are the KEKs of the suite. Every test runs once per provider, as a subtest named after it.
@@ -43,7 +45,7 @@ var providers = []provider{
 	{name: "local", setup: localRig},
 	{name: "vault", setup: vaultRig},
 	{name: "awskms", setup: awsKMSRig},
-	{name: "pkcs11", setup: pkcs11Rig, skip: func() string { return hsmSkip }},
+	{name: "pkcs11", setup: pkcs11Rig, outage: pkcs11OutageRig, skip: func() string { return hsmSkip }},
 	// The out-of-process KEK plugin (keys/kekplugin, --kek plugin): the example plugin as a real process. Its backend
 	// is a local key file, so like the local master key it offers no shred against backups.
 	{name: "plugin", setup: pluginRig},
@@ -57,8 +59,9 @@ type kekRig struct {
 	// backup copies what a backup of the key directory dir holds into a new directory and returns it.
 	backup func(t *testing.T, dir string) string
 
-	// Outage (nil when the KEK cannot be taken down: the local master key is in the process, and SoftHSM is a library
-	// in the process, so an unreachable HSM cannot be produced honestly with it).
+	// Outage: take the KEK down and bring it back (nil when it cannot be taken down apart from the process: the local
+	// master key). Vault, KMS and the plugin are processes the test kills; the HSM is a SoftHSM2 token whose storage the
+	// test takes away (softhsmtest.Token).
 	stop, restart func() error
 	running       func() bool
 	// downText is in the fail-closed status of a call that needed the KEK while it was down (with downAddr, if set).
@@ -235,8 +238,25 @@ func awsKMSRig(t testing.TB) *kekRig {
 // hsmSkip says why the PKCS#11 provider does not run (set by TestMain).
 var hsmSkip string
 
-func pkcs11Rig(t testing.TB) *kekRig {
-	cfg := pkcs11.Config{Module: hsm.Module, TokenLabel: hsmToken, PIN: hsmPIN, KeyLabel: unique("hsm")}
+func pkcs11Rig(t testing.TB) *kekRig { return pkcs11RigOn(t, hsmToken) }
+
+// pkcs11OutageRig is a KEK on the outage token: stop takes the token's storage away (its directory out of SoftHSM2's
+// token directory), restart gives it back. The real SoftHSM2 then lists no objects on the token and fails
+// C_GetTokenInfo, until the module is initialized again with the directory back, which keys/pkcs11 does by itself.
+func pkcs11OutageRig(t testing.TB) *kekRig {
+	r := pkcs11RigOn(t, hsmOutage.Label)
+	r.stop, r.restart, r.running = hsmOutage.Remove, hsmOutage.Restore, hsmOutage.Present
+	r.downText, r.downAddr = `token "`+hsmOutage.Label+`"`, hsm.Module
+	t.Cleanup(func() {
+		if !hsmOutage.Present() {
+			_ = hsmOutage.Restore()
+		}
+	})
+	return r
+}
+
+func pkcs11RigOn(t testing.TB, token string) *kekRig {
+	cfg := pkcs11.Config{Module: hsm.Module, TokenLabel: token, PIN: hsmPIN, KeyLabel: unique("hsm")}
 	k, err := pkcs11.New(context.Background(), pkcs11.Config{Module: cfg.Module, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
 		KeyLabel: cfg.KeyLabel, CreateKey: true})
 	if errors.Is(err, pkcs11.ErrNotCompiled) {
