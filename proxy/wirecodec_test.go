@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestSizedPoolTiers(t *testing.T) {
+	t.Parallel()
+	p := newSizedPool()
+	for _, tc := range []struct{ n, wantCap int }{
+		{1, 1 << 10},
+		{1 << 10, 1 << 10},
+		{1<<10 + 1, 2 << 10},
+		{64 << 10, 64 << 10},
+		{64<<10 + 1, 80 << 10},
+		{110_000, 112 << 10},
+		{2<<20 + 100, 2<<20 + 512<<10},
+		{8 << 20, 8 << 20},
+	} {
+		b := p.Get(tc.n)
+		if len(*b) != tc.n || cap(*b) != tc.wantCap {
+			t.Errorf("Get(%d): len %d cap %d, want len %d cap %d", tc.n, len(*b), cap(*b), tc.n, tc.wantCap)
+		}
+		p.Put(b)
+	}
+	if b := p.Get(8<<20 + 1); cap(*b) != 8<<20+1 {
+		t.Errorf("beyond the largest tier: cap %d, want exactly the length", cap(*b))
+	}
+}
+
+func TestSizedPoolReusesAndBoundsKept(t *testing.T) {
+	t.Parallel()
+	p := newSizedPool()
+	b := p.Get(1 << 20)
+	first := &(*b)[0]
+	p.Put(b)
+	if again := p.Get(1<<20 - 5); &(*again)[0] != first || len(*again) != 1<<20-5 {
+		t.Error("a large buffer put back was not handed out again (the free list survives GC; sync.Pool may not)")
+	}
+	// Buffers of a capacity no tier has, or smaller than the smallest, are dropped, never handed out.
+	odd := make([]byte, 100_000)
+	p.Put(&odd)
+	if got := p.Get(100_000); cap(*got) != 112<<10 {
+		t.Errorf("Get after Put of a foreign buffer: cap %d", cap(*got))
+	}
+	var held []*[]byte
+	for range 2 * keepBytes / (4 << 20) {
+		held = append(held, p.Get(4<<20))
+	}
+	for _, h := range held {
+		p.Put(h)
+	}
+	if p.kept > keepBytes {
+		t.Errorf("free lists hold %d bytes, more than %d", p.kept, keepBytes)
+	}
+}
+
+// poison fills the pool's buffers of every tier up to 4 MiB with 0xEE, so that a codec reading or sending bytes it did
+// not write shows them.
+func poison(p *sizedPool) {
+	for _, c := range p.caps {
+		if c > 4<<20 {
+			break
+		}
+		b := p.Get(c)
+		for i := range *b {
+			(*b)[i] = 0xEE
+		}
+		p.Put(b)
+	}
+}
+
+func codecTestMessages() []proto.Message {
+	big := bytes.Repeat([]byte{7}, 2<<20)
+	return []proto.Message{
+		&workflowservice.SignalWorkflowExecutionRequest{Namespace: "default", SignalName: "s"},
+		&workflowservice.SignalWorkflowExecutionRequest{Namespace: "default", SignalName: "s", Input: payloads(strings.Repeat("x", 1024))},
+		&workflowservice.SignalWorkflowExecutionRequest{Namespace: "default", Input: &commonpb.Payloads{Payloads: []*commonpb.Payload{{Data: big}}}},
+		historyResponse(100, 1024),
+	}
+}
+
+func TestWireCodecRoundTrip(t *testing.T) {
+	poison(wirePool)
+	c := wireCodec{}
+	for _, m := range codecTestMessages() {
+		bs, err := c.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire := bs.Materialize()
+		if len(wire) != proto.Size(m) {
+			t.Fatalf("%T: %d bytes marshalled, Size says %d", m, len(wire), proto.Size(m))
+		}
+		if bytes.Contains(wire, []byte{0xEE, 0xEE, 0xEE, 0xEE}) {
+			t.Fatalf("%T: marshalled bytes contain the pool's stale content", m)
+		}
+		bs.Free()
+		// Received as gRPC does: in frames of up to 16 KiB, or in odd pieces.
+		for _, chunk := range []int{len(wire) + 1, 16 << 10, 1000, 7} {
+			if chunk == 7 && len(wire) > 1<<20 {
+				continue
+			}
+			var in mem.BufferSlice
+			for off := 0; off < len(wire); off += chunk {
+				in = append(in, mem.SliceBuffer(wire[off:min(off+chunk, len(wire))]))
+			}
+			got := m.ProtoReflect().New().Interface()
+			if err := c.Unmarshal(in, got); err != nil {
+				t.Fatalf("%T in chunks of %d: %v", m, chunk, err)
+			}
+			if !proto.Equal(got, m) {
+				t.Fatalf("%T in chunks of %d: differs after the round trip", m, chunk)
+			}
+		}
+	}
+}
+
+func TestWireCodecRefusesNonProto(t *testing.T) {
+	t.Parallel()
+	if _, err := (wireCodec{}).Marshal("not a message"); err == nil {
+		t.Error("Marshal of a string succeeded")
+	}
+	if err := (wireCodec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer("x")}, new(int)); err == nil {
+		t.Error("Unmarshal into an int succeeded")
+	}
+}
+
+// FuzzWireCodec checks that the proxy's codec parses any input exactly as protobuf does, however gRPC split it into
+// buffers, and that pooled, uncleared buffers never show through.
+func FuzzWireCodec(f *testing.F) {
+	for _, m := range codecTestMessages()[:2] {
+		b, _ := proto.Marshal(m)
+		f.Add(b, uint16(5))
+	}
+	b, _ := proto.Marshal(historyResponse(3, 2000))
+	f.Add(b, uint16(1000))
+	f.Add([]byte{0x0a, 0xff, 0x01}, uint16(1))
+	poison(wirePool)
+	f.Fuzz(func(t *testing.T, wire []byte, chunk uint16) {
+		n := max(int(chunk), 1)
+		var in mem.BufferSlice
+		for off := 0; off < len(wire); off += n {
+			in = append(in, mem.SliceBuffer(wire[off:min(off+n, len(wire))]))
+		}
+		got := &workflowservice.PollWorkflowTaskQueueResponse{}
+		err := wireCodec{}.Unmarshal(in, got)
+		want := &workflowservice.PollWorkflowTaskQueueResponse{}
+		wantErr := proto.Unmarshal(wire, want)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("codec error %v, protobuf error %v", err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if !proto.Equal(got, want) {
+			t.Fatal("codec and protobuf parsed different messages")
+		}
+		out, err := wireCodec{}.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Free()
+		again := &workflowservice.PollWorkflowTaskQueueResponse{}
+		if err := proto.Unmarshal(out.Materialize(), again); err != nil || !proto.Equal(again, want) {
+			t.Fatalf("re-marshalled message does not parse back to the same (%v)", err)
+		}
+	})
+}
