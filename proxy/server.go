@@ -154,7 +154,8 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(connWindow),
 		// Protobuf as gRPC's default codec, with buffers that are pooled by size and not cleared (see wireCodec).
-		grpc.ForceServerCodecV2(wireCodec{}),
+		// Large requests keep their large payloads' data where they were received (wireCodec.aliasLarge).
+		grpc.ForceServerCodecV2(wireCodec{aliasLarge: true}),
 	}
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"sync"
@@ -20,7 +21,13 @@ import (
 // MarshalAppend wrote exactly the size it asked for (the buffer's length; the capacity beyond it is never sent), and
 // Unmarshal copies the whole received message into the buffer before parsing it. Protobuf's Unmarshal copies what it
 // keeps (it never aliases its input), so the buffer returns to the pool as soon as the message is parsed.
-type wireCodec struct{}
+type wireCodec struct {
+	// aliasLarge parses large messages so that large payload data stays in the buffer the message was gathered
+	// into (unmarshalAliasing). The inbound server sets it: requests with large payloads are sealed, so their
+	// plaintext data is read once by the AEAD and dropped; an upstream response of many small payloads (a long
+	// history) would only pay for the extra walk.
+	aliasLarge bool
+}
 
 // wireCodecName is the default codec's name: the content-subtype of calls stays "proto".
 const wireCodecName = "proto"
@@ -56,7 +63,7 @@ func (wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, wirePool)}, nil
 }
 
-func (wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	m := messageOf(v)
 	if m == nil {
 		return fmt.Errorf("unmarshal: message is %T, not a protobuf message", v)
@@ -68,6 +75,19 @@ func (wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return proto.Unmarshal(data[0].ReadOnlyData(), m)
 	}
 	n := data.Len()
+	if c.aliasLarge && n >= aliasMinMessage {
+		// Gathered into memory of its own (not pooled, not cleared: every byte is copied in), which the message's
+		// large payloads then point into.
+		parts := make([][]byte, len(data))
+		for i, b := range data {
+			parts[i] = b.ReadOnlyData()
+		}
+		owned := bytes.Join(parts, nil)
+		if unmarshalAliasing(owned, m) {
+			return nil
+		}
+		return proto.Unmarshal(owned, m)
+	}
 	buf := wirePool.Get(n)
 	data.CopyTo(*buf) // all n bytes: nothing stale is parsed
 	err := proto.Unmarshal(*buf, m)

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"unsafe"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -173,4 +175,129 @@ func FuzzWireCodec(f *testing.F) {
 			t.Fatalf("re-marshalled message does not parse back to the same (%v)", err)
 		}
 	})
+}
+
+func TestUnmarshalAliasing(t *testing.T) {
+	t.Parallel()
+	big := func(b byte) []byte { return bytes.Repeat([]byte{b}, 64<<10) }
+	signal := &workflowservice.SignalWorkflowExecutionRequest{
+		Namespace: "default", SignalName: "s",
+		Input: &commonpb.Payloads{Payloads: []*commonpb.Payload{
+			{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: big(1)},
+			{Data: []byte("small")},
+			{Data: big(2)},
+		}},
+		Header: &commonpb.Header{Fields: map[string]*commonpb.Payload{"h": {Data: big(3)}}},
+	}
+	wire := func(m proto.Message) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// The same payload field twice: protobuf keeps the last value, so the first marker disappears.
+	twice := wire(signal)
+	inputField := signal.ProtoReflect().Descriptor().Fields().ByName("input").Number()
+	twice = protowire.AppendTag(twice, inputField, protowire.BytesType) // merged into the first input
+	twice = protowire.AppendBytes(twice, wire(&commonpb.Payloads{Payloads: []*commonpb.Payload{{Data: big(4)}}}))
+	dup := wire(&commonpb.Payload{Data: big(5)})
+	dup = protowire.AppendTag(dup, 2, protowire.BytesType)
+	dup = protowire.AppendBytes(dup, big(6))
+	dupWrapped := protowire.AppendTag(nil, inputField, protowire.BytesType)
+	dupWrapped = protowire.AppendBytes(dupWrapped, protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), dup))
+
+	for _, tc := range []struct {
+		name    string
+		wire    []byte
+		aliased int // payloads whose data points into the input; -1: not parsed this way
+	}{
+		{"payloads, list and map", wire(signal), 3},
+		{"no large payload", wire(&workflowservice.SignalWorkflowExecutionRequest{Namespace: "default", Input: payloads("x")}), -1},
+		{"field repeated", twice, 4},
+		{"data twice in one payload", dupWrapped, -1},
+		{"truncated", wire(signal)[:100<<10], -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			want := &workflowservice.SignalWorkflowExecutionRequest{}
+			wantErr := proto.Unmarshal(tc.wire, want)
+			buf := bytes.Clone(tc.wire)
+			got := &workflowservice.SignalWorkflowExecutionRequest{}
+			ok := unmarshalAliasing(buf, got)
+			if ok != (tc.aliased >= 0) {
+				t.Fatalf("unmarshalAliasing = %v, want %v", ok, tc.aliased >= 0)
+			}
+			if !ok {
+				if !proto.Equal(got, &workflowservice.SignalWorkflowExecutionRequest{}) {
+					t.Fatal("message not reset after refusing")
+				}
+				return
+			}
+			if wantErr != nil {
+				t.Fatalf("parsed what protobuf refuses (%v)", wantErr)
+			}
+			if !proto.Equal(got, want) {
+				t.Fatal("differs from proto.Unmarshal")
+			}
+			n := 0
+			placeMarked(got.ProtoReflect(), func(p *commonpb.Payload) bool {
+				if d := p.GetData(); len(d) > 0 && within(buf, d) {
+					n++
+					if cap(d) != len(d) {
+						t.Error("aliased data can be appended to, over the bytes after it")
+					}
+				}
+				return true
+			})
+			if n != tc.aliased {
+				t.Errorf("%d payloads point into the input, want %d", n, tc.aliased)
+			}
+		})
+	}
+}
+
+// FuzzUnmarshalAliasing checks that the skeleton parse yields exactly what protobuf's does, for any input, with every
+// payload data of at least one byte replaced by a marker (the production threshold is 32 KiB).
+func FuzzUnmarshalAliasing(f *testing.F) {
+	for _, m := range codecTestMessages()[:2] {
+		b, _ := proto.Marshal(m)
+		f.Add(b)
+	}
+	b, _ := proto.Marshal(historyResponse(3, 40))
+	f.Add(b)
+	b, _ = proto.Marshal(&workflowservice.SignalWorkflowExecutionRequest{
+		Input:  payloads("abc", "defgh"),
+		Header: &commonpb.Header{Fields: map[string]*commonpb.Payload{"h": {Data: []byte("xyz")}}},
+	})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		for _, newMsg := range []func() proto.Message{
+			func() proto.Message { return &workflowservice.SignalWorkflowExecutionRequest{} },
+			func() proto.Message { return &workflowservice.PollWorkflowTaskQueueResponse{} },
+		} {
+			want := newMsg()
+			wantErr := proto.Unmarshal(wire, want)
+			got := newMsg()
+			if !unmarshalAliasingFrom(bytes.Clone(wire), got, 1) {
+				if !proto.Equal(got, newMsg()) {
+					t.Fatal("message not reset after refusing")
+				}
+				continue
+			}
+			if wantErr != nil {
+				t.Fatalf("parsed what protobuf refuses: %v", wantErr)
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("%T differs from proto.Unmarshal", got)
+			}
+		}
+	})
+}
+
+// within reports whether d's first byte lies in buf.
+func within(buf, d []byte) bool {
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(d)))
+	return p >= start && p < start+uintptr(len(buf))
 }
