@@ -87,7 +87,7 @@ func unmarshalAliasingFrom(buf []byte, m proto.Message, minData int) bool {
 	if _, err := rand.Read(prefix[:]); err != nil {
 		return false
 	}
-	s := skeleton{prefix: prefix[:], minData: max(minData, markerLen+1)}
+	s := skeleton{prefix: prefix[:], minData: max(minData, markerLen+1), budget: 2*len(buf) + 4096}
 	skel, ok := s.rewrite(nil, buf, m.ProtoReflect().Descriptor(), 0)
 	if !ok || len(s.big) == 0 {
 		return false
@@ -124,7 +124,11 @@ func unmarshalAliasingFrom(buf []byte, m proto.Message, minData int) bool {
 type skeleton struct {
 	prefix  []byte
 	minData int
-	big     [][]byte // the replaced values, subslices of the input with their capacity capped
+	// budget is how many more bytes the rewrite may write (each level's output counts, and holds its children's):
+	// every nesting level copies what it keeps once more, and a deeply nested message must not make the proxy copy
+	// its bytes dozens of times (it is parsed as usual instead).
+	budget int
+	big    [][]byte // the replaced values, subslices of the input with their capacity capped
 }
 
 // rewrite appends to out the bytes of message b (of type md) with the large payload data replaced, and reports false
@@ -171,6 +175,9 @@ func (s *skeleton) rewrite(out, b []byte, md protoreflect.MessageDescriptor, dep
 			return nil, false
 		}
 		out = protowire.AppendBytes(out, child)
+	}
+	if s.budget -= len(out); s.budget < 0 {
+		return nil, false
 	}
 	return out, true
 }

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	commonpb "go.temporal.io/api/common/v1"
+	failurepb "go.temporal.io/api/failure/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -300,4 +301,21 @@ func within(buf, d []byte) bool {
 	start := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(d)))
 	return p >= start && p < start+uintptr(len(buf))
+}
+
+func TestUnmarshalAliasingBoundsCopies(t *testing.T) {
+	t.Parallel()
+	// A failure nested 40 deep, each level with 1 KiB of text, around one large payload: rewriting it would copy the
+	// text at every level, so it is parsed as usual.
+	f := &failurepb.Failure{EncodedAttributes: &commonpb.Payload{Data: bytes.Repeat([]byte{1}, 40<<10)}}
+	for range 40 {
+		f = &failurepb.Failure{Message: strings.Repeat("m", 1024), Cause: f}
+	}
+	b, err := proto.Marshal(&workflowservice.RespondActivityTaskFailedRequest{Failure: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unmarshalAliasing(bytes.Clone(b), &workflowservice.RespondActivityTaskFailedRequest{}) {
+		t.Error("a deeply nested message was rewritten")
+	}
 }
