@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"unsafe"
@@ -317,5 +318,47 @@ func TestUnmarshalAliasingBoundsCopies(t *testing.T) {
 	}
 	if unmarshalAliasing(bytes.Clone(b), &workflowservice.RespondActivityTaskFailedRequest{}) {
 		t.Error("a deeply nested message was rewritten")
+	}
+}
+
+// TestLargePayloadsThroughProxy sends a request large enough for the skeleton parse through a proxy and checks that
+// the upstream receives every payload sealed, and that each opens to what the client sent.
+func TestLargePayloadsThroughProxy(t *testing.T) {
+	t.Parallel()
+	up := startFakeUpstream(t)
+	up.on("SignalWorkflowExecution", func(context.Context, proto.Message) (proto.Message, error) {
+		return &workflowservice.SignalWorkflowExecutionResponse{}, nil
+	})
+	tp := startProxy(t, up.addr, Config{})
+	fill := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	sent := &workflowservice.SignalWorkflowExecutionRequest{
+		Namespace: "default", WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "w"}, SignalName: "s",
+		Input: &commonpb.Payloads{Payloads: []*commonpb.Payload{
+			{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: fill(1<<20, 'a')},
+			{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`"small"`)},
+			{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: fill(600<<10, 'b')},
+		}},
+		Header: &commonpb.Header{Fields: map[string]*commonpb.Payload{
+			"h": {Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: fill(100<<10, 'c')},
+		}},
+	}
+	if _, err := tp.wf.SignalWorkflowExecution(context.Background(), proto.Clone(sent).(*workflowservice.SignalWorkflowExecutionRequest)); err != nil {
+		t.Fatal(err)
+	}
+	got := up.last(t, "SignalWorkflowExecution").req.(*workflowservice.SignalWorkflowExecutionRequest)
+	wire, err := proto.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []byte("abc") {
+		if bytes.Contains(wire, fill(1<<10, b)) {
+			t.Fatalf("the upstream received plaintext %q", b)
+		}
+	}
+	if err := (&transformer{codec: tp.codec}).decodeResponse(context.Background(), "default", got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got.GetInput(), sent.GetInput()) || !proto.Equal(got.GetHeader(), sent.GetHeader()) {
+		t.Fatal("payloads differ after sealing and opening")
 	}
 }
