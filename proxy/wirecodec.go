@@ -12,8 +12,9 @@ import (
 )
 
 // wireCodec is the gRPC codec of the proxy's own connections (inbound server and upstream client). It encodes exactly
-// as gRPC's default protobuf codec, with one difference: its buffers come from sizedPool, which hands out buffers of
-// the next power of two without clearing them. gRPC's default pool clears the whole capacity of every buffer it hands
+// as gRPC's default protobuf codec; what differs is where the bytes live. Its buffers come from sizedPool, which hands
+// out buffers of a closely fitting size without clearing them (and, with aliasLarge, large requests are parsed by
+// unmarshalAliasing). gRPC's default pool clears the whole capacity of every buffer it hands
 // out and has no tier between 32 KiB and 1 MiB: a 110 KB poll response cleared 1 MiB twice in the proxy (once received
 // from the upstream, once marshalled towards the caller), and a 2 MiB payload was cleared before each of its copies.
 //
