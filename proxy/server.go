@@ -153,6 +153,9 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 		// window's 16 MiB ceiling did.
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(connWindow),
+		// Protobuf as gRPC's default codec, with buffers that are pooled by size and not cleared (see wireCodec).
+		// Large requests keep their large payloads' data where they were received (wireCodec.aliasLarge).
+		grpc.ForceServerCodecV2(wireCodec{aliasLarge: true}),
 	}
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
@@ -217,7 +220,8 @@ func (s *Server) dialUpstream() (*grpc.ClientConn, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithUserAgent("blindfold-proxy"),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(s.cfg.MaxSendMsgSize), grpc.MaxCallSendMsgSize(s.cfg.MaxSendMsgSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(s.cfg.MaxSendMsgSize), grpc.MaxCallSendMsgSize(s.cfg.MaxSendMsgSize),
+			grpc.ForceCodecV2(wireCodec{})),
 		// As the Temporal SDK does.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 15 * time.Second, PermitWithoutStream: true}),
 		// Reconnect quickly after an upstream restart; calls made meanwhile fail fast (no WaitForReady).
