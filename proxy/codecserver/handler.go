@@ -435,10 +435,14 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	h.writeOK(w, body, 0)
 }
 
-// serveDecode answers a decode through the shared Decoder, writing the response only once its record is durable.
+// serveDecode answers a decode through the shared Decoder, writing the response only once its record is durable. The
+// decode's workers encode each chunk of the response as soon as they have decoded it; nothing of it is sent before
+// Commit returned nil, and on any failure it is dropped.
 func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req DecodeRequest, payloads []*commonpb.Payload) {
-	res, err := h.dec.Decode(ctx, req, payloads)
+	var rb respBuilder
+	res, err := h.dec.decodeEach(ctx, req, payloads, func(lo, hi int, out []*commonpb.Payload) { rb.add(lo, out[lo:hi]) })
 	if err != nil {
+		rb.release()
 		var fe *ForbiddenError
 		switch {
 		case errors.As(err, &fe):
@@ -455,7 +459,7 @@ func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req De
 		}
 		return
 	}
-	body, err := marshalResponse(res.Payloads)
+	body, err := rb.body(res.Payloads)
 	if err != nil {
 		h.writeError(w, fail(http.StatusInternalServerError, "encode response: %v", err))
 		return
