@@ -3,10 +3,12 @@ package codecserver
 import (
 	"bytes"
 	"encoding/base64"
+	"io"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	simdbase64 "github.com/segmentio/asm/base64"
 	commonpb "go.temporal.io/api/common/v1"
@@ -18,9 +20,10 @@ import (
 // padded standard base64, metadata keys of printable ASCII) by hand and leave everything else — external payload
 // details, escapes, and every error message — to protojson.
 //
-// Reading is two passes over the body: a serial scan of the structure that only records where each string is (no
-// allocation per payload), then base64 decoding of every value, in parallel chunks, into one arena sized from the scan.
-// Writing sizes each payload exactly, then encodes chunks in parallel into pooled buffers that are written in order.
+// Reading is a serial scan of the structure that only records where each string is, done while the body arrives
+// (scanReader): each chunk of fastChunk payloads it has found is handed to workers that decode its base64 into one
+// arena, while the scan goes on with the next bytes. Writing sizes each payload exactly, then encodes chunks in
+// parallel into pooled buffers that are written in order.
 
 // fastChunk is how many payloads one worker decodes or encodes at a time.
 const fastChunk = 128
@@ -56,63 +59,193 @@ func fastUnmarshal(body []byte) (ps []*commonpb.Payload, ok bool) {
 // protojson, which decides between a malformed body and too many payloads as for any body, so that the fast path
 // never holds more than max payloads' worth of state.
 func fastUnmarshalArena(body []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, ok bool) {
-	ps, arena, ok = scanBody(body, max)
-	if !ok {
-		arena.release()
-		return nil, nil, false
-	}
-	return ps, arena, true
+	s := &scan{b: body, buf: body}
+	return s.run(max)
 }
 
-func scanBody(body []byte, max int) ([]*commonpb.Payload, *bigBuffer, bool) {
-	s := &scan{b: body}
-	if !s.lit('{') {
+// scanReader reads a body of exactly n bytes (n > 0) from r into buf (of length n) and decodes it as
+// fastUnmarshalArena does, scanning each part as soon as it is read. It returns how many bytes it read (all n unless
+// reading failed: the caller reads the rest before protojson looks at the body), and the error reading them (an
+// early end is io.ErrUnexpectedEOF), which the caller reports before anything the scan found.
+func scanReader(r io.Reader, buf []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, read int, ok bool, err error) {
+	s := &scan{b: buf[:0], buf: buf, r: r}
+	ps, arena, ok = s.run(max)
+	if s.rerr != nil {
+		// The scan may have taken the early end for the end of the body.
+		arena.release()
+		return nil, nil, len(s.b), false, s.rerr
+	}
+	return ps, arena, len(s.b), ok, nil
+}
+
+// run scans the body and decodes what it finds; ok false means protojson decides (the arena is then released).
+func (s *scan) run(max int) ([]*commonpb.Payload, *bigBuffer, bool) {
+	// Every value is base64 between quotes in the body: its decoded bytes take at most 3/4 of the body's size.
+	s.arenaBuf = getBigBuffer(len(s.buf) / 4 * 3)
+	ok := s.body(max)
+	ps, decoded := s.finish(ok)
+	if !ok || !decoded {
+		s.arenaBuf.release()
 		return nil, nil, false
 	}
+	return ps, s.arenaBuf, true
+}
+
+func (s *scan) body(max int) bool {
+	if !s.lit('{') {
+		return false
+	}
 	if s.lit('}') {
-		return []*commonpb.Payload{}, nil, s.end()
+		return s.end()
 	}
 	key, ok := s.str()
 	if !ok || string(key) != "payloads" || !s.lit(':') || !s.lit('[') {
-		return nil, nil, false
+		return false
 	}
 	if !s.lit(']') {
 		for {
 			if !s.payload() || (max >= 0 && len(s.ps) > max) {
-				return nil, nil, false
+				return false
+			}
+			if len(s.ps)-s.handed == fastChunk {
+				s.hand(false)
 			}
 			if s.lit(',') {
 				continue
 			}
 			if !s.lit(']') {
-				return nil, nil, false
+				return false
 			}
 			break
 		}
 	}
-	if !s.lit('}') || !s.end() {
-		return nil, nil, false
-	}
-	return s.decode()
+	return s.lit('}') && s.end()
 }
 
 type scan struct {
-	b       []byte
+	b   []byte // the body's bytes read so far: a prefix of buf
+	buf []byte // the whole body (its length is the Content-Length)
+	r   io.Reader
+	// rerr is why reading stopped early; the scan then fails and the caller reports it.
+	rerr    error
 	i       int
 	ps      []scannedPayload
 	entries []scannedEntry
 	arena   int // decoded bytes so far (at most: padding is not subtracted)
+
+	arenaBuf *bigBuffer
+	handed   int // payloads handed to the decoders
+	chunks   []*decodedChunk
+	jobs     chan *decodedChunk
+	wg       sync.WaitGroup
+	failed   atomic.Bool
+}
+
+// decodedChunk is a chunk of scanned payloads and, once a worker is done with it, the payloads built from them.
+type decodedChunk struct {
+	ps      []scannedPayload
+	entries []scannedEntry // the scan's entries from ps[0].mdLo on: an index into it is mdLo - base
+	base    int
+	out     []*commonpb.Payload
+}
+
+// hand gives the payloads scanned since the last call to the decoders, starting them on the first full chunk; the
+// last chunk of a body of one chunk is left for finish to decode on the caller's goroutine. The chunk's slices are
+// views of the scan's, which later appends copy or extend but never change within them.
+func (s *scan) hand(last bool) {
+	ps := s.ps[s.handed:len(s.ps):len(s.ps)]
+	if len(ps) == 0 {
+		return
+	}
+	base := len(s.entries)
+	for _, p := range ps {
+		if p.hasMD {
+			base = p.mdLo
+			break
+		}
+	}
+	c := &decodedChunk{ps: ps, entries: s.entries[base:len(s.entries):len(s.entries)], base: base}
+	s.handed = len(s.ps)
+	s.chunks = append(s.chunks, c)
+	if last && s.jobs == nil {
+		return
+	}
+	if s.jobs == nil {
+		// One worker fewer than cores: the scan is running on one. It joins them once it is done (finish).
+		s.jobs = make(chan *decodedChunk, 64)
+		for range max(1, runtime.GOMAXPROCS(0)-1) {
+			s.wg.Go(s.decodeJobs)
+		}
+	}
+	s.jobs <- c
+}
+
+func (s *scan) decodeJobs() {
+	for c := range s.jobs {
+		s.decodeChunk(c)
+	}
+}
+
+// finish waits for the decoders, helping them once the scan is over. With ok (the scan found the plain shape), it
+// returns the payloads in order and whether every value decoded.
+func (s *scan) finish(ok bool) ([]*commonpb.Payload, bool) {
+	if !ok {
+		s.failed.Store(true)
+	} else {
+		s.hand(true)
+	}
+	if s.jobs != nil {
+		close(s.jobs)
+		s.decodeJobs()
+		s.wg.Wait()
+	} else if ok && len(s.chunks) == 1 {
+		s.decodeChunk(s.chunks[0])
+	}
+	if !ok || s.failed.Load() {
+		return nil, false
+	}
+	ps := make([]*commonpb.Payload, 0, len(s.ps))
+	for _, c := range s.chunks {
+		ps = append(ps, c.out...)
+	}
+	return ps, true
+}
+
+// more reads what has arrived of the body, reporting false once it is all read or reading failed.
+func (s *scan) more() bool {
+	for s.r != nil && s.rerr == nil && len(s.b) < len(s.buf) {
+		n, err := s.r.Read(s.buf[len(s.b):])
+		s.b = s.buf[:len(s.b)+n]
+		if err != nil {
+			if err == io.EOF && len(s.b) < len(s.buf) {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != io.EOF {
+				s.rerr = err
+			}
+			s.r = nil
+		}
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// has reports whether the byte at s.i has been read, reading on if needed.
+func (s *scan) has() bool {
+	return s.i < len(s.b) || s.more()
 }
 
 func (s *scan) ws() {
-	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+	for s.has() && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
 		s.i++
 	}
 }
 
 func (s *scan) lit(c byte) bool {
 	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == c {
+	if s.has() && s.b[s.i] == c {
 		s.i++
 		return true
 	}
@@ -121,7 +254,7 @@ func (s *scan) lit(c byte) bool {
 
 func (s *scan) end() bool {
 	s.ws()
-	return s.i == len(s.b)
+	return !s.has()
 }
 
 // str reads a string without escapes or control characters (anything else goes to protojson) and returns its raw bytes.
@@ -135,7 +268,7 @@ func (s *scan) strSpan() (span, bool) {
 		return span{}, false
 	}
 	start := s.i
-	for s.i < len(s.b) {
+	for s.has() {
 		c := s.b[s.i]
 		switch {
 		case c == '"':
@@ -155,12 +288,23 @@ func (s *scan) b64() (span, bool) {
 	if !s.lit('"') {
 		return span{}, false
 	}
-	n := bytes.IndexByte(s.b[s.i:], '"')
-	if n < 0 || n%4 != 0 {
+	from := s.i
+	for {
+		if n := bytes.IndexByte(s.b[from:], '"'); n >= 0 {
+			from += n
+			break
+		}
+		from = len(s.b)
+		if !s.more() {
+			return span{}, false
+		}
+	}
+	n := from - s.i
+	if n%4 != 0 {
 		return span{}, false
 	}
-	sp := span{s.i, s.i + n}
-	s.i += n + 1
+	sp := span{s.i, from}
+	s.i = from + 1
 	s.arena += n / 4 * 3
 	return sp, true
 }
@@ -230,61 +374,56 @@ func (s *scan) payload() bool {
 	}
 }
 
-// decode builds the payloads the scan found, decoding their base64 in parallel chunks.
-func (s *scan) decode() ([]*commonpb.Payload, *bigBuffer, bool) {
-	ps := make([]*commonpb.Payload, len(s.ps))
-	slab := make([]commonpb.Payload, len(s.ps))
-	ab := getBigBuffer(s.arena)
-	arena := ab.b
-	ok := parallelChunks(len(s.ps), func(lo, hi int) bool {
-		for i := lo; i < hi; i++ {
-			sp := &s.ps[i]
-			p := &slab[i]
-			at := sp.arena
-			if sp.hasMD {
-				p.Metadata = make(map[string][]byte, sp.mdHi-sp.mdLo)
-				for _, e := range s.entries[sp.mdLo:sp.mdHi] {
-					k := metadataKey(s.b[e.key.lo:e.key.hi])
-					if _, dup := p.Metadata[k]; dup {
-						return false
-					}
-					v, ok := decodeB64(arena, at, s.b[e.val.lo:e.val.hi])
-					if !ok {
-						return false
-					}
-					at += len(v)
-					p.Metadata[k] = v
+// decodeChunk builds the chunk's payloads, decoding their base64 into the arena. A value that is not valid base64, or
+// a metadata key given twice, leaves the whole body to protojson.
+func (s *scan) decodeChunk(c *decodedChunk) {
+	if s.failed.Load() {
+		return
+	}
+	arena := s.arenaBuf.b
+	out := make([]*commonpb.Payload, len(c.ps))
+	slab := make([]commonpb.Payload, len(c.ps))
+	for i := range c.ps {
+		sp := &c.ps[i]
+		p := &slab[i]
+		at := sp.arena
+		if sp.hasMD {
+			p.Metadata = make(map[string][]byte, sp.mdHi-sp.mdLo)
+			for _, e := range c.entries[sp.mdLo-c.base : sp.mdHi-c.base] {
+				k := metadataKey(s.buf[e.key.lo:e.key.hi])
+				if _, dup := p.Metadata[k]; dup {
+					s.failed.Store(true)
+					return
 				}
-			}
-			if sp.hasData {
-				v, ok := decodeB64(arena, at, s.b[sp.data.lo:sp.data.hi])
+				v, ok := decodeB64(arena, at, s.buf[e.val.lo:e.val.hi])
 				if !ok {
-					return false
+					s.failed.Store(true)
+					return
 				}
-				if len(v) > 0 {
-					p.Data = v
-				}
+				at += len(v)
+				p.Metadata[k] = v
 			}
-			ps[i] = p
 		}
-		return true
-	})
-	return ps, ab, ok
+		if sp.hasData {
+			v, ok := decodeB64(arena, at, s.buf[sp.data.lo:sp.data.hi])
+			if !ok {
+				s.failed.Store(true)
+				return
+			}
+			if len(v) > 0 {
+				p.Data = v
+			}
+		}
+		out[i] = p
+	}
+	c.out = out
 }
 
 // decodeB64 decodes padded standard base64 src into arena at off and returns the decoded bytes (capacity = length).
 func decodeB64(arena []byte, off int, src []byte) ([]byte, bool) {
-	want := len(src) / 4 * 3
-	if n := len(src); n > 0 && src[n-1] == '=' {
-		want--
-		if src[n-2] == '=' {
-			want--
-		}
-	}
 	dst := arena[off : off+len(src)/4*3]
 	m, ok := decodeBase64(dst, src)
-	if !ok || m != want { // m == want whenever ok; checked so that a decoder bug cannot shift the next value
-
+	if !ok {
 		return nil, false
 	}
 	return dst[:m:m], true
@@ -644,11 +783,15 @@ func decodeBase64(dst, src []byte) (n int, ok bool) {
 	if len(src)%4 != 0 {
 		return 0, false
 	}
-	// encoding/base64, which decodes what the vector loop leaves, skips CR and LF; a JSON string cannot hold them raw,
-	// and protojson then says so.
-	if bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
-		return 0, false
+	want := len(src) / 4 * 3
+	if n := len(src); n > 0 && src[n-1] == '=' {
+		want--
+		if src[n-2] == '=' {
+			want--
+		}
 	}
+	// encoding/base64, which decodes what the vector loop leaves, skips CR and LF (which a JSON string cannot hold raw:
+	// protojson then says so): with any of them, fewer than want bytes come out.
 	n, err := b64.Decode(dst[:len(src)/4*3], src)
-	return n, err == nil
+	return n, err == nil && n == want
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -127,6 +129,7 @@ func FuzzFastUnmarshalMany(f *testing.F) {
 func checkFastUnmarshal(t *testing.T, b []byte) {
 	t.Helper()
 	fast, ok := fastUnmarshal(b)
+	checkScanReader(t, b, fast, ok)
 	if !ok {
 		return
 	}
@@ -149,6 +152,35 @@ func checkFastUnmarshal(t *testing.T, b []byte) {
 		}
 	}
 	checkMarshal(t, fast)
+}
+
+// checkScanReader scans b as it arrives in pieces (one byte at a time, half of what is asked, the last piece with
+// io.EOF, and cut short) and checks that it finds what fastUnmarshal found in the whole body.
+func checkScanReader(t *testing.T, b []byte, want []*commonpb.Payload, wantOK bool) {
+	t.Helper()
+	if len(b) == 0 {
+		return
+	}
+	for _, r := range []io.Reader{
+		iotest.OneByteReader(bytes.NewReader(b)),
+		iotest.HalfReader(bytes.NewReader(b)),
+		iotest.DataErrReader(bytes.NewReader(b)),
+	} {
+		buf := make([]byte, len(b))
+		ps, arena, n, ok, err := scanReader(r, buf, -1)
+		if err != nil || ok != wantOK || n > len(b) || !bytes.Equal(buf[:n], b[:n]) || (ok && n != len(b)) {
+			t.Fatalf("scanReader: ok %v (want %v), %d of %d bytes read, err %v: %.300q", ok, wantOK, n, len(b), err, b)
+		}
+		if ok && !proto.Equal(&commonpb.Payloads{Payloads: ps}, &commonpb.Payloads{Payloads: want}) {
+			t.Fatalf("scanReader %v, fastUnmarshal %v for %.300q", ps, want, b)
+		}
+		arena.release()
+	}
+	// A body that ends early is a read error, never payloads.
+	buf := make([]byte, len(b)+1)
+	if ps, _, n, ok, err := scanReader(bytes.NewReader(b), buf, -1); ok || (wantOK && (!errors.Is(err, io.ErrUnexpectedEOF) || n != len(b))) {
+		t.Fatalf("scanReader of a short body: %d payloads, ok %v, %d bytes, err %v", len(ps), ok, n, err)
+	}
 }
 
 // checkMarshal compares the hand-written writer with protojson.Marshal: both fail or neither; the output is valid
