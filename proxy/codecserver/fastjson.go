@@ -387,7 +387,11 @@ func (s *scan) decodeChunk(c *decodedChunk) {
 		sp := &c.ps[i]
 		p := &slab[i]
 		at := sp.arena
-		if sp.hasMD {
+		if sp.hasMD && i > 0 && c.ps[i-1].hasMD && s.sameMetadata(c, &c.ps[i-1], sp) {
+			// Nearly every payload of a history has the same envelope metadata ({"encoding":"binary/encrypted"}):
+			// one map for all of them. Nothing changes a request's maps (the codec and markFailed build new ones).
+			p.Metadata = slab[i-1].Metadata
+		} else if sp.hasMD {
 			p.Metadata = make(map[string][]byte, sp.mdHi-sp.mdLo)
 			for _, e := range c.entries[sp.mdLo-c.base : sp.mdHi-c.base] {
 				k := metadataKey(s.buf[e.key.lo:e.key.hi])
@@ -417,6 +421,21 @@ func (s *scan) decodeChunk(c *decodedChunk) {
 		out[i] = p
 	}
 	c.out = out
+}
+
+// sameMetadata reports whether payloads a and b of chunk c have the same metadata entries, byte for byte in the body.
+func (s *scan) sameMetadata(c *decodedChunk, a, b *scannedPayload) bool {
+	if a.mdHi-a.mdLo != b.mdHi-b.mdLo {
+		return false
+	}
+	ea, eb := c.entries[a.mdLo-c.base:a.mdHi-c.base], c.entries[b.mdLo-c.base:b.mdHi-c.base]
+	for j := range ea {
+		if !bytes.Equal(s.buf[ea[j].key.lo:ea[j].key.hi], s.buf[eb[j].key.lo:eb[j].key.hi]) ||
+			!bytes.Equal(s.buf[ea[j].val.lo:ea[j].val.hi], s.buf[eb[j].val.lo:eb[j].val.hi]) {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeB64 decodes padded standard base64 src into arena at off and returns the decoded bytes (capacity = length).
@@ -597,25 +616,32 @@ type respChunk struct {
 
 // add encodes the payloads ps, which start at index lo of the response.
 func (rb *respBuilder) add(lo int, ps []*commonpb.Payload) {
-	var buf [8]mdEntry
+	// Each payload's metadata sorted once, for sizing and writing.
+	es := make([]mdEntry, 0, 2*len(ps))
+	ends := make([]int, len(ps))
 	n := 0
-	for _, p := range ps {
-		size, ok := payloadJSONSize(p, buf[:0])
+	for i, p := range ps {
+		var size int
+		var ok bool
+		es, size, ok = payloadJSONSize(p, es)
 		if !ok {
 			rb.mu.Lock()
 			rb.notPlain = true
 			rb.mu.Unlock()
 			return
 		}
+		ends[i] = len(es)
 		n += 1 + size
 	}
 	bp := getRespBuffer(n)
 	b := (*bp)[:0]
+	from := 0
 	for i, p := range ps {
 		if lo+i > 0 {
 			b = append(b, ',')
 		}
-		b = appendPayloadJSON(b, p, buf[:0])
+		b = appendPayloadJSON(b, p, es[from:ends[i]])
+		from = ends[i]
 	}
 	*bp = b
 	rb.mu.Lock()
@@ -686,30 +712,34 @@ type mdEntry struct {
 // sortedMetadata appends p's metadata entries to es, sorted by key, in one pass over the map; ok is false when a key
 // is not printable ASCII without quotes or backslashes (protojson then writes the payload).
 func sortedMetadata(es []mdEntry, p *commonpb.Payload) (_ []mdEntry, ok bool) {
+	from := len(es)
 	for k, v := range p.GetMetadata() {
 		for i := 0; i < len(k); i++ {
 			if c := k[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-				return nil, false
+				return es, false
 			}
 		}
 		es = append(es, mdEntry{k, v})
 	}
-	if len(es) > 1 {
-		slices.SortFunc(es, func(a, b mdEntry) int { return strings.Compare(a.k, b.k) })
+	if len(es)-from > 1 {
+		slices.SortFunc(es[from:], func(a, b mdEntry) int { return strings.Compare(a.k, b.k) })
 	}
 	return es, true
 }
 
-// payloadJSONSize is the exact length appendPayloadJSON writes for p; ok is false when p is not of the plain shape
-// (external payload details, or a metadata key sortedMetadata refuses), which protojson must write. buf is scratch.
-func payloadJSONSize(p *commonpb.Payload, buf []mdEntry) (int, bool) {
+// payloadJSONSize appends p's metadata entries, sorted, to es, and returns them with the exact length
+// appendPayloadJSON writes for p; ok is false when p is not of the plain shape (external payload details, or a
+// metadata key sortedMetadata refuses), which protojson must write.
+func payloadJSONSize(p *commonpb.Payload, es []mdEntry) (_ []mdEntry, size int, ok bool) {
 	if len(p.GetExternalPayloads()) > 0 {
-		return 0, false
+		return es, 0, false
 	}
-	md, ok := sortedMetadata(buf, p)
+	from := len(es)
+	es, ok = sortedMetadata(es, p)
 	if !ok {
-		return 0, false
+		return es, 0, false
 	}
+	md := es[from:]
 	n := 2 // {}
 	if len(md) > 0 {
 		n += len(`"metadata":{}`) + len(md) - 1 // and commas between entries
@@ -723,13 +753,13 @@ func payloadJSONSize(p *commonpb.Payload, buf []mdEntry) (int, bool) {
 		}
 		n += len(`"data":""`) + base64.StdEncoding.EncodedLen(len(d))
 	}
-	return n, true
+	return es, n, true
 }
 
-// appendPayloadJSON appends one plain payload (payloadJSONSize said ok) as protojson writes it. buf is scratch.
-func appendPayloadJSON(b []byte, p *commonpb.Payload, buf []mdEntry) []byte {
+// appendPayloadJSON appends one plain payload as protojson writes it, given its sorted metadata entries md
+// (payloadJSONSize).
+func appendPayloadJSON(b []byte, p *commonpb.Payload, md []mdEntry) []byte {
 	b = append(b, '{')
-	md, _ := sortedMetadata(buf, p)
 	if len(md) > 0 {
 		b = append(b, `"metadata":{`...)
 		for j, e := range md {
