@@ -290,14 +290,11 @@ type requestClaims []chunkClaims
 func (r requestClaims) keyIDs() []string {
 	var ids []string
 	for _, c := range r {
-		for _, id := range c.ids {
-			if !slices.Contains(ids, id) {
-				ids = append(ids, id)
-			}
-		}
+		ids = append(ids, c.ids...)
 	}
+	// Sorted, then without repeats: a request of payloads claiming many different keys costs n log n, not n².
 	slices.Sort(ids)
-	return ids
+	return slices.Compact(ids)
 }
 
 // bindings is bindings of the request's payloads: taking the chunks' distinct bindings in order, with their counts,
