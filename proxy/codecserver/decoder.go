@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	commonpb "go.temporal.io/api/common/v1"
 
@@ -131,6 +132,17 @@ func (r *Decoded) Commit() error {
 // the error wraps codec.ErrDecodedTooLarge and names the cap (one payload over the codec's per-payload cap is only that
 // payload's failure). Nil payloads are bad input: Decode rejects them before deciding anything, so nothing is audited.
 func (d *Decoder) Decode(ctx context.Context, req DecodeRequest, payloads []*commonpb.Payload) (*Decoded, error) {
+	return d.decodeEach(ctx, req, payloads, nil)
+}
+
+// chunkFunc is called by the decode's workers with each chunk's results, out[lo:hi] of the whole: concurrently, in no
+// particular order, each range once. It lets the handler prepare its response while the chunk's plaintext is still in
+// the core's cache; it must not keep the payloads beyond what Decoded.Commit guards.
+type chunkFunc func(lo, hi int, out []*commonpb.Payload)
+
+// decodeEach is Decode with each, if not nil, called on every chunk once decoded (see chunkFunc). When the decode
+// fails as a whole (timeout, budget), each may have seen some chunks: the caller discards what it made of them.
+func (d *Decoder) decodeEach(ctx context.Context, req DecodeRequest, payloads []*commonpb.Payload, each chunkFunc) (*Decoded, error) {
 	if d.Codec == nil || d.Authorizer == nil || d.Audit == nil {
 		return nil, errors.New("codecserver: Decoder needs Codec, Authorizer and Audit")
 	}
@@ -141,15 +153,19 @@ func (d *Decoder) Decode(ctx context.Context, req DecodeRequest, payloads []*com
 	}
 	rec := policy.Record{
 		Via: req.Via, Identity: req.Identity, Namespace: req.Namespace, Operation: string(policy.OpDecode), RemoteAddr: req.RemoteAddr,
-		Payloads: len(payloads), KeyIDs: d.keyIDs(payloads, req.Namespace), Bindings: bindings(payloads), Decision: policy.AuditDeny,
+		Payloads: len(payloads), Decision: policy.AuditDeny,
 	}
 	dec := d.Authorizer.Authorize(ctx, req.Identity, req.Namespace, policy.OpDecode)
 	rec.Reason = dec.Reason
 	if !dec.Allow {
+		rec.KeyIDs, rec.Bindings = d.keyIDs(payloads, req.Namespace), bindings(payloads)
 		return nil, &ForbiddenError{Reason: dec.Reason, AuditErr: d.audit(rec)}
 	}
 	budget := d.budget()
-	out, failed, firstErr := d.decode(ctx, req.Namespace, payloads, budget)
+	// The record's key ids and bindings are read from the payloads' envelopes by the same workers that decode them
+	// (every chunk, also one whose decode is skipped), which makes them the same lists keyIDs and bindings give.
+	out, failed, firstErr, claims := d.decode(ctx, req.Namespace, payloads, budget, each)
+	rec.KeyIDs, rec.Bindings = claims.keyIDs(), claims.bindings()
 	if ctx.Err() != nil {
 		rec.Decision, rec.Failed = policy.AuditAllow, len(payloads)
 		rec.Reason = dec.Reason + "; decode timed out"
@@ -215,13 +231,7 @@ func bindings(payloads []*commonpb.Payload) []string {
 
 // keyIDs lists the distinct key ids that sealed payloads, sorted so that records of the same payloads compare equal.
 func (d *Decoder) keyIDs(payloads []*commonpb.Payload, namespace string) []string {
-	keyID := d.KeyID
-	if keyID == nil {
-		keyID = func(p *commonpb.Payload, namespace string) string {
-			id, _ := codec.KeyIDIn(p, namespace)
-			return id
-		}
-	}
+	keyID := d.keyIDOf()
 	var ids []string
 	for _, p := range payloads {
 		if id := keyID(p, namespace); id != "" && !slices.Contains(ids, id) {
@@ -230,6 +240,85 @@ func (d *Decoder) keyIDs(payloads []*commonpb.Payload, namespace string) []strin
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// keyIDOf returns d.KeyID, or codec.KeyIDIn's id when it is nil.
+func (d *Decoder) keyIDOf() func(p *commonpb.Payload, namespace string) string {
+	if d.KeyID != nil {
+		return d.KeyID
+	}
+	return func(p *commonpb.Payload, namespace string) string {
+		id, _ := codec.KeyIDIn(p, namespace)
+		return id
+	}
+}
+
+// chunkClaims is what one chunk's envelopes claim, for the audit record: distinct key ids and bindings (other than
+// the namespace), each in the order of its first payload, the bindings with how many payloads claim each.
+type chunkClaims struct {
+	ids   []string
+	binds []bindingCount
+}
+
+type bindingCount struct {
+	b codec.Binding
+	n int
+}
+
+// add reads p's claims.
+func (c *chunkClaims) add(p *commonpb.Payload, id string) {
+	if id != "" && !slices.Contains(c.ids, id) {
+		c.ids = append(c.ids, id)
+	}
+	b, ok := codec.BindingOf(p)
+	if !ok || b.Kind == codec.BindNamespace {
+		return
+	}
+	for i := range c.binds {
+		if c.binds[i].b == b {
+			c.binds[i].n++
+			return
+		}
+	}
+	c.binds = append(c.binds, bindingCount{b: b, n: 1})
+}
+
+// requestClaims are the claims of a request's chunks, in chunk order.
+type requestClaims []chunkClaims
+
+// keyIDs is Decoder.keyIDs of the request's payloads.
+func (r requestClaims) keyIDs() []string {
+	var ids []string
+	for _, c := range r {
+		ids = append(ids, c.ids...)
+	}
+	// Sorted, then without repeats: a request of payloads claiming many different keys costs n log n, not n².
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// bindings is bindings of the request's payloads: taking the chunks' distinct bindings in order, with their counts,
+// gives the same first MaxAuditBindings and the same count of payloads beyond them.
+func (r requestClaims) bindings() []string {
+	var out []string
+	more := 0
+	for _, c := range r {
+		for _, bc := range c.binds {
+			s := bc.b.String()
+			switch {
+			case slices.Contains(out, s):
+			case len(out) == policy.MaxAuditBindings:
+				more += bc.n
+			default:
+				out = append(out, s)
+			}
+		}
+	}
+	slices.Sort(out)
+	if more > 0 {
+		out = append(out, fmt.Sprintf("and %d more payloads", more))
+	}
+	return out
 }
 
 // maxDecodeChunk and minDecodeChunk bound the batch size handed to the codec; chunks run in parallel and a failing
@@ -259,34 +348,47 @@ func (d *Decoder) budget() *codec.DecodeBudget {
 }
 
 // decode opens every payload it can, charging what compressed payloads expand to to b (nil: no shared budget). A
-// payload that fails keeps its ciphertext and gains a DecodeErrorKey metadata entry. It returns the failure count and
-// the first failure's error in input order. Once b is exceeded the request fails as a whole, so the chunks not
-// started yet are skipped.
-func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload, b *codec.DecodeBudget) ([]*commonpb.Payload, int, error) {
+// payload that fails keeps its ciphertext and gains a DecodeErrorKey metadata entry. It returns the failure count, the
+// first failure's error in input order and the envelopes' claims, and calls each (if not nil) on every chunk decoded.
+// Once b is exceeded the request fails as a whole, so the chunks not started yet are not decoded (their claims are
+// still read).
+func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload, b *codec.DecodeBudget, each chunkFunc) ([]*commonpb.Payload, int, error, requestClaims) {
 	out := make([]*commonpb.Payload, len(in))
 	size := decodeChunkSize(len(in), runtime.GOMAXPROCS(0))
 	chunks := (len(in) + size - 1) / size
 	// Each chunk owns its slots, so workers write without locking; the sums are taken after they finish.
 	failed := make([]int, chunks)
 	firstErrs := make([]error, chunks)
+	claims := make(requestClaims, chunks)
+	keyID := d.keyIDOf()
 	workers := min(runtime.GOMAXPROCS(0), chunks)
-	next := make(chan int, chunks)
-	for c := range chunks {
-		next <- c
-	}
-	close(next)
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for c := range next {
-				if b != nil && b.Exceeded() {
-					continue
-				}
-				lo, hi := c*size, min((c+1)*size, len(in))
-				failed[c], firstErrs[c] = d.decodeRange(ctx, ns, in[lo:hi], out[lo:hi], b)
+	work := func() {
+		for {
+			c := int(next.Add(1) - 1)
+			if c >= chunks {
+				return
 			}
-		})
+			lo, hi := c*size, min((c+1)*size, len(in))
+			cl := &claims[c]
+			for _, p := range in[lo:hi] {
+				cl.add(p, keyID(p, ns))
+			}
+			if b != nil && b.Exceeded() {
+				continue
+			}
+			failed[c], firstErrs[c] = d.decodeRange(ctx, ns, in[lo:hi], out[lo:hi], b)
+			if each != nil {
+				each(lo, hi, out)
+			}
+		}
 	}
+	// The caller's goroutine is one of the workers: a request of one chunk starts none.
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
 	wg.Wait()
 	total := 0
 	var firstErr error
@@ -296,7 +398,7 @@ func (d *Decoder) decode(ctx context.Context, ns string, in []*commonpb.Payload,
 			firstErr = firstErrs[c]
 		}
 	}
-	return out, total, firstErr
+	return out, total, firstErr, claims
 }
 
 // decodeRange decodes one chunk, and payload by payload if the chunk fails. A failed codec call gives back what it

@@ -368,3 +368,55 @@ func TestDecoderBudgetRetry(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeClaimsAcrossChunks checks that the record's key ids and bindings, which the decode's workers read chunk
+// by chunk, are the lists keyIDs and bindings give for the whole request: more distinct bindings than
+// MaxAuditBindings, spread over several chunks, repeated, some payloads bound to the namespace only, two keys.
+func TestDecodeClaimsAcrossChunks(t *testing.T) {
+	t.Parallel()
+	kr := codectest.NewKeyring()
+	c, err := codec.New(kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []*commonpb.Payload
+	for i := range 3 * maxDecodeChunk {
+		if i == 2*maxDecodeChunk-10 {
+			// The last third is sealed with a newer key.
+			if _, err := kr.Rotate("default"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tgt := codec.Target{Namespace: "default"}
+		switch {
+		case i%5 == 0: // the namespace only
+		default:
+			tgt.Binding = codec.Workflow(fmt.Sprintf("wf-%d", (i*31)%90))
+		}
+		enc, err := c.EncodeFor(t.Context(), tgt, []*commonpb.Payload{{Data: []byte(fmt.Sprint(i))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, enc[0])
+	}
+	al := &memAudit{}
+	d := &Decoder{Codec: c, Authorizer: policy.DevAccess(), Audit: al}
+	res, err := d.Decode(t.Context(), DecodeRequest{Identity: policy.Identity{Subject: "dev"}, Namespace: "default", Via: ViaCodecEndpoint}, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	recs := al.records()
+	if len(recs) != 1 {
+		t.Fatalf("%d audit records, want 1", len(recs))
+	}
+	rec := recs[0]
+	if want := d.keyIDs(ps, "default"); !slices.Equal(rec.KeyIDs, want) || len(want) < 2 {
+		t.Errorf("key ids %q, want %q", rec.KeyIDs, want)
+	}
+	if want := bindings(ps); !slices.Equal(rec.Bindings, want) || len(want) != policy.MaxAuditBindings+1 {
+		t.Errorf("bindings %q, want %q", rec.Bindings, want)
+	}
+}

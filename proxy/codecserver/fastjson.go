@@ -3,11 +3,14 @@ package codecserver
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/binary"
+	"io"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 
+	simdbase64 "github.com/segmentio/asm/base64"
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -17,9 +20,10 @@ import (
 // padded standard base64, metadata keys of printable ASCII) by hand and leave everything else — external payload
 // details, escapes, and every error message — to protojson.
 //
-// Reading is two passes over the body: a serial scan of the structure that only records where each string is (no
-// allocation per payload), then base64 decoding of every value, in parallel chunks, into one arena sized from the scan.
-// Writing sizes each payload exactly, then encodes chunks in parallel into pooled buffers that are written in order.
+// Reading is a serial scan of the structure that only records where each string is, done while the body arrives
+// (scanReader): each chunk of fastChunk payloads it has found is handed to workers that decode its base64 into one
+// arena, while the scan goes on with the next bytes. Writing sizes each payload exactly, then encodes chunks in
+// parallel into pooled buffers that are written in order.
 
 // fastChunk is how many payloads one worker decodes or encodes at a time.
 const fastChunk = 128
@@ -55,63 +59,193 @@ func fastUnmarshal(body []byte) (ps []*commonpb.Payload, ok bool) {
 // protojson, which decides between a malformed body and too many payloads as for any body, so that the fast path
 // never holds more than max payloads' worth of state.
 func fastUnmarshalArena(body []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, ok bool) {
-	ps, arena, ok = scanBody(body, max)
-	if !ok {
-		arena.release()
-		return nil, nil, false
-	}
-	return ps, arena, true
+	s := &scan{b: body, buf: body}
+	return s.run(max)
 }
 
-func scanBody(body []byte, max int) ([]*commonpb.Payload, *bigBuffer, bool) {
-	s := &scan{b: body}
-	if !s.lit('{') {
+// scanReader reads a body of exactly n bytes (n > 0) from r into buf (of length n) and decodes it as
+// fastUnmarshalArena does, scanning each part as soon as it is read. It returns how many bytes it read (all n unless
+// reading failed: the caller reads the rest before protojson looks at the body), and the error reading them (an
+// early end is io.ErrUnexpectedEOF), which the caller reports before anything the scan found.
+func scanReader(r io.Reader, buf []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, read int, ok bool, err error) {
+	s := &scan{b: buf[:0], buf: buf, r: r}
+	ps, arena, ok = s.run(max)
+	if s.rerr != nil {
+		// The scan may have taken the early end for the end of the body.
+		arena.release()
+		return nil, nil, len(s.b), false, s.rerr
+	}
+	return ps, arena, len(s.b), ok, nil
+}
+
+// run scans the body and decodes what it finds; ok false means protojson decides (the arena is then released).
+func (s *scan) run(max int) ([]*commonpb.Payload, *bigBuffer, bool) {
+	// Every value is base64 between quotes in the body: its decoded bytes take at most 3/4 of the body's size.
+	s.arenaBuf = getBigBuffer(len(s.buf) / 4 * 3)
+	ok := s.body(max)
+	ps, decoded := s.finish(ok)
+	if !ok || !decoded {
+		s.arenaBuf.release()
 		return nil, nil, false
 	}
+	return ps, s.arenaBuf, true
+}
+
+func (s *scan) body(max int) bool {
+	if !s.lit('{') {
+		return false
+	}
 	if s.lit('}') {
-		return []*commonpb.Payload{}, nil, s.end()
+		return s.end()
 	}
 	key, ok := s.str()
 	if !ok || string(key) != "payloads" || !s.lit(':') || !s.lit('[') {
-		return nil, nil, false
+		return false
 	}
 	if !s.lit(']') {
 		for {
 			if !s.payload() || (max >= 0 && len(s.ps) > max) {
-				return nil, nil, false
+				return false
+			}
+			if len(s.ps)-s.handed == fastChunk {
+				s.hand(false)
 			}
 			if s.lit(',') {
 				continue
 			}
 			if !s.lit(']') {
-				return nil, nil, false
+				return false
 			}
 			break
 		}
 	}
-	if !s.lit('}') || !s.end() {
-		return nil, nil, false
-	}
-	return s.decode()
+	return s.lit('}') && s.end()
 }
 
 type scan struct {
-	b       []byte
+	b   []byte // the body's bytes read so far: a prefix of buf
+	buf []byte // the whole body (its length is the Content-Length)
+	r   io.Reader
+	// rerr is why reading stopped early; the scan then fails and the caller reports it.
+	rerr    error
 	i       int
 	ps      []scannedPayload
 	entries []scannedEntry
 	arena   int // decoded bytes so far (at most: padding is not subtracted)
+
+	arenaBuf *bigBuffer
+	handed   int // payloads handed to the decoders
+	chunks   []*decodedChunk
+	jobs     chan *decodedChunk
+	wg       sync.WaitGroup
+	failed   atomic.Bool
+}
+
+// decodedChunk is a chunk of scanned payloads and, once a worker is done with it, the payloads built from them.
+type decodedChunk struct {
+	ps      []scannedPayload
+	entries []scannedEntry // the scan's entries from ps[0].mdLo on: an index into it is mdLo - base
+	base    int
+	out     []*commonpb.Payload
+}
+
+// hand gives the payloads scanned since the last call to the decoders, starting them on the first full chunk; the
+// last chunk of a body of one chunk is left for finish to decode on the caller's goroutine. The chunk's slices are
+// views of the scan's, which later appends copy or extend but never change within them.
+func (s *scan) hand(last bool) {
+	ps := s.ps[s.handed:len(s.ps):len(s.ps)]
+	if len(ps) == 0 {
+		return
+	}
+	base := len(s.entries)
+	for _, p := range ps {
+		if p.hasMD {
+			base = p.mdLo
+			break
+		}
+	}
+	c := &decodedChunk{ps: ps, entries: s.entries[base:len(s.entries):len(s.entries)], base: base}
+	s.handed = len(s.ps)
+	s.chunks = append(s.chunks, c)
+	if last && s.jobs == nil {
+		return
+	}
+	if s.jobs == nil {
+		// One worker fewer than cores: the scan is running on one. It joins them once it is done (finish).
+		s.jobs = make(chan *decodedChunk, 64)
+		for range max(1, runtime.GOMAXPROCS(0)-1) {
+			s.wg.Go(s.decodeJobs)
+		}
+	}
+	s.jobs <- c
+}
+
+func (s *scan) decodeJobs() {
+	for c := range s.jobs {
+		s.decodeChunk(c)
+	}
+}
+
+// finish waits for the decoders, helping them once the scan is over. With ok (the scan found the plain shape), it
+// returns the payloads in order and whether every value decoded.
+func (s *scan) finish(ok bool) ([]*commonpb.Payload, bool) {
+	if !ok {
+		s.failed.Store(true)
+	} else {
+		s.hand(true)
+	}
+	if s.jobs != nil {
+		close(s.jobs)
+		s.decodeJobs()
+		s.wg.Wait()
+	} else if ok && len(s.chunks) == 1 {
+		s.decodeChunk(s.chunks[0])
+	}
+	if !ok || s.failed.Load() {
+		return nil, false
+	}
+	ps := make([]*commonpb.Payload, 0, len(s.ps))
+	for _, c := range s.chunks {
+		ps = append(ps, c.out...)
+	}
+	return ps, true
+}
+
+// more reads what has arrived of the body, reporting false once it is all read or reading failed.
+func (s *scan) more() bool {
+	for s.r != nil && s.rerr == nil && len(s.b) < len(s.buf) {
+		n, err := s.r.Read(s.buf[len(s.b):])
+		s.b = s.buf[:len(s.b)+n]
+		if err != nil {
+			if err == io.EOF && len(s.b) < len(s.buf) {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != io.EOF {
+				s.rerr = err
+			}
+			s.r = nil
+		}
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// has reports whether the byte at s.i has been read, reading on if needed.
+func (s *scan) has() bool {
+	return s.i < len(s.b) || s.more()
 }
 
 func (s *scan) ws() {
-	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+	for s.has() && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
 		s.i++
 	}
 }
 
 func (s *scan) lit(c byte) bool {
 	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == c {
+	if s.has() && s.b[s.i] == c {
 		s.i++
 		return true
 	}
@@ -120,7 +254,7 @@ func (s *scan) lit(c byte) bool {
 
 func (s *scan) end() bool {
 	s.ws()
-	return s.i == len(s.b)
+	return !s.has()
 }
 
 // str reads a string without escapes or control characters (anything else goes to protojson) and returns its raw bytes.
@@ -134,7 +268,7 @@ func (s *scan) strSpan() (span, bool) {
 		return span{}, false
 	}
 	start := s.i
-	for s.i < len(s.b) {
+	for s.has() {
 		c := s.b[s.i]
 		switch {
 		case c == '"':
@@ -154,12 +288,23 @@ func (s *scan) b64() (span, bool) {
 	if !s.lit('"') {
 		return span{}, false
 	}
-	n := bytes.IndexByte(s.b[s.i:], '"')
-	if n < 0 || n%4 != 0 {
+	from := s.i
+	for {
+		if n := bytes.IndexByte(s.b[from:], '"'); n >= 0 {
+			from += n
+			break
+		}
+		from = len(s.b)
+		if !s.more() {
+			return span{}, false
+		}
+	}
+	n := from - s.i
+	if n%4 != 0 {
 		return span{}, false
 	}
-	sp := span{s.i, s.i + n}
-	s.i += n + 1
+	sp := span{s.i, from}
+	s.i = from + 1
 	s.arena += n / 4 * 3
 	return sp, true
 }
@@ -229,61 +374,75 @@ func (s *scan) payload() bool {
 	}
 }
 
-// decode builds the payloads the scan found, decoding their base64 in parallel chunks.
-func (s *scan) decode() ([]*commonpb.Payload, *bigBuffer, bool) {
-	ps := make([]*commonpb.Payload, len(s.ps))
-	slab := make([]commonpb.Payload, len(s.ps))
-	ab := getBigBuffer(s.arena)
-	arena := ab.b
-	ok := parallelChunks(len(s.ps), func(lo, hi int) bool {
-		for i := lo; i < hi; i++ {
-			sp := &s.ps[i]
-			p := &slab[i]
-			at := sp.arena
-			if sp.hasMD {
-				p.Metadata = make(map[string][]byte, sp.mdHi-sp.mdLo)
-				for _, e := range s.entries[sp.mdLo:sp.mdHi] {
-					k := metadataKey(s.b[e.key.lo:e.key.hi])
-					if _, dup := p.Metadata[k]; dup {
-						return false
-					}
-					v, ok := decodeB64(arena, at, s.b[e.val.lo:e.val.hi])
-					if !ok {
-						return false
-					}
-					at += len(v)
-					p.Metadata[k] = v
+// decodeChunk builds the chunk's payloads, decoding their base64 into the arena. A value that is not valid base64, or
+// a metadata key given twice, leaves the whole body to protojson.
+func (s *scan) decodeChunk(c *decodedChunk) {
+	if s.failed.Load() {
+		return
+	}
+	arena := s.arenaBuf.b
+	out := make([]*commonpb.Payload, len(c.ps))
+	slab := make([]commonpb.Payload, len(c.ps))
+	for i := range c.ps {
+		sp := &c.ps[i]
+		p := &slab[i]
+		at := sp.arena
+		if sp.hasMD && i > 0 && c.ps[i-1].hasMD && s.sameMetadata(c, &c.ps[i-1], sp) {
+			// Nearly every payload of a history has the same envelope metadata ({"encoding":"binary/encrypted"}):
+			// one map for all of them. Nothing changes a request's maps (the codec and markFailed build new ones).
+			p.Metadata = slab[i-1].Metadata
+		} else if sp.hasMD {
+			p.Metadata = make(map[string][]byte, sp.mdHi-sp.mdLo)
+			for _, e := range c.entries[sp.mdLo-c.base : sp.mdHi-c.base] {
+				k := metadataKey(s.buf[e.key.lo:e.key.hi])
+				if _, dup := p.Metadata[k]; dup {
+					s.failed.Store(true)
+					return
 				}
-			}
-			if sp.hasData {
-				v, ok := decodeB64(arena, at, s.b[sp.data.lo:sp.data.hi])
+				v, ok := decodeB64(arena, at, s.buf[e.val.lo:e.val.hi])
 				if !ok {
-					return false
+					s.failed.Store(true)
+					return
 				}
-				if len(v) > 0 {
-					p.Data = v
-				}
+				at += len(v)
+				p.Metadata[k] = v
 			}
-			ps[i] = p
 		}
-		return true
-	})
-	return ps, ab, ok
+		if sp.hasData {
+			v, ok := decodeB64(arena, at, s.buf[sp.data.lo:sp.data.hi])
+			if !ok {
+				s.failed.Store(true)
+				return
+			}
+			if len(v) > 0 {
+				p.Data = v
+			}
+		}
+		out[i] = p
+	}
+	c.out = out
+}
+
+// sameMetadata reports whether payloads a and b of chunk c have the same metadata entries, byte for byte in the body.
+func (s *scan) sameMetadata(c *decodedChunk, a, b *scannedPayload) bool {
+	if a.mdHi-a.mdLo != b.mdHi-b.mdLo {
+		return false
+	}
+	ea, eb := c.entries[a.mdLo-c.base:a.mdHi-c.base], c.entries[b.mdLo-c.base:b.mdHi-c.base]
+	for j := range ea {
+		if !bytes.Equal(s.buf[ea[j].key.lo:ea[j].key.hi], s.buf[eb[j].key.lo:eb[j].key.hi]) ||
+			!bytes.Equal(s.buf[ea[j].val.lo:ea[j].val.hi], s.buf[eb[j].val.lo:eb[j].val.hi]) {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeB64 decodes padded standard base64 src into arena at off and returns the decoded bytes (capacity = length).
 func decodeB64(arena []byte, off int, src []byte) ([]byte, bool) {
-	want := len(src) / 4 * 3
-	if n := len(src); n > 0 && src[n-1] == '=' {
-		want--
-		if src[n-2] == '=' {
-			want--
-		}
-	}
 	dst := arena[off : off+len(src)/4*3]
 	m, ok := decodeBase64(dst, src)
-	if !ok || m != want { // m == want whenever ok; checked so that a decoder bug cannot shift the next value
-
+	if !ok {
 		return nil, false
 	}
 	return dst[:m:m], true
@@ -433,36 +592,97 @@ func putRespBuffer(bp *[]byte) {
 // omitted), its chunks encoded in parallel. Payloads with external payload details, or metadata keys that are not
 // printable ASCII without quotes or backslashes, are left to protojson, whose errors (invalid UTF-8) it then returns.
 func marshalResponse(ps []*commonpb.Payload) (*respBody, error) {
-	for _, p := range ps {
-		if !plainPayload(p) {
-			b, err := protojson.Marshal(&commonpb.Payloads{Payloads: ps})
-			if err != nil {
-				return nil, err
-			}
-			return &respBody{parts: [][]byte{b}, size: len(b)}, nil
-		}
-	}
-	chunks := (len(ps) + fastChunk - 1) / fastChunk
-	r := &respBody{parts: make([][]byte, chunks+2), pool: make([]*[]byte, chunks)}
-	r.parts[0], r.parts[chunks+1] = []byte(`{"payloads":[`), []byte(`]}`)
+	var rb respBuilder
 	parallelChunks(len(ps), func(lo, hi int) bool {
-		n := 0
-		for _, p := range ps[lo:hi] {
-			n += 1 + payloadJSONSize(p)
-		}
-		bp := getRespBuffer(n)
-		b := (*bp)[:0]
-		for i, p := range ps[lo:hi] {
-			if lo+i > 0 {
-				b = append(b, ',')
-			}
-			b = appendPayloadJSON(b, p)
-		}
-		*bp = b
-		c := lo / fastChunk
-		r.parts[c+1], r.pool[c] = b, bp
+		rb.add(lo, ps[lo:hi])
 		return true
 	})
+	return rb.body(ps)
+}
+
+// respBuilder assembles a response from chunks of payloads encoded concurrently, in any order: the decode's workers
+// encode each chunk as soon as it is decoded, while its plaintext is still in their cache.
+type respBuilder struct {
+	mu       sync.Mutex
+	chunks   []respChunk
+	notPlain bool // some payload needs protojson: the chunks are dropped and protojson writes the whole response
+}
+
+// respChunk is the JSON of payloads [lo, lo+n), with the comma before it unless lo is 0.
+type respChunk struct {
+	lo, n int
+	bp    *[]byte
+}
+
+// add encodes the payloads ps, which start at index lo of the response.
+func (rb *respBuilder) add(lo int, ps []*commonpb.Payload) {
+	// Each payload's metadata sorted once, for sizing and writing.
+	es := make([]mdEntry, 0, 2*len(ps))
+	ends := make([]int, len(ps))
+	n := 0
+	for i, p := range ps {
+		var size int
+		var ok bool
+		es, size, ok = payloadJSONSize(p, es)
+		if !ok {
+			rb.mu.Lock()
+			rb.notPlain = true
+			rb.mu.Unlock()
+			return
+		}
+		ends[i] = len(es)
+		n += 1 + size
+	}
+	bp := getRespBuffer(n)
+	b := (*bp)[:0]
+	from := 0
+	for i, p := range ps {
+		if lo+i > 0 {
+			b = append(b, ',')
+		}
+		b = appendPayloadJSON(b, p, es[from:ends[i]])
+		from = ends[i]
+	}
+	*bp = b
+	rb.mu.Lock()
+	rb.chunks = append(rb.chunks, respChunk{lo: lo, n: len(ps), bp: bp})
+	rb.mu.Unlock()
+}
+
+// release gives back the chunks' buffers.
+func (rb *respBuilder) release() {
+	for _, c := range rb.chunks {
+		putRespBuffer(c.bp)
+	}
+	rb.chunks = nil
+}
+
+// body returns the response of ps, whose chunks were all added (or protojson's, see notPlain).
+func (rb *respBuilder) body(ps []*commonpb.Payload) (*respBody, error) {
+	slices.SortFunc(rb.chunks, func(a, b respChunk) int { return a.lo - b.lo })
+	next := 0
+	for _, c := range rb.chunks {
+		if c.lo != next {
+			break
+		}
+		next += c.n
+	}
+	if rb.notPlain || next != len(ps) {
+		// A chunk missing or added twice would be a bug of the caller's; protojson then writes what ps holds.
+		rb.release()
+		b, err := protojson.Marshal(&commonpb.Payloads{Payloads: ps})
+		if err != nil {
+			return nil, err
+		}
+		return &respBody{parts: [][]byte{b}, size: len(b)}, nil
+	}
+	r := &respBody{parts: make([][]byte, 0, len(rb.chunks)+2), pool: make([]*[]byte, 0, len(rb.chunks))}
+	r.parts = append(r.parts, []byte(`{"payloads":[`))
+	for _, c := range rb.chunks {
+		r.parts, r.pool = append(r.parts, *c.bp), append(r.pool, c.bp)
+	}
+	r.parts = append(r.parts, []byte(`]}`))
+	rb.chunks = nil
 	for _, p := range r.parts {
 		r.size += len(p)
 	}
@@ -483,59 +703,73 @@ func marshalPayloads(ps []*commonpb.Payload) ([]byte, error) {
 	return out, nil
 }
 
-// plainPayload reports whether appendPayloadJSON writes p exactly as protojson would.
-func plainPayload(p *commonpb.Payload) bool {
-	if len(p.GetExternalPayloads()) > 0 {
-		return false
-	}
-	for k := range p.GetMetadata() {
-		for i := 0; i < len(k); i++ {
-			if c := k[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-				return false
-			}
-		}
-	}
-	return true
+// mdEntry is one metadata entry of a payload being written.
+type mdEntry struct {
+	k string
+	v []byte
 }
 
-// payloadJSONSize is the exact length appendPayloadJSON writes for p.
-func payloadJSONSize(p *commonpb.Payload) int {
+// sortedMetadata appends p's metadata entries to es, sorted by key, in one pass over the map; ok is false when a key
+// is not printable ASCII without quotes or backslashes (protojson then writes the payload).
+func sortedMetadata(es []mdEntry, p *commonpb.Payload) (_ []mdEntry, ok bool) {
+	from := len(es)
+	for k, v := range p.GetMetadata() {
+		for i := 0; i < len(k); i++ {
+			if c := k[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+				return es, false
+			}
+		}
+		es = append(es, mdEntry{k, v})
+	}
+	if len(es)-from > 1 {
+		slices.SortFunc(es[from:], func(a, b mdEntry) int { return strings.Compare(a.k, b.k) })
+	}
+	return es, true
+}
+
+// payloadJSONSize appends p's metadata entries, sorted, to es, and returns them with the exact length
+// appendPayloadJSON writes for p; ok is false when p is not of the plain shape (external payload details, or a
+// metadata key sortedMetadata refuses), which protojson must write.
+func payloadJSONSize(p *commonpb.Payload, es []mdEntry) (_ []mdEntry, size int, ok bool) {
+	if len(p.GetExternalPayloads()) > 0 {
+		return es, 0, false
+	}
+	from := len(es)
+	es, ok = sortedMetadata(es, p)
+	if !ok {
+		return es, 0, false
+	}
+	md := es[from:]
 	n := 2 // {}
-	if md := p.GetMetadata(); len(md) > 0 {
+	if len(md) > 0 {
 		n += len(`"metadata":{}`) + len(md) - 1 // and commas between entries
-		for k, v := range md {
-			n += len(k) + 5 + base64.StdEncoding.EncodedLen(len(v)) // "k":"v"
+		for _, e := range md {
+			n += len(e.k) + 5 + base64.StdEncoding.EncodedLen(len(e.v)) // "k":"v"
 		}
 	}
 	if d := p.GetData(); len(d) > 0 {
-		if len(p.GetMetadata()) > 0 {
+		if len(md) > 0 {
 			n++
 		}
 		n += len(`"data":""`) + base64.StdEncoding.EncodedLen(len(d))
 	}
-	return n
+	return es, n, true
 }
 
-// appendPayloadJSON appends one plain payload (plainPayload) as protojson writes it.
-func appendPayloadJSON(b []byte, p *commonpb.Payload) []byte {
+// appendPayloadJSON appends one plain payload as protojson writes it, given its sorted metadata entries md
+// (payloadJSONSize).
+func appendPayloadJSON(b []byte, p *commonpb.Payload, md []mdEntry) []byte {
 	b = append(b, '{')
-	md := p.GetMetadata()
 	if len(md) > 0 {
 		b = append(b, `"metadata":{`...)
-		var buf [8]string
-		keys := buf[:0]
-		for k := range md {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for j, k := range keys {
+		for j, e := range md {
 			if j > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, '"')
-			b = append(b, k...)
+			b = append(b, e.k...)
 			b = append(b, '"', ':', '"')
-			b = appendBase64(b, md[k])
+			b = appendBase64(b, e.v)
 			b = append(b, '"')
 		}
 		b = append(b, '}')
@@ -551,34 +785,13 @@ func appendPayloadJSON(b []byte, p *commonpb.Payload) []byte {
 	return append(b, '}')
 }
 
-// Base64. encoding/base64 handles one 6-bit group at a time and is most of the endpoint's work (16 MB in and 14 MB
-// out for 10,000 payloads of 1 KiB, against 10 MB of AES-GCM). These do the same standard, padded encoding with
-// larger tables: two characters per lookup when encoding, one pre-shifted lookup per character when decoding.
-// FuzzBase64 checks both against encoding/base64.
+// Base64 is most of the endpoint's own work (16 MB in and 14 MB out for 10,000 payloads of 1 KiB, against 10 MB of
+// AES-GCM): github.com/segmentio/asm/base64 does the standard, padded encoding with AVX2 where the CPU has it (about
+// 4.5× encoding/base64 decoding 1 KiB values, 3.5× encoding; encoding/base64 itself elsewhere and for the tails).
+// FuzzBase64 and FuzzBase64Long check both directions against encoding/base64.
 
-const base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-// base64Pairs maps 12 bits to the two characters that encode them, the first in the low byte.
-var base64Pairs = func() (t [4096]uint16) {
-	for i := range t {
-		t[i] = uint16(base64Alphabet[i>>6]) | uint16(base64Alphabet[i&63])<<8
-	}
-	return t
-}()
-
-// base64Bits[k][c] is character c's 6 bits as the k-th character of a 4-character group, shifted into place in 24
-// bits; every byte that is not in the alphabet (padding, CR, LF included) sets bit 31 instead.
-var base64Bits = func() (t [4][256]uint32) {
-	for k := range t {
-		for c := range t[k] {
-			t[k][c] = 1 << 31
-		}
-		for v, c := range []byte(base64Alphabet) {
-			t[k][c] = uint32(v) << (18 - 6*k)
-		}
-	}
-	return t
-}()
+// b64 is the library's standard encoding; only its Encode and Decode are used, on exact-sized buffers.
+var b64 = simdbase64.StdEncoding
 
 // appendBase64 appends the padded standard base64 of src to b, as base64.StdEncoding.AppendEncode does.
 func appendBase64(b, src []byte) []byte {
@@ -590,29 +803,7 @@ func appendBase64(b, src []byte) []byte {
 }
 
 // encodeBase64 writes the padded standard base64 of src to dst, which has exactly its length.
-func encodeBase64(dst, src []byte) {
-	t := &base64Pairs
-	si, di := 0, 0
-	// Six bytes in (one load of eight), eight characters out, one store.
-	for ; si+8 <= len(src) && di+8 <= len(dst); si, di = si+6, di+8 {
-		x := binary.BigEndian.Uint64(src[si:])
-		v, w := uint(x>>40), uint(x>>16)&0xffffff
-		binary.LittleEndian.PutUint64(dst[di:], uint64(t[v>>12&0xfff])|uint64(t[v&0xfff])<<16|uint64(t[w>>12])<<32|uint64(t[w&0xfff])<<48)
-	}
-	for ; si+3 <= len(src); si, di = si+3, di+4 {
-		v := uint(src[si])<<16 | uint(src[si+1])<<8 | uint(src[si+2])
-		binary.LittleEndian.PutUint16(dst[di:], t[v>>12])
-		binary.LittleEndian.PutUint16(dst[di+2:], t[v&0xfff])
-	}
-	switch len(src) - si {
-	case 1:
-		v := uint(src[si]) << 16
-		dst[di], dst[di+1], dst[di+2], dst[di+3] = base64Alphabet[v>>18], base64Alphabet[v>>12&63], '=', '='
-	case 2:
-		v := uint(src[si])<<16 | uint(src[si+1])<<8
-		dst[di], dst[di+1], dst[di+2], dst[di+3] = base64Alphabet[v>>18], base64Alphabet[v>>12&63], base64Alphabet[v>>6&63], '='
-	}
-}
+func encodeBase64(dst, src []byte) { b64.Encode(dst, src) }
 
 // decodeBase64 decodes padded standard base64 (len(src)%4 == 0, '=' only as the last one or two characters) into
 // dst, which has room for len(src)/4*3 bytes, and returns the length decoded. It accepts exactly what
@@ -622,47 +813,15 @@ func decodeBase64(dst, src []byte) (n int, ok bool) {
 	if len(src)%4 != 0 {
 		return 0, false
 	}
-	if len(src) == 0 {
-		return 0, true
+	want := len(src) / 4 * 3
+	if n := len(src); n > 0 && src[n-1] == '=' {
+		want--
+		if src[n-2] == '=' {
+			want--
+		}
 	}
-	t0, t1, t2, t3 := &base64Bits[0], &base64Bits[1], &base64Bits[2], &base64Bits[3]
-	var bad uint32
-	body := len(src) - 4 // the last group may have padding
-	si, di := 0, 0
-	for ; si+8 <= body; si, di = si+8, di+6 {
-		s := src[si : si+8 : si+8]
-		v := t0[s[0]] | t1[s[1]] | t2[s[2]] | t3[s[3]]
-		w := t0[s[4]] | t1[s[5]] | t2[s[6]] | t3[s[7]]
-		bad |= v | w
-		d := dst[di : di+6 : di+6]
-		binary.BigEndian.PutUint32(d, v<<8|w>>16)
-		binary.BigEndian.PutUint16(d[4:], uint16(w))
-	}
-	for ; si < body; si, di = si+4, di+3 {
-		v := t0[src[si]] | t1[src[si+1]] | t2[src[si+2]] | t3[src[si+3]]
-		bad |= v
-		dst[di], dst[di+1], dst[di+2] = byte(v>>16), byte(v>>8), byte(v)
-	}
-	s := src[si : si+4 : si+4]
-	switch {
-	case s[2] == '=' && s[3] == '=':
-		v := t0[s[0]] | t1[s[1]]
-		bad |= v
-		dst[di] = byte(v >> 16)
-		di++
-	case s[3] == '=':
-		v := t0[s[0]] | t1[s[1]] | t2[s[2]]
-		bad |= v
-		dst[di], dst[di+1] = byte(v>>16), byte(v>>8)
-		di += 2
-	default:
-		v := t0[s[0]] | t1[s[1]] | t2[s[2]] | t3[s[3]]
-		bad |= v
-		dst[di], dst[di+1], dst[di+2] = byte(v>>16), byte(v>>8), byte(v)
-		di += 3
-	}
-	if bad&(1<<31) != 0 {
-		return 0, false
-	}
-	return di, true
+	// encoding/base64, which decodes what the vector loop leaves, skips CR and LF (which a JSON string cannot hold raw:
+	// protojson then says so): with any of them, fewer than want bytes come out.
+	n, err := b64.Decode(dst[:len(src)/4*3], src)
+	return n, err == nil && n == want
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -127,6 +129,7 @@ func FuzzFastUnmarshalMany(f *testing.F) {
 func checkFastUnmarshal(t *testing.T, b []byte) {
 	t.Helper()
 	fast, ok := fastUnmarshal(b)
+	checkScanReader(t, b, fast, ok)
 	if !ok {
 		return
 	}
@@ -149,6 +152,35 @@ func checkFastUnmarshal(t *testing.T, b []byte) {
 		}
 	}
 	checkMarshal(t, fast)
+}
+
+// checkScanReader scans b as it arrives in pieces (one byte at a time, half of what is asked, the last piece with
+// io.EOF, and cut short) and checks that it finds what fastUnmarshal found in the whole body.
+func checkScanReader(t *testing.T, b []byte, want []*commonpb.Payload, wantOK bool) {
+	t.Helper()
+	if len(b) == 0 {
+		return
+	}
+	for _, r := range []io.Reader{
+		iotest.OneByteReader(bytes.NewReader(b)),
+		iotest.HalfReader(bytes.NewReader(b)),
+		iotest.DataErrReader(bytes.NewReader(b)),
+	} {
+		buf := make([]byte, len(b))
+		ps, arena, n, ok, err := scanReader(r, buf, -1)
+		if err != nil || ok != wantOK || n > len(b) || !bytes.Equal(buf[:n], b[:n]) || (ok && n != len(b)) {
+			t.Fatalf("scanReader: ok %v (want %v), %d of %d bytes read, err %v: %.300q", ok, wantOK, n, len(b), err, b)
+		}
+		if ok && !proto.Equal(&commonpb.Payloads{Payloads: ps}, &commonpb.Payloads{Payloads: want}) {
+			t.Fatalf("scanReader %v, fastUnmarshal %v for %.300q", ps, want, b)
+		}
+		arena.release()
+	}
+	// A body that ends early is a read error, never payloads.
+	buf := make([]byte, len(b)+1)
+	if ps, _, n, ok, err := scanReader(bytes.NewReader(b), buf, -1); ok || (wantOK && (!errors.Is(err, io.ErrUnexpectedEOF) || n != len(b))) {
+		t.Fatalf("scanReader of a short body: %d payloads, ok %v, %d bytes, err %v", len(ps), ok, n, err)
+	}
 }
 
 // checkMarshal compares the hand-written writer with protojson.Marshal: both fail or neither; the output is valid
@@ -252,6 +284,48 @@ func FuzzBase64(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzBase64Long is FuzzBase64 on values long enough for the vector loops (which start at 28 bytes to encode and 45
+// characters to decode): b repeated reps times, with one byte of the encoding replaced by bad at position at, so that
+// an invalid character, padding or CR/LF lands inside a vector block, at its edges or in the tail.
+func FuzzBase64Long(f *testing.F) {
+	f.Add([]byte("hello, world"), uint8(40), uint16(100), byte('='))
+	f.Add([]byte{0xff, 0x00, 0x7f}, uint8(200), uint16(31), byte('\n'))
+	f.Add([]byte("abc"), uint8(16), uint16(63), byte('A'))
+	f.Add([]byte("0123456789"), uint8(9), uint16(0), byte(' '))
+	f.Fuzz(func(t *testing.T, b []byte, reps uint8, at uint16, bad byte) {
+		src := bytes.Repeat(b, int(reps))
+		if len(src) > 4<<10 { // long enough for many vector blocks; longer inputs only slow the fuzzer
+			src = src[:4<<10]
+		}
+		enc := appendBase64(nil, src)
+		if want := base64.StdEncoding.EncodeToString(src); string(enc) != want {
+			t.Fatalf("encode %d bytes: %q, want %q", len(src), enc, want)
+		}
+		for _, in := range [][]byte{enc, withByte(enc, int(at), bad), withByte(src[:len(src)/4*4], int(at), bad)} {
+			got := make([]byte, len(in)/4*3)
+			n, ok := decodeBase64(got, in)
+			want := make([]byte, len(in)/4*3)
+			m, err := base64.StdEncoding.Decode(want, in)
+			crlf := bytes.ContainsAny(in, "\r\n")
+			switch {
+			case ok && (err != nil || n != m || !bytes.Equal(got[:n], want[:m])):
+				t.Fatalf("decode %q: %q, encoding/base64 %q (%v)", in, got[:n], want[:m], err)
+			case !ok && err == nil && !crlf:
+				t.Fatalf("decode %q refused, encoding/base64 gives %q", in, want[:m])
+			}
+		}
+	})
+}
+
+// withByte returns a copy of b with the byte at i (modulo its length) replaced by c.
+func withByte(b []byte, i int, c byte) []byte {
+	b = bytes.Clone(b)
+	if len(b) > 0 {
+		b[i%len(b)] = c
+	}
+	return b
 }
 
 // TestLargeRequest sends one request of many payloads (several parser, decoder and writer chunks, a failing payload

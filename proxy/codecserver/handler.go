@@ -435,10 +435,14 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	h.writeOK(w, body, 0)
 }
 
-// serveDecode answers a decode through the shared Decoder, writing the response only once its record is durable.
+// serveDecode answers a decode through the shared Decoder, writing the response only once its record is durable. The
+// decode's workers encode each chunk of the response as soon as they have decoded it; nothing of it is sent before
+// Commit returned nil, and on any failure it is dropped.
 func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req DecodeRequest, payloads []*commonpb.Payload) {
-	res, err := h.dec.Decode(ctx, req, payloads)
+	var rb respBuilder
+	res, err := h.dec.decodeEach(ctx, req, payloads, func(lo, hi int, out []*commonpb.Payload) { rb.add(lo, out[lo:hi]) })
 	if err != nil {
+		rb.release()
 		var fe *ForbiddenError
 		switch {
 		case errors.As(err, &fe):
@@ -455,7 +459,7 @@ func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req De
 		}
 		return
 	}
-	body, err := marshalResponse(res.Payloads)
+	body, err := rb.body(res.Payloads)
 	if err != nil {
 		h.writeError(w, fail(http.StatusInternalServerError, "encode response: %v", err))
 		return
@@ -518,7 +522,8 @@ func namespaceOf(r *http.Request, pathNS string) (string, *httpError) {
 }
 
 // readPayloads reads and parses the body. The payloads may share a pooled arena: release gives it back once nothing
-// refers to them any more (after the response is written); it is never nil.
+// refers to them any more (after the response is written); it is never nil. A body with a Content-Length is scanned
+// while it arrives (scanReader), and its values decoded by other cores meanwhile.
 func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) (ps []*commonpb.Payload, release func(), _ *httpError) {
 	release = func() {}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -530,18 +535,60 @@ func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) (ps []*co
 	if r.ContentLength > h.cfg.MaxBodyBytes {
 		return nil, release, fail(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes)
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), r.ContentLength)
-	// The payloads never refer to the body: its buffer goes back to the pool once parsed.
-	defer body.release()
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, release, fail(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", h.cfg.MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
+	if r.ContentLength <= 0 {
+		bb, err := readBody(body, r.ContentLength)
+		// The payloads never refer to the body: its buffer goes back to the pool once parsed.
+		defer bb.release()
+		if err != nil {
+			return nil, release, h.readError(err)
 		}
-		return nil, release, fail(http.StatusBadRequest, "read request body: %v", err)
+		ps, arena, herr := parsePayloadsArena(bb.b, h.cfg.MaxPayloads)
+		return ps, arena.release, herr
 	}
-	ps, arena, herr := parsePayloadsArena(body.b, h.cfg.MaxPayloads)
-	return ps, arena.release, herr
+	bb := getBigBuffer(int(r.ContentLength))
+	defer bb.release()
+	ps, arena, n, ok, err := scanReader(body, bb.b, h.cfg.MaxPayloads)
+	if err == nil && !ok {
+		// protojson decides on the whole body.
+		if _, err = io.ReadFull(body, bb.b[n:]); errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err == nil {
+		err = atEOF(body)
+	}
+	if err != nil {
+		arena.release()
+		return nil, release, h.readError(err)
+	}
+	if ok {
+		return ps, arena.release, nil
+	}
+	ps, herr := parseSlow(bb.b, h.cfg.MaxPayloads)
+	return ps, release, herr
+}
+
+// readError is the response to a body that could not be read.
+func (h *Handler) readError(err error) *httpError {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return fail(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", h.cfg.MaxBodyBytes)
+	}
+	return fail(http.StatusBadRequest, "read request body: %v", err)
+}
+
+// atEOF checks that body has nothing after the bytes read: net/http ends a body at its Content-Length, so this read
+// sees that EOF (or the limit's error).
+func atEOF(body io.Reader) error {
+	var one [1]byte
+	if m, err := body.Read(one[:]); m > 0 || (err != nil && err != io.EOF) {
+		if err == nil {
+			err = errors.New("body longer than its Content-Length")
+		}
+		return err
+	}
+	return nil
 }
 
 // readBody reads all of body. With a known length (n > 0) it reads into a buffer of exactly that size: growing a
@@ -559,15 +606,7 @@ func readBody(body io.Reader, n int64) (*bigBuffer, error) {
 		}
 		return bb, err
 	}
-	// net/http ends a body at its Content-Length; this read sees that EOF (or the limit's error).
-	var one [1]byte
-	if m, err := body.Read(one[:]); m > 0 || (err != nil && err != io.EOF) {
-		if err == nil {
-			err = errors.New("body longer than its Content-Length")
-		}
-		return bb, err
-	}
-	return bb, nil
+	return bb, atEOF(body)
 }
 
 // parsePayloads decodes a {"payloads":[…]} body strictly (unknown fields are errors).
@@ -580,27 +619,31 @@ func parsePayloads(body []byte, max int) ([]*commonpb.Payload, *httpError) {
 // parsePayloadsArena is parsePayloads with the arena the fast path's payloads share (nil after protojson), for the
 // caller to release once nothing refers to them. It never fails with an arena to release.
 func parsePayloadsArena(body []byte, max int) ([]*commonpb.Payload, *bigBuffer, *httpError) {
+	if fast, arena, ok := fastUnmarshalArena(body, max); ok {
+		return fast, arena, nil
+	}
+	ps, herr := parseSlow(body, max)
+	return ps, nil, herr
+}
+
+// parseSlow is parsePayloads through protojson, for the bodies the fast path leaves to it.
+func parseSlow(body []byte, max int) ([]*commonpb.Payload, *httpError) {
 	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, nil, fail(http.StatusBadRequest, `empty body: send {"payloads":[…]}`)
+		return nil, fail(http.StatusBadRequest, `empty body: send {"payloads":[…]}`)
 	}
 	var ps commonpb.Payloads
-	fast, arena, ok := fastUnmarshalArena(body, max)
-	if ok {
-		ps.Payloads = fast
-	} else if err := protojson.Unmarshal(body, &ps); err != nil {
-		return nil, nil, fail(http.StatusBadRequest, "malformed body: %v", err)
+	if err := protojson.Unmarshal(body, &ps); err != nil {
+		return nil, fail(http.StatusBadRequest, "malformed body: %v", err)
 	}
 	if len(ps.Payloads) > max {
-		arena.release()
-		return nil, nil, fail(http.StatusRequestEntityTooLarge, "%d payloads exceed the limit of %d per request", len(ps.Payloads), max)
+		return nil, fail(http.StatusRequestEntityTooLarge, "%d payloads exceed the limit of %d per request", len(ps.Payloads), max)
 	}
 	for i, p := range ps.Payloads {
 		if p == nil {
-			arena.release()
-			return nil, nil, fail(http.StatusBadRequest, "payload %d is null", i)
+			return nil, fail(http.StatusBadRequest, "payload %d is null", i)
 		}
 	}
-	return ps.Payloads, arena, nil
+	return ps.Payloads, nil
 }
 
 func (h *Handler) tooMany(w http.ResponseWriter, wait time.Duration) {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -719,5 +720,48 @@ func TestDecodeBombRequest(t *testing.T) {
 	if _, err := New(Config{Codec: funcCodec(nil), Authenticator: Anonymous{Identity: policy.Identity{Subject: "x"}}, Authorizer: policy.DevAccess(),
 		Audit: &memAudit{}, MaxDecodedBytes: limit}); err == nil {
 		t.Error("MaxDecodedBytes accepted with a codec that is no BudgetCodec")
+	}
+}
+
+// TestBodyInPieces sends bodies with a Content-Length that arrive a few bytes at a time, as the fast path scans them
+// while they arrive: one of several parser chunks that decodes, one the fast path leaves to protojson (an escape in
+// its last payload, so most of it was scanned first), and one that ends before its Content-Length (a read error,
+// nothing audited).
+func TestBodyInPieces(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	markers := make([]string, 3*fastChunk+5)
+	for i := range markers {
+		markers[i] = fmt.Sprintf("piece-%d", i)
+	}
+	whole := body(t, f.seal("default", markers...)...)
+	escaped := strings.Replace(whole, `"data":`, `"d\u0061ta":`, strings.Count(whole, `"data":`))
+	escaped = strings.Replace(escaped, `"d\u0061ta":`, `"data":`, strings.Count(escaped, `"d\u0061ta":`)-1)
+	post := func(b string, contentLength int) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/default/decode", iotest.HalfReader(strings.NewReader(b)))
+		r.ContentLength = int64(contentLength)
+		r.Header.Set("Authorization", "Bearer auditor-token")
+		w := httptest.NewRecorder()
+		f.h.ServeHTTP(w, r)
+		return w
+	}
+	for _, b := range []string{whole, escaped} {
+		w := post(b, len(b))
+		if w.Code != http.StatusOK {
+			t.Fatalf("%d %.300s", w.Code, w.Body)
+		}
+		out := decodeResponse(t, w.Body.String())
+		for i, p := range out {
+			if want := `"` + markers[i] + `"`; string(p.Data) != want {
+				t.Fatalf("payload %d = %q, want %q", i, p.Data, want)
+			}
+		}
+	}
+	before := len(readAudit(t, f.auditLog))
+	if w := post(whole, len(whole)+1); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "unexpected EOF") {
+		t.Fatalf("short body: %d %.300s", w.Code, w.Body)
+	}
+	if after := len(readAudit(t, f.auditLog)); after != before {
+		t.Fatalf("short body audited: %d records, had %d", after, before)
 	}
 }
