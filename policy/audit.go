@@ -46,7 +46,9 @@ type Record struct {
 	Namespace string   `json:"namespace,omitempty"`
 	Operation string   `json:"operation,omitempty"`
 	Payloads  int      `json:"payloads"`
-	KeyIDs    []string `json:"key_ids,omitempty"`
+	// KeyIDs lists, distinct and sorted, the key ids the payloads claim. At most MaxAuditKeyIDs, then a last entry
+	// saying how many more.
+	KeyIDs []string `json:"key_ids,omitempty"`
 	// Bindings lists, distinct and sorted, what the payloads are bound to besides their namespace (format v2): e.g.
 	// `workflow "order-1"`. At most MaxAuditBindings, then a last entry saying how many more.
 	Bindings   []string `json:"bindings,omitempty"`
@@ -60,6 +62,10 @@ type Record struct {
 
 // MaxAuditBindings bounds Record.Bindings, so one request of many workflows' payloads cannot bloat its record.
 const MaxAuditBindings = 32
+
+// MaxAuditKeyIDs bounds Record.KeyIDs: a scope rotated daily for two months has 64 keys, while envelopes claiming
+// forged key ids (one each) must not make a record too large to append, which would refuse the request.
+const MaxAuditKeyIDs = 64
 
 // ErrAuditClosed is returned by Append after Close.
 var ErrAuditClosed = errors.New("audit log closed")

@@ -239,7 +239,16 @@ func (d *Decoder) keyIDs(payloads []*commonpb.Payload, namespace string) []strin
 		}
 	}
 	slices.Sort(ids)
-	return ids
+	return capKeyIDs(ids)
+}
+
+// capKeyIDs keeps the first policy.MaxAuditKeyIDs of sorted, distinct ids, then says how many more there were.
+func capKeyIDs(ids []string) []string {
+	if len(ids) <= policy.MaxAuditKeyIDs {
+		return ids
+	}
+	more := len(ids) - policy.MaxAuditKeyIDs
+	return append(ids[:policy.MaxAuditKeyIDs:policy.MaxAuditKeyIDs], fmt.Sprintf("and %d more key ids", more))
 }
 
 // keyIDOf returns d.KeyID, or codec.KeyIDIn's id when it is nil.
@@ -294,7 +303,7 @@ func (r requestClaims) keyIDs() []string {
 	}
 	// Sorted, then without repeats: a request of payloads claiming many different keys costs n log n, not n².
 	slices.Sort(ids)
-	return slices.Compact(ids)
+	return capKeyIDs(slices.Compact(ids))
 }
 
 // bindings is bindings of the request's payloads: taking the chunks' distinct bindings in order, with their counts,

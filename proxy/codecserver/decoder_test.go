@@ -420,3 +420,48 @@ func TestDecodeClaimsAcrossChunks(t *testing.T) {
 		t.Errorf("bindings %q, want %q", rec.Bindings, want)
 	}
 }
+
+// TestAuditKeyIDsCapped: a request of payloads sealed with more keys than a record lists names the first
+// policy.MaxAuditKeyIDs and counts the rest, so envelopes claiming one key each cannot bloat the record.
+func TestAuditKeyIDsCapped(t *testing.T) {
+	t.Parallel()
+	kr := codectest.NewKeyring()
+	c, err := codec.New(kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys = policy.MaxAuditKeyIDs + 10
+	var ps []*commonpb.Payload
+	for i := range keys {
+		if i > 0 {
+			if _, err := kr.Rotate("default"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		enc, err := c.Encode(t.Context(), "default", []*commonpb.Payload{{Data: []byte(fmt.Sprint(i))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, enc[0])
+	}
+	al := &memAudit{}
+	d := &Decoder{Codec: c, Authorizer: policy.DevAccess(), Audit: al}
+	res, err := d.Decode(t.Context(), DecodeRequest{Identity: policy.Identity{Subject: "dev"}, Namespace: "default", Via: ViaCodecEndpoint}, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	recs := al.records()
+	if len(recs) != 1 {
+		t.Fatalf("%d audit records, want 1", len(recs))
+	}
+	ids := recs[0].KeyIDs
+	if len(ids) != policy.MaxAuditKeyIDs+1 || ids[len(ids)-1] != "and 10 more key ids" {
+		t.Errorf("key ids: %d entries, last %q; want %d and a count of 10 more", len(ids), ids[len(ids)-1], policy.MaxAuditKeyIDs+1)
+	}
+	if want := d.keyIDs(ps, "default"); !slices.Equal(ids, want) {
+		t.Errorf("the chunked claims differ from the whole request's: %q, want %q", ids, want)
+	}
+}
