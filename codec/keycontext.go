@@ -9,7 +9,7 @@ import (
 // A keyContext is everything the codec derives from a (key id, namespace) pair: the associated data (v1's whole, v2's constant prefix),
 // the envelope metadata and the parts of the key id.
 // Building them costs several allocations, which at 1 KiB is a noticeable share of a payload's cost, so they are built once per pair and
-// cached. A keyContext is immutable once published.
+// cached. A keyContext is immutable once published, except for the ciphertext overhead it learns.
 type keyContext struct {
 	id        string
 	namespace string
@@ -28,6 +28,27 @@ type keyContext struct {
 	scope         string
 	tinkID        uint32
 	explicitScope bool
+
+	// overhead is how many bytes the key's last ciphertext added to its plaintext (0 until the first v2 seal), so that a v2
+	// writer can allocate the envelope data, which holds a copy of the ciphertext, before the AEAD runs.
+	overhead atomic.Int32
+}
+
+// defaultOverhead is the room for the ciphertext expansion a key has not shown yet: a TINK prefix, a 24-byte nonce (XAES-256-GCM's
+// salt and nonce, XChaCha20-Poly1305's) and a 16-byte tag.
+const defaultOverhead = tinkPrefixSize + 24 + 16
+
+func (k *keyContext) ciphertextOverhead() int {
+	if n := k.overhead.Load(); n > 0 {
+		return int(n)
+	}
+	return defaultOverhead
+}
+
+func (k *keyContext) setCiphertextOverhead(n int) {
+	if n > 0 && n <= 1<<10 && int32(n) != k.overhead.Load() {
+		k.overhead.Store(int32(n))
+	}
 }
 
 func newKeyContext(id, namespace string) *keyContext {
@@ -73,25 +94,42 @@ const maxKeyContexts = 1024
 // keyContexts caches keyContext values by (namespace, key id). Lookups are lock-free reads of an immutable map (one atomic load, and no
 // allocation even when the key id is a []byte from envelope metadata); additions copy the map under a mutex, which happens once per pair.
 // Only pairs whose key the keyring actually returned are added, so ids read from untrusted envelopes cannot fill it.
+//
+// The context found last is remembered too: a process that serves one namespace with one key, or a run of payloads of one
+// pair, then finds it with two string comparisons instead of hashing both strings. It is replaced only when a lookup finds
+// another pair, so in steady state it is only read.
 type keyContexts struct {
-	m  atomic.Pointer[map[keyContextKey]*keyContext]
-	mu sync.Mutex // serialises additions
+	m    atomic.Pointer[map[keyContextKey]*keyContext]
+	last atomic.Pointer[keyContext]
+	mu   sync.Mutex // serialises additions
 }
 
 type keyContextKey struct{ namespace, id string }
 
 // lookup returns the cached context of (namespace, id), or nil.
 func (c *keyContexts) lookup(namespace, id string) *keyContext {
+	if kc := c.last.Load(); kc != nil && kc.id == id && kc.namespace == namespace {
+		return kc
+	}
 	if m := c.m.Load(); m != nil {
-		return (*m)[keyContextKey{namespace, id}]
+		if kc := (*m)[keyContextKey{namespace, id}]; kc != nil {
+			c.last.Store(kc)
+			return kc
+		}
 	}
 	return nil
 }
 
-// lookupBytes is lookup for an id still in its metadata bytes; the conversion in the map index does not allocate.
+// lookupBytes is lookup for an id still in its metadata bytes; neither the comparison nor the conversion in the map index allocates.
 func (c *keyContexts) lookupBytes(namespace string, id []byte) *keyContext {
+	if kc := c.last.Load(); kc != nil && kc.id == string(id) && kc.namespace == namespace {
+		return kc
+	}
 	if m := c.m.Load(); m != nil {
-		return (*m)[keyContextKey{namespace, string(id)}]
+		if kc := (*m)[keyContextKey{namespace, string(id)}]; kc != nil {
+			c.last.Store(kc)
+			return kc
+		}
 	}
 	return nil
 }

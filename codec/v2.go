@@ -1,11 +1,11 @@
 package codec
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 
 	commonpb "go.temporal.io/api/common/v1"
 )
@@ -53,6 +53,10 @@ const (
 	headerInMetadataAt = 16 << 10
 )
 
+// compactMetadata is the metadata of every compact-layout envelope, which each envelope gets a copy of (cloning the map's one
+// group is cheaper than hashing the key into a new map). It is never modified.
+var compactMetadata = map[string][]byte{MetadataEncoding: encodingEncryptedBytes}
+
 // MetadataHeader is the metadata key of a format v2 envelope in the metadata layout (large payloads): its value is the
 // header without the magic byte, and data is the bare Tink ciphertext.
 const MetadataHeader = "blindfold-header"
@@ -93,11 +97,14 @@ type headerV2 struct {
 // that a TINK-prefixed ciphertext of at least the minimum size follows. Errors wrap ErrUnsupportedVersion, ErrTruncated or
 // ErrMalformed.
 func parseEnvelopeV2(p *commonpb.Payload) (headerV2, error) {
-	if core, ok := p.Metadata[MetadataHeader]; ok {
-		if inDataHeader(p.Data) {
-			return headerV2{}, fmt.Errorf("a header in both the %s metadata and the data: %w", MetadataHeader, ErrMalformed)
+	// An envelope with one metadata entry has only its encoding (binary/encrypted, which envelopeFormat checked).
+	if len(p.Metadata) > 1 {
+		if core, ok := p.Metadata[MetadataHeader]; ok {
+			if inDataHeader(p.Data) {
+				return headerV2{}, fmt.Errorf("a header in both the %s metadata and the data: %w", MetadataHeader, ErrMalformed)
+			}
+			return parseHeaderParts(core, p.Data, true)
 		}
-		return parseHeaderParts(core, p.Data, true)
 	}
 	if len(p.Data) < 1 || p.Data[0] != magicV2 {
 		return headerV2{}, fmt.Errorf("no v2 header: %w", ErrMalformed)
@@ -266,72 +273,42 @@ func appendFields(dst []byte, fields ...string) []byte {
 	return dst
 }
 
-// sealerV2 is what one EncodeFor call needs to seal v2 envelopes: its key context and binding, and the associated data (which ends
-// with the header) of each layout, body form and compression, each built on first use in a pooled buffer that release returns.
-type sealerV2 struct {
-	kc      *keyContext
-	binding Binding
-	ad      [2][maxForm + 1][2]*[]byte // by metadata layout, form, compressed; the header is (*ad)[len(kc.adV2)+4:]
+// headerSize is the length of the header of an envelope sealed with kc and bound to binding: the core, and the magic byte in
+// the compact layout.
+func headerSize(kc *keyContext, binding Binding, inMetadata bool) int {
+	n := minCoreV2 - 1 + uvarintLen(uint64(len(binding.ID))) + len(binding.ID)
+	if kc.explicitScope {
+		n += uvarintLen(uint64(len(kc.scope))) + len(kc.scope)
+	}
+	if !inMetadata {
+		n++ // the magic
+	}
+	return n
 }
 
-// release returns the associated-data buffers to the pool, once no more envelopes are sealed.
-func (s *sealerV2) release() {
-	for l := range s.ad {
-		for f := range s.ad[l] {
-			for z, bp := range s.ad[l][f] {
-				if bp != nil {
-					putBuffer(bp)
-					s.ad[l][f][z] = nil
-				}
-			}
-		}
+// appendAD appends the associated data of an envelope sealed with kc and bound to binding (docs/format.md, v2 §4) to dst: the
+// constant prefix kc.adV2, then the length of the header of n bytes (headerSize) and the header itself, which is therefore the
+// last n bytes of the result.
+func appendAD(dst []byte, kc *keyContext, binding Binding, inMetadata bool, form byte, compressed bool, n int) []byte {
+	flags := byte(0)
+	if compressed {
+		flags |= hdrFlagZstd
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
+	if kc.explicitScope {
+		flags |= hdrFlagScope
 	}
-	return 0
-}
-
-// adFor returns the associated data and the header of an envelope of the given layout, body form and compression.
-func (s *sealerV2) adFor(inMetadata bool, form byte, compressed bool) (ad, hdr []byte) {
-	slot := &s.ad[b2i(inMetadata)][form][b2i(compressed)]
-	start := len(s.kc.adV2) + 4
-	if *slot == nil {
-		flags := byte(0)
-		if compressed {
-			flags |= hdrFlagZstd
-		}
-		if s.kc.explicitScope {
-			flags |= hdrFlagScope
-		}
-		n := minCoreV2 - 1 + uvarintLen(uint64(len(s.binding.ID))) + len(s.binding.ID)
-		if s.kc.explicitScope {
-			n += uvarintLen(uint64(len(s.kc.scope))) + len(s.kc.scope)
-		}
-		if !inMetadata {
-			n++ // the magic
-		}
-		bp := getBuffer(start + n)
-		ad := append((*bp)[:0], s.kc.adV2...)
-		ad = binary.BigEndian.AppendUint32(ad, uint32(n))
-		if !inMetadata {
-			ad = append(ad, magicV2)
-		}
-		ad = append(ad, versionV2, byte(s.binding.Kind)<<4|flags, form)
-		if s.kc.explicitScope {
-			ad = binary.AppendUvarint(ad, uint64(len(s.kc.scope)))
-			ad = append(ad, s.kc.scope...)
-		}
-		ad = binary.AppendUvarint(ad, uint64(len(s.binding.ID)))
-		ad = append(ad, s.binding.ID...)
-		*bp = ad
-		*slot = bp
+	dst = append(dst, kc.adV2...)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+	if !inMetadata {
+		dst = append(dst, magicV2)
 	}
-	ad = **slot
-	return ad, ad[start:]
+	dst = append(dst, versionV2, byte(binding.Kind)<<4|flags, form)
+	if kc.explicitScope {
+		dst = binary.AppendUvarint(dst, uint64(len(kc.scope)))
+		dst = append(dst, kc.scope...)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(binding.ID)))
+	return append(dst, binding.ID...)
 }
 
 // bodyForm returns the v2 body form of p: one of the short forms when p's only content is a well-known encoding and data, else formProto.
@@ -351,15 +328,18 @@ func bodyForm(p *commonpb.Payload) byte {
 	return formProto
 }
 
-// sealV2 builds one v2 envelope. For the short body forms the plaintext is p.Data itself, and in the metadata layout the
-// envelope's data is the AEAD's output buffer, so a large payload is read once by the AEAD and never copied.
-func (c *Codec) sealV2(key Key, s *sealerV2, p *commonpb.Payload) (*commonpb.Payload, error) {
+// sealV2 builds the v2 envelope of p in env. For the short body forms the plaintext is p.Data itself. In the metadata layout
+// the envelope's data is the AEAD's output buffer, so a large payload is read once by the AEAD and never copied; the associated
+// data and the header share one allocation, and the header is the metadata value. In the compact layout the associated data, the
+// header and then the copy of the ciphertext share one allocation, and the envelope's data is the header and the ciphertext in it.
+// (The associated data before it is not secret: the label, the namespace and the key id.)
+func (c *Codec) sealV2(key Key, kc *keyContext, binding Binding, p, env *commonpb.Payload) error {
 	form := bodyForm(p)
 	plaintext := p.Data
 	if form == formProto {
 		bufp, err := marshalBody(p, nil)
 		if err != nil {
-			return nil, fmt.Errorf("marshal payload: %w", err)
+			return fmt.Errorf("marshal payload: %w", err)
 		}
 		defer putBuffer(bufp)
 		plaintext = *bufp
@@ -368,7 +348,7 @@ func (c *Codec) sealV2(key Key, s *sealerV2, p *commonpb.Payload) (*commonpb.Pay
 	if c.compress && len(plaintext) >= c.threshold && len(plaintext) <= c.maxDecodedSize {
 		enc, err := c.encoder()
 		if err != nil {
-			return nil, fmt.Errorf("zstd encoder: %w", err)
+			return fmt.Errorf("zstd encoder: %w", err)
 		}
 		zp := getBuffer(len(plaintext))
 		defer putBuffer(zp)
@@ -379,33 +359,61 @@ func (c *Codec) sealV2(key Key, s *sealerV2, p *commonpb.Payload) (*commonpb.Pay
 		}
 	}
 	inMetadata := len(plaintext) >= c.headerInMetadataAt
-	ad, hdr := s.adFor(inMetadata, form, compressed)
+	n := headerSize(kc, binding, inMetadata)
+	start := len(kc.adV2) + 4 // where the header starts in the associated data
+	size := start + n
+	if !inMetadata {
+		// Room for the ciphertext too, sized by what this key's ciphertexts added to their plaintext last time. A wrong guess
+		// only costs the append below a new allocation.
+		size += len(plaintext) + kc.ciphertextOverhead()
+	}
+	ad := appendAD(make([]byte, 0, size), kc, binding, inMetadata, form, compressed, n)
 	ct, err := key.AEAD.Encrypt(plaintext, ad)
 	if err != nil {
-		return nil, fmt.Errorf("encrypt: %w", err)
+		return fmt.Errorf("encrypt: %w", err)
 	}
 	// The key id readers derive comes from the ciphertext's TINK prefix, so it must be the prefix of the key the keyring named.
-	if len(ct) < MinCiphertextSize || ct[0] != tinkPrefixTink || binary.BigEndian.Uint32(ct[1:tinkPrefixSize]) != s.kc.tinkID {
-		return nil, fmt.Errorf("key %q wrote a ciphertext without its TINK output prefix: format v2 needs keys with the TINK prefix", key.ID)
+	if len(ct) < MinCiphertextSize || ct[0] != tinkPrefixTink || binary.BigEndian.Uint32(ct[1:tinkPrefixSize]) != kc.tinkID {
+		return fmt.Errorf("key %q wrote a ciphertext without its TINK output prefix: format v2 needs keys with the TINK prefix", key.ID)
 	}
-	env := &commonpb.Payload{}
+	hdr := ad[start:len(ad):len(ad)]
 	if inMetadata {
-		env.Metadata = map[string][]byte{MetadataEncoding: encodingEncryptedBytes, MetadataHeader: capped(bytes.Clone(hdr))}
+		env.Metadata = map[string][]byte{MetadataEncoding: encodingEncryptedBytes, MetadataHeader: hdr}
 		env.Data = ct
 	} else {
-		env.Metadata = map[string][]byte{MetadataEncoding: encodingEncryptedBytes}
-		// Appending to the full header makes the runtime allocate header+ciphertext and copy both, without first zeroing the
-		// new slice as make would.
-		env.Data = append(hdr[:len(hdr):len(hdr)], ct...)
+		kc.setCiphertextOverhead(len(ct) - len(plaintext))
+		env.Metadata = maps.Clone(compactMetadata)
+		data := append(ad[start:], ct...)
+		env.Data = data[:len(data):len(data)]
 	}
 	copyExternalSizes(env, p)
-	return env, nil
+	return nil
 }
 
-// decoderV2 is the per-call state of the v2 reader: the default scope of the namespace, computed on first use.
+// decoderV2 is the per-call state of the v2 reader: the default scope of the namespace, computed on first use, and the buffer
+// the associated data of each envelope is built in (one per call, not one per payload).
 type decoderV2 struct {
 	defaultScope string
 	have         bool
+	ad           []byte
+	pooled       *[]byte // ad's pooled buffer, which release returns
+}
+
+// adBuffer returns an empty buffer of at least n bytes for associated data.
+func (d *decoderV2) adBuffer(n int) []byte {
+	if cap(d.ad) < n {
+		d.release()
+		d.pooled = getBuffer(n)
+		d.ad = *d.pooled
+	}
+	return d.ad[:0]
+}
+
+func (d *decoderV2) release() {
+	if d.pooled != nil {
+		putBuffer(d.pooled)
+		d.pooled, d.ad = nil, nil
+	}
 }
 
 func (d *decoderV2) scope(namespace string) string {
@@ -416,7 +424,8 @@ func (d *decoderV2) scope(namespace string) string {
 }
 
 // decodeV2 opens the v2 envelope p at index i.
-func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Payload, d *decoderV2, last *openedKey, b *DecodeBudget) (*commonpb.Payload, int64, error) {
+// A short-form payload is built in dst when it is not nil.
+func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Payload, d *decoderV2, last *openedKey, b *DecodeBudget, dst *shortFormPayload) (*commonpb.Payload, int64, error) {
 	h, err := parseEnvelopeV2(p)
 	if err != nil {
 		return nil, 0, fmt.Errorf("decode payload %d: %w", i, err)
@@ -441,13 +450,10 @@ func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
 	}
 	kc := last.kc
-	adp := getBuffer(len(kc.adV2) + 4 + len(h.hdr))
-	ad := append((*adp)[:0], kc.adV2...)
+	ad := append(d.adBuffer(len(kc.adV2)+4+len(h.hdr)), kc.adV2...)
 	ad = binary.BigEndian.AppendUint32(ad, uint32(len(h.hdr)))
 	ad = append(ad, h.hdr...)
-	*adp = ad
 	pt, err := last.key.AEAD.Decrypt(h.ct, ad)
-	putBuffer(adp)
 	if err != nil {
 		// The AEAD's own message is dropped on purpose: it says nothing useful to the caller, and the sentinel is what they branch on.
 		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), ErrTampered)
@@ -458,7 +464,7 @@ func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 			return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
 		}
 	}
-	orig, err := payloadFromPlaintext(h.form, pt)
+	orig, err := payloadFromPlaintext(h.form, pt, dst)
 	if err != nil {
 		return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
 	}
@@ -472,8 +478,8 @@ type shortFormPayload struct {
 }
 
 // payloadFromPlaintext restores the payload from the v2 plaintext of a body form (which the header parser has checked), and
-// may alias pt: the caller owns it.
-func payloadFromPlaintext(form byte, pt []byte) (*commonpb.Payload, error) {
+// may alias pt: the caller owns it. A short-form payload is built in s when it is not nil.
+func payloadFromPlaintext(form byte, pt []byte, s *shortFormPayload) (*commonpb.Payload, error) {
 	if form == formProto {
 		p, err := unmarshalBody(pt)
 		if err != nil {
@@ -483,7 +489,9 @@ func payloadFromPlaintext(form byte, pt []byte) (*commonpb.Payload, error) {
 	}
 	// Each payload gets its own metadata value (decoded payloads go to SDK converters, which own them), allocated with the
 	// payload itself.
-	s := &shortFormPayload{}
+	if s == nil {
+		s = &shortFormPayload{}
+	}
 	enc := append(s.encoding[:0], formEncodings[form]...)
 	s.p.Metadata = map[string][]byte{MetadataEncoding: enc[:len(enc):len(enc)]}
 	if len(pt) > 0 {
