@@ -330,12 +330,15 @@ type openedKey struct {
 	kc  *keyContext
 }
 
-// openingKey returns the key and context of id (still in envelope bytes) for namespace, from last when it is the same id.
-func (c *Codec) openingKey(ctx context.Context, namespace string, id []byte, last *openedKey) error {
+// openingKey sets last to the key and context of id (still in envelope bytes) for namespace; it keeps last when it is the same
+// id. kc is the context of id when the caller knows it already, else nil.
+func (c *Codec) openingKey(ctx context.Context, namespace string, id []byte, kc *keyContext, last *openedKey) error {
 	if last.kc != nil && string(id) == last.kc.id && last.kc.namespace == namespace {
 		return nil
 	}
-	kc := c.contexts.lookupBytes(namespace, id)
+	if kc == nil {
+		kc = c.contexts.lookupBytes(namespace, id)
+	}
 	var sid string
 	if kc != nil {
 		sid = kc.id
@@ -452,7 +455,7 @@ func (c *Codec) decodeV1(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 	if len(p.Data) < MinCiphertextSize {
 		return nil, 0, fmt.Errorf("decode payload %d (key %q): %d bytes of ciphertext, need at least %d: %w", i, clip(rawID), len(p.Data), MinCiphertextSize, ErrTruncated)
 	}
-	if err := c.openingKey(ctx, namespace, rawID, last); err != nil {
+	if err := c.openingKey(ctx, namespace, rawID, nil, last); err != nil {
 		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
 	}
 	// The Tink prefix names the key that wrote the ciphertext; it must be the key the metadata names. (Tink checks the prefix

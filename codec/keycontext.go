@@ -73,6 +73,18 @@ func newKeyContext(id, namespace string) *keyContext {
 	}
 }
 
+// isV2Key reports whether k is the context, for namespace, of the key a v2 envelope names: one whose header has scope (nil for
+// the namespace's default) and whose ciphertext has the Tink key id tinkID. k may be nil.
+func (k *keyContext) isV2Key(namespace string, scope []byte, tinkID uint32) bool {
+	if k == nil || k.scope == "" || k.tinkID != tinkID || k.namespace != namespace {
+		return false
+	}
+	if scope == nil {
+		return !k.explicitScope
+	}
+	return k.explicitScope && k.scope == string(scope)
+}
+
 // envelopeMetadata returns a new metadata map for one envelope.
 func (k *keyContext) envelopeMetadata() map[string][]byte {
 	return maps.Clone(k.metadata)

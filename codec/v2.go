@@ -430,11 +430,23 @@ func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 	if err != nil {
 		return nil, 0, fmt.Errorf("decode payload %d: %w", i, err)
 	}
+	// The key id is the scope (the header's, or the namespace's default) and the Tink key id of the ciphertext's prefix. When
+	// the context of the key last used (in this call, or by the codec) has them, its id is taken as it is.
+	kc := last.kc
+	if !kc.isV2Key(e.Namespace, h.scope, h.tinkID) {
+		kc = c.contexts.last.Load()
+		if !kc.isV2Key(e.Namespace, h.scope, h.tinkID) {
+			kc = nil
+		}
+	}
 	var idBuf [MaxScopeLen + 1 + 8]byte
 	var id []byte
-	if h.scope != nil {
+	switch {
+	case kc != nil:
+		id = append(idBuf[:0], kc.id...)
+	case h.scope != nil:
 		id = appendKeyID(idBuf[:0], h.scope, h.tinkID)
-	} else {
+	default:
 		id = appendKeyID(idBuf[:0], d.scope(e.Namespace), h.tinkID)
 	}
 	if e.Accept != nil {
@@ -442,14 +454,16 @@ func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w: %w", i, string(id), ErrWrongBinding, err)
 		}
 	}
-	if err := c.openingKey(ctx, e.Namespace, id, last); err != nil {
-		if h.scope == nil && errors.Is(err, ErrUnknownKey) {
-			// The scope came from the namespace: a value sealed for another namespace usually ends here.
-			return nil, 0, fmt.Errorf("decode payload %d (key %q, in the default scope of namespace %q; sealed for another namespace?): %w", i, string(id), e.Namespace, err)
+	if kc == nil || kc != last.kc {
+		if err := c.openingKey(ctx, e.Namespace, id, kc, last); err != nil {
+			if h.scope == nil && errors.Is(err, ErrUnknownKey) {
+				// The scope came from the namespace: a value sealed for another namespace usually ends here.
+				return nil, 0, fmt.Errorf("decode payload %d (key %q, in the default scope of namespace %q; sealed for another namespace?): %w", i, string(id), e.Namespace, err)
+			}
+			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
 		}
-		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
 	}
-	kc := last.kc
+	kc = last.kc
 	ad := append(d.adBuffer(len(kc.adV2)+4+len(h.hdr)), kc.adV2...)
 	ad = binary.BigEndian.AppendUint32(ad, uint32(len(h.hdr)))
 	ad = append(ad, h.hdr...)
