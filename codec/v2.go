@@ -97,19 +97,26 @@ type headerV2 struct {
 // that a TINK-prefixed ciphertext of at least the minimum size follows. Errors wrap ErrUnsupportedVersion, ErrTruncated or
 // ErrMalformed.
 func parseEnvelopeV2(p *commonpb.Payload) (headerV2, error) {
+	var h headerV2
+	err := h.parseEnvelope(p)
+	return h, err
+}
+
+// parseEnvelope is parseEnvelopeV2 into h (a header is too large to be returned cheaply on the decode path).
+func (h *headerV2) parseEnvelope(p *commonpb.Payload) error {
 	// An envelope with one metadata entry has only its encoding (binary/encrypted, which envelopeFormat checked).
 	if len(p.Metadata) > 1 {
 		if core, ok := p.Metadata[MetadataHeader]; ok {
 			if inDataHeader(p.Data) {
-				return headerV2{}, fmt.Errorf("a header in both the %s metadata and the data: %w", MetadataHeader, ErrMalformed)
+				return fmt.Errorf("a header in both the %s metadata and the data: %w", MetadataHeader, ErrMalformed)
 			}
-			return parseHeaderParts(core, p.Data, true)
+			return h.parseParts(core, p.Data, true)
 		}
 	}
 	if len(p.Data) < 1 || p.Data[0] != magicV2 {
-		return headerV2{}, fmt.Errorf("no v2 header: %w", ErrMalformed)
+		return fmt.Errorf("no v2 header: %w", ErrMalformed)
 	}
-	return parseHeaderParts(p.Data[1:], p.Data, false)
+	return h.parseParts(p.Data[1:], p.Data, false)
 }
 
 // inDataHeader reports whether data starts as a compact-layout header does: the magic, then a version byte 0x02..0x0F.
@@ -122,60 +129,62 @@ func parseHeader(data []byte) (headerV2, error) {
 	if len(data) < 1 || data[0] != magicV2 {
 		return headerV2{}, fmt.Errorf("no v2 header: %w", ErrMalformed)
 	}
-	return parseHeaderParts(data[1:], data, false)
+	var h headerV2
+	err := h.parseParts(data[1:], data, false)
+	return h, err
 }
 
-// parseHeaderParts parses core. In the metadata layout core is the whole metadata value and data the ciphertext; in the compact
-// layout core is data[1:] and the ciphertext follows it.
-func parseHeaderParts(core, data []byte, inMetadata bool) (headerV2, error) {
-	h := headerV2{inMetadata: inMetadata}
+// parseParts parses core into h. In the metadata layout core is the whole metadata value and data the ciphertext; in the
+// compact layout core is data[1:] and the ciphertext follows it.
+func (h *headerV2) parseParts(core, data []byte, inMetadata bool) error {
+	*h = headerV2{inMetadata: inMetadata}
 	if len(core) < 1 {
-		return h, fmt.Errorf("empty %s metadata: %w", MetadataHeader, ErrMalformed)
+		return fmt.Errorf("empty %s metadata: %w", MetadataHeader, ErrMalformed)
 	}
 	if core[0] != versionV2 {
 		if inMetadata && (core[0] < versionV2 || core[0] > maxVersionByte) {
-			return h, fmt.Errorf("%s metadata starts with %#02x, not a version byte: %w", MetadataHeader, core[0], ErrMalformed)
+			return fmt.Errorf("%s metadata starts with %#02x, not a version byte: %w", MetadataHeader, core[0], ErrMalformed)
 		}
-		return h, fmt.Errorf("format version byte %#02x: %w", core[0], ErrUnsupportedVersion)
+		return fmt.Errorf("format version byte %#02x: %w", core[0], ErrUnsupportedVersion)
 	}
 	if len(core) < minCoreV2 {
 		if inMetadata {
-			return h, fmt.Errorf("%d bytes of %s metadata: %w", len(core), MetadataHeader, ErrTruncated)
+			return fmt.Errorf("%d bytes of %s metadata: %w", len(core), MetadataHeader, ErrTruncated)
 		}
-		return h, fmt.Errorf("%d bytes of envelope data: %w", len(data), ErrTruncated)
+		return fmt.Errorf("%d bytes of envelope data: %w", len(data), ErrTruncated)
 	}
 	h.kind, h.flags, h.form = BindingKind(core[1]>>4), core[1]&0x0F, core[2]
 	if h.flags&^hdrFlagsKnown != 0 {
-		return h, fmt.Errorf("reserved header flags %#x: %w", h.flags&^hdrFlagsKnown, ErrMalformed)
+		return fmt.Errorf("reserved header flags %#x: %w", h.flags&^hdrFlagsKnown, ErrMalformed)
 	}
 	if h.kind > maxBindingKind {
-		return h, fmt.Errorf("unknown binding kind %d: %w", h.kind, ErrMalformed)
+		return fmt.Errorf("unknown binding kind %d: %w", h.kind, ErrMalformed)
 	}
 	if h.form > maxForm {
-		return h, fmt.Errorf("unknown body form %d: %w", h.form, ErrMalformed)
+		return fmt.Errorf("unknown body form %d: %w", h.form, ErrMalformed)
 	}
 	rest := core[3:]
 	if h.flags&hdrFlagScope != 0 {
 		s, r, err := lengthPrefixed(rest, MaxScopeLen, "scope")
 		if err != nil {
-			return h, err
+			return err
 		}
 		if !validScopeBytes(s) {
-			return h, fmt.Errorf("header scope: %v: %w", ValidateScope(string(s)), ErrMalformed)
+			return fmt.Errorf("header scope: %v: %w", ValidateScope(string(s)), ErrMalformed)
 		}
 		h.scope, rest = s, r
 	}
 	id, rest, err := lengthPrefixed(rest, MaxBindingIDLen, "binding id")
 	if err != nil {
-		return h, err
+		return err
 	}
 	if len(id) != 0 && (h.kind == BindNamespace || h.kind == BindQuery) {
-		return h, fmt.Errorf("binding id of %d bytes for %s: %w", len(id), Binding{Kind: h.kind}, ErrMalformed)
+		return fmt.Errorf("binding id of %d bytes for %s: %w", len(id), Binding{Kind: h.kind}, ErrMalformed)
 	}
 	h.id = id
 	if inMetadata {
 		if len(rest) != 0 {
-			return h, fmt.Errorf("%d bytes after the header in %s metadata: %w", len(rest), MetadataHeader, ErrMalformed)
+			return fmt.Errorf("%d bytes after the header in %s metadata: %w", len(rest), MetadataHeader, ErrMalformed)
 		}
 		h.hdr, h.ct = core, data
 	} else {
@@ -183,13 +192,13 @@ func parseHeaderParts(core, data []byte, inMetadata bool) (headerV2, error) {
 		h.hdr, h.ct = data[:n:n], rest
 	}
 	if len(h.ct) < MinCiphertextSize {
-		return h, fmt.Errorf("%d bytes of ciphertext, need at least %d: %w", len(h.ct), MinCiphertextSize, ErrTruncated)
+		return fmt.Errorf("%d bytes of ciphertext, need at least %d: %w", len(h.ct), MinCiphertextSize, ErrTruncated)
 	}
 	if h.ct[0] != tinkPrefixTink {
-		return h, fmt.Errorf("ciphertext without a TINK key prefix (first byte %#02x): %w", h.ct[0], ErrMalformed)
+		return fmt.Errorf("ciphertext without a TINK key prefix (first byte %#02x): %w", h.ct[0], ErrMalformed)
 	}
 	h.tinkID = binary.BigEndian.Uint32(h.ct[1:tinkPrefixSize])
-	return h, nil
+	return nil
 }
 
 // lengthPrefixed reads uvarint(n) || n bytes, n at most limit, from b. The varint must be minimal, so every header has one encoding.
@@ -426,8 +435,8 @@ func (d *decoderV2) scope(namespace string) string {
 // decodeV2 opens the v2 envelope p at index i.
 // A short-form payload is built in dst when it is not nil.
 func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Payload, d *decoderV2, last *openedKey, b *DecodeBudget, dst *shortFormPayload) (*commonpb.Payload, int64, error) {
-	h, err := parseEnvelopeV2(p)
-	if err != nil {
+	var h headerV2
+	if err := h.parseEnvelope(p); err != nil {
 		return nil, 0, fmt.Errorf("decode payload %d: %w", i, err)
 	}
 	// The key id is the scope (the header's, or the namespace's default) and the Tink key id of the ciphertext's prefix. When

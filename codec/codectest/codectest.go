@@ -29,9 +29,10 @@ type Keyring struct {
 }
 
 type scope struct {
-	primary string
-	keys    map[string]codec.Key // by key id
-	handle  *keyset.Handle
+	primary    string
+	primaryKey codec.Key            // keys[primary]
+	keys       map[string]codec.Key // by key id
+	handle     *keyset.Handle
 }
 
 var _ codec.Keyring = (*Keyring)(nil)
@@ -129,7 +130,7 @@ func (k *Keyring) SealingKey(_ context.Context, t codec.Target) (codec.Key, erro
 	if err != nil {
 		return codec.Key{}, err
 	}
-	return s.keys[s.primary], nil
+	return s.primaryKey, nil
 }
 
 // OpeningKey implements codec.Keyring. Only keys of namespace's own keyset are found.
@@ -199,6 +200,7 @@ func newScope(namespace string, h *keyset.Handle) (*scope, error) {
 	if s.primary == "" {
 		return nil, fmt.Errorf("keyset of namespace %q has no enabled primary key", namespace)
 	}
+	s.primaryKey = s.keys[s.primary]
 	return s, nil
 }
 
