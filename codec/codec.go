@@ -180,14 +180,10 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 	if err := t.Binding.Validate(); err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
-	var (
-		out []*commonpb.Payload
-		one *sealedOne // a call with one payload to seal: out and the envelope in one allocation
-	)
-	if len(payloads) == 1 && payloads[0] != nil && !isSealed(payloads[0]) {
-		one = new(sealedOne)
-		out = one.out[:]
-	} else {
+	// A call with one payload to seal gets out and the envelope in one allocation (sealedOne); out is allocated when the
+	// first payload is known.
+	var out []*commonpb.Payload
+	if len(payloads) != 1 {
 		out = make([]*commonpb.Payload, len(payloads))
 	}
 	var (
@@ -196,7 +192,14 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 		v2  bool
 	)
 	for i, p := range payloads {
-		if p == nil || one == nil && isSealed(p) {
+		var enc []byte // p's encoding, looked up once for both isSealed and bodyForm
+		if p != nil {
+			enc = p.Metadata[MetadataEncoding]
+		}
+		if p == nil || string(enc) == EncodingEncrypted && isSealedEnvelope(p) {
+			if out == nil {
+				out = make([]*commonpb.Payload, 1)
+			}
 			out[i] = p
 			continue
 		}
@@ -221,14 +224,15 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 			}
 		}
 		var env *commonpb.Payload
-		if one != nil {
-			env = &one.env
+		if out == nil {
+			one := new(sealedOne)
+			out, env = one.out[:], &one.env
 		} else {
 			env = new(commonpb.Payload)
 		}
 		var err error
 		if v2 {
-			err = c.sealV2(key, kc, t.Binding, p, env)
+			err = c.sealV2(key, kc, t.Binding, p, enc, env)
 		} else {
 			err = c.seal(key, kc, p, env)
 		}
@@ -360,7 +364,7 @@ func (c *Codec) openingKey(ctx context.Context, namespace string, id []byte, kc 
 	return nil
 }
 
-func (c *Codec) decode(ctx context.Context, e Expect, payloads []*commonpb.Payload, b *DecodeBudget) (_ []*commonpb.Payload, err error) {
+func (c *Codec) decode(ctx context.Context, e Expect, payloads []*commonpb.Payload, b *DecodeBudget) ([]*commonpb.Payload, error) {
 	var (
 		charged int64
 		out     []*commonpb.Payload
@@ -368,16 +372,17 @@ func (c *Codec) decode(ctx context.Context, e Expect, payloads []*commonpb.Paylo
 		last    openedKey
 		v2      decoderV2 // per-call state of the v2 reader
 	)
-	defer func() {
+	// fail gives back what the call charged to b (its payloads are never returned) and v2's buffer.
+	fail := func(err error) ([]*commonpb.Payload, error) {
 		v2.release()
-		if err != nil {
-			b.release(charged)
-		}
-	}()
+		b.release(charged)
+		return nil, err
+	}
 	for i, p := range payloads {
 		var (
 			orig *commonpb.Payload
 			n    int64
+			err  error
 		)
 		format, version := envelopeFormat(p)
 		if out == nil {
@@ -403,14 +408,15 @@ func (c *Codec) decode(ctx context.Context, e Expect, payloads []*commonpb.Paylo
 			orig, n, err = c.decodeV2(ctx, e, i, p, &v2, &last, b, dst)
 		default:
 			_, err := parseEnvelopeV2(p)
-			return nil, fmt.Errorf("decode payload %d: %w", i, err)
+			return fail(fmt.Errorf("decode payload %d: %w", i, err))
 		}
 		charged += n
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
 		out[i] = orig
 	}
+	v2.release()
 	if out == nil {
 		out = []*commonpb.Payload{}
 	}

@@ -320,13 +320,10 @@ func appendAD(dst []byte, kc *keyContext, binding Binding, inMetadata bool, form
 	return append(dst, binding.ID...)
 }
 
-// bodyForm returns the v2 body form of p: one of the short forms when p's only content is a well-known encoding and data, else formProto.
-func bodyForm(p *commonpb.Payload) byte {
+// bodyForm returns the v2 body form of p, whose encoding metadata is enc (nil when it has none): one of the short forms when p's
+// only content is a well-known encoding and data, else formProto.
+func bodyForm(p *commonpb.Payload, enc []byte) byte {
 	if len(p.Metadata) != 1 || len(p.ExternalPayloads) != 0 || len(p.ProtoReflect().GetUnknown()) != 0 {
-		return formProto
-	}
-	enc, ok := p.Metadata[MetadataEncoding]
-	if !ok {
 		return formProto
 	}
 	for f := formJSONPlain; f <= maxForm; f++ {
@@ -337,13 +334,13 @@ func bodyForm(p *commonpb.Payload) byte {
 	return formProto
 }
 
-// sealV2 builds the v2 envelope of p in env. For the short body forms the plaintext is p.Data itself. In the metadata layout
+// sealV2 builds the v2 envelope of p, whose encoding metadata is enc, in env. For the short body forms the plaintext is p.Data itself. In the metadata layout
 // the envelope's data is the AEAD's output buffer, so a large payload is read once by the AEAD and never copied; the associated
 // data and the header share one allocation, and the header is the metadata value. In the compact layout the associated data, the
 // header and then the copy of the ciphertext share one allocation, and the envelope's data is the header and the ciphertext in it.
 // (The associated data before it is not secret: the label, the namespace and the key id.)
-func (c *Codec) sealV2(key Key, kc *keyContext, binding Binding, p, env *commonpb.Payload) error {
-	form := bodyForm(p)
+func (c *Codec) sealV2(key Key, kc *keyContext, binding Binding, p *commonpb.Payload, enc []byte, env *commonpb.Payload) error {
+	form := bodyForm(p, enc)
 	plaintext := p.Data
 	if form == formProto {
 		bufp, err := marshalBody(p, nil)
