@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 
 	commonpb "go.temporal.io/api/common/v1"
 )
@@ -52,10 +51,6 @@ const (
 	// 16 KiB on (BenchmarkV2VsRawXAES, v2-compact against v2-metadata). Readers accept either layout at any size.
 	headerInMetadataAt = 16 << 10
 )
-
-// compactMetadata is the metadata of every compact-layout envelope, which each envelope gets a copy of (cloning the map's one
-// group is cheaper than hashing the key into a new map). It is never modified.
-var compactMetadata = map[string][]byte{MetadataEncoding: encodingEncryptedBytes}
 
 // MetadataHeader is the metadata key of a format v2 envelope in the metadata layout (large payloads): its value is the
 // header without the magic byte, and data is the bare Tink ciphertext.
@@ -388,7 +383,7 @@ func (c *Codec) sealV2(key Key, kc *keyContext, binding Binding, p *commonpb.Pay
 		env.Data = ct
 	} else {
 		kc.setCiphertextOverhead(len(ct) - len(plaintext))
-		env.Metadata = maps.Clone(compactMetadata)
+		env.Metadata = map[string][]byte{MetadataEncoding: encodingEncryptedBytes}
 		data := append(ad[start:], ct...)
 		env.Data = data[:len(data):len(data)]
 	}
