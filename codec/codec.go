@@ -335,9 +335,9 @@ type openedKey struct {
 }
 
 // openingKey sets last to the key and context of id (still in envelope bytes) for namespace; it keeps last when it is the same
-// id. kc is the context of id when the caller knows it already, else nil.
+// id. kc is the context of id when the caller knows it already (id may then be nil), else nil.
 func (c *Codec) openingKey(ctx context.Context, namespace string, id []byte, kc *keyContext, last *openedKey) error {
-	if last.kc != nil && string(id) == last.kc.id && last.kc.namespace == namespace {
+	if kc != nil && kc == last.kc || kc == nil && last.kc != nil && string(id) == last.kc.id && last.kc.namespace == namespace {
 		return nil
 	}
 	if kc == nil {

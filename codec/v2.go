@@ -440,28 +440,18 @@ func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 			kc = nil
 		}
 	}
-	var idBuf [MaxScopeLen + 1 + 8]byte
-	var id []byte
-	switch {
-	case kc != nil:
-		id = append(idBuf[:0], kc.id...)
-	case h.scope != nil:
-		id = appendKeyID(idBuf[:0], h.scope, h.tinkID)
-	default:
-		id = appendKeyID(idBuf[:0], d.scope(e.Namespace), h.tinkID)
-	}
 	if e.Accept != nil {
 		if err := e.Accept(i, Binding{Kind: h.kind, ID: string(h.id)}); err != nil {
-			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w: %w", i, string(id), ErrWrongBinding, err)
+			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w: %w", i, v2KeyID(&h, kc, d, e.Namespace), ErrWrongBinding, err)
 		}
 	}
 	if kc == nil || kc != last.kc {
-		if err := c.openingKey(ctx, e.Namespace, id, kc, last); err != nil {
+		if err := c.openingKeyV2(ctx, e.Namespace, &h, kc, d, last); err != nil {
 			if h.scope == nil && errors.Is(err, ErrUnknownKey) {
 				// The scope came from the namespace: a value sealed for another namespace usually ends here.
-				return nil, 0, fmt.Errorf("decode payload %d (key %q, in the default scope of namespace %q; sealed for another namespace?): %w", i, string(id), e.Namespace, err)
+				return nil, 0, fmt.Errorf("decode payload %d (key %q, in the default scope of namespace %q; sealed for another namespace?): %w", i, v2KeyID(&h, kc, d, e.Namespace), e.Namespace, err)
 			}
-			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
+			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, v2KeyID(&h, kc, d, e.Namespace), err)
 		}
 	}
 	kc = last.kc
@@ -471,19 +461,46 @@ func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 	pt, err := last.key.AEAD.Decrypt(h.ct, ad)
 	if err != nil {
 		// The AEAD's own message is dropped on purpose: it says nothing useful to the caller, and the sentinel is what they branch on.
-		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), ErrTampered)
+		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, kc.id, ErrTampered)
 	}
 	var charged int64
 	if h.flags&hdrFlagZstd != 0 {
 		if pt, charged, err = c.decompress(pt, b); err != nil {
-			return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
+			return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, kc.id, err)
 		}
 	}
 	orig, err := payloadFromPlaintext(h.form, pt, dst)
 	if err != nil {
-		return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
+		return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, kc.id, err)
 	}
 	return orig, charged, nil
+}
+
+// openingKeyV2 sets last to the key of the envelope with header h in namespace (kc is its context when the caller knows it, else
+// nil). The id is only built when the context is not known: a 264-byte buffer the common case does not need to clear.
+func (c *Codec) openingKeyV2(ctx context.Context, namespace string, h *headerV2, kc *keyContext, d *decoderV2, last *openedKey) error {
+	if kc != nil {
+		return c.openingKey(ctx, namespace, nil, kc, last)
+	}
+	var idBuf [MaxScopeLen + 1 + 8]byte
+	var id []byte
+	if h.scope != nil {
+		id = appendKeyID(idBuf[:0], h.scope, h.tinkID)
+	} else {
+		id = appendKeyID(idBuf[:0], d.scope(namespace), h.tinkID)
+	}
+	return c.openingKey(ctx, namespace, id, nil, last)
+}
+
+// v2KeyID is the id of the key of the envelope with header h in namespace, for error messages: kc's when it is known.
+func v2KeyID(h *headerV2, kc *keyContext, d *decoderV2, namespace string) string {
+	if kc != nil {
+		return kc.id
+	}
+	if h.scope != nil {
+		return string(appendKeyID(nil, h.scope, h.tinkID))
+	}
+	return string(appendKeyID(nil, d.scope(namespace), h.tinkID))
 }
 
 // shortFormPayload is a decoded payload of a short body form and the bytes of its encoding, in one allocation.
