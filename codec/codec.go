@@ -192,7 +192,7 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 		v2  bool
 	)
 	for i, p := range payloads {
-		var enc []byte // p's encoding, looked up once for both isSealed and bodyForm
+		var enc []byte // p's encoding, looked up once for both the sealed check and bodyForm
 		if p != nil {
 			enc = p.Metadata[MetadataEncoding]
 		}
@@ -560,15 +560,17 @@ func envelopeFormat(p *commonpb.Payload) (int, []byte) {
 	if p == nil || string(p.Metadata[MetadataEncoding]) != EncodingEncrypted {
 		return notEnvelope, nil
 	}
-	if len(p.Metadata) == 1 {
-		// Only the encoding: neither the v1 metadata nor a v2 header in metadata (the usual v2 envelope, two lookups saved).
-	} else if v, ok := p.Metadata[MetadataFormat]; ok {
-		return formatV1, v
-	} else if core, ok := p.Metadata[MetadataHeader]; ok {
-		if len(core) > 0 && core[0] > versionV2 && core[0] <= maxVersionByte {
-			return formatNewer, nil
+	// Metadata of one entry is the encoding alone (the usual v2 envelope): no v1 metadata and no header in metadata to look up.
+	if len(p.Metadata) > 1 {
+		if v, ok := p.Metadata[MetadataFormat]; ok {
+			return formatV1, v
 		}
-		return formatV2, nil
+		if core, ok := p.Metadata[MetadataHeader]; ok {
+			if len(core) > 0 && core[0] > versionV2 && core[0] <= maxVersionByte {
+				return formatNewer, nil
+			}
+			return formatV2, nil
+		}
 	}
 	if d := p.Data; inDataHeader(d) {
 		if d[1] == versionV2 {
@@ -588,17 +590,13 @@ func envelopeFormat(p *commonpb.Payload) (int, []byte) {
 // this release cannot vouch for. Sealing an envelope once more is harmless (decoding removes one layer), so when in doubt
 // the answer is false. Like KeyID, the result is not authenticated: only a successful decode proves an envelope authentic.
 func IsSealed(p *commonpb.Payload) bool {
-	return isSealed(p)
-}
-
-// isSealed is IsSealed; the exported function is not inlined, and a payload to seal is rejected here after one lookup.
-func isSealed(p *commonpb.Payload) bool {
 	if p == nil || string(p.Metadata[MetadataEncoding]) != EncodingEncrypted {
 		return false
 	}
 	return isSealedEnvelope(p)
 }
 
+// isSealedEnvelope is IsSealed for a payload whose encoding is binary/encrypted (EncodeFor has looked it up already).
 func isSealedEnvelope(p *commonpb.Payload) bool {
 	switch f, _ := envelopeFormat(p); f {
 	case formatV1:

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"maps"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 )
@@ -107,9 +108,10 @@ const maxKeyContexts = 1024
 // allocation even when the key id is a []byte from envelope metadata); additions copy the map under a mutex, which happens once per pair.
 // Only pairs whose key the keyring actually returned are added, so ids read from untrusted envelopes cannot fill it.
 //
-// The context found last is remembered too: a process that serves one namespace with one key, or a run of payloads of one
-// pair, then finds it with two string comparisons instead of hashing both strings. It is replaced only when a lookup finds
-// another pair, so in steady state it is only read.
+// One context is remembered besides: a process that serves one namespace with one key then finds it with two string
+// comparisons instead of hashing both strings, and a v2 decode finds it without building the key id. A lookup that finds
+// another pair replaces it only one time in lastReplaceOdds, so that payloads of several namespaces in turn, on several
+// cores, do not make every lookup write to the one cache line all cores read (which would cost more than the hashing).
 type keyContexts struct {
 	m    atomic.Pointer[map[keyContextKey]*keyContext]
 	last atomic.Pointer[keyContext]
@@ -125,7 +127,7 @@ func (c *keyContexts) lookup(namespace, id string) *keyContext {
 	}
 	if m := c.m.Load(); m != nil {
 		if kc := (*m)[keyContextKey{namespace, id}]; kc != nil {
-			c.last.Store(kc)
+			c.remember(kc)
 			return kc
 		}
 	}
@@ -139,11 +141,20 @@ func (c *keyContexts) lookupBytes(namespace string, id []byte) *keyContext {
 	}
 	if m := c.m.Load(); m != nil {
 		if kc := (*m)[keyContextKey{namespace, string(id)}]; kc != nil {
-			c.last.Store(kc)
+			c.remember(kc)
 			return kc
 		}
 	}
 	return nil
+}
+
+// lastReplaceOdds: a lookup that finds another context than the remembered one replaces it with probability 1/lastReplaceOdds.
+const lastReplaceOdds = 16
+
+func (c *keyContexts) remember(kc *keyContext) {
+	if rand.Uint32()%lastReplaceOdds == 0 {
+		c.last.Store(kc)
+	}
 }
 
 // get returns the context of (namespace, id), building and caching it when it is not cached yet.
@@ -169,5 +180,8 @@ func (c *keyContexts) get(namespace, id string) *keyContext {
 	kc := newKeyContext(id, namespace)
 	next[keyContextKey{namespace, id}] = kc
 	c.m.Store(&next)
+	if c.last.Load() == nil {
+		c.last.Store(kc)
+	}
 	return kc
 }

@@ -960,3 +960,26 @@ func TestV2Buffers(t *testing.T) {
 		}
 	}
 }
+
+// A header may name the namespace's default scope explicitly (this writer never does): the envelope opens with the same key
+// as one that names none, before and after the codec has remembered that key's context.
+func TestExplicitDefaultScope(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kr := codectest.NewKeyring()
+	c := newCodec(t, kr)
+	scope := "default"
+	explicit := sealRawV2(t, kr, "default", headerForm(codec.BindNamespace, 0x2, 1, &scope, ""), []byte(`"e"`))
+	implicit := sealOne(t, c, "default", jsonPayload("i"))
+	for round := range 2 {
+		for _, tc := range []struct {
+			env  *commonpb.Payload
+			want string
+		}{{explicit, `"e"`}, {implicit, `"i"`}} {
+			out, err := c.Decode(ctx, "default", []*commonpb.Payload{tc.env})
+			if err != nil || string(out[0].Data) != tc.want {
+				t.Fatalf("round %d: Decode = %v, %v; want %s", round, out, err, tc.want)
+			}
+		}
+	}
+}
