@@ -123,6 +123,11 @@ func (k *Keyring) SealingKey(_ context.Context, t codec.Target) (codec.Key, erro
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	// A shredded namespace has no scope (Destroy deletes it, and only SetKeyset adds it back), so one lookup answers the
+	// common case.
+	if s, ok := k.scopes[namespace]; ok {
+		return s.primaryKey, nil
+	}
 	if k.destroyed[namespace] {
 		return codec.Key{}, fmt.Errorf("sealing key of namespace %q: %w", namespace, codec.ErrKeyDestroyed)
 	}
@@ -137,13 +142,14 @@ func (k *Keyring) SealingKey(_ context.Context, t codec.Target) (codec.Key, erro
 func (k *Keyring) OpeningKey(_ context.Context, namespace, id string) (codec.Key, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.destroyed[namespace] {
-		return codec.Key{}, fmt.Errorf("key %q: %w", id, codec.ErrKeyDestroyed)
-	}
-	if s, ok := k.scopes[namespace]; ok {
+	if s, ok := k.scopes[namespace]; ok { // never the scope of a shredded namespace (see SealingKey)
 		if key, ok := s.keys[id]; ok {
 			return key, nil
 		}
+		return codec.Key{}, fmt.Errorf("key %q: %w", id, codec.ErrUnknownKey)
+	}
+	if k.destroyed[namespace] {
+		return codec.Key{}, fmt.Errorf("key %q: %w", id, codec.ErrKeyDestroyed)
 	}
 	return codec.Key{}, fmt.Errorf("key %q: %w", id, codec.ErrUnknownKey)
 }
