@@ -180,16 +180,26 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 	if err := t.Binding.Validate(); err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
-	out := make([]*commonpb.Payload, len(payloads))
+	// A call with one payload to seal gets out and the envelope in one allocation (sealedOne); out is allocated when the
+	// first payload is known.
+	var out []*commonpb.Payload
+	if len(payloads) != 1 {
+		out = make([]*commonpb.Payload, len(payloads))
+	}
 	var (
 		key Key
 		kc  *keyContext
-		sv2 sealerV2
-		s   *sealerV2 // &sv2 once the key is known and the format is v2
+		v2  bool
 	)
-	defer sv2.release()
 	for i, p := range payloads {
-		if p == nil || IsSealed(p) {
+		var enc []byte // p's encoding, looked up once for both the sealed check and bodyForm
+		if p != nil {
+			enc = p.Metadata[MetadataEncoding]
+		}
+		if p == nil || string(enc) == EncodingEncrypted && isSealedEnvelope(p) {
+			if out == nil {
+				out = make([]*commonpb.Payload, 1)
+			}
 			out[i] = p
 			continue
 		}
@@ -210,18 +220,21 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 				if kc.scope == "" {
 					return nil, fmt.Errorf("encode payload %d: sealing key id %q is not SCOPE/8-HEX-DIGITS, which format v2 needs (WithWriteFormat(1) writes v1)", i, clip([]byte(key.ID)))
 				}
-				sv2 = sealerV2{kc: kc, binding: t.Binding}
-				s = &sv2
+				v2 = true
 			}
 		}
-		var (
-			env *commonpb.Payload
-			err error
-		)
-		if s != nil {
-			env, err = c.sealV2(key, s, p)
+		var env *commonpb.Payload
+		if out == nil {
+			one := new(sealedOne)
+			out, env = one.out[:], &one.env
 		} else {
-			env, err = c.seal(key, kc, p)
+			env = new(commonpb.Payload)
+		}
+		var err error
+		if v2 {
+			err = c.sealV2(key, kc, t.Binding, p, enc, env)
+		} else {
+			err = c.seal(key, kc, p, env)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("encode payload %d (key %q): %w", i, key.ID, err)
@@ -231,11 +244,18 @@ func (c *Codec) EncodeFor(ctx context.Context, t Target, payloads []*commonpb.Pa
 	return out, nil
 }
 
-// seal builds one envelope.
-func (c *Codec) seal(key Key, kc *keyContext, p *commonpb.Payload) (*commonpb.Payload, error) {
+// sealedOne is the result of an EncodeFor call that seals one payload: the slice and the envelope share one allocation
+// (the common case: most Temporal requests carry one payload). The envelope keeps the 8-byte slice alive, and the other way round.
+type sealedOne struct {
+	out [1]*commonpb.Payload
+	env commonpb.Payload
+}
+
+// seal builds the v1 envelope of p in env.
+func (c *Codec) seal(key Key, kc *keyContext, p, env *commonpb.Payload) error {
 	bufp, err := marshalBody(p, []byte{0})
 	if err != nil {
-		return nil, fmt.Errorf("marshal payload: %w", err)
+		return fmt.Errorf("marshal payload: %w", err)
 	}
 	defer putBuffer(bufp)
 	buf := *bufp
@@ -244,7 +264,7 @@ func (c *Codec) seal(key Key, kc *keyContext, p *commonpb.Payload) (*commonpb.Pa
 	if body := buf[1:]; c.compress && len(body) >= c.threshold && len(body) <= c.maxDecodedSize {
 		enc, err := c.encoder()
 		if err != nil {
-			return nil, fmt.Errorf("zstd encoder: %w", err)
+			return fmt.Errorf("zstd encoder: %w", err)
 		}
 		zp := getBuffer(1 + len(body))
 		defer putBuffer(zp)
@@ -257,15 +277,15 @@ func (c *Codec) seal(key Key, kc *keyContext, p *commonpb.Payload) (*commonpb.Pa
 
 	ct, err := key.AEAD.Encrypt(plaintext, kc.ad)
 	if err != nil {
-		return nil, fmt.Errorf("encrypt: %w", err)
+		return fmt.Errorf("encrypt: %w", err)
 	}
 	if len(ct) < MinCiphertextSize+1 || kc.scope != "" && (ct[0] != tinkPrefixTink || binary.BigEndian.Uint32(ct[1:tinkPrefixSize]) != kc.tinkID) {
 		// A key without Tink's 5-byte output prefix (RAW) would write envelopes that decoders reject as truncated or tampered.
-		return nil, fmt.Errorf("key wrote a %d-byte ciphertext for a %d-byte plaintext without its TINK output prefix: the format needs keys with the TINK prefix", len(ct), len(plaintext))
+		return fmt.Errorf("key wrote a %d-byte ciphertext for a %d-byte plaintext without its TINK output prefix: the format needs keys with the TINK prefix", len(ct), len(plaintext))
 	}
-	env := &commonpb.Payload{Metadata: kc.envelopeMetadata(), Data: ct}
+	env.Metadata, env.Data = kc.envelopeMetadata(), ct
 	copyExternalSizes(env, p)
-	return env, nil
+	return nil
 }
 
 // copyExternalSizes copies the sizes of p's external payloads to its envelope. The server sums them for its own accounting, so they stay
@@ -314,12 +334,15 @@ type openedKey struct {
 	kc  *keyContext
 }
 
-// openingKey returns the key and context of id (still in envelope bytes) for namespace, from last when it is the same id.
-func (c *Codec) openingKey(ctx context.Context, namespace string, id []byte, last *openedKey) error {
-	if last.kc != nil && string(id) == last.kc.id && last.kc.namespace == namespace {
+// openingKey sets last to the key and context of id (still in envelope bytes) for namespace; it keeps last when it is the same
+// id. kc is the context of id when the caller knows it already (id may then be nil), else nil.
+func (c *Codec) openingKey(ctx context.Context, namespace string, id []byte, kc *keyContext, last *openedKey) error {
+	if kc != nil && kc == last.kc || kc == nil && last.kc != nil && string(id) == last.kc.id && last.kc.namespace == namespace {
 		return nil
 	}
-	kc := c.contexts.lookupBytes(namespace, id)
+	if kc == nil {
+		kc = c.contexts.lookupBytes(namespace, id)
+	}
 	var sid string
 	if kc != nil {
 		sid = kc.id
@@ -341,43 +364,76 @@ func (c *Codec) openingKey(ctx context.Context, namespace string, id []byte, las
 	return nil
 }
 
-func (c *Codec) decode(ctx context.Context, e Expect, payloads []*commonpb.Payload, b *DecodeBudget) (_ []*commonpb.Payload, err error) {
-	var charged int64
-	defer func() {
-		if err != nil {
-			b.release(charged)
-		}
-	}()
-	out := make([]*commonpb.Payload, len(payloads))
+func (c *Codec) decode(ctx context.Context, e Expect, payloads []*commonpb.Payload, b *DecodeBudget) ([]*commonpb.Payload, error) {
 	var (
-		last openedKey
-		v2   decoderV2 // per-call state of the v2 reader (the namespace's default scope, built on first use)
+		charged int64
+		out     []*commonpb.Payload
+		one     *openedOne // a call with one v2 envelope: out, the payload and the associated data in one allocation
+		last    openedKey
+		v2      decoderV2 // per-call state of the v2 reader
 	)
+	// fail gives back what the call charged to b (its payloads are never returned) and v2's buffer.
+	fail := func(err error) ([]*commonpb.Payload, error) {
+		v2.release()
+		b.release(charged)
+		return nil, err
+	}
 	for i, p := range payloads {
 		var (
 			orig *commonpb.Payload
 			n    int64
+			err  error
 		)
-		switch format, version := envelopeFormat(p); format {
+		format, version := envelopeFormat(p)
+		if out == nil {
+			if len(payloads) == 1 && format == formatV2 {
+				one = new(openedOne)
+				out = one.out[:]
+				v2.ad = one.ad[:0]
+			} else {
+				out = make([]*commonpb.Payload, len(payloads))
+			}
+		}
+		switch format {
 		case notEnvelope:
 			out[i] = p
 			continue
 		case formatV1:
 			orig, n, err = c.decodeV1(ctx, e, i, p, version, &last, b)
 		case formatV2:
-			orig, n, err = c.decodeV2(ctx, e, i, p, &v2, &last, b)
+			var dst *shortFormPayload
+			if one != nil {
+				dst = &one.payload
+			}
+			orig, n, err = c.decodeV2(ctx, e, i, p, &v2, &last, b, dst)
 		default:
 			_, err := parseEnvelopeV2(p)
-			return nil, fmt.Errorf("decode payload %d: %w", i, err)
+			return fail(fmt.Errorf("decode payload %d: %w", i, err))
 		}
 		charged += n
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
 		out[i] = orig
 	}
+	v2.release()
+	if out == nil {
+		out = []*commonpb.Payload{}
+	}
 	return out, nil
 }
+
+// openedOne is the result of a decode of one v2 envelope: the slice and the payload (when its body has a short form) share one
+// allocation, like sealedOne's, with room for the envelope's associated data. (The associated data is not secret: the label,
+// the namespace, the key id and the header.)
+type openedOne struct {
+	out     [1]*commonpb.Payload
+	payload shortFormPayload
+	ad      [openedOneAD]byte
+}
+
+// openedOneAD is the associated data openedOne holds: enough for a namespace, a key id and a binding id of several dozen bytes.
+const openedOneAD = 128
 
 // decodeV1 opens the format v1 envelope p at index i.
 func (c *Codec) decodeV1(ctx context.Context, e Expect, i int, p *commonpb.Payload, version []byte, last *openedKey, b *DecodeBudget) (*commonpb.Payload, int64, error) {
@@ -405,7 +461,7 @@ func (c *Codec) decodeV1(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 	if len(p.Data) < MinCiphertextSize {
 		return nil, 0, fmt.Errorf("decode payload %d (key %q): %d bytes of ciphertext, need at least %d: %w", i, clip(rawID), len(p.Data), MinCiphertextSize, ErrTruncated)
 	}
-	if err := c.openingKey(ctx, namespace, rawID, last); err != nil {
+	if err := c.openingKey(ctx, namespace, rawID, nil, last); err != nil {
 		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, clip(rawID), err)
 	}
 	// The Tink prefix names the key that wrote the ciphertext; it must be the key the metadata names. (Tink checks the prefix
@@ -504,14 +560,17 @@ func envelopeFormat(p *commonpb.Payload) (int, []byte) {
 	if p == nil || string(p.Metadata[MetadataEncoding]) != EncodingEncrypted {
 		return notEnvelope, nil
 	}
-	if v, ok := p.Metadata[MetadataFormat]; ok {
-		return formatV1, v
-	}
-	if core, ok := p.Metadata[MetadataHeader]; ok {
-		if len(core) > 0 && core[0] > versionV2 && core[0] <= maxVersionByte {
-			return formatNewer, nil
+	// Metadata of one entry is the encoding alone (the usual v2 envelope): no v1 metadata and no header in metadata to look up.
+	if len(p.Metadata) > 1 {
+		if v, ok := p.Metadata[MetadataFormat]; ok {
+			return formatV1, v
 		}
-		return formatV2, nil
+		if core, ok := p.Metadata[MetadataHeader]; ok {
+			if len(core) > 0 && core[0] > versionV2 && core[0] <= maxVersionByte {
+				return formatNewer, nil
+			}
+			return formatV2, nil
+		}
 	}
 	if d := p.Data; inDataHeader(d) {
 		if d[1] == versionV2 {
@@ -531,6 +590,14 @@ func envelopeFormat(p *commonpb.Payload) (int, []byte) {
 // this release cannot vouch for. Sealing an envelope once more is harmless (decoding removes one layer), so when in doubt
 // the answer is false. Like KeyID, the result is not authenticated: only a successful decode proves an envelope authentic.
 func IsSealed(p *commonpb.Payload) bool {
+	if p == nil || string(p.Metadata[MetadataEncoding]) != EncodingEncrypted {
+		return false
+	}
+	return isSealedEnvelope(p)
+}
+
+// isSealedEnvelope is IsSealed for a payload whose encoding is binary/encrypted (EncodeFor has looked it up already).
+func isSealedEnvelope(p *commonpb.Payload) bool {
 	switch f, _ := envelopeFormat(p); f {
 	case formatV1:
 		// Whatever its version: v1 envelopes are told by a metadata key no other codec writes, and readers of a later

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"maps"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 )
@@ -9,7 +10,7 @@ import (
 // A keyContext is everything the codec derives from a (key id, namespace) pair: the associated data (v1's whole, v2's constant prefix),
 // the envelope metadata and the parts of the key id.
 // Building them costs several allocations, which at 1 KiB is a noticeable share of a payload's cost, so they are built once per pair and
-// cached. A keyContext is immutable once published.
+// cached. A keyContext is immutable once published, except for the ciphertext overhead it learns.
 type keyContext struct {
 	id        string
 	namespace string
@@ -28,6 +29,27 @@ type keyContext struct {
 	scope         string
 	tinkID        uint32
 	explicitScope bool
+
+	// overhead is how many bytes the key's last ciphertext added to its plaintext (0 until the first v2 seal), so that a v2
+	// writer can allocate the envelope data, which holds a copy of the ciphertext, before the AEAD runs.
+	overhead atomic.Int32
+}
+
+// defaultOverhead is the room for the ciphertext expansion a key has not shown yet: a TINK prefix, a 24-byte nonce (XAES-256-GCM's
+// salt and nonce, XChaCha20-Poly1305's) and a 16-byte tag.
+const defaultOverhead = tinkPrefixSize + 24 + 16
+
+func (k *keyContext) ciphertextOverhead() int {
+	if n := k.overhead.Load(); n > 0 {
+		return int(n)
+	}
+	return defaultOverhead
+}
+
+func (k *keyContext) setCiphertextOverhead(n int) {
+	if n > 0 && n <= 1<<10 && int32(n) != k.overhead.Load() {
+		k.overhead.Store(int32(n))
+	}
 }
 
 func newKeyContext(id, namespace string) *keyContext {
@@ -52,6 +74,18 @@ func newKeyContext(id, namespace string) *keyContext {
 	}
 }
 
+// isV2Key reports whether k is the context, for namespace, of the key a v2 envelope names: one whose header has scope (nil for
+// the namespace's default) and whose ciphertext has the Tink key id tinkID. k may be nil.
+func (k *keyContext) isV2Key(namespace string, scope []byte, tinkID uint32) bool {
+	if k == nil || k.scope == "" || k.tinkID != tinkID || k.namespace != namespace {
+		return false
+	}
+	if scope == nil {
+		return !k.explicitScope
+	}
+	return k.explicitScope && k.scope == string(scope)
+}
+
 // envelopeMetadata returns a new metadata map for one envelope.
 func (k *keyContext) envelopeMetadata() map[string][]byte {
 	return maps.Clone(k.metadata)
@@ -73,27 +107,54 @@ const maxKeyContexts = 1024
 // keyContexts caches keyContext values by (namespace, key id). Lookups are lock-free reads of an immutable map (one atomic load, and no
 // allocation even when the key id is a []byte from envelope metadata); additions copy the map under a mutex, which happens once per pair.
 // Only pairs whose key the keyring actually returned are added, so ids read from untrusted envelopes cannot fill it.
+//
+// One context is remembered besides: a process that serves one namespace with one key then finds it with two string
+// comparisons instead of hashing both strings, and a v2 decode finds it without building the key id. A lookup that finds
+// another pair replaces it only one time in lastReplaceOdds, so that payloads of several namespaces in turn, on several
+// cores, do not make every lookup write to the one cache line all cores read (which would cost more than the hashing).
 type keyContexts struct {
-	m  atomic.Pointer[map[keyContextKey]*keyContext]
-	mu sync.Mutex // serialises additions
+	m    atomic.Pointer[map[keyContextKey]*keyContext]
+	last atomic.Pointer[keyContext]
+	mu   sync.Mutex // serialises additions
 }
 
 type keyContextKey struct{ namespace, id string }
 
 // lookup returns the cached context of (namespace, id), or nil.
 func (c *keyContexts) lookup(namespace, id string) *keyContext {
+	if kc := c.last.Load(); kc != nil && kc.id == id && kc.namespace == namespace {
+		return kc
+	}
 	if m := c.m.Load(); m != nil {
-		return (*m)[keyContextKey{namespace, id}]
+		if kc := (*m)[keyContextKey{namespace, id}]; kc != nil {
+			c.remember(kc)
+			return kc
+		}
 	}
 	return nil
 }
 
-// lookupBytes is lookup for an id still in its metadata bytes; the conversion in the map index does not allocate.
+// lookupBytes is lookup for an id still in its metadata bytes; neither the comparison nor the conversion in the map index allocates.
 func (c *keyContexts) lookupBytes(namespace string, id []byte) *keyContext {
+	if kc := c.last.Load(); kc != nil && kc.id == string(id) && kc.namespace == namespace {
+		return kc
+	}
 	if m := c.m.Load(); m != nil {
-		return (*m)[keyContextKey{namespace, string(id)}]
+		if kc := (*m)[keyContextKey{namespace, string(id)}]; kc != nil {
+			c.remember(kc)
+			return kc
+		}
 	}
 	return nil
+}
+
+// lastReplaceOdds: a lookup that finds another context than the remembered one replaces it with probability 1/lastReplaceOdds.
+const lastReplaceOdds = 16
+
+func (c *keyContexts) remember(kc *keyContext) {
+	if rand.Uint32()%lastReplaceOdds == 0 {
+		c.last.Store(kc)
+	}
 }
 
 // get returns the context of (namespace, id), building and caching it when it is not cached yet.
@@ -119,5 +180,8 @@ func (c *keyContexts) get(namespace, id string) *keyContext {
 	kc := newKeyContext(id, namespace)
 	next[keyContextKey{namespace, id}] = kc
 	c.m.Store(&next)
+	if c.last.Load() == nil {
+		c.last.Store(kc)
+	}
 	return kc
 }

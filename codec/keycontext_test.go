@@ -63,3 +63,53 @@ func TestEnvelopeMetadataIsolated(t *testing.T) {
 		t.Errorf("envelope metadata has %d entries, want 4", len(b))
 	}
 }
+
+// The remembered context must only ever answer for its own pair, however lookups of several pairs interleave.
+func TestKeyContextsRemembered(t *testing.T) {
+	t.Parallel()
+	var c keyContexts
+	a, b := c.get("a", "a/00000001"), c.get("b", "b/00000002")
+	for i := range 1000 {
+		if c.lookup("a", "a/00000001") != a || c.lookupBytes("b", []byte("b/00000002")) != b {
+			t.Fatalf("lookup %d found another context", i)
+		}
+		if c.lookup("b", "a/00000001") != nil || c.lookupBytes("a", []byte("b/00000002")) != nil {
+			t.Fatalf("lookup %d found a context of another namespace", i)
+		}
+	}
+	if kc := c.last.Load(); kc != a && kc != b {
+		t.Errorf("remembered %p, want one of the two contexts", kc)
+	}
+}
+
+func TestIsV2Key(t *testing.T) {
+	t.Parallel()
+	def := newKeyContext("default/0000abcd", "default")  // the namespace's own scope: headers name none
+	expl := newKeyContext("tenant/0000abcd", "default")  // another scope: headers name it
+	opaque := newKeyContext("some-custom-id", "default") // not SCOPE/8-HEX-DIGITS: never a v2 key
+	for _, tc := range []struct {
+		kc        *keyContext
+		namespace string
+		scope     []byte
+		tinkID    uint32
+		want      bool
+	}{
+		{def, "default", nil, 0xabcd, true},
+		{def, "default", nil, 0xabce, false},
+		{def, "other", nil, 0xabcd, false},
+		{def, "default", []byte("default"), 0xabcd, false}, // a header naming the default scope: the slow path decides
+		{expl, "default", []byte("tenant"), 0xabcd, true},
+		{expl, "default", nil, 0xabcd, false},
+		{expl, "default", []byte("tenant2"), 0xabcd, false},
+		{opaque, "default", nil, 0, false},
+		{nil, "default", nil, 0xabcd, false},
+	} {
+		if got := tc.kc.isV2Key(tc.namespace, tc.scope, tc.tinkID); got != tc.want {
+			id := "<nil>"
+			if tc.kc != nil {
+				id = tc.kc.id
+			}
+			t.Errorf("context %q: isV2Key(%q, %q, %08x) = %v, want %v", id, tc.namespace, tc.scope, tc.tinkID, got, tc.want)
+		}
+	}
+}

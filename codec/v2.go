@@ -1,7 +1,6 @@
 package codec
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -93,16 +92,26 @@ type headerV2 struct {
 // that a TINK-prefixed ciphertext of at least the minimum size follows. Errors wrap ErrUnsupportedVersion, ErrTruncated or
 // ErrMalformed.
 func parseEnvelopeV2(p *commonpb.Payload) (headerV2, error) {
-	if core, ok := p.Metadata[MetadataHeader]; ok {
-		if inDataHeader(p.Data) {
-			return headerV2{}, fmt.Errorf("a header in both the %s metadata and the data: %w", MetadataHeader, ErrMalformed)
+	var h headerV2
+	err := h.parseEnvelope(p)
+	return h, err
+}
+
+// parseEnvelope is parseEnvelopeV2 into h (a header is too large to be returned cheaply on the decode path).
+func (h *headerV2) parseEnvelope(p *commonpb.Payload) error {
+	// An envelope with one metadata entry has only its encoding (binary/encrypted, which envelopeFormat checked).
+	if len(p.Metadata) > 1 {
+		if core, ok := p.Metadata[MetadataHeader]; ok {
+			if inDataHeader(p.Data) {
+				return fmt.Errorf("a header in both the %s metadata and the data: %w", MetadataHeader, ErrMalformed)
+			}
+			return h.parseParts(core, p.Data, true)
 		}
-		return parseHeaderParts(core, p.Data, true)
 	}
 	if len(p.Data) < 1 || p.Data[0] != magicV2 {
-		return headerV2{}, fmt.Errorf("no v2 header: %w", ErrMalformed)
+		return fmt.Errorf("no v2 header: %w", ErrMalformed)
 	}
-	return parseHeaderParts(p.Data[1:], p.Data, false)
+	return h.parseParts(p.Data[1:], p.Data, false)
 }
 
 // inDataHeader reports whether data starts as a compact-layout header does: the magic, then a version byte 0x02..0x0F.
@@ -115,60 +124,62 @@ func parseHeader(data []byte) (headerV2, error) {
 	if len(data) < 1 || data[0] != magicV2 {
 		return headerV2{}, fmt.Errorf("no v2 header: %w", ErrMalformed)
 	}
-	return parseHeaderParts(data[1:], data, false)
+	var h headerV2
+	err := h.parseParts(data[1:], data, false)
+	return h, err
 }
 
-// parseHeaderParts parses core. In the metadata layout core is the whole metadata value and data the ciphertext; in the compact
-// layout core is data[1:] and the ciphertext follows it.
-func parseHeaderParts(core, data []byte, inMetadata bool) (headerV2, error) {
-	h := headerV2{inMetadata: inMetadata}
+// parseParts parses core into h. In the metadata layout core is the whole metadata value and data the ciphertext; in the
+// compact layout core is data[1:] and the ciphertext follows it.
+func (h *headerV2) parseParts(core, data []byte, inMetadata bool) error {
+	*h = headerV2{inMetadata: inMetadata}
 	if len(core) < 1 {
-		return h, fmt.Errorf("empty %s metadata: %w", MetadataHeader, ErrMalformed)
+		return fmt.Errorf("empty %s metadata: %w", MetadataHeader, ErrMalformed)
 	}
 	if core[0] != versionV2 {
 		if inMetadata && (core[0] < versionV2 || core[0] > maxVersionByte) {
-			return h, fmt.Errorf("%s metadata starts with %#02x, not a version byte: %w", MetadataHeader, core[0], ErrMalformed)
+			return fmt.Errorf("%s metadata starts with %#02x, not a version byte: %w", MetadataHeader, core[0], ErrMalformed)
 		}
-		return h, fmt.Errorf("format version byte %#02x: %w", core[0], ErrUnsupportedVersion)
+		return fmt.Errorf("format version byte %#02x: %w", core[0], ErrUnsupportedVersion)
 	}
 	if len(core) < minCoreV2 {
 		if inMetadata {
-			return h, fmt.Errorf("%d bytes of %s metadata: %w", len(core), MetadataHeader, ErrTruncated)
+			return fmt.Errorf("%d bytes of %s metadata: %w", len(core), MetadataHeader, ErrTruncated)
 		}
-		return h, fmt.Errorf("%d bytes of envelope data: %w", len(data), ErrTruncated)
+		return fmt.Errorf("%d bytes of envelope data: %w", len(data), ErrTruncated)
 	}
 	h.kind, h.flags, h.form = BindingKind(core[1]>>4), core[1]&0x0F, core[2]
 	if h.flags&^hdrFlagsKnown != 0 {
-		return h, fmt.Errorf("reserved header flags %#x: %w", h.flags&^hdrFlagsKnown, ErrMalformed)
+		return fmt.Errorf("reserved header flags %#x: %w", h.flags&^hdrFlagsKnown, ErrMalformed)
 	}
 	if h.kind > maxBindingKind {
-		return h, fmt.Errorf("unknown binding kind %d: %w", h.kind, ErrMalformed)
+		return fmt.Errorf("unknown binding kind %d: %w", h.kind, ErrMalformed)
 	}
 	if h.form > maxForm {
-		return h, fmt.Errorf("unknown body form %d: %w", h.form, ErrMalformed)
+		return fmt.Errorf("unknown body form %d: %w", h.form, ErrMalformed)
 	}
 	rest := core[3:]
 	if h.flags&hdrFlagScope != 0 {
 		s, r, err := lengthPrefixed(rest, MaxScopeLen, "scope")
 		if err != nil {
-			return h, err
+			return err
 		}
 		if !validScopeBytes(s) {
-			return h, fmt.Errorf("header scope: %v: %w", ValidateScope(string(s)), ErrMalformed)
+			return fmt.Errorf("header scope: %v: %w", ValidateScope(string(s)), ErrMalformed)
 		}
 		h.scope, rest = s, r
 	}
 	id, rest, err := lengthPrefixed(rest, MaxBindingIDLen, "binding id")
 	if err != nil {
-		return h, err
+		return err
 	}
 	if len(id) != 0 && (h.kind == BindNamespace || h.kind == BindQuery) {
-		return h, fmt.Errorf("binding id of %d bytes for %s: %w", len(id), Binding{Kind: h.kind}, ErrMalformed)
+		return fmt.Errorf("binding id of %d bytes for %s: %w", len(id), Binding{Kind: h.kind}, ErrMalformed)
 	}
 	h.id = id
 	if inMetadata {
 		if len(rest) != 0 {
-			return h, fmt.Errorf("%d bytes after the header in %s metadata: %w", len(rest), MetadataHeader, ErrMalformed)
+			return fmt.Errorf("%d bytes after the header in %s metadata: %w", len(rest), MetadataHeader, ErrMalformed)
 		}
 		h.hdr, h.ct = core, data
 	} else {
@@ -176,13 +187,13 @@ func parseHeaderParts(core, data []byte, inMetadata bool) (headerV2, error) {
 		h.hdr, h.ct = data[:n:n], rest
 	}
 	if len(h.ct) < MinCiphertextSize {
-		return h, fmt.Errorf("%d bytes of ciphertext, need at least %d: %w", len(h.ct), MinCiphertextSize, ErrTruncated)
+		return fmt.Errorf("%d bytes of ciphertext, need at least %d: %w", len(h.ct), MinCiphertextSize, ErrTruncated)
 	}
 	if h.ct[0] != tinkPrefixTink {
-		return h, fmt.Errorf("ciphertext without a TINK key prefix (first byte %#02x): %w", h.ct[0], ErrMalformed)
+		return fmt.Errorf("ciphertext without a TINK key prefix (first byte %#02x): %w", h.ct[0], ErrMalformed)
 	}
 	h.tinkID = binary.BigEndian.Uint32(h.ct[1:tinkPrefixSize])
-	return h, nil
+	return nil
 }
 
 // lengthPrefixed reads uvarint(n) || n bytes, n at most limit, from b. The varint must be minimal, so every header has one encoding.
@@ -266,81 +277,48 @@ func appendFields(dst []byte, fields ...string) []byte {
 	return dst
 }
 
-// sealerV2 is what one EncodeFor call needs to seal v2 envelopes: its key context and binding, and the associated data (which ends
-// with the header) of each layout, body form and compression, each built on first use in a pooled buffer that release returns.
-type sealerV2 struct {
-	kc      *keyContext
-	binding Binding
-	ad      [2][maxForm + 1][2]*[]byte // by metadata layout, form, compressed; the header is (*ad)[len(kc.adV2)+4:]
-}
-
-// release returns the associated-data buffers to the pool, once no more envelopes are sealed.
-func (s *sealerV2) release() {
-	for l := range s.ad {
-		for f := range s.ad[l] {
-			for z, bp := range s.ad[l][f] {
-				if bp != nil {
-					putBuffer(bp)
-					s.ad[l][f][z] = nil
-				}
-			}
-		}
+// headerSize is the length of the header of an envelope sealed with kc and bound to binding: the core, and the magic byte in
+// the compact layout.
+func headerSize(kc *keyContext, binding Binding, inMetadata bool) int {
+	n := minCoreV2 - 1 + uvarintLen(uint64(len(binding.ID))) + len(binding.ID)
+	if kc.explicitScope {
+		n += uvarintLen(uint64(len(kc.scope))) + len(kc.scope)
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
+	if !inMetadata {
+		n++ // the magic
 	}
-	return 0
+	return n
 }
 
-// adFor returns the associated data and the header of an envelope of the given layout, body form and compression.
-func (s *sealerV2) adFor(inMetadata bool, form byte, compressed bool) (ad, hdr []byte) {
-	slot := &s.ad[b2i(inMetadata)][form][b2i(compressed)]
-	start := len(s.kc.adV2) + 4
-	if *slot == nil {
-		flags := byte(0)
-		if compressed {
-			flags |= hdrFlagZstd
-		}
-		if s.kc.explicitScope {
-			flags |= hdrFlagScope
-		}
-		n := minCoreV2 - 1 + uvarintLen(uint64(len(s.binding.ID))) + len(s.binding.ID)
-		if s.kc.explicitScope {
-			n += uvarintLen(uint64(len(s.kc.scope))) + len(s.kc.scope)
-		}
-		if !inMetadata {
-			n++ // the magic
-		}
-		bp := getBuffer(start + n)
-		ad := append((*bp)[:0], s.kc.adV2...)
-		ad = binary.BigEndian.AppendUint32(ad, uint32(n))
-		if !inMetadata {
-			ad = append(ad, magicV2)
-		}
-		ad = append(ad, versionV2, byte(s.binding.Kind)<<4|flags, form)
-		if s.kc.explicitScope {
-			ad = binary.AppendUvarint(ad, uint64(len(s.kc.scope)))
-			ad = append(ad, s.kc.scope...)
-		}
-		ad = binary.AppendUvarint(ad, uint64(len(s.binding.ID)))
-		ad = append(ad, s.binding.ID...)
-		*bp = ad
-		*slot = bp
+// appendAD appends the associated data of an envelope sealed with kc and bound to binding (docs/format.md, v2 §4) to dst: the
+// constant prefix kc.adV2, then the length of the header of n bytes (headerSize) and the header itself, which is therefore the
+// last n bytes of the result.
+func appendAD(dst []byte, kc *keyContext, binding Binding, inMetadata bool, form byte, compressed bool, n int) []byte {
+	flags := byte(0)
+	if compressed {
+		flags |= hdrFlagZstd
 	}
-	ad = **slot
-	return ad, ad[start:]
+	if kc.explicitScope {
+		flags |= hdrFlagScope
+	}
+	dst = append(dst, kc.adV2...)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+	if !inMetadata {
+		dst = append(dst, magicV2)
+	}
+	dst = append(dst, versionV2, byte(binding.Kind)<<4|flags, form)
+	if kc.explicitScope {
+		dst = binary.AppendUvarint(dst, uint64(len(kc.scope)))
+		dst = append(dst, kc.scope...)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(binding.ID)))
+	return append(dst, binding.ID...)
 }
 
-// bodyForm returns the v2 body form of p: one of the short forms when p's only content is a well-known encoding and data, else formProto.
-func bodyForm(p *commonpb.Payload) byte {
+// bodyForm returns the v2 body form of p, whose encoding metadata is enc (nil when it has none): one of the short forms when p's
+// only content is a well-known encoding and data, else formProto.
+func bodyForm(p *commonpb.Payload, enc []byte) byte {
 	if len(p.Metadata) != 1 || len(p.ExternalPayloads) != 0 || len(p.ProtoReflect().GetUnknown()) != 0 {
-		return formProto
-	}
-	enc, ok := p.Metadata[MetadataEncoding]
-	if !ok {
 		return formProto
 	}
 	for f := formJSONPlain; f <= maxForm; f++ {
@@ -351,15 +329,18 @@ func bodyForm(p *commonpb.Payload) byte {
 	return formProto
 }
 
-// sealV2 builds one v2 envelope. For the short body forms the plaintext is p.Data itself, and in the metadata layout the
-// envelope's data is the AEAD's output buffer, so a large payload is read once by the AEAD and never copied.
-func (c *Codec) sealV2(key Key, s *sealerV2, p *commonpb.Payload) (*commonpb.Payload, error) {
-	form := bodyForm(p)
+// sealV2 builds the v2 envelope of p, whose encoding metadata is enc, in env. For the short body forms the plaintext is p.Data itself. In the metadata layout
+// the envelope's data is the AEAD's output buffer, so a large payload is read once by the AEAD and never copied; the associated
+// data and the header share one allocation, and the header is the metadata value. In the compact layout the associated data, the
+// header and then the copy of the ciphertext share one allocation, and the envelope's data is the header and the ciphertext in it.
+// (The associated data before it is not secret: the label, the namespace and the key id.)
+func (c *Codec) sealV2(key Key, kc *keyContext, binding Binding, p *commonpb.Payload, enc []byte, env *commonpb.Payload) error {
+	form := bodyForm(p, enc)
 	plaintext := p.Data
 	if form == formProto {
 		bufp, err := marshalBody(p, nil)
 		if err != nil {
-			return nil, fmt.Errorf("marshal payload: %w", err)
+			return fmt.Errorf("marshal payload: %w", err)
 		}
 		defer putBuffer(bufp)
 		plaintext = *bufp
@@ -368,7 +349,7 @@ func (c *Codec) sealV2(key Key, s *sealerV2, p *commonpb.Payload) (*commonpb.Pay
 	if c.compress && len(plaintext) >= c.threshold && len(plaintext) <= c.maxDecodedSize {
 		enc, err := c.encoder()
 		if err != nil {
-			return nil, fmt.Errorf("zstd encoder: %w", err)
+			return fmt.Errorf("zstd encoder: %w", err)
 		}
 		zp := getBuffer(len(plaintext))
 		defer putBuffer(zp)
@@ -379,33 +360,61 @@ func (c *Codec) sealV2(key Key, s *sealerV2, p *commonpb.Payload) (*commonpb.Pay
 		}
 	}
 	inMetadata := len(plaintext) >= c.headerInMetadataAt
-	ad, hdr := s.adFor(inMetadata, form, compressed)
+	n := headerSize(kc, binding, inMetadata)
+	start := len(kc.adV2) + 4 // where the header starts in the associated data
+	size := start + n
+	if !inMetadata {
+		// Room for the ciphertext too, sized by what this key's ciphertexts added to their plaintext last time. A wrong guess
+		// only costs the append below a new allocation.
+		size += len(plaintext) + kc.ciphertextOverhead()
+	}
+	ad := appendAD(make([]byte, 0, size), kc, binding, inMetadata, form, compressed, n)
 	ct, err := key.AEAD.Encrypt(plaintext, ad)
 	if err != nil {
-		return nil, fmt.Errorf("encrypt: %w", err)
+		return fmt.Errorf("encrypt: %w", err)
 	}
 	// The key id readers derive comes from the ciphertext's TINK prefix, so it must be the prefix of the key the keyring named.
-	if len(ct) < MinCiphertextSize || ct[0] != tinkPrefixTink || binary.BigEndian.Uint32(ct[1:tinkPrefixSize]) != s.kc.tinkID {
-		return nil, fmt.Errorf("key %q wrote a ciphertext without its TINK output prefix: format v2 needs keys with the TINK prefix", key.ID)
+	if len(ct) < MinCiphertextSize || ct[0] != tinkPrefixTink || binary.BigEndian.Uint32(ct[1:tinkPrefixSize]) != kc.tinkID {
+		return fmt.Errorf("key %q wrote a ciphertext without its TINK output prefix: format v2 needs keys with the TINK prefix", key.ID)
 	}
-	env := &commonpb.Payload{}
+	hdr := ad[start:len(ad):len(ad)]
 	if inMetadata {
-		env.Metadata = map[string][]byte{MetadataEncoding: encodingEncryptedBytes, MetadataHeader: capped(bytes.Clone(hdr))}
+		env.Metadata = map[string][]byte{MetadataEncoding: encodingEncryptedBytes, MetadataHeader: hdr}
 		env.Data = ct
 	} else {
+		kc.setCiphertextOverhead(len(ct) - len(plaintext))
 		env.Metadata = map[string][]byte{MetadataEncoding: encodingEncryptedBytes}
-		// Appending to the full header makes the runtime allocate header+ciphertext and copy both, without first zeroing the
-		// new slice as make would.
-		env.Data = append(hdr[:len(hdr):len(hdr)], ct...)
+		data := append(ad[start:], ct...)
+		env.Data = data[:len(data):len(data)]
 	}
 	copyExternalSizes(env, p)
-	return env, nil
+	return nil
 }
 
-// decoderV2 is the per-call state of the v2 reader: the default scope of the namespace, computed on first use.
+// decoderV2 is the per-call state of the v2 reader: the default scope of the namespace, computed on first use, and the buffer
+// the associated data of each envelope is built in (one per call, not one per payload).
 type decoderV2 struct {
 	defaultScope string
 	have         bool
+	ad           []byte
+	pooled       *[]byte // ad's pooled buffer, which release returns
+}
+
+// adBuffer returns an empty buffer of at least n bytes for associated data.
+func (d *decoderV2) adBuffer(n int) []byte {
+	if cap(d.ad) < n {
+		d.release()
+		d.pooled = getBuffer(n)
+		d.ad = *d.pooled
+	}
+	return d.ad[:0]
+}
+
+func (d *decoderV2) release() {
+	if d.pooled != nil {
+		putBuffer(d.pooled)
+		d.pooled, d.ad = nil, nil
+	}
 }
 
 func (d *decoderV2) scope(namespace string) string {
@@ -416,53 +425,82 @@ func (d *decoderV2) scope(namespace string) string {
 }
 
 // decodeV2 opens the v2 envelope p at index i.
-func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Payload, d *decoderV2, last *openedKey, b *DecodeBudget) (*commonpb.Payload, int64, error) {
-	h, err := parseEnvelopeV2(p)
-	if err != nil {
+// A short-form payload is built in dst when it is not nil.
+func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Payload, d *decoderV2, last *openedKey, b *DecodeBudget, dst *shortFormPayload) (*commonpb.Payload, int64, error) {
+	var h headerV2
+	if err := h.parseEnvelope(p); err != nil {
 		return nil, 0, fmt.Errorf("decode payload %d: %w", i, err)
+	}
+	// The key id is the scope (the header's, or the namespace's default) and the Tink key id of the ciphertext's prefix. When
+	// the context of the key last used (in this call, or by the codec) has them, its id is taken as it is.
+	kc := last.kc
+	if !kc.isV2Key(e.Namespace, h.scope, h.tinkID) {
+		kc = c.contexts.last.Load()
+		if !kc.isV2Key(e.Namespace, h.scope, h.tinkID) {
+			kc = nil
+		}
+	}
+	if e.Accept != nil {
+		if err := e.Accept(i, Binding{Kind: h.kind, ID: string(h.id)}); err != nil {
+			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w: %w", i, v2KeyID(&h, kc, d, e.Namespace), ErrWrongBinding, err)
+		}
+	}
+	if kc == nil || kc != last.kc {
+		if err := c.openingKeyV2(ctx, e.Namespace, &h, kc, d, last); err != nil {
+			if h.scope == nil && errors.Is(err, ErrUnknownKey) {
+				// The scope came from the namespace: a value sealed for another namespace usually ends here.
+				return nil, 0, fmt.Errorf("decode payload %d (key %q, in the default scope of namespace %q; sealed for another namespace?): %w", i, v2KeyID(&h, kc, d, e.Namespace), e.Namespace, err)
+			}
+			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, v2KeyID(&h, kc, d, e.Namespace), err)
+		}
+	}
+	kc = last.kc
+	ad := append(d.adBuffer(len(kc.adV2)+4+len(h.hdr)), kc.adV2...)
+	ad = binary.BigEndian.AppendUint32(ad, uint32(len(h.hdr)))
+	ad = append(ad, h.hdr...)
+	pt, err := last.key.AEAD.Decrypt(h.ct, ad)
+	if err != nil {
+		// The AEAD's own message is dropped on purpose: it says nothing useful to the caller, and the sentinel is what they branch on.
+		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, kc.id, ErrTampered)
+	}
+	var charged int64
+	if h.flags&hdrFlagZstd != 0 {
+		if pt, charged, err = c.decompress(pt, b); err != nil {
+			return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, kc.id, err)
+		}
+	}
+	orig, err := payloadFromPlaintext(h.form, pt, dst)
+	if err != nil {
+		return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, kc.id, err)
+	}
+	return orig, charged, nil
+}
+
+// openingKeyV2 sets last to the key of the envelope with header h in namespace (kc is its context when the caller knows it, else
+// nil). The id is only built when the context is not known: a 264-byte buffer the common case does not need to clear.
+func (c *Codec) openingKeyV2(ctx context.Context, namespace string, h *headerV2, kc *keyContext, d *decoderV2, last *openedKey) error {
+	if kc != nil {
+		return c.openingKey(ctx, namespace, nil, kc, last)
 	}
 	var idBuf [MaxScopeLen + 1 + 8]byte
 	var id []byte
 	if h.scope != nil {
 		id = appendKeyID(idBuf[:0], h.scope, h.tinkID)
 	} else {
-		id = appendKeyID(idBuf[:0], d.scope(e.Namespace), h.tinkID)
+		id = appendKeyID(idBuf[:0], d.scope(namespace), h.tinkID)
 	}
-	if e.Accept != nil {
-		if err := e.Accept(i, Binding{Kind: h.kind, ID: string(h.id)}); err != nil {
-			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w: %w", i, string(id), ErrWrongBinding, err)
-		}
+	return c.openingKey(ctx, namespace, id, nil, last)
+}
+
+// v2KeyID is the id of the key of the envelope with header h in namespace, for error messages: kc's when it is known.
+func v2KeyID(h *headerV2, kc *keyContext, d *decoderV2, namespace string) string {
+	if kc != nil {
+		return kc.id
 	}
-	if err := c.openingKey(ctx, e.Namespace, id, last); err != nil {
-		if h.scope == nil && errors.Is(err, ErrUnknownKey) {
-			// The scope came from the namespace: a value sealed for another namespace usually ends here.
-			return nil, 0, fmt.Errorf("decode payload %d (key %q, in the default scope of namespace %q; sealed for another namespace?): %w", i, string(id), e.Namespace, err)
-		}
-		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
+	if h.scope != nil {
+		return string(appendKeyID(nil, h.scope, h.tinkID))
 	}
-	kc := last.kc
-	adp := getBuffer(len(kc.adV2) + 4 + len(h.hdr))
-	ad := append((*adp)[:0], kc.adV2...)
-	ad = binary.BigEndian.AppendUint32(ad, uint32(len(h.hdr)))
-	ad = append(ad, h.hdr...)
-	*adp = ad
-	pt, err := last.key.AEAD.Decrypt(h.ct, ad)
-	putBuffer(adp)
-	if err != nil {
-		// The AEAD's own message is dropped on purpose: it says nothing useful to the caller, and the sentinel is what they branch on.
-		return nil, 0, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), ErrTampered)
-	}
-	var charged int64
-	if h.flags&hdrFlagZstd != 0 {
-		if pt, charged, err = c.decompress(pt, b); err != nil {
-			return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
-		}
-	}
-	orig, err := payloadFromPlaintext(h.form, pt)
-	if err != nil {
-		return nil, charged, fmt.Errorf("decode payload %d (key %q): %w", i, string(id), err)
-	}
-	return orig, charged, nil
+	return string(appendKeyID(nil, d.scope(namespace), h.tinkID))
 }
 
 // shortFormPayload is a decoded payload of a short body form and the bytes of its encoding, in one allocation.
@@ -472,8 +510,8 @@ type shortFormPayload struct {
 }
 
 // payloadFromPlaintext restores the payload from the v2 plaintext of a body form (which the header parser has checked), and
-// may alias pt: the caller owns it.
-func payloadFromPlaintext(form byte, pt []byte) (*commonpb.Payload, error) {
+// may alias pt: the caller owns it. A short-form payload is built in s when it is not nil.
+func payloadFromPlaintext(form byte, pt []byte, s *shortFormPayload) (*commonpb.Payload, error) {
 	if form == formProto {
 		p, err := unmarshalBody(pt)
 		if err != nil {
@@ -483,7 +521,9 @@ func payloadFromPlaintext(form byte, pt []byte) (*commonpb.Payload, error) {
 	}
 	// Each payload gets its own metadata value (decoded payloads go to SDK converters, which own them), allocated with the
 	// payload itself.
-	s := &shortFormPayload{}
+	if s == nil {
+		s = &shortFormPayload{}
+	}
 	enc := append(s.encoding[:0], formEncodings[form]...)
 	s.p.Metadata = map[string][]byte{MetadataEncoding: enc[:len(enc):len(enc)]}
 	if len(pt) > 0 {

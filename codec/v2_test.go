@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
+	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -881,4 +883,103 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestV2Buffers: a compact envelope's data is built in one allocation after its associated data, a metadata-layout header
+// shares one with it, and a single decoded payload shares one with its result slice. None of that may be reachable through
+// what a caller gets: every slice handed out is capped at its length, so appending to one copies it instead of writing into
+// a neighbour. Key types whose ciphertexts grow more (AES-CTR-HMAC, 53 bytes) or less (AES-GCM, 33) than the writer's first
+// guess seal and open alike, before and after the writer has learnt the real growth.
+func TestV2Buffers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	capped := func(t *testing.T, what string, p *commonpb.Payload) {
+		t.Helper()
+		if cap(p.Data) != len(p.Data) {
+			t.Errorf("%s: data of %d bytes has capacity %d", what, len(p.Data), cap(p.Data))
+		}
+		for k, v := range p.Metadata {
+			if cap(v) != len(v) {
+				t.Errorf("%s: metadata %q of %d bytes has capacity %d", what, k, len(v), cap(v))
+			}
+		}
+	}
+	twoEntries := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain"), "x": []byte("y")}, Data: []byte(`"p"`)}
+	for _, kt := range []struct {
+		name string
+		tmpl *tinkpb.KeyTemplate
+	}{
+		{"aes-gcm", aead.AES256GCMKeyTemplate()},
+		{"xaes-gcm", aead.XAES256GCM160BitNonceKeyTemplate()},
+		{"aes-ctr-hmac", aead.AES256CTRHMACSHA256KeyTemplate()},
+		{"xchacha20-poly1305", aead.XChaCha20Poly1305KeyTemplate()},
+	} {
+		for _, layout := range []struct {
+			name string
+			at   int
+		}{{"compact", math.MaxInt}, {"metadata", 0}} {
+			t.Run(kt.name+"/"+layout.name, func(t *testing.T) {
+				t.Parallel()
+				c := newCodec(t, codectest.NewKeyringWithTemplate(kt.tmpl), codec.WithHeaderInMetadataAt(layout.at))
+				target := codec.Target{Namespace: "default", Binding: codec.Workflow("order-1")}
+				expect := codec.Expect{Namespace: "default"}
+				for round := range 2 {
+					for _, in := range []*commonpb.Payload{jsonPayload(strings.Repeat("x", 100*round)), twoEntries} {
+						one, err := c.EncodeFor(ctx, target, []*commonpb.Payload{in})
+						if err != nil {
+							t.Fatal(err)
+						}
+						capped(t, "envelope", one[0])
+						two, err := c.EncodeFor(ctx, target, []*commonpb.Payload{in, in})
+						if err != nil {
+							t.Fatal(err)
+						}
+						_ = append(two[0].Data, 0xFF)
+						for k, v := range two[0].Metadata {
+							_ = append(v, 'X')
+							two[0].Metadata[k] = append(v, 'X')
+						}
+						got, err := c.DecodeFor(ctx, expect, one)
+						if err != nil || len(got) != 1 || !proto.Equal(got[0], in) {
+							t.Fatalf("round %d: DecodeFor(one) = %v, %v", round, got, err)
+						}
+						capped(t, "decoded payload", got[0])
+						_ = append(got[0].Data, 'X')
+						got[0].Metadata["encoding"] = append(got[0].Metadata["encoding"], 'X')
+						got2, err := c.DecodeFor(ctx, expect, two[1:])
+						if err != nil || !proto.Equal(got2[0], in) {
+							t.Fatalf("round %d: the second envelope changed with the first: %v, %v", round, got2, err)
+						}
+						again, err := c.DecodeFor(ctx, expect, one)
+						if err != nil || !proto.Equal(again[0], in) {
+							t.Fatalf("round %d: changing a decoded payload changed its envelope: %v, %v", round, again, err)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// A header may name the namespace's default scope explicitly (this writer never does): the envelope opens with the same key
+// as one that names none, before and after the codec has remembered that key's context.
+func TestExplicitDefaultScope(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kr := codectest.NewKeyring()
+	c := newCodec(t, kr)
+	scope := "default"
+	explicit := sealRawV2(t, kr, "default", headerForm(codec.BindNamespace, 0x2, 1, &scope, ""), []byte(`"e"`))
+	implicit := sealOne(t, c, "default", jsonPayload("i"))
+	for round := range 2 {
+		for _, tc := range []struct {
+			env  *commonpb.Payload
+			want string
+		}{{explicit, `"e"`}, {implicit, `"i"`}} {
+			out, err := c.Decode(ctx, "default", []*commonpb.Payload{tc.env})
+			if err != nil || string(out[0].Data) != tc.want {
+				t.Fatalf("round %d: Decode = %v, %v; want %s", round, out, err, tc.want)
+			}
+		}
+	}
 }

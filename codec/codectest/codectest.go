@@ -29,9 +29,10 @@ type Keyring struct {
 }
 
 type scope struct {
-	primary string
-	keys    map[string]codec.Key // by key id
-	handle  *keyset.Handle
+	primary    string
+	primaryKey codec.Key            // keys[primary]
+	keys       map[string]codec.Key // by key id
+	handle     *keyset.Handle
 }
 
 var _ codec.Keyring = (*Keyring)(nil)
@@ -122,6 +123,11 @@ func (k *Keyring) SealingKey(_ context.Context, t codec.Target) (codec.Key, erro
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	// A shredded namespace has no scope (Destroy deletes it, and only SetKeyset adds it back), so one lookup answers the
+	// common case.
+	if s, ok := k.scopes[namespace]; ok {
+		return s.primaryKey, nil
+	}
 	if k.destroyed[namespace] {
 		return codec.Key{}, fmt.Errorf("sealing key of namespace %q: %w", namespace, codec.ErrKeyDestroyed)
 	}
@@ -129,20 +135,21 @@ func (k *Keyring) SealingKey(_ context.Context, t codec.Target) (codec.Key, erro
 	if err != nil {
 		return codec.Key{}, err
 	}
-	return s.keys[s.primary], nil
+	return s.primaryKey, nil
 }
 
 // OpeningKey implements codec.Keyring. Only keys of namespace's own keyset are found.
 func (k *Keyring) OpeningKey(_ context.Context, namespace, id string) (codec.Key, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.destroyed[namespace] {
-		return codec.Key{}, fmt.Errorf("key %q: %w", id, codec.ErrKeyDestroyed)
-	}
-	if s, ok := k.scopes[namespace]; ok {
+	if s, ok := k.scopes[namespace]; ok { // never the scope of a shredded namespace (see SealingKey)
 		if key, ok := s.keys[id]; ok {
 			return key, nil
 		}
+		return codec.Key{}, fmt.Errorf("key %q: %w", id, codec.ErrUnknownKey)
+	}
+	if k.destroyed[namespace] {
+		return codec.Key{}, fmt.Errorf("key %q: %w", id, codec.ErrKeyDestroyed)
 	}
 	return codec.Key{}, fmt.Errorf("key %q: %w", id, codec.ErrUnknownKey)
 }
@@ -199,6 +206,7 @@ func newScope(namespace string, h *keyset.Handle) (*scope, error) {
 	if s.primary == "" {
 		return nil, fmt.Errorf("keyset of namespace %q has no enabled primary key", namespace)
 	}
+	s.primaryKey = s.keys[s.primary]
 	return s, nil
 }
 
