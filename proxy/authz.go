@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindfold-dev/blindfold/codec"
 	"github.com/blindfold-dev/blindfold/internal/netkey"
 	"github.com/blindfold-dev/blindfold/policy"
 )
@@ -127,6 +129,28 @@ func crossNamespaceTargets(req any, ns string) []string {
 		}
 	}
 	return out
+}
+
+// errCrossRead: a response holds values sealed in another namespace than the call's, which the caller may not read.
+var errCrossRead = errors.New("sealed in another namespace, which the caller may not read")
+
+// mayReadIn is nil when the values of namespace ns, found in a response of namespace own (a child's result in its
+// parent's history, a cancel-external reason in the sender's), may be handed to the caller, and otherwise an error
+// wrapping codec.ErrWrongNamespace: the namespace such a value opens in is named by the event, i.e. by the backend,
+// so a caller who may not read ns would otherwise be shown ns's data by a backend that names ns. Without
+// authentication (no Config.Auth) every caller may call any namespace directly, and there is nothing to check.
+func mayReadIn(ctx context.Context, own, ns string) error {
+	if ns == "" || ns == own {
+		return nil
+	}
+	ca := callAuthFrom(ctx)
+	if ca == nil || ca.snapshot == nil {
+		return nil
+	}
+	if _, ok := holdsAny(ctx, ca.snapshot.Access, ca.id, ns, []policy.Operation{policy.OpClientRead, policy.OpWorker}); ok {
+		return nil
+	}
+	return fmt.Errorf("namespace %q: %w: %w", ns, errCrossRead, codec.ErrWrongNamespace)
 }
 
 // authStream refuses streaming calls to Temporal's services under Config.Auth: none exists today, and one a newer

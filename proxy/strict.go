@@ -154,6 +154,13 @@ func (t *transformer) openInbound(ctx context.Context, opener PayloadCodec, name
 		}
 		for _, ns := range order {
 			idx := groups[ns]
+			if err := mayReadIn(ctx, namespace, ns); err != nil {
+				for _, i := range idx {
+					opened[i] = refused.refuse(parents[i], in[i], refusalReason(err))
+					t.report(namespace, KindRefused)
+				}
+				continue
+			}
 			ps := make([]*commonpb.Payload, len(idx))
 			for j, i := range idx {
 				ps[j] = send[i]

@@ -13,6 +13,8 @@ import (
 	schedulepb "go.temporal.io/api/schedule/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/blindfold-dev/blindfold/policy"
 )
 
 // TestTextBinding: a sealed text (a reason, schedule notes) is bound like a payload, to the place its request names,
@@ -140,4 +142,78 @@ func TestTextBinding(t *testing.T) {
 			t.Errorf("as another schedule's list entry: %q, want %q", got, refusedMoved)
 		}
 	})
+}
+
+// TestCrossNamespaceReadNeedsAccess: the namespace a child's result, a signal-external input or a cancel-external
+// reason opens in is named by the event, i.e. by the backend. A caller who may read only tenant-a is not shown
+// tenant-b's values in a tenant-a history whose events name tenant-b; a caller who may read both is.
+func TestCrossNamespaceReadNeedsAccess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tr := &transformer{codec: newTextCodec(t)}
+	// Values of workflow X in tenant-b: a signal's input and a terminate reason.
+	sig := &workflowservice.SignalWorkflowExecutionRequest{Namespace: "tenant-b", WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "X"},
+		SignalName: "s", Input: &commonpb.Payloads{Payloads: []*commonpb.Payload{textPayload("tenant B value")}}}
+	if err := tr.encodeRequest(ctx, "tenant-b", sig); err != nil {
+		t.Fatal(err)
+	}
+	term := &workflowservice.TerminateWorkflowExecutionRequest{Namespace: "tenant-b", WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: "X"}, Reason: "tenant B reason"}
+	if err := tr.encodeRequest(ctx, "tenant-b", term); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Parse("test", []byte(`version: 1
+namespaces:
+  tenant-a: {}
+  tenant-b: {}
+access:
+  rules:
+    - name: a-only
+      subjects: [alice]
+      namespaces: [tenant-a]
+      operations: [client-read, worker]
+    - name: both
+      subjects: [bob]
+      namespaces: [tenant-a, tenant-b]
+      operations: [client-read]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A tenant-a history whose events name tenant-b's workflow X: as a signal-external target, and as a cancel-external one.
+	history := func() (*workflowservice.GetWorkflowExecutionHistoryResponse, *historypb.SignalExternalWorkflowExecutionInitiatedEventAttributes, *historypb.RequestCancelExternalWorkflowExecutionInitiatedEventAttributes) {
+		x := &commonpb.WorkflowExecution{WorkflowId: "X"}
+		se := &historypb.SignalExternalWorkflowExecutionInitiatedEventAttributes{Namespace: "tenant-b", WorkflowExecution: x,
+			Input: &commonpb.Payloads{Payloads: []*commonpb.Payload{proto.CloneOf(sig.Input.Payloads[0])}}}
+		ce := &historypb.RequestCancelExternalWorkflowExecutionInitiatedEventAttributes{Namespace: "tenant-b", WorkflowExecution: x, Reason: term.Reason}
+		return &workflowservice.GetWorkflowExecutionHistoryResponse{History: &historypb.History{Events: []*historypb.HistoryEvent{
+			{EventType: enumspb.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+				Attributes: &historypb.HistoryEvent_SignalExternalWorkflowExecutionInitiatedEventAttributes{SignalExternalWorkflowExecutionInitiatedEventAttributes: se}},
+			{EventType: enumspb.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+				Attributes: &historypb.HistoryEvent_RequestCancelExternalWorkflowExecutionInitiatedEventAttributes{RequestCancelExternalWorkflowExecutionInitiatedEventAttributes: ce}},
+		}}}, se, ce
+	}
+	req := &workflowservice.GetWorkflowExecutionHistoryRequest{Namespace: "tenant-a", Execution: &commonpb.WorkflowExecution{WorkflowId: "W"}}
+	for _, tc := range []struct {
+		who  string
+		want bool // tenant-b's values shown
+	}{{"alice", false}, {"bob", true}} {
+		actx := context.WithValue(ctx, callAuthKey{}, &callAuth{id: policy.Identity{Subject: tc.who}, snapshot: pol})
+		resp, se, ce := history()
+		if err := tr.decodeResponseFor(actx, "tenant-a", req, resp, nil); err != nil {
+			t.Fatalf("%s: %v", tc.who, err)
+		}
+		input := string(se.GetInput().GetPayloads()[0].GetData())
+		if tc.want {
+			if input != "tenant B value" || ce.GetReason() != "tenant B reason" {
+				t.Errorf("%s (may read tenant-b): input %q, reason %q", tc.who, input, ce.GetReason())
+			}
+			continue
+		}
+		if strings.Contains(input, "tenant B") || strings.Contains(ce.GetReason(), "tenant B") {
+			t.Errorf("%s (may not read tenant-b) was shown tenant-b's data: input %q, reason %q", tc.who, input, ce.GetReason())
+		}
+		if ce.GetReason() != "blindfold: sealed text could not be opened (sealed for another namespace)" {
+			t.Errorf("%s: reason %q, want the refusal", tc.who, ce.GetReason())
+		}
+	}
 }

@@ -302,6 +302,13 @@ func openTextsWith(ctx context.Context, c PayloadCodec, namespace string, msg pr
 		g.envs, g.slots, g.accept = append(g.envs, env), append(g.slots, s), append(g.accept, at)
 	}
 	for _, g := range groups {
+		if err := mayReadIn(ctx, namespace, g.ns); err != nil {
+			for _, s := range g.slots {
+				s.set(refusalText(err))
+				refused++
+			}
+			continue
+		}
 		n, err := openTextGroup(ctx, c, g.ns, g.envs, g.slots, g.accept)
 		refused += n
 		if err != nil {
