@@ -164,6 +164,22 @@ func (r *Remote) Stop() error {
 	return nil
 }
 
+// Pause stops the server and every process it forked (SIGSTOP): a network HSM that stops answering, its connections
+// open. Resume continues them.
+func (r *Remote) Pause() error { return r.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (r *Remote) Resume() error { return r.signal(syscall.SIGCONT) }
+
+func (r *Remote) signal(sig syscall.Signal) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return errors.New("softhsmtest: the remote server is not running")
+	}
+	return syscall.Kill(-r.cmd.Process.Pid, sig)
+}
+
 func (r *Remote) kill() {
 	if r.cmd == nil {
 		return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	p11 "github.com/miekg/pkcs11"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/blindfold-dev/blindfold/keys"
 )
@@ -33,7 +34,7 @@ type KEK struct {
 
 	sem chan struct{} // one token operation at a time; acquired with select so ctx is honoured while waiting
 	// The fields below are the KEK's view of the module, valid for the module's initialization gen (under sem, and
-	// tokenCalls read side): after a re-initialization the slot may be numbered anew and every session handle is void.
+	// the module's calls, either side): after a re-initialization the slot may be numbered anew and every session handle is void.
 	gen     uint64
 	slot    uint
 	slotOK  bool
@@ -48,8 +49,31 @@ var _ keys.KEK = (*KEK)(nil)
 type module struct {
 	path string
 	ctx  *p11.Ctx
-	// gen counts re-initializations; read under tokenCalls (either side), written under its write side.
+	// calls: every token call on the module holds one unit of it (the read side). What must not overlap any other call
+	// holds all of it (the write side): calls that add or remove token objects (SoftHSM2's file object store answers a
+	// key generation that overlaps another session's calls on the token with CKR_GENERAL_ERROR), and re-initializing
+	// the module. Both happen only when a key is created or destroyed, or a device was lost, so at steady state no call
+	// waits. It is per module, and taken with the call's context: a token that hangs in one call (a network HSM that
+	// stopped answering) makes a writer wait, and the calls queued behind it, only until their deadlines, and never
+	// stalls the KEKs of another module.
+	calls *semaphore.Weighted
+	// gen counts re-initializations; read under calls (either side), written under its write side.
 	gen uint64
+}
+
+// allCalls is the write side of module.calls.
+const allCalls = 1 << 30
+
+// lock takes the read side of m's calls, or the write side, until ctx ends.
+func (m *module) lock(ctx context.Context, write bool) (unlock func(), err error) {
+	n := int64(1)
+	if write {
+		n = allCalls
+	}
+	if err := m.calls.Acquire(ctx, n); err != nil {
+		return nil, fmt.Errorf("pkcs11: wait for the other calls on module %s: %w", m.path, err)
+	}
+	return func() { m.calls.Release(n) }, nil
 }
 
 // modules keeps one module per path.
@@ -72,7 +96,7 @@ func loadModule(path string) (*module, error) {
 		c.Destroy()
 		return nil, fmt.Errorf("pkcs11: initialize module %s: %w", path, err)
 	}
-	m := &module{path: path, ctx: c}
+	m := &module{path: path, ctx: c, calls: semaphore.NewWeighted(allCalls)}
 	modules[path] = m
 	return m, nil
 }
@@ -83,9 +107,12 @@ func loadModule(path string) (*module, error) {
 // still answers CKR_DEVICE_ERROR, or lists no slot, after its server is back, until the module is initialized again.
 // It excludes every other token call of the process, because C_Finalize must not overlap calls on the module, and it
 // voids every session of every KEK on the module, which the KEKs notice by the changed gen.
-func (m *module) reinitialize(seen uint64) error {
-	tokenCalls.Lock()
-	defer tokenCalls.Unlock()
+func (m *module) reinitialize(ctx context.Context, seen uint64) error {
+	unlock, err := m.lock(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if m.gen != seen {
 		return nil
 	}
@@ -156,12 +183,22 @@ func findToken(c *p11.Ctx, label string) (uint, error) {
 	return 0, fmt.Errorf("pkcs11: %w: no token labelled %q among %d slots with a token", errNoToken, label, len(slots))
 }
 
-// Close closes the KEK's session (it does not log out: login state is shared by every session of the process).
+// Close closes the KEK's session (it does not log out: login state is shared by every session of the process). A token
+// busy past the timeout (a call hanging in it) leaves the session open, and Close says so.
 func (k *KEK) Close() error {
-	k.sem <- struct{}{}
+	ctx, cancel := context.WithTimeout(context.Background(), k.timeout)
+	defer cancel()
+	select {
+	case k.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("pkcs11: close: a call on token %q did not end: %w", k.cfg.TokenLabel, ctx.Err())
+	}
 	defer func() { <-k.sem }()
-	tokenCalls.RLock()
-	defer tokenCalls.RUnlock()
+	unlock, err := k.mod.lock(ctx, false)
+	if err != nil {
+		return fmt.Errorf("pkcs11: close: %w", err)
+	}
+	defer unlock()
 	k.sync()
 	k.dropSession()
 	return nil
@@ -169,13 +206,6 @@ func (k *KEK) Close() error {
 
 // KeyLabel is the configured key label.
 func (k *KEK) KeyLabel() string { return k.cfg.KeyLabel }
-
-// tokenCalls: every token call of the process takes its read side. Its write side is for what must not overlap any
-// other call: calls that add or remove token objects (SoftHSM2's file object store answers a key generation that
-// overlaps another session's calls on the token with CKR_GENERAL_ERROR), and re-initializing a module. Both happen only
-// when a key is created or destroyed, or a device was lost, so at steady state every call takes the read side and none
-// waits.
-var tokenCalls sync.RWMutex
 
 // Options of run.
 const (
@@ -203,9 +233,11 @@ func (k *KEK) run(ctx context.Context, opts int, op func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		defer func() { <-k.sem }()
-		gen, ran, err := k.attempt(opts&opWrite != 0, op)
-		if opts&opNoRecover == 0 {
-			err = k.recover(opts&opWrite != 0 && ran, opts&opWrite != 0, op, err, gen)
+		gen, ran, err := k.attempt(ctx, opts&opWrite != 0, op)
+		if opts&opNoRecover == 0 && ctx.Err() == nil {
+			// Not once the caller has gone: a re-initialization or a repeated call nobody waits for would only
+			// hold up the module's other calls.
+			err = k.recover(ctx, opts&opWrite != 0 && ran, opts&opWrite != 0, op, err, gen)
 		}
 		done <- err
 	}()
@@ -219,14 +251,12 @@ func (k *KEK) run(ctx context.Context, opts int, op func() error) error {
 
 // attempt runs op once, on the token and session of the module's current initialization, and returns the initialization
 // it ran in, whether op ran (or finding the token or opening the session failed before), and the error.
-func (k *KEK) attempt(write bool, op func() error) (gen uint64, ran bool, err error) {
-	if write {
-		tokenCalls.Lock()
-		defer tokenCalls.Unlock()
-	} else {
-		tokenCalls.RLock()
-		defer tokenCalls.RUnlock()
+func (k *KEK) attempt(ctx context.Context, write bool, op func() error) (gen uint64, ran bool, err error) {
+	unlock, err := k.mod.lock(ctx, write)
+	if err != nil {
+		return k.gen, false, err
 	}
+	defer unlock()
 	k.sync()
 	if !k.slotOK {
 		slot, err := findToken(k.ctx, k.cfg.TokenLabel)
@@ -249,7 +279,7 @@ func (k *KEK) attempt(write bool, op func() error) (gen uint64, ran bool, err er
 }
 
 // sync forgets the slot and session of an earlier initialization of the module (not closing the session: its handle is
-// void, and may now be another KEK's). Called with tokenCalls held.
+// void, and may now be another KEK's). Called with the module's calls held.
 func (k *KEK) sync() {
 	if k.gen != k.mod.gen {
 		k.gen, k.slotOK, k.open = k.mod.gen, false, false
@@ -261,20 +291,20 @@ func (k *KEK) sync() {
 // session, op runs once more, on a new session, unless wrote (op writes token objects and ran: a generation that failed
 // midway may have happened). The error of a call that still fails names the token and the module, and keeps the first
 // failure.
-func (k *KEK) recover(wrote, write bool, op func() error, err error, gen uint64) error {
+func (k *KEK) recover(ctx context.Context, wrote, write bool, op func() error, err error, gen uint64) error {
 	lost := isDeviceLost(err)
 	if !lost && !isSessionError(err) {
 		return err
 	}
 	if lost {
-		if rerr := k.mod.reinitialize(gen); rerr != nil {
+		if rerr := k.mod.reinitialize(ctx, gen); rerr != nil {
 			return fmt.Errorf("pkcs11: token %q of module %s unavailable: %w; then: %w", k.cfg.TokenLabel, k.cfg.Module, err, rerr)
 		}
 	}
 	if wrote {
 		return fmt.Errorf("pkcs11: token %q of module %s unavailable: %w", k.cfg.TokenLabel, k.cfg.Module, err)
 	}
-	_, _, retryErr := k.attempt(write, op)
+	_, _, retryErr := k.attempt(ctx, write, op)
 	if retryErr == nil || !isDeviceLost(retryErr) && !isSessionError(retryErr) {
 		return retryErr // recovered, or an answer of the token (a rejected ciphertext, a missing key)
 	}

@@ -424,3 +424,62 @@ func TestSessionsClosed(t *testing.T) {
 		t.Errorf("second KEK's first decrypt after the sessions were closed = %q, %v", pt, err)
 	}
 }
+
+// TestHungTokenIsolated: a network HSM that stops answering (p11-kit's server, SIGSTOPped) holds up only its own
+// module, and only until each call's deadline: a call of another KEK on that module, queued behind the hung one, gives
+// up with its timeout, and KEKs on another module (the local SoftHSM2) keep answering meanwhile, a key destruction
+// there included (it excludes every other call of its own module only). Not parallel, like TestRemoteDeviceLoss.
+func TestHungTokenIsolated(t *testing.T) {
+	if remote == nil {
+		t.Skip("skipping the hung remote HSM:", remoteSkip)
+	}
+	ctx := context.Background()
+	const timeout = 500 * time.Millisecond
+	remoteKEK := func() *pkcs11.KEK {
+		return newKEK(t, pkcs11.Config{Module: remote.ClientModule, TokenLabel: softhsmtest.RemoteTokenLabel, PIN: softhsmtest.PIN,
+			KeyLabel: fmt.Sprintf("blindfold-%s-%d", t.Name(), labels.Add(1)), CreateKey: true, Timeout: timeout})
+	}
+	hung, queued := remoteKEK(), remoteKEK()
+	local, doomed := newKEK(t, config(t)), newKEK(t, config(t))
+	ad := keys.KeysetAD("payments", created)
+	if err := remote.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := remote.Resume(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	// A destruction that hangs in the remote module, holding all of it.
+	hangs := make(chan error, 1)
+	go func() { hangs <- hung.DestroyKey(ctx) }()
+	time.Sleep(50 * time.Millisecond) // let it reach the token: nothing below depends on it, it only makes the case real
+
+	began := time.Now()
+	if err := doomed.DestroyKey(ctx); err != nil {
+		t.Errorf("a key destruction on another module while the remote HSM hangs: %v", err)
+	}
+	if _, err := local.EncryptWithContext(ctx, []byte("during"), ad); err != nil {
+		t.Errorf("a KEK on another module while the remote HSM hangs: %v", err)
+	}
+	if took := time.Since(began); took > timeout {
+		t.Errorf("the other module's calls took %v while the remote HSM hangs", took)
+	}
+	began = time.Now()
+	_, err := queued.EncryptWithContext(ctx, []byte("queued"), ad)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a call queued behind the hung one: %v; want its timeout", err)
+	}
+	if took := time.Since(began); took > 4*timeout {
+		t.Errorf("a call queued behind the hung one took %v; want about its timeout (%v)", took, timeout)
+	}
+	if err := <-hangs; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the hung call: %v; want the timeout", err)
+	}
+	resume()
+}
