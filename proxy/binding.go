@@ -395,6 +395,10 @@ func inboundSites(req, resp proto.Message) (*sites, error) {
 		for _, e := range r.GetExecutions() {
 			s.set(e, workflowSite(e.GetExecution().GetWorkflowId()))
 		}
+	case *workflowservice.DescribeBatchOperationResponse:
+		// Its reason, sealed for the job.
+		q, _ := req.(*workflowservice.DescribeBatchOperationRequest)
+		s.def = site{bind: codec.Binding{Kind: codec.BindBatch, ID: q.GetJobId()}}
 	case *workflowservice.DescribeScheduleResponse:
 		q, _ := req.(*workflowservice.DescribeScheduleRequest)
 		s.def = site{bind: codec.Binding{Kind: codec.BindSchedule, ID: q.GetScheduleId()}}

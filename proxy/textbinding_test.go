@@ -89,6 +89,15 @@ func TestTextBinding(t *testing.T) {
 		if got := open(t, &workflowservice.DescribeBatchOperationRequest{Namespace: ns, JobId: "job-1"}, d, d.GetReason); got != "the batch reason" {
 			t.Errorf("in the job's description: %q", got)
 		}
+		other := &workflowservice.DescribeBatchOperationResponse{JobId: "job-2", Reason: sealed}
+		if got := open(t, &workflowservice.DescribeBatchOperationRequest{Namespace: ns, JobId: "job-2"}, other, other.GetReason); got != refusedMoved {
+			t.Errorf("in another job's description: %q, want %q", got, refusedMoved)
+		}
+		st := &schedulepb.ScheduleState{Notes: sealed}
+		sd := &workflowservice.DescribeScheduleResponse{Schedule: &schedulepb.Schedule{State: st}}
+		if got := open(t, &workflowservice.DescribeScheduleRequest{Namespace: ns, ScheduleId: "nightly"}, sd, st.GetNotes); got != refusedMoved {
+			t.Errorf("as a schedule's notes: %q, want %q", got, refusedMoved)
+		}
 	})
 
 	t.Run("cancel-external reason", func(t *testing.T) {

@@ -149,10 +149,14 @@ func (s *sites) textSite(placed map[proto.Message]site, slot textSlot) site {
 	return s.def
 }
 
-// forText is the site a sealed text is opened at: st, and also where a batch job sealed it, since the server copies
-// a batch operation's reason into every workflow (and activity) the job touches.
+// forText is the site a sealed text is opened at: st, and, at a workflow's or an activity's, also a text a batch job
+// sealed, since the server copies a batch operation's reason into every workflow (and activity) the job touches.
+// Elsewhere (a schedule, a batch job's own description) a batch job's text opens only where st names that job.
 func (st site) forText() site {
-	st.batch = true
+	switch st.bind.Kind {
+	case codec.BindWorkflow, codec.BindActivity:
+		st.batch = true
+	}
 	return st
 }
 
