@@ -361,6 +361,11 @@ func (k *KEK) findKey() (p11.ObjectHandle, error) {
 		if err := k.tokenThere(); err != nil {
 			return 0, fmt.Errorf("pkcs11: find key %q: %w", k.cfg.KeyLabel, err)
 		}
+		// Nor may a session that is not logged in any more (a token that logged its sessions out), or that is not on
+		// the KEK's slot: the key is private, and such a session does not see it.
+		if err := k.sessionLoggedIn(); err != nil {
+			return 0, fmt.Errorf("pkcs11: find key %q: %w", k.cfg.KeyLabel, err)
+		}
 		return 0, fmt.Errorf("%w: pkcs11: no secret key labelled %q on token %q (destroyed, or never created)", keys.ErrKEKKeyMissing, k.cfg.KeyLabel, k.cfg.TokenLabel)
 	case len(objs) > 1:
 		return 0, fmt.Errorf("pkcs11: more than one secret key labelled %q on token %q; labels must be unique", k.cfg.KeyLabel, k.cfg.TokenLabel)
@@ -373,6 +378,19 @@ func (k *KEK) findKey() (p11.ObjectHandle, error) {
 		return 0, fmt.Errorf("pkcs11: key %q on token %q is not an AES key", k.cfg.KeyLabel, k.cfg.TokenLabel)
 	}
 	return objs[0], nil
+}
+
+// sessionLoggedIn checks that the KEK's session is a logged-in read-write user session on its slot; otherwise the error
+// is CKR_USER_NOT_LOGGED_IN, a session error: the call is retried on a new session. Called with the session held.
+func (k *KEK) sessionLoggedIn() error {
+	info, err := k.ctx.GetSessionInfo(k.session)
+	if err != nil {
+		return fmt.Errorf("session info: %w", err)
+	}
+	if info.SlotID != k.slot || info.State != p11.CKS_RW_USER_FUNCTIONS {
+		return fmt.Errorf("session on slot %d in state %d, not logged in on slot %d: %w", info.SlotID, info.State, k.slot, p11.Error(p11.CKR_USER_NOT_LOGGED_IN))
+	}
+	return nil
 }
 
 // tokenThere checks that the KEK's slot still holds its token. Called with the session held.

@@ -483,3 +483,50 @@ func TestHungTokenIsolated(t *testing.T) {
 	}
 	resume()
 }
+
+// TestLoggedOutIsNotShredded: a token that logs the application out (C_Logout ends the login of every session on it)
+// hides the private key from the KEK's session. That must not read as a destroyed key — the Manager would take the
+// scope for shredded — but as a lost login: the next call logs in on a new session and succeeds. Not parallel, like
+// TestSessionsClosed (its calls bypass the KEKs' lock).
+func TestLoggedOutIsNotShredded(t *testing.T) {
+	ctx := context.Background()
+	k := newKEK(t, pkcs11.Config{Module: hsm.Module, TokenLabel: sessions.Label, PIN: softhsmtest.PIN,
+		KeyLabel: fmt.Sprintf("blindfold-%s-%d", t.Name(), labels.Add(1)), CreateKey: true})
+	ad := keys.KeysetAD("payments", created)
+	ct, err := k.EncryptWithContext(ctx, []byte("logged in"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p11.New(hsm.Module) // the same, already initialized, instance
+	if err := c.Initialize(); err != nil && !errors.Is(err, p11.Error(p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		t.Fatal(err)
+	}
+	slots, err := c.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := false
+	for _, s := range slots {
+		if ti, err := c.GetTokenInfo(s); err == nil && ti.Label == sessions.Label {
+			sh, err := c.OpenSession(s, p11.CKF_SERIAL_SESSION)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Logout(sh); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.CloseSession(sh)
+			out = true
+		}
+	}
+	if !out {
+		t.Fatalf("token %q not among slots %v", sessions.Label, slots)
+	}
+	pt, err := k.DecryptWithContext(ctx, ct, ad)
+	if errors.Is(err, keys.ErrKEKKeyMissing) {
+		t.Fatalf("decrypt after a logout: %v; a lost login passed for a destroyed key", err)
+	}
+	if err != nil || string(pt) != "logged in" {
+		t.Errorf("decrypt after a logout = %q, %v", pt, err)
+	}
+}
