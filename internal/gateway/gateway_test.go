@@ -78,19 +78,45 @@ func TestGatewayServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
+		if err := relisten(a); err != nil {
 			t.Errorf("%s still taken after Stop: %v", a, err)
-			continue
 		}
-		l.Close()
 	}
 	// The audit log is closed: its lock is free for another writer.
-	al, err := policy.OpenAudit(filepath.Join(dir, "audit.jsonl"))
-	if err != nil {
+	if err := reopenAudit(filepath.Join(dir, "audit.jsonl")); err != nil {
 		t.Fatalf("audit log still held after Stop: %v", err)
 	}
-	al.Close()
+}
+
+// released is how long a closed socket or file may stay open elsewhere: a parallel test that starts a process (the
+// KEK plugin, softhsm2-util) forks, and until the child's exec closes its close-on-exec copies, it holds every
+// descriptor this process had, sockets and locked files included.
+const released = 5 * time.Second
+
+// relisten listens on addr again (and closes it), once the address is free, within released.
+func relisten(addr string) error {
+	var err error
+	testenv.Poll(released, func() bool {
+		var l net.Listener
+		if l, err = net.Listen("tcp", addr); err == nil {
+			l.Close()
+		}
+		return err == nil
+	})
+	return err
+}
+
+// reopenAudit opens the audit log at path as another writer (and closes it), once its lock is free, within released.
+func reopenAudit(path string) error {
+	var err error
+	testenv.Poll(released, func() bool {
+		var al *policy.AuditLog
+		if al, err = policy.OpenAudit(path); err == nil {
+			al.Close()
+		}
+		return err == nil
+	})
+	return err
 }
 
 // TestStartRollsBack makes the last part to start (the metrics listener) fail and checks that what had started before
@@ -111,18 +137,13 @@ func TestStartRollsBack(t *testing.T) {
 		t.Fatalf("Start with a taken metrics port: %v", err)
 	}
 	for _, l := range []net.Listener{proxyLis, codecLis} {
-		again, err := net.Listen("tcp", l.Addr().String())
-		if err != nil {
+		if err := relisten(l.Addr().String()); err != nil {
 			t.Errorf("%s not released by the rollback: %v", l.Addr(), err)
-			continue
 		}
-		again.Close()
 	}
-	al, err := policy.OpenAudit(filepath.Join(dir, "audit.jsonl"))
-	if err != nil {
+	if err := reopenAudit(filepath.Join(dir, "audit.jsonl")); err != nil {
 		t.Fatalf("audit log not released by the rollback: %v", err)
 	}
-	al.Close()
 }
 
 // TestStartRefuses checks misconfigurations that fail before anything serves.
