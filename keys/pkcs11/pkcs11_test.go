@@ -395,26 +395,9 @@ func TestSessionsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The library is loaded and initialized already: this handle reaches the same instance (and is never finalized).
-	c := p11.New(hsm.Module)
-	if err := c.Initialize(); err != nil && !errors.Is(err, p11.Error(p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+	c, slot := moduleSlot(t, sessions.Label)
+	if err := c.CloseAllSessions(slot); err != nil {
 		t.Fatal(err)
-	}
-	slots, err := c.GetSlotList(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	for _, s := range slots {
-		if ti, err := c.GetTokenInfo(s); err == nil && ti.Label == sessions.Label {
-			if err := c.CloseAllSessions(s); err != nil {
-				t.Fatal(err)
-			}
-			closed = true
-		}
-	}
-	if !closed {
-		t.Fatalf("token %q not among slots %v", sessions.Label, slots)
 	}
 
 	if pt, err := k1.DecryptWithContext(ctx, ct1, ad); err != nil || string(pt) != "one" {
@@ -497,31 +480,15 @@ func TestLoggedOutIsNotShredded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := p11.New(hsm.Module) // the same, already initialized, instance
-	if err := c.Initialize(); err != nil && !errors.Is(err, p11.Error(p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-		t.Fatal(err)
-	}
-	slots, err := c.GetSlotList(true)
+	c, slot := moduleSlot(t, sessions.Label)
+	sh, err := c.OpenSession(slot, p11.CKF_SERIAL_SESSION)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := false
-	for _, s := range slots {
-		if ti, err := c.GetTokenInfo(s); err == nil && ti.Label == sessions.Label {
-			sh, err := c.OpenSession(s, p11.CKF_SERIAL_SESSION)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Logout(sh); err != nil {
-				t.Fatal(err)
-			}
-			_ = c.CloseSession(sh)
-			out = true
-		}
+	if err := c.Logout(sh); err != nil {
+		t.Fatal(err)
 	}
-	if !out {
-		t.Fatalf("token %q not among slots %v", sessions.Label, slots)
-	}
+	_ = c.CloseSession(sh)
 	pt, err := k.DecryptWithContext(ctx, ct, ad)
 	if errors.Is(err, keys.ErrKEKKeyMissing) {
 		t.Fatalf("decrypt after a logout: %v; a lost login passed for a destroyed key", err)
@@ -529,4 +496,26 @@ func TestLoggedOutIsNotShredded(t *testing.T) {
 	if err != nil || string(pt) != "logged in" {
 		t.Errorf("decrypt after a logout = %q, %v", pt, err)
 	}
+}
+
+// moduleSlot returns a handle on the SoftHSM2 library the KEKs use (it is loaded and initialized already: this handle
+// reaches the same instance, and is never finalized) and the slot of the token labelled label, for calls that bypass
+// the KEKs.
+func moduleSlot(t *testing.T, label string) (*p11.Ctx, uint) {
+	t.Helper()
+	c := p11.New(hsm.Module)
+	if err := c.Initialize(); err != nil && !errors.Is(err, p11.Error(p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		t.Fatal(err)
+	}
+	slots, err := c.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if ti, err := c.GetTokenInfo(s); err == nil && ti.Label == label {
+			return c, s
+		}
+	}
+	t.Fatalf("token %q not among slots %v", label, slots)
+	return nil, 0
 }

@@ -399,20 +399,7 @@ func TestDecodeClaimsAcrossChunks(t *testing.T) {
 		}
 		ps = append(ps, enc[0])
 	}
-	al := &memAudit{}
-	d := &Decoder{Codec: c, Authorizer: policy.DevAccess(), Audit: al}
-	res, err := d.Decode(t.Context(), DecodeRequest{Identity: policy.Identity{Subject: "dev"}, Namespace: "default", Via: ViaCodecEndpoint}, ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	recs := al.records()
-	if len(recs) != 1 {
-		t.Fatalf("%d audit records, want 1", len(recs))
-	}
-	rec := recs[0]
+	d, rec := decodeAudited(t, c, ps)
 	if want := d.keyIDs(ps, "default"); !slices.Equal(rec.KeyIDs, want) || len(want) < 2 {
 		t.Errorf("key ids %q, want %q", rec.KeyIDs, want)
 	}
@@ -444,6 +431,20 @@ func TestAuditKeyIDsCapped(t *testing.T) {
 		}
 		ps = append(ps, enc[0])
 	}
+	d, rec := decodeAudited(t, c, ps)
+	ids := rec.KeyIDs
+	if len(ids) != policy.MaxAuditKeyIDs+1 || ids[len(ids)-1] != "and 10 more key ids" {
+		t.Errorf("key ids: %d entries, last %q; want %d and a count of 10 more", len(ids), ids[len(ids)-1], policy.MaxAuditKeyIDs+1)
+	}
+	if want := d.keyIDs(ps, "default"); !slices.Equal(ids, want) {
+		t.Errorf("the chunked claims differ from the whole request's: %q, want %q", ids, want)
+	}
+}
+
+// decodeAudited decodes ps in namespace "default" as the dev endpoint does, commits, and returns the decoder and the
+// one audit record it wrote.
+func decodeAudited(t *testing.T, c *codec.Codec, ps []*commonpb.Payload) (*Decoder, policy.Record) {
+	t.Helper()
 	al := &memAudit{}
 	d := &Decoder{Codec: c, Authorizer: policy.DevAccess(), Audit: al}
 	res, err := d.Decode(t.Context(), DecodeRequest{Identity: policy.Identity{Subject: "dev"}, Namespace: "default", Via: ViaCodecEndpoint}, ps)
@@ -457,11 +458,5 @@ func TestAuditKeyIDsCapped(t *testing.T) {
 	if len(recs) != 1 {
 		t.Fatalf("%d audit records, want 1", len(recs))
 	}
-	ids := recs[0].KeyIDs
-	if len(ids) != policy.MaxAuditKeyIDs+1 || ids[len(ids)-1] != "and 10 more key ids" {
-		t.Errorf("key ids: %d entries, last %q; want %d and a count of 10 more", len(ids), ids[len(ids)-1], policy.MaxAuditKeyIDs+1)
-	}
-	if want := d.keyIDs(ps, "default"); !slices.Equal(ids, want) {
-		t.Errorf("the chunked claims differ from the whole request's: %q, want %q", ids, want)
-	}
+	return d, recs[0]
 }
