@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	commonpb "go.temporal.io/api/common/v1"
@@ -68,6 +69,8 @@ type Codec struct {
 	decoder func() (*zstd.Decoder, error)
 
 	contexts keyContexts
+	// lastBindingID is the binding id of the last v2 envelope decoded (bindingID).
+	lastBindingID atomic.Pointer[string]
 }
 
 // Option configures a Codec.

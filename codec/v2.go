@@ -424,6 +424,21 @@ func (d *decoderV2) scope(namespace string) string {
 	return d.defaultScope
 }
 
+// bindingID is id as a string: the one of the last decode when the bytes are the same, since nearly every payload of a
+// history, and every answer of one workflow's task, is bound to the same workflow, and the conversion was a decode's
+// last allocation of its own. The shared pointer is written only when the id changes.
+func (c *Codec) bindingID(id []byte) string {
+	if len(id) == 0 {
+		return ""
+	}
+	if p := c.lastBindingID.Load(); p != nil && *p == string(id) {
+		return *p
+	}
+	s := string(id)
+	c.lastBindingID.Store(&s)
+	return s
+}
+
 // decodeV2 opens the v2 envelope p at index i.
 // A short-form payload is built in dst when it is not nil.
 func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Payload, d *decoderV2, last *openedKey, b *DecodeBudget, dst *shortFormPayload) (*commonpb.Payload, int64, error) {
@@ -441,7 +456,7 @@ func (c *Codec) decodeV2(ctx context.Context, e Expect, i int, p *commonpb.Paylo
 		}
 	}
 	if e.Accept != nil {
-		if err := e.Accept(i, Binding{Kind: h.kind, ID: string(h.id)}); err != nil {
+		if err := e.Accept(i, Binding{Kind: h.kind, ID: c.bindingID(h.id)}); err != nil {
 			return nil, 0, fmt.Errorf("decode payload %d (key %q): %w: %w", i, v2KeyID(&h, kc, d, e.Namespace), ErrWrongBinding, err)
 		}
 	}

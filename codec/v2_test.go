@@ -983,3 +983,51 @@ func TestExplicitDefaultScope(t *testing.T) {
 		}
 	}
 }
+
+// TestBindingIDsAlternate: the binding a decode hands to Accept is the envelope's own, whether the previous decode's
+// was the same (its string is reused) or another, one call at a time and from goroutines decoding different
+// workflows' envelopes at once.
+func TestBindingIDsAlternate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCodec(t, codectest.NewKeyring())
+	ids := []string{"order-1", "order-2", "order-1", "order-1", "x", "order-2"}
+	envs := make([]*commonpb.Payload, len(ids))
+	for i, id := range ids {
+		out, err := c.EncodeFor(ctx, codec.Target{Namespace: "default", Binding: codec.Workflow(id)}, []*commonpb.Payload{{Data: []byte(id)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs[i] = out[0]
+	}
+	decodeAs := func(env *commonpb.Payload) (string, error) {
+		var got string
+		_, err := c.DecodeFor(ctx, codec.Expect{Namespace: "default", Accept: func(_ int, b codec.Binding) error {
+			got = b.ID
+			return nil
+		}}, []*commonpb.Payload{env})
+		return got, err
+	}
+	for i, env := range envs {
+		if got, err := decodeAs(env); err != nil || got != ids[i] {
+			t.Errorf("decode %d: binding %q, %v; want %q", i, got, err, ids[i])
+		}
+	}
+	errs := make(chan error, len(envs))
+	for i, env := range envs {
+		go func() {
+			for range 200 {
+				if got, err := decodeAs(env); err != nil || got != ids[i] {
+					errs <- fmt.Errorf("concurrent decode %d: binding %q, %v; want %q", i, got, err, ids[i])
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range envs {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
