@@ -65,7 +65,10 @@ type cacheEntry struct {
 	neg          bool // st.negative(): the entry lives in negLRU
 	lastAttempt  time.Time
 	lastTargeted time.Time // last reload that was not only due to age (a key id the cache lacked, a missing keyset, an expired TTL)
-	lastErr      error
+	// targeting is open while a reload for a key id the cache lacked runs: a lookup of a missing id that the rate limit
+	// holds back waits for it, instead of answering from the keyset the reload is replacing.
+	targeting chan struct{}
+	lastErr   error
 }
 
 // scopeState is an immutable snapshot of one scope, as loaded.
@@ -274,6 +277,23 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 				// A key id the cached keyset lacks is most often the new primary of another replica sharing the store: an age
 				// refresh that happened to run just before must not make this one wait; only targeted reloads limit it.
 				limited = now.Sub(e.lastTargeted) < m.minRefresh
+				if limited && e.targeting != nil {
+					// Another lookup's reload for a missing id is running (often for this same new primary): its
+					// result is what this lookup needs, not the keyset it replaces.
+					wait := e.targeting
+					m.mu.Unlock()
+					select {
+					case <-wait:
+					case <-ctx.Done():
+					}
+					m.mu.Lock()
+					if cur := m.entries[scope]; cur != nil {
+						st = cur.st
+					}
+					m.mu.Unlock()
+					m.hits.Add(1)
+					return st, nil
+				}
 			}
 			targeted := unknown || (!check && !st.hasKeyset)
 			stale := age >= m.refresh || targeted
@@ -285,6 +305,18 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 			e.lastAttempt = now
 			if targeted {
 				e.lastTargeted = now
+			}
+			if unknown && e.targeting == nil {
+				ch := make(chan struct{})
+				e.targeting = ch
+				defer func() {
+					m.mu.Lock()
+					if e.targeting == ch {
+						e.targeting = nil
+					}
+					m.mu.Unlock()
+					close(ch)
+				}()
 			}
 			m.mu.Unlock()
 			if unknown && age < m.refresh && st.hasKeyset && m.storeUnchanged(ctx, scope, st) {
@@ -385,6 +417,9 @@ func (m *Manager) loadShared(ctx context.Context, scope, group string) (*scopeSt
 
 func (m *Manager) loadUncached(ctx context.Context, scope string) (*scopeState, error) {
 	m.fileReads.Add(1)
+	// loadedAt is when the read began, not when it ended: a lookup that began during the read may need a key stored
+	// after it, and get tells the two apart by this time.
+	began := m.now()
 	stored, err := m.store.Load(ctx, scope)
 	if err != nil {
 		return nil, err
@@ -393,7 +428,7 @@ func (m *Manager) loadUncached(ctx context.Context, scope string) (*scopeState, 
 	if err != nil {
 		return nil, err
 	}
-	st := &scopeState{scope: scope, shredded: ts != nil, destroyed: ts.destroyedIDs(), keyIDs: map[uint32]struct{}{}, loadedAt: m.now(), stored: stored}
+	st := &scopeState{scope: scope, shredded: ts != nil, destroyed: ts.destroyedIDs(), keyIDs: map[uint32]struct{}{}, loadedAt: began, stored: stored}
 	if stored.Keyset == nil {
 		return st, nil
 	}
