@@ -59,16 +59,9 @@ type Remote struct {
 // and sets EnvServerAddress for this process. Call it from TestMain, before any PKCS#11 module is initialized: the
 // variable is read by C code, and setting it while other threads may read the environment is not safe.
 func StartRemote(dir string) (*Remote, error) {
-	mod := ""
-	for _, p := range modulePaths {
-		if _, err := os.Stat(p); err == nil {
-			mod = p
-			break
-		}
-	}
-	util, err := exec.LookPath("softhsm2-util")
-	if mod == "" || err != nil {
-		return nil, ErrMissing
+	mod, util, err := findSoftHSM()
+	if err != nil {
+		return nil, err
 	}
 	p11kit, err := exec.LookPath("p11-kit")
 	client := ""

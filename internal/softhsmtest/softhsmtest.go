@@ -45,16 +45,9 @@ type Env struct {
 // Setup writes a SoftHSM2 configuration with its token directory under dir, sets $SOFTHSM2_CONF to it (for this process:
 // call it from TestMain, before any PKCS#11 module is initialized) and initializes the token TokenLabel with PIN.
 func Setup(dir string) (Env, error) {
-	mod := ""
-	for _, p := range modulePaths {
-		if _, err := os.Stat(p); err == nil {
-			mod = p
-			break
-		}
-	}
-	util, err := exec.LookPath("softhsm2-util")
-	if mod == "" || err != nil {
-		return Env{}, ErrMissing
+	mod, util, err := findSoftHSM()
+	if err != nil {
+		return Env{}, err
 	}
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.MkdirAll(tokens, 0o700); err != nil {
@@ -133,6 +126,21 @@ func (t *Token) Restore() error {
 func (t *Token) Present() bool {
 	_, err := os.Stat(t.dir)
 	return err == nil
+}
+
+// findSoftHSM returns the SoftHSM2 library and softhsm2-util, or ErrMissing.
+func findSoftHSM() (module, util string, err error) {
+	for _, p := range modulePaths {
+		if _, err := os.Stat(p); err == nil {
+			module = p
+			break
+		}
+	}
+	util, err = exec.LookPath("softhsm2-util")
+	if module == "" || err != nil {
+		return "", "", ErrMissing
+	}
+	return module, util, nil
 }
 
 // Required reports whether a missing SoftHSM2 must fail the tests ($BLINDFOLD_REQUIRE_SOFTHSM=1).
