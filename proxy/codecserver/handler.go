@@ -502,7 +502,17 @@ func (h *Handler) encode(ctx context.Context, ns string, payloads []*commonpb.Pa
 	return h.cfg.Codec.EncodeFor(ctx, t, payloads)
 }
 
+// DefaultNamespace is the namespace of a request that names none (no namespace in the path, an absent or empty
+// X-Namespace header): Temporal's default namespace, the one an SDK client or the temporal CLI uses when it is given
+// none. The temporal CLI (1.5) sends an empty X-Namespace and substitutes "" for {namespace} in --codec-endpoint
+// unless --namespace is given explicitly, while its gRPC calls read "default": refusing such a request made the CLI
+// retry until its deadline with nothing but "context deadline exceeded" to show for it. Choosing the namespace
+// grants nothing: the policy decides for it like for any other, and a payload sealed for another namespace is
+// refused by its envelope's binding.
+const DefaultNamespace = "default"
+
 // namespaceOf reads the namespace from the path or the X-Namespace header; both may be given only if they agree.
+// A request that gives neither is for DefaultNamespace.
 func namespaceOf(r *http.Request, pathNS string) (string, *httpError) {
 	hdrNS := strings.TrimSpace(r.Header.Get("X-Namespace"))
 	ns := pathNS
@@ -513,7 +523,7 @@ func namespaceOf(r *http.Request, pathNS string) (string, *httpError) {
 		ns = hdrNS
 	}
 	if ns == "" {
-		return "", fail(http.StatusBadRequest, "missing namespace: use /{namespace}/decode or the X-Namespace header")
+		ns = DefaultNamespace
 	}
 	if !namespaceRE.MatchString(ns) {
 		return "", fail(http.StatusBadRequest, "invalid namespace %q", ns)

@@ -217,7 +217,11 @@ func TestStatuses(t *testing.T) {
 		{"unknown field", req{path: "/default/decode", body: `{"payloads":[],"extra":1}`, headers: auth("auditor-token")}, 400, "malformed body"},
 		{"null payload", req{path: "/default/decode", body: `{"payloads":[null]}`, headers: auth("auditor-token")}, 400, ""},
 		{"empty body", req{path: "/default/decode", body: ``, headers: auth("auditor-token")}, 400, "empty body"},
-		{"missing namespace", req{path: "/decode", body: good, headers: auth("auditor-token")}, 400, "missing namespace"},
+		// The temporal CLI without an explicit --namespace: no namespace in the path, an empty header.
+		{"no namespace is default", req{path: "/decode", body: good, headers: auth("auditor-token")}, 200, "Ik1BUktFUi0xIg=="},
+		{"empty header is default", req{path: "/decode", body: good, headers: with(auth("auditor-token"), "X-Namespace", " ")}, 200, "Ik1BUktFUi0xIg=="},
+		{"empty path namespace is default", req{path: "//decode", body: good, headers: auth("auditor-token")}, 200, "Ik1BUktFUi0xIg=="},
+		{"default namespace still decided", req{path: "/decode", body: good, headers: auth("nobody-token")}, 403, "no rule allows"},
 		{"invalid namespace", req{path: "/decode", body: good, headers: with(auth("auditor-token"), "X-Namespace", "a/../b")}, 400, "invalid namespace"},
 		{"namespace mismatch", req{path: "/default/decode", body: good, headers: with(auth("auditor-token"), "X-Namespace", "prod-1")}, 400, "differ"},
 
@@ -544,6 +548,21 @@ func TestSDKRemoteCodec(t *testing.T) {
 	dec, err := remote.Decode(enc)
 	if err != nil || string(dec[0].Data) != `"SDK"` {
 		t.Fatalf("%v %v", dec, err)
+	}
+	// What temporal CLI 1.5 builds for --codec-endpoint 'URL/{namespace}' without an explicit --namespace: its
+	// namespace is "" (its gRPC calls then use "default"), substituted into the URL and sent as X-Namespace.
+	cliNS := ""
+	cli := converter.NewRemotePayloadCodec(converter.RemotePayloadCodecOptions{
+		Endpoint: strings.ReplaceAll(f.srv.URL+"/{namespace}", "{namespace}", cliNS),
+		ModifyRequest: func(r *http.Request) error {
+			r.Header.Set("X-Namespace", cliNS)
+			r.Header.Set("Authorization", "Bearer auditor-token")
+			return nil
+		},
+	})
+	sealed := f.seal("default", "MARKER-CLI")
+	if dec, err := cli.Decode(sealed); err != nil || string(dec[0].Data) != `"MARKER-CLI"` {
+		t.Fatalf("the CLI's request without a namespace: %v %v", dec, err)
 	}
 	dc := converter.NewRemoteDataConverter(converter.GetDefaultDataConverter(), converter.RemoteDataConverterOptions{
 		Endpoint: f.srv.URL + "/" + ns,
