@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"go.temporal.io/api/proxy"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/blindfold-dev/blindfold/internal/devstack"
@@ -56,6 +59,30 @@ func runCLI(ctx context.Context, e *env) ([]Row, error) {
 	}
 
 	var rows []Row
+	// The floor of any codec endpoint under this pattern: the SDK's own codec server with no codec, which answers
+	// each POST with its payloads unchanged (no keys, no audit, no authentication).
+	floorURL, stopFloor, err := noopCodecServer()
+	if err != nil {
+		return nil, err
+	}
+	fr, err := cliArm(ctx, fetch, floorURL, nil, pick(e, 3, 7))
+	var realFloor *cliResult
+	if err == nil && e.temporalCLI != "" {
+		realFloor, err = realCLIArm(ctx, e.temporalCLI, e.stack.FrontendAddr(), id, floorURL, false, pick(e, 2, 5))
+	}
+	stopFloor()
+	if err != nil {
+		return nil, fmt.Errorf("no-op codec server: %w", err)
+	}
+	if realFloor != nil {
+		rows = append(rows, Row{Measure: "real temporal CLI show -o json, 2k signals, no-op codec server", Value: realFloor.cli, Baseline: realFloor.raw, Unit: "ms",
+			Note: "the floor: the SDK's codec server with no codec (converter.NewPayloadCodecHTTPHandler); baseline without --codec-endpoint"})
+	}
+	rows = append(rows,
+		Row{Measure: "CLI show, 2k signals × 1 KiB, no-op codec server", Value: fr.cli, Baseline: fr.raw, Unit: "ms",
+			Note: "the floor: the SDK's codec server with no codec (no crypto, audit, authentication); baseline raw GetWorkflowExecutionHistory"},
+		Row{Measure: "  per one-payload request, no-op codec server", Value: fr.perRequest, Baseline: nan(), Unit: "µs", Note: "client + server round trip on loopback"},
+	)
 	for _, arm := range []struct {
 		name   string
 		window time.Duration
@@ -67,11 +94,20 @@ func runCLI(ctx context.Context, e *env) ([]Row, error) {
 			return rows, err
 		}
 		r, err := cliArm(ctx, fetch, g.CodecURL(), plain, pick(e, 3, 7))
+		var real *cliResult
+		if err == nil && arm.window == 0 && e.temporalCLI != "" {
+			real, err = realCLIArm(ctx, e.temporalCLI, e.stack.FrontendAddr(), id, g.CodecURL(), true, pick(e, 2, 5))
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		g.Stop(sctx)
 		cancel()
 		if err != nil {
 			return rows, fmt.Errorf("%s: %w", arm.name, err)
+		}
+		if real != nil {
+			rows = append(rows, Row{Measure: "real temporal CLI show -o json, 2k signals, " + arm.name, Value: real.cli, Baseline: real.raw, Unit: "ms",
+				Target: "≤ 2× raw", Met: met(real.cli <= 2*real.raw),
+				Note: fmt.Sprintf("%s; baseline the same command without --codec-endpoint; no --namespace; median of %d, alternating; no-op codec server %.0f ms", e.temporalCLI, real.reps, realFloor.cli)})
 		}
 		rows = append(rows,
 			Row{Measure: "CLI show, 2k signals × 1 KiB, " + arm.name, Value: r.cli, Baseline: r.raw, Unit: "ms", Target: "≤ 2× raw",
@@ -161,7 +197,8 @@ type cliResult struct {
 }
 
 // cliArm alternates raw fetches and CLI-pattern reads (fetch, then one POST per payload field as the CLI's codec
-// visitor sends them) and returns their medians.
+// visitor sends them) and returns their medians. With plain nil (a server that does not decode) the answers are not
+// checked.
 func cliArm(ctx context.Context, fetch func() (*workflowservice.GetWorkflowExecutionHistoryResponse, error), url string, plain map[string]bool, reps int) (cliResult, error) {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer hc.CloseIdleConnections()
@@ -226,10 +263,63 @@ func cliArm(ctx context.Context, fetch func() (*workflowservice.GetWorkflowExecu
 		if err != nil {
 			return cliResult{}, err
 		}
-		if decoded != len(plain) {
+		if plain != nil && decoded != len(plain) {
 			return cliResult{}, fmt.Errorf("%d of %d signals decoded", decoded, len(plain))
 		}
 	}
 	c, r := ms(percentile(tCLI, 50)), ms(percentile(tRaw, 50))
 	return cliResult{cli: c, raw: r, perRequest: (c - r) * 1000 / float64(requests), requests: requests, reps: reps}, nil
+}
+
+// realCLIArm runs the real `temporal workflow show -o json` against the raw frontend, alternately without and with
+// --codec-endpoint, as a newcomer types it (no --namespace), and returns the medians of the wall times (process start
+// included on both sides). Every run must exit 0; with check, a run with the endpoint must show every signal decoded
+// (binary/plain, the bench's encoding).
+func realCLIArm(ctx context.Context, bin, frontend, id, codecURL string, check bool, reps int) (*cliResult, error) {
+	run := func(extra ...string) (time.Duration, []byte, error) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		args := append([]string{"workflow", "show", "--address", frontend, "--workflow-id", id, "-o", "json"}, extra...)
+		cmd := exec.CommandContext(cctx, bin, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		t0 := time.Now()
+		out, err := cmd.Output()
+		d := time.Since(t0)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%s %v: %w: %.300s", bin, args, err, stderr.String())
+		}
+		return d, out, nil
+	}
+	// "binary/plain" as the CLI's JSON shows a payload's metadata: what a decoded signal carries and a sealed one not.
+	const plainEncoding = `"YmluYXJ5L3BsYWlu"`
+	var tCLI, tRaw []time.Duration
+	for range reps {
+		d, _, err := run()
+		if err != nil {
+			return nil, err
+		}
+		tRaw = append(tRaw, d)
+		d, out, err := run("--codec-endpoint", codecURL)
+		if err != nil {
+			return nil, err
+		}
+		if n := bytes.Count(out, []byte(plainEncoding)); check && n < cliSignals {
+			return nil, fmt.Errorf("temporal CLI with --codec-endpoint showed %d decoded signals, want %d", n, cliSignals)
+		}
+		tCLI = append(tCLI, d)
+	}
+	return &cliResult{cli: ms(percentile(tCLI, 50)), raw: ms(percentile(tRaw, 50)), reps: reps}, nil
+}
+
+// noopCodecServer serves the SDK's codec HTTP handler with no codec on loopback: it answers each decode with the
+// payloads it was sent, which is the least any codec endpoint can cost a client.
+func noopCodecServer() (url string, stop func(), _ error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: converter.NewPayloadCodecHTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
 }

@@ -41,6 +41,8 @@ type env struct {
 	direct    client.Client // to the raw frontend
 	viaProxy  client.Client // through the in-process proxy
 	closers   []func()
+
+	temporalCLI string // Options.TemporalCLI
 }
 
 func newEnv(quick bool) *env {

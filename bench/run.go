@@ -25,6 +25,9 @@ type Options struct {
 	// LoadWorkflows and OpenWorkflows override the workflow counts of the load and memory scenarios (0 = the mode's
 	// default: 10,000 and 1,000, or 100 each in quick mode).
 	LoadWorkflows, OpenWorkflows int
+	// TemporalCLI is the path of a `temporal` CLI binary; when set, the cli scenario also times the real CLI's
+	// `workflow show` through the codec endpoint against the same command without it.
+	TemporalCLI string
 }
 
 // Row is one figure of a scenario next to its baseline.
@@ -121,7 +124,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		mode, time.Now().UTC().Format(time.RFC3339), runtime.Version(), runtime.NumCPU(), loadAvg())
 
 	e := newEnv(o.Quick)
-	e.loadN, e.openN = o.LoadWorkflows, o.OpenWorkflows
+	e.loadN, e.openN, e.temporalCLI = o.LoadWorkflows, o.OpenWorkflows, o.TemporalCLI
 	defer e.close()
 	var results []Result
 	var errs []error

@@ -182,8 +182,10 @@ func printDevBanner(w io.Writer, a devAddrs, sdkDefault bool) {
 	fmt.Fprintf(w, "  %sgo run ./examples/hello/starter\n", env)
 	fmt.Fprintf(w, "What the backend stored:\n")
 	fmt.Fprintf(w, "  temporal workflow show --address %s --workflow-id hello-blindfold\n", a.Frontend)
+	fmt.Fprintf(w, "The same, decoded through the codec endpoint (audited):\n")
+	fmt.Fprintf(w, "  temporal workflow show --address %s --workflow-id hello-blindfold --codec-endpoint %s\n", a.Frontend, a.Codec)
 	if a.UI != "" {
-		fmt.Fprintf(w, "The same workflow, decoded: %s/namespaces/default/workflows\n", a.UI)
+		fmt.Fprintf(w, "In the Web UI: %s/namespaces/default/workflows\n", a.UI)
 	}
 	fmt.Fprintf(w, "\nCtrl-C stops everything.\n")
 }
