@@ -45,7 +45,10 @@ type Manager struct {
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
-	lru     list.List // of *cacheEntry holding a keyset or a tombstone, most recently used first
+	// fast holds the same entries as entries (scope → *cacheEntry), for the lookups that need no lock (see fresh):
+	// written only with mu held, next to entries.
+	fast sync.Map
+	lru  list.List // of *cacheEntry holding a keyset or a tombstone, most recently used first
 	// negLRU holds the entries of scopes with nothing stored, apart from lru and bounded on its own: key ids in envelopes
 	// are chosen by whoever wrote the envelope, so a storm of forged scopes must never push real keysets out of the cache
 	// (which would make every payload of theirs a KEK call, and fail them all during a KEK outage).
@@ -69,7 +72,22 @@ type cacheEntry struct {
 	// holds back waits for it, instead of answering from the keyset the reload is replacing.
 	targeting chan struct{}
 	lastErr   error
+
+	// cur is st, for fresh to read without m.mu; touched is when the entry last moved to the front of its LRU list
+	// (Unix nanoseconds of m.now). Both are written with m.mu held.
+	cur     atomic.Pointer[scopeState]
+	touched atomic.Int64
 }
+
+// setState replaces e's state. Callers hold m.mu.
+func (e *cacheEntry) setState(st *scopeState) {
+	e.st = st
+	e.cur.Store(st)
+}
+
+// lruTouch is how long a lookup may skip moving its entry to the front of the LRU list (see fresh): an entry in use
+// is still moved at least this often, so eviction order is right to within it.
+const lruTouch = time.Second
 
 // scopeState is an immutable snapshot of one scope, as loaded.
 type scopeState struct {
@@ -264,10 +282,15 @@ func (m *Manager) OpeningKey(ctx context.Context, namespace, id string) (codec.K
 // get returns the cached state of scope, loading or refreshing it as needed. wantID, when check is set, is a key id the caller needs; a cached state without it is refreshed (rate-limited).
 func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bool) (*scopeState, error) {
 	now := m.now()
+	if st := m.fresh(scope, now, wantID, check); st != nil {
+		m.hits.Add(1)
+		return st, nil
+	}
 	m.mu.Lock()
 	e := m.entries[scope]
 	if e != nil {
 		m.listOf(e).MoveToFront(e.elem)
+		e.touched.Store(now.UnixNano())
 		st := e.st
 		age := now.Sub(st.loadedAt)
 		limited := now.Sub(e.lastAttempt) < m.minRefresh
@@ -371,6 +394,31 @@ func (m *Manager) get(ctx context.Context, scope string, wantID uint32, check bo
 		return nil, fmt.Errorf("%w: scope %q: %w", ErrUnavailable, scope, err)
 	}
 	return st, nil
+}
+
+// fresh returns the cached state of scope when get would answer with it at once, changing nothing but the entry's
+// place in the LRU list: younger than RefreshAfter (which is at most the TTL), and knowing wantID (check) or holding a
+// keyset (!check). Skipping the move is allowed for lruTouch after the last one. It takes no lock, since this is every
+// payload's lookup; anything else (a refresh due, an unknown id, a missing keyset, a rate limit, an entry not touched
+// for lruTouch) goes through get's locked path, as before.
+func (m *Manager) fresh(scope string, now time.Time, wantID uint32, check bool) *scopeState {
+	v, ok := m.fast.Load(scope)
+	if !ok {
+		return nil
+	}
+	e := v.(*cacheEntry)
+	st := e.cur.Load()
+	if st == nil || now.Sub(st.loadedAt) >= m.refresh || now.UnixNano()-e.touched.Load() >= int64(lruTouch) {
+		return nil
+	}
+	if check {
+		if !st.knows(wantID) {
+			return nil
+		}
+	} else if !st.hasKeyset {
+		return nil
+	}
+	return st
 }
 
 // storeUnchanged reports whether scope's stored keyset and tombstone are still the ones st was loaded from. A store error
@@ -480,19 +528,24 @@ func (m *Manager) put(st *scopeState, gen uint64) {
 	}
 	switch {
 	case e == nil:
-		e = &cacheEntry{scope: st.scope, st: st, neg: neg}
+		e = &cacheEntry{scope: st.scope, neg: neg}
+		e.setState(st)
 		e.elem = m.listOf(e).PushFront(e)
 		m.entries[st.scope] = e
+		m.fast.Store(st.scope, e)
 	case e.neg != neg: // created or deleted elsewhere: move to the other list
 		m.listOf(e).Remove(e.elem)
-		e.st, e.lastErr, e.neg = st, nil, neg
+		e.setState(st)
+		e.lastErr, e.neg = nil, neg
 		e.elem = m.listOf(e).PushFront(e)
 	default:
-		e.st, e.lastErr = st, nil
+		e.setState(st)
+		e.lastErr = nil
 		m.listOf(e).MoveToFront(e.elem)
 	}
-	trim(m.entries, &m.lru, m.size)
-	trim(m.entries, &m.negLRU, m.negSize)
+	e.touched.Store(m.now().UnixNano())
+	m.trim(&m.lru, m.size)
+	m.trim(&m.negLRU, m.negSize)
 }
 
 // listOf is the LRU list e belongs to. Callers hold m.mu.
@@ -503,12 +556,13 @@ func (m *Manager) listOf(e *cacheEntry) *list.List {
 	return &m.lru
 }
 
-// trim drops the least recently used entries of l beyond n.
-func trim(entries map[string]*cacheEntry, l *list.List, n int) {
+// trim drops the least recently used entries of l beyond n. Callers hold m.mu.
+func (m *Manager) trim(l *list.List, n int) {
 	for l.Len() > n {
 		old := l.Back().Value.(*cacheEntry)
 		l.Remove(old.elem)
-		delete(entries, old.scope)
+		delete(m.entries, old.scope)
+		m.fast.Delete(old.scope)
 	}
 }
 
@@ -520,6 +574,7 @@ func (m *Manager) evict(scope string) {
 	if e := m.entries[scope]; e != nil {
 		m.listOf(e).Remove(e.elem)
 		delete(m.entries, scope)
+		m.fast.Delete(scope)
 	}
 }
 

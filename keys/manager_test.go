@@ -293,6 +293,39 @@ func TestCacheSizeBound(t *testing.T) {
 	}
 }
 
+// TestCacheLRUWithLockFreeLookups checks that lookups answered without the lock (fresh keysets) still keep a scope in
+// use from being evicted: such a lookup moves its entry to the front once lruTouch has passed since the last move.
+func TestCacheLRUWithLockFreeLookups(t *testing.T) {
+	t.Parallel()
+	m, _, clk, _ := newManager(t, keys.WithCacheSize(2))
+	ids := map[string]string{}
+	for _, ns := range []string{"a", "b"} {
+		ids[ns], _ = mustSeal(t, m, ns)
+	}
+	// Many lookups of "a" within lruTouch of its last move need not move it; one after does.
+	for range 100 {
+		mustSeal(t, m, "a")
+	}
+	clk.Advance(2 * time.Second)
+	mustSeal(t, m, "a")
+	ids["c"], _ = mustSeal(t, m, "c") // evicts the least recently used: "b"
+	s0 := m.Stats()
+	for _, ns := range []string{"a", "c"} {
+		if _, err := m.OpeningKey(ctx, ns, ids[ns]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := m.Stats(); s.KeyFileReads != s0.KeyFileReads || s.CacheHits != s0.CacheHits+2 {
+		t.Fatalf("a scope in use was evicted: %+v, before %+v", s, s0)
+	}
+	if _, err := m.OpeningKey(ctx, "b", ids["b"]); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Stats(); s.KeyFileReads != s0.KeyFileReads+1 {
+		t.Fatalf("the least recently used scope was not the one evicted: %+v", s)
+	}
+}
+
 func TestRotationByAnotherProcess(t *testing.T) {
 	t.Parallel()
 	m, dir, clk, _ := newManager(t)
