@@ -134,13 +134,17 @@ const DecodeErrorKey = codec.MetadataDecodeError
 // FailedPayloadsHeader is the response header counting payloads that could not be decoded.
 const FailedPayloadsHeader = "Blindfold-Failed-Payloads"
 
+// userKey is an identity's rate-limit bucket: fields, not a joined string, so that no issuer or subject containing the
+// separator can share another identity's bucket.
+type userKey struct{ method, issuer, subject string }
+
 // Handler serves the remote codec protocol. It is safe for concurrent use.
 type Handler struct {
 	cfg     Config
 	origins map[string]bool
-	users   *limiter
-	ips     *limiter // failed authentications per IP
-	sources *limiter // every request per IP, before authentication
+	users   *limiter[userKey]
+	ips     *limiter[string] // failed authentications per IP (netkey.Source)
+	sources *limiter[string] // every request per IP, before authentication (netkey.Source)
 	log     *slog.Logger
 	// dec is the decode path shared with `blindfold decode`; its audit method also records the handler's other decisions.
 	dec *Decoder
@@ -216,13 +220,13 @@ func New(cfg Config) (*Handler, error) {
 		h.origins[norm] = true
 	}
 	if cfg.RateLimit > 0 {
-		h.users = newLimiter(cfg.RateLimit, cfg.RateBurst)
+		h.users = newLimiter[userKey](cfg.RateLimit, cfg.RateBurst)
 	}
 	if cfg.AuthFailureRate > 0 {
-		h.ips = newLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst)
+		h.ips = newLimiter[string](cfg.AuthFailureRate, cfg.AuthFailureBurst)
 	}
 	if cfg.IPRateLimit > 0 {
-		h.sources = newLimiter(cfg.IPRateLimit, cfg.IPRateBurst)
+		h.sources = newLimiter[string](cfg.IPRateLimit, cfg.IPRateBurst)
 	}
 	return h, nil
 }
@@ -270,7 +274,7 @@ func fail(status int, format string, args ...any) *httpError {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	// Decoded plaintext must never sit in a browser or proxy cache.
-	hdr.Set("Cache-Control", "no-store")
+	hdr["Cache-Control"] = noStore
 	if origin := r.Header.Get("Origin"); origin != "" {
 		norm, err := normalizeOrigin(origin)
 		if err != nil || !h.origins[norm] {
@@ -283,7 +287,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Add("Vary", "Origin")
 	}
 	// Before anything reads a credential: forged tokens must not buy signature checks or key fetches beyond this.
-	if ok, wait := h.sources.allow("src:"+netkey.Source(r.RemoteAddr), time.Now()); !ok {
+	if ok, wait := h.sources.allow(netkey.Source(r.RemoteAddr), time.Now()); !ok {
 		h.tooMany(w, wait)
 		return
 	}
@@ -347,7 +351,7 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	id, err := h.cfg.Authenticator.Authenticate(r)
 	if err != nil {
 		// Limit failures per IP before auditing them, so unauthenticated callers cannot flood the audit log.
-		if ok, wait := h.ips.allow("ip:"+netkey.Source(r.RemoteAddr), now); !ok {
+		if ok, wait := h.ips.allow(netkey.Source(r.RemoteAddr), now); !ok {
 			h.tooMany(w, wait)
 			return
 		}
@@ -367,8 +371,8 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	rec.Identity = id
 
 	// An identity with no budget left is refused before its body is read; the payloads are counted once parsed.
-	userKey := "id:" + id.Method + ":" + id.Issuer + ":" + id.Subject
-	if ok, wait := h.users.has(userKey, now); !ok {
+	uk := userKey{method: id.Method, issuer: id.Issuer, subject: id.Subject}
+	if ok, wait := h.users.has(uk, now); !ok {
 		h.tooMany(w, wait)
 		return
 	}
@@ -389,7 +393,7 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	if n := max(1, len(payloads)); h.users != nil && n > h.cfg.RateBurst {
 		h.writeError(w, fail(http.StatusRequestEntityTooLarge, "%d payloads exceed the rate limit's burst of %d per identity; split the request", n, h.cfg.RateBurst))
 		return
-	} else if ok, wait := h.users.allowN(userKey, n, now); !ok {
+	} else if ok, wait := h.users.allowN(uk, n, now); !ok {
 		h.tooMany(w, wait)
 		return
 	}
@@ -473,9 +477,16 @@ func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req De
 	h.writeOK(w, body, res.Failed)
 }
 
+// Header values every response carries, shared rather than allocated per request (Header.Set makes a slice for each).
+// Nothing writes into a header's value slice; their capacity is their length, so an Add to one copies it.
+var (
+	noStore         = []string{"no-store"}
+	contentTypeJSON = []string{"application/json"}
+)
+
 func (h *Handler) writeOK(w http.ResponseWriter, body *respBody, failed int) {
 	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
+	hdr["Content-Type"] = contentTypeJSON
 	// A known length lets the client size its buffer and spares chunked framing.
 	hdr.Set("Content-Length", strconv.Itoa(body.size))
 	if failed > 0 {
@@ -536,7 +547,8 @@ func namespaceOf(r *http.Request, pathNS string) (string, *httpError) {
 // while it arrives (scanReader), and its values decoded by other cores meanwhile.
 func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) (ps []*commonpb.Payload, release func(), _ *httpError) {
 	release = func() {}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	// What every client sends is accepted without parsing it (ParseMediaType builds a parameter map).
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
 			return nil, release, fail(http.StatusUnsupportedMediaType, "content type %q not supported: send application/json", ct)
