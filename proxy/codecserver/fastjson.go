@@ -204,6 +204,9 @@ func (s *scan) finish(ok bool) ([]*commonpb.Payload, bool) {
 	if !ok || s.failed.Load() {
 		return nil, false
 	}
+	if len(s.chunks) == 1 {
+		return s.chunks[0].out, true
+	}
 	ps := make([]*commonpb.Payload, 0, len(s.ps))
 	for _, c := range s.chunks {
 		ps = append(ps, c.out...)
@@ -506,9 +509,10 @@ func parallelChunks(n int, fn func(lo, hi int) bool) bool {
 type bigBuffer struct {
 	b      []byte
 	pooled bool
+	small  bool // of smallPool: capacity smallBuffer
 }
 
-// minPooledBuffer and maxPooledBuffer bound the pooled sizes: small requests allocate (cheap), and a buffer beyond
+// minPooledBuffer and maxPooledBuffer bound the sizes bigPool keeps: requests between smallBuffer and it allocate (cheap), and a buffer beyond
 // the default body limit is not kept.
 const (
 	minPooledBuffer = 64 << 10
@@ -517,8 +521,22 @@ const (
 
 var bigPool sync.Pool // of *bigBuffer
 
+// smallBuffer is the capacity of the buffers of smallPool, which serves every request up to it.
+const smallBuffer = 8 << 10
+
+var smallPool sync.Pool // of *bigBuffer, small
+
 // getBigBuffer returns a buffer of n bytes whose contents are undefined: the caller overwrites what it uses.
 func getBigBuffer(n int) *bigBuffer {
+	if n <= smallBuffer {
+		// A one-payload request (the temporal CLI's) needs a body and an arena of a few KiB each, per request: garbage
+		// that made the GC run every few hundred requests.
+		if bb, ok := smallPool.Get().(*bigBuffer); ok {
+			bb.b = bb.b[:n]
+			return bb
+		}
+		return &bigBuffer{b: make([]byte, n, smallBuffer), pooled: true, small: true}
+	}
 	if n < minPooledBuffer || n > maxPooledBuffer {
 		return &bigBuffer{b: make([]byte, n)}
 	}
@@ -538,6 +556,10 @@ func (bb *bigBuffer) release() {
 		return
 	}
 	bb.b = bb.b[:0]
+	if bb.small {
+		smallPool.Put(bb)
+		return
+	}
 	bigPool.Put(bb)
 }
 
@@ -657,6 +679,9 @@ func (rb *respBuilder) release() {
 	rb.chunks = nil
 }
 
+// respPrefix and respSuffix frame every response; shared, as nothing writes into a response's parts.
+var respPrefix, respSuffix = []byte(`{"payloads":[`), []byte(`]}`)
+
 // body returns the response of ps, whose chunks were all added (or protojson's, see notPlain).
 func (rb *respBuilder) body(ps []*commonpb.Payload) (*respBody, error) {
 	slices.SortFunc(rb.chunks, func(a, b respChunk) int { return a.lo - b.lo })
@@ -677,11 +702,11 @@ func (rb *respBuilder) body(ps []*commonpb.Payload) (*respBody, error) {
 		return &respBody{parts: [][]byte{b}, size: len(b)}, nil
 	}
 	r := &respBody{parts: make([][]byte, 0, len(rb.chunks)+2), pool: make([]*[]byte, 0, len(rb.chunks))}
-	r.parts = append(r.parts, []byte(`{"payloads":[`))
+	r.parts = append(r.parts, respPrefix)
 	for _, c := range rb.chunks {
 		r.parts, r.pool = append(r.parts, *c.bp), append(r.pool, c.bp)
 	}
-	r.parts = append(r.parts, []byte(`]}`))
+	r.parts = append(r.parts, respSuffix)
 	rb.chunks = nil
 	for _, p := range r.parts {
 		r.size += len(p)
