@@ -59,8 +59,7 @@ func fastUnmarshal(body []byte) (ps []*commonpb.Payload, ok bool) {
 // protojson, which decides between a malformed body and too many payloads as for any body, so that the fast path
 // never holds more than max payloads' worth of state.
 func fastUnmarshalArena(body []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, ok bool) {
-	s := &scan{b: body, buf: body}
-	return s.run(max)
+	return newScan(body, body, nil).run(max)
 }
 
 // scanReader reads a body of exactly n bytes (n > 0) from r into buf (of length n) and decodes it as
@@ -68,7 +67,7 @@ func fastUnmarshalArena(body []byte, max int) (ps []*commonpb.Payload, arena *bi
 // reading failed: the caller reads the rest before protojson looks at the body), and the error reading them (an
 // early end is io.ErrUnexpectedEOF), which the caller reports before anything the scan found.
 func scanReader(r io.Reader, buf []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, read int, ok bool, err error) {
-	s := &scan{b: buf[:0], buf: buf, r: r}
+	s := newScan(buf[:0], buf, r)
 	ps, arena, ok = s.run(max)
 	if s.rerr != nil {
 		// The scan may have taken the early end for the end of the body.
@@ -139,6 +138,21 @@ type scan struct {
 	jobs     chan *decodedChunk
 	wg       sync.WaitGroup
 	failed   atomic.Bool
+
+	// First storage of ps, entries and chunks, so that a small body (the temporal CLI sends one payload per request)
+	// needs no allocation for them. Chunks keep views of ps and entries; an append past these copies, leaving the
+	// views intact.
+	psBuf      [2]scannedPayload
+	entriesBuf [4]scannedEntry
+	chunk0     decodedChunk
+	chunksBuf  [1]*decodedChunk
+}
+
+// newScan is a scan of buf (the whole body) whose first len(b) bytes are read, reading the rest from r if not nil.
+func newScan(b, buf []byte, r io.Reader) *scan {
+	s := &scan{b: b, buf: buf, r: r}
+	s.ps, s.entries, s.chunks = s.psBuf[:0], s.entriesBuf[:0], s.chunksBuf[:0]
+	return s
 }
 
 // decodedChunk is a chunk of scanned payloads and, once a worker is done with it, the payloads built from them.
@@ -164,7 +178,11 @@ func (s *scan) hand(last bool) {
 			break
 		}
 	}
-	c := &decodedChunk{ps: ps, entries: s.entries[base:len(s.entries):len(s.entries)], base: base}
+	c := &s.chunk0
+	if len(s.chunks) > 0 {
+		c = new(decodedChunk)
+	}
+	*c = decodedChunk{ps: ps, entries: s.entries[base:len(s.entries):len(s.entries)], base: base}
 	s.handed = len(s.ps)
 	s.chunks = append(s.chunks, c)
 	if last && s.jobs == nil {
@@ -384,8 +402,16 @@ func (s *scan) decodeChunk(c *decodedChunk) {
 		return
 	}
 	arena := s.arenaBuf.b
-	out := make([]*commonpb.Payload, len(c.ps))
-	slab := make([]commonpb.Payload, len(c.ps))
+	var out []*commonpb.Payload
+	var slab []commonpb.Payload
+	if len(c.ps) == 1 {
+		// A one-payload body: the slice and the payload in one allocation.
+		one := new(onePayload)
+		out, slab = one.out[:], one.slab[:]
+	} else {
+		out = make([]*commonpb.Payload, len(c.ps))
+		slab = make([]commonpb.Payload, len(c.ps))
+	}
 	for i := range c.ps {
 		sp := &c.ps[i]
 		p := &slab[i]
@@ -424,6 +450,12 @@ func (s *scan) decodeChunk(c *decodedChunk) {
 		out[i] = p
 	}
 	c.out = out
+}
+
+// onePayload holds the result of a chunk of one payload.
+type onePayload struct {
+	out  [1]*commonpb.Payload
+	slab [1]commonpb.Payload
 }
 
 // sameMetadata reports whether payloads a and b of chunk c have the same metadata entries, byte for byte in the body.
@@ -575,6 +607,9 @@ type respBody struct {
 	parts [][]byte
 	size  int
 	pool  []*[]byte
+	// First storage of parts and pool: a response of one chunk needs no allocation for them.
+	partsBuf [3][]byte
+	poolBuf  [1]*[]byte
 }
 
 func (r *respBody) release() {
@@ -639,8 +674,15 @@ type respChunk struct {
 // add encodes the payloads ps, which start at index lo of the response.
 func (rb *respBuilder) add(lo int, ps []*commonpb.Payload) {
 	// Each payload's metadata sorted once, for sizing and writing.
-	es := make([]mdEntry, 0, 2*len(ps))
-	ends := make([]int, len(ps))
+	// On the stack for a chunk of a few payloads (a CLI request's one).
+	var esBuf [8]mdEntry
+	var endsBuf [4]int
+	es, ends := esBuf[:0], endsBuf[:0]
+	if len(ps) > len(endsBuf) {
+		es, ends = make([]mdEntry, 0, 2*len(ps)), make([]int, len(ps))
+	} else {
+		ends = ends[:len(ps)]
+	}
 	n := 0
 	for i, p := range ps {
 		var size int
@@ -701,7 +743,11 @@ func (rb *respBuilder) body(ps []*commonpb.Payload) (*respBody, error) {
 		}
 		return &respBody{parts: [][]byte{b}, size: len(b)}, nil
 	}
-	r := &respBody{parts: make([][]byte, 0, len(rb.chunks)+2), pool: make([]*[]byte, 0, len(rb.chunks))}
+	r := new(respBody)
+	r.parts, r.pool = r.partsBuf[:0], r.poolBuf[:0]
+	if len(rb.chunks) > 1 {
+		r.parts, r.pool = make([][]byte, 0, len(rb.chunks)+2), make([]*[]byte, 0, len(rb.chunks))
+	}
 	r.parts = append(r.parts, respPrefix)
 	for _, c := range rb.chunks {
 		r.parts, r.pool = append(r.parts, *c.bp), append(r.pool, c.bp)
