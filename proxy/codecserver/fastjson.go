@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	simdbase64 "github.com/segmentio/asm/base64"
 	commonpb "go.temporal.io/api/common/v1"
@@ -544,14 +545,83 @@ type bigBuffer struct {
 	small  bool // of smallPool: capacity smallBuffer
 }
 
-// minPooledBuffer and maxPooledBuffer bound the sizes bigPool keeps: requests between smallBuffer and it allocate (cheap), and a buffer beyond
+// minPooledBuffer and maxPooledBuffer bound the sizes bigBuffers keeps: requests between smallBuffer and it allocate (cheap), and a buffer beyond
 // the default body limit is not kept.
 const (
 	minPooledBuffer = 64 << 10
 	maxPooledBuffer = DefaultMaxBodyBytes
 )
 
-var bigPool sync.Pool // of *bigBuffer
+// bigBuffers keeps released big buffers for the next request. Not a sync.Pool: a pool is emptied by every second GC,
+// and a 10,000-payload request triggers several, so its 25 MB of body and arena were nearly always allocated (and
+// zeroed) afresh; and a pool hands out whichever buffer it has, so a body's buffer taken for an arena (or the reverse)
+// was too small and dropped. This one picks the smallest buffer that fits, holds at most maxRetainedBuffers bytes, and
+// lets everything go once no request has used it for retainedIdle, so an idle endpoint does not hold the memory.
+var bigBuffers = bufferCache{max: maxRetainedBuffers, idle: retainedIdle}
+
+const (
+	// maxRetainedBuffers is two requests' body and arena of 10,000 payloads of 1 KiB (14 and 11 MB).
+	maxRetainedBuffers = 56 << 20
+	retainedIdle       = 30 * time.Second
+)
+
+type bufferCache struct {
+	max  int
+	idle time.Duration
+
+	mu    sync.Mutex
+	bufs  []*bigBuffer
+	bytes int
+	timer *time.Timer
+}
+
+// get returns the smallest kept buffer of at least n bytes, resized to n, or nil.
+func (c *bufferCache) get(n int) *bigBuffer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	best := -1
+	for i, bb := range c.bufs {
+		if cap(bb.b) >= n && (best < 0 || cap(bb.b) < cap(c.bufs[best].b)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	bb := c.bufs[best]
+	c.bufs = slices.Delete(c.bufs, best, best+1)
+	c.bytes -= cap(bb.b)
+	bb.b = bb.b[:n]
+	return bb
+}
+
+// put keeps bb, dropping the oldest kept buffers if needed to stay within max.
+func (c *bufferCache) put(bb *bigBuffer) {
+	if cap(bb.b) > c.max {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.bufs) > 0 && c.bytes+cap(bb.b) > c.max {
+		c.bytes -= cap(c.bufs[0].b)
+		c.bufs = slices.Delete(c.bufs, 0, 1)
+	}
+	c.bufs = append(c.bufs, bb)
+	c.bytes += cap(bb.b)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(c.idle, c.clear)
+	} else {
+		c.timer.Reset(c.idle)
+	}
+}
+
+// clear lets every kept buffer go.
+func (c *bufferCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.bufs)
+	c.bufs, c.bytes = c.bufs[:0], 0
+}
 
 // smallBuffer is the capacity of the buffers of smallPool, which serves every request up to it.
 const smallBuffer = 8 << 10
@@ -572,12 +642,8 @@ func getBigBuffer(n int) *bigBuffer {
 	if n < minPooledBuffer || n > maxPooledBuffer {
 		return &bigBuffer{b: make([]byte, n)}
 	}
-	if bb, ok := bigPool.Get().(*bigBuffer); ok {
-		if cap(bb.b) >= n {
-			bb.b = bb.b[:n]
-			return bb
-		}
-		// Too small for this request: let it go rather than keep small buffers circulating.
+	if bb := bigBuffers.get(n); bb != nil {
+		return bb
 	}
 	return &bigBuffer{b: make([]byte, n), pooled: true}
 }
@@ -592,7 +658,7 @@ func (bb *bigBuffer) release() {
 		smallPool.Put(bb)
 		return
 	}
-	bigPool.Put(bb)
+	bigBuffers.put(bb)
 }
 
 // keep takes the buffer out of pooling for good: its bytes live as long as whoever refers to them.
