@@ -672,10 +672,10 @@ func (bb *bigBuffer) keep() {
 type respBody struct {
 	parts [][]byte
 	size  int
-	pool  []*[]byte
+	pool  []*bigBuffer
 	// First storage of parts and pool: a response of one chunk needs no allocation for them.
 	partsBuf [3][]byte
-	poolBuf  [1]*[]byte
+	poolBuf  [1]*bigBuffer
 }
 
 func (r *respBody) release() {
@@ -685,30 +685,47 @@ func (r *respBody) release() {
 	r.pool, r.parts = nil, nil
 }
 
-var respPool sync.Pool // of *[]byte, each a chunk of a response
+var respPool sync.Pool // of *bigBuffer, each a small chunk of a response
 
 // maxPooledResp keeps a chunk of very large payloads from staying in the pool.
 const maxPooledResp = 4 << 20
 
-func getRespBuffer(n int) *[]byte {
-	if n <= maxPooledResp {
-		if bp, ok := respPool.Get().(*[]byte); ok {
-			if cap(*bp) >= n {
-				return bp
+// minCachedResp is the size from which a response chunk is kept in respBuffers rather than respPool: the chunks of a
+// large request (up to 256 payloads each, ~360 KB at 1 KiB) went the way of the big buffers in a sync.Pool (see
+// bigBuffers), while a cache that scans its buffers is no place for thousands of small ones.
+const minCachedResp = 64 << 10
+
+// respBuffers keeps the large response chunks: a 10,000-payload response is ~40 of them, 14 MB.
+var respBuffers = bufferCache{max: 24 << 20, idle: retainedIdle}
+
+// getRespBuffer returns an empty buffer with room for n bytes.
+func getRespBuffer(n int) *bigBuffer {
+	if n >= minCachedResp && n <= maxPooledResp {
+		if bb := respBuffers.get(n); bb != nil {
+			bb.b = bb.b[:0]
+			return bb
+		}
+	} else if n < minCachedResp {
+		if bb, ok := respPool.Get().(*bigBuffer); ok {
+			if cap(bb.b) >= n {
+				return bb
 			}
-			respPool.Put(bp)
+			respPool.Put(bb)
 		}
 	}
-	b := make([]byte, 0, n)
-	return &b
+	return &bigBuffer{b: make([]byte, 0, n)}
 }
 
-func putRespBuffer(bp *[]byte) {
-	if cap(*bp) > maxPooledResp {
+func putRespBuffer(bb *bigBuffer) {
+	if cap(bb.b) > maxPooledResp {
 		return
 	}
-	*bp = (*bp)[:0]
-	respPool.Put(bp)
+	bb.b = bb.b[:0]
+	if cap(bb.b) >= minCachedResp {
+		respBuffers.put(bb)
+		return
+	}
+	respPool.Put(bb)
 }
 
 // marshalResponse writes {"payloads":[…]} as protojson would (sorted metadata keys, standard base64, empty fields
@@ -734,7 +751,7 @@ type respBuilder struct {
 // respChunk is the JSON of payloads [lo, lo+n), with the comma before it unless lo is 0.
 type respChunk struct {
 	lo, n int
-	bp    *[]byte
+	bp    *bigBuffer
 }
 
 // add encodes the payloads ps, which start at index lo of the response.
@@ -764,7 +781,7 @@ func (rb *respBuilder) add(lo int, ps []*commonpb.Payload) {
 		n += 1 + size
 	}
 	bp := getRespBuffer(n)
-	b := (*bp)[:0]
+	b := bp.b[:0]
 	from := 0
 	for i, p := range ps {
 		if lo+i > 0 {
@@ -773,7 +790,7 @@ func (rb *respBuilder) add(lo int, ps []*commonpb.Payload) {
 		b = appendPayloadJSON(b, p, es[from:ends[i]])
 		from = ends[i]
 	}
-	*bp = b
+	bp.b = b
 	rb.mu.Lock()
 	rb.chunks = append(rb.chunks, respChunk{lo: lo, n: len(ps), bp: bp})
 	rb.mu.Unlock()
@@ -812,11 +829,11 @@ func (rb *respBuilder) body(ps []*commonpb.Payload) (*respBody, error) {
 	r := new(respBody)
 	r.parts, r.pool = r.partsBuf[:0], r.poolBuf[:0]
 	if len(rb.chunks) > 1 {
-		r.parts, r.pool = make([][]byte, 0, len(rb.chunks)+2), make([]*[]byte, 0, len(rb.chunks))
+		r.parts, r.pool = make([][]byte, 0, len(rb.chunks)+2), make([]*bigBuffer, 0, len(rb.chunks))
 	}
 	r.parts = append(r.parts, respPrefix)
 	for _, c := range rb.chunks {
-		r.parts, r.pool = append(r.parts, *c.bp), append(r.pool, c.bp)
+		r.parts, r.pool = append(r.parts, c.bp.b), append(r.pool, c.bp)
 	}
 	r.parts = append(r.parts, respSuffix)
 	rb.chunks = nil
