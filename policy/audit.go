@@ -92,7 +92,8 @@ type AuditLog struct {
 	f    *os.File
 	seq  uint64
 	head string
-	err  error // sticky
+	err  error  // sticky
+	buf  []byte // the last record's line, reused for the next one's
 
 	window time.Duration
 	syncFn func(*os.File) error
@@ -215,9 +216,14 @@ func lastLine(f *os.File) ([]byte, error) {
 // maxRecordBytes bounds one line; Append refuses bigger records and VerifyAudit reports longer lines.
 const maxRecordBytes = 1 << 20
 
+// maxKeptRecordBuf bounds the line buffer an AuditLog keeps between records.
+const maxKeptRecordBuf = 16 << 10
+
 func lineHash(line []byte) string {
 	sum := sha256.Sum256(line)
-	return hex.EncodeToString(sum[:])
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:])
 }
 
 // Append assigns r its sequence number, previous hash and (if zero) time, writes it, and returns the new head hash.
@@ -236,16 +242,25 @@ func (l *AuditLog) Append(r Record) (string, error) {
 		r.Time = time.Now()
 	}
 	r.Time = r.Time.UTC()
-	line, err := json.Marshal(r)
-	if err != nil {
-		l.mu.Unlock()
-		return "", fmt.Errorf("encode audit record: %w", err)
+	buf, ok := appendRecordJSON(l.buf[:0], &r)
+	if !ok {
+		line, err := json.Marshal(r)
+		if err != nil {
+			l.mu.Unlock()
+			return "", fmt.Errorf("encode audit record: %w", err)
+		}
+		buf = line
 	}
+	line := buf
 	if len(line)+1 > maxRecordBytes {
 		l.mu.Unlock()
 		return "", fmt.Errorf("audit record of %d bytes exceeds the %d-byte limit", len(line), maxRecordBytes)
 	}
-	buf := append(line, '\n')
+	buf = append(line, '\n')
+	// Kept for the next record (mu guards it), unless one outsized record grew it: that one is not worth holding.
+	if cap(buf) <= maxKeptRecordBuf {
+		l.buf = buf[:0]
+	}
 	if _, err := l.f.Write(buf); err != nil {
 		l.err = fmt.Errorf("audit log write failed, log disabled: %w", err)
 		err := l.err

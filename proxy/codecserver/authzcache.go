@@ -26,9 +26,12 @@ func newDecisionCache(a *policy.Access) *decisionCache {
 
 // Authorize implements Authorizer.
 func (c *decisionCache) Authorize(ctx context.Context, id policy.Identity, namespace string, op policy.Operation) policy.Decision {
-	key := decisionKey(id, namespace, op)
+	// The key is built on the stack and looked up without becoming a string: a hit, every request of a CLI after
+	// the first, allocates nothing.
+	var buf [256]byte
+	key := appendDecisionKey(buf[:0], id, namespace, op)
 	c.mu.RLock()
-	d, ok := c.m[key]
+	d, ok := c.m[string(key)]
 	c.mu.RUnlock()
 	if ok {
 		return d
@@ -38,7 +41,7 @@ func (c *decisionCache) Authorize(ctx context.Context, id policy.Identity, names
 	if len(c.m) >= maxDecisions {
 		c.m = map[string]policy.Decision{}
 	}
-	c.m[key] = d
+	c.m[string(key)] = d
 	c.mu.Unlock()
 	return d
 }
@@ -46,7 +49,11 @@ func (c *decisionCache) Authorize(ctx context.Context, id policy.Identity, names
 // decisionKey length-prefixes every field, so that no subject or group name (a JWT claim: any text) can make two
 // different identities share a key.
 func decisionKey(id policy.Identity, namespace string, op policy.Operation) string {
-	b := make([]byte, 0, 64+len(id.Subject)+len(id.Issuer)+len(namespace))
+	return string(appendDecisionKey(nil, id, namespace, op))
+}
+
+// appendDecisionKey appends decisionKey's bytes to b.
+func appendDecisionKey(b []byte, id policy.Identity, namespace string, op policy.Operation) []byte {
 	field := func(s string) {
 		b = strconv.AppendInt(b, int64(len(s)), 10)
 		b = append(b, ':')
@@ -66,7 +73,7 @@ func decisionKey(id policy.Identity, namespace string, op policy.Operation) stri
 	for _, san := range id.SANs {
 		field(san)
 	}
-	return string(b)
+	return b
 }
 
 // PolicySource gives the policy in force; *policy.Store implements it (and reloads it).

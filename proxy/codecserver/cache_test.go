@@ -176,11 +176,11 @@ func TestRateLimitDefaults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l := newLimiter(DefaultRateLimit, DefaultRateBurst)
+			l := newLimiter[userKey](DefaultRateLimit, DefaultRateBurst)
 			now := time.Unix(1e9, 0)
 			denied := false
 			for range tt.requests {
-				if ok, _ := l.allowN("id:static::alice", tt.payloads, now); !ok {
+				if ok, _ := l.allowN(userKey{method: "static", subject: "alice"}, tt.payloads, now); !ok {
 					denied = true
 					break
 				}
@@ -191,7 +191,7 @@ func TestRateLimitDefaults(t *testing.T) {
 			}
 		})
 	}
-	if ok, wait := newLimiter(DefaultRateLimit, DefaultRateBurst).allowN("k", DefaultRateBurst+1, time.Now()); ok || wait != time.Duration(math.MaxInt64) {
+	if ok, wait := newLimiter[string](DefaultRateLimit, DefaultRateBurst).allowN("k", DefaultRateBurst+1, time.Now()); ok || wait != time.Duration(math.MaxInt64) {
 		t.Fatalf("more than the burst: %v %s", ok, wait)
 	}
 }

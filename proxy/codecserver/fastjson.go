@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	simdbase64 "github.com/segmentio/asm/base64"
 	commonpb "go.temporal.io/api/common/v1"
@@ -59,8 +60,7 @@ func fastUnmarshal(body []byte) (ps []*commonpb.Payload, ok bool) {
 // protojson, which decides between a malformed body and too many payloads as for any body, so that the fast path
 // never holds more than max payloads' worth of state.
 func fastUnmarshalArena(body []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, ok bool) {
-	s := &scan{b: body, buf: body}
-	return s.run(max)
+	return newScan(body, body, nil).run(max)
 }
 
 // scanReader reads a body of exactly n bytes (n > 0) from r into buf (of length n) and decodes it as
@@ -68,7 +68,7 @@ func fastUnmarshalArena(body []byte, max int) (ps []*commonpb.Payload, arena *bi
 // reading failed: the caller reads the rest before protojson looks at the body), and the error reading them (an
 // early end is io.ErrUnexpectedEOF), which the caller reports before anything the scan found.
 func scanReader(r io.Reader, buf []byte, max int) (ps []*commonpb.Payload, arena *bigBuffer, read int, ok bool, err error) {
-	s := &scan{b: buf[:0], buf: buf, r: r}
+	s := newScan(buf[:0], buf, r)
 	ps, arena, ok = s.run(max)
 	if s.rerr != nil {
 		// The scan may have taken the early end for the end of the body.
@@ -139,6 +139,21 @@ type scan struct {
 	jobs     chan *decodedChunk
 	wg       sync.WaitGroup
 	failed   atomic.Bool
+
+	// First storage of ps, entries and chunks, so that a small body (the temporal CLI sends one payload per request)
+	// needs no allocation for them. Chunks keep views of ps and entries; an append past these copies, leaving the
+	// views intact.
+	psBuf      [2]scannedPayload
+	entriesBuf [4]scannedEntry
+	chunk0     decodedChunk
+	chunksBuf  [1]*decodedChunk
+}
+
+// newScan is a scan of buf (the whole body) whose first len(b) bytes are read, reading the rest from r if not nil.
+func newScan(b, buf []byte, r io.Reader) *scan {
+	s := &scan{b: b, buf: buf, r: r}
+	s.ps, s.entries, s.chunks = s.psBuf[:0], s.entriesBuf[:0], s.chunksBuf[:0]
+	return s
 }
 
 // decodedChunk is a chunk of scanned payloads and, once a worker is done with it, the payloads built from them.
@@ -164,7 +179,11 @@ func (s *scan) hand(last bool) {
 			break
 		}
 	}
-	c := &decodedChunk{ps: ps, entries: s.entries[base:len(s.entries):len(s.entries)], base: base}
+	c := &s.chunk0
+	if len(s.chunks) > 0 {
+		c = new(decodedChunk)
+	}
+	*c = decodedChunk{ps: ps, entries: s.entries[base:len(s.entries):len(s.entries)], base: base}
 	s.handed = len(s.ps)
 	s.chunks = append(s.chunks, c)
 	if last && s.jobs == nil {
@@ -203,6 +222,9 @@ func (s *scan) finish(ok bool) ([]*commonpb.Payload, bool) {
 	}
 	if !ok || s.failed.Load() {
 		return nil, false
+	}
+	if len(s.chunks) == 1 {
+		return s.chunks[0].out, true
 	}
 	ps := make([]*commonpb.Payload, 0, len(s.ps))
 	for _, c := range s.chunks {
@@ -381,8 +403,16 @@ func (s *scan) decodeChunk(c *decodedChunk) {
 		return
 	}
 	arena := s.arenaBuf.b
-	out := make([]*commonpb.Payload, len(c.ps))
-	slab := make([]commonpb.Payload, len(c.ps))
+	var out []*commonpb.Payload
+	var slab []commonpb.Payload
+	if len(c.ps) == 1 {
+		// A one-payload body: the slice and the payload in one allocation.
+		one := new(onePayload)
+		out, slab = one.out[:], one.slab[:]
+	} else {
+		out = make([]*commonpb.Payload, len(c.ps))
+		slab = make([]commonpb.Payload, len(c.ps))
+	}
 	for i := range c.ps {
 		sp := &c.ps[i]
 		p := &slab[i]
@@ -421,6 +451,12 @@ func (s *scan) decodeChunk(c *decodedChunk) {
 		out[i] = p
 	}
 	c.out = out
+}
+
+// onePayload holds the result of a chunk of one payload.
+type onePayload struct {
+	out  [1]*commonpb.Payload
+	slab [1]commonpb.Payload
 }
 
 // sameMetadata reports whether payloads a and b of chunk c have the same metadata entries, byte for byte in the body.
@@ -506,28 +542,108 @@ func parallelChunks(n int, fn func(lo, hi int) bool) bool {
 type bigBuffer struct {
 	b      []byte
 	pooled bool
+	small  bool // of smallPool: capacity smallBuffer
 }
 
-// minPooledBuffer and maxPooledBuffer bound the pooled sizes: small requests allocate (cheap), and a buffer beyond
+// minPooledBuffer and maxPooledBuffer bound the sizes bigBuffers keeps: requests between smallBuffer and it allocate (cheap), and a buffer beyond
 // the default body limit is not kept.
 const (
 	minPooledBuffer = 64 << 10
 	maxPooledBuffer = DefaultMaxBodyBytes
 )
 
-var bigPool sync.Pool // of *bigBuffer
+// bigBuffers keeps released big buffers for the next request. Not a sync.Pool: a pool is emptied by every second GC,
+// and a 10,000-payload request triggers several, so its 25 MB of body and arena were nearly always allocated (and
+// zeroed) afresh; and a pool hands out whichever buffer it has, so a body's buffer taken for an arena (or the reverse)
+// was too small and dropped. This one picks the smallest buffer that fits, holds at most maxRetainedBuffers bytes, and
+// lets everything go once no request has used it for retainedIdle, so an idle endpoint does not hold the memory.
+var bigBuffers = bufferCache{max: maxRetainedBuffers, idle: retainedIdle}
+
+const (
+	// maxRetainedBuffers is two requests' body and arena of 10,000 payloads of 1 KiB (14 and 11 MB).
+	maxRetainedBuffers = 56 << 20
+	retainedIdle       = 30 * time.Second
+)
+
+type bufferCache struct {
+	max  int
+	idle time.Duration
+
+	mu    sync.Mutex
+	bufs  []*bigBuffer
+	bytes int
+	timer *time.Timer
+}
+
+// get returns the smallest kept buffer of at least n bytes, resized to n, or nil.
+func (c *bufferCache) get(n int) *bigBuffer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	best := -1
+	for i, bb := range c.bufs {
+		if cap(bb.b) >= n && (best < 0 || cap(bb.b) < cap(c.bufs[best].b)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	bb := c.bufs[best]
+	c.bufs = slices.Delete(c.bufs, best, best+1)
+	c.bytes -= cap(bb.b)
+	bb.b = bb.b[:n]
+	return bb
+}
+
+// put keeps bb, dropping the oldest kept buffers if needed to stay within max.
+func (c *bufferCache) put(bb *bigBuffer) {
+	if cap(bb.b) > c.max {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.bufs) > 0 && c.bytes+cap(bb.b) > c.max {
+		c.bytes -= cap(c.bufs[0].b)
+		c.bufs = slices.Delete(c.bufs, 0, 1)
+	}
+	c.bufs = append(c.bufs, bb)
+	c.bytes += cap(bb.b)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(c.idle, c.clear)
+	} else {
+		c.timer.Reset(c.idle)
+	}
+}
+
+// clear lets every kept buffer go.
+func (c *bufferCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.bufs)
+	c.bufs, c.bytes = c.bufs[:0], 0
+}
+
+// smallBuffer is the capacity of the buffers of smallPool, which serves every request up to it.
+const smallBuffer = 8 << 10
+
+var smallPool sync.Pool // of *bigBuffer, small
 
 // getBigBuffer returns a buffer of n bytes whose contents are undefined: the caller overwrites what it uses.
 func getBigBuffer(n int) *bigBuffer {
-	if n < minPooledBuffer || n > maxPooledBuffer {
-		return &bigBuffer{b: make([]byte, n)}
-	}
-	if bb, ok := bigPool.Get().(*bigBuffer); ok {
-		if cap(bb.b) >= n {
+	if n <= smallBuffer {
+		// A one-payload request (the temporal CLI's) needs a body and an arena of a few KiB each, per request: garbage
+		// that made the GC run every few hundred requests.
+		if bb, ok := smallPool.Get().(*bigBuffer); ok {
 			bb.b = bb.b[:n]
 			return bb
 		}
-		// Too small for this request: let it go rather than keep small buffers circulating.
+		return &bigBuffer{b: make([]byte, n, smallBuffer), pooled: true, small: true}
+	}
+	if n < minPooledBuffer || n > maxPooledBuffer {
+		return &bigBuffer{b: make([]byte, n)}
+	}
+	if bb := bigBuffers.get(n); bb != nil {
+		return bb
 	}
 	return &bigBuffer{b: make([]byte, n), pooled: true}
 }
@@ -538,7 +654,11 @@ func (bb *bigBuffer) release() {
 		return
 	}
 	bb.b = bb.b[:0]
-	bigPool.Put(bb)
+	if bb.small {
+		smallPool.Put(bb)
+		return
+	}
+	bigBuffers.put(bb)
 }
 
 // keep takes the buffer out of pooling for good: its bytes live as long as whoever refers to them.
@@ -552,7 +672,10 @@ func (bb *bigBuffer) keep() {
 type respBody struct {
 	parts [][]byte
 	size  int
-	pool  []*[]byte
+	pool  []*bigBuffer
+	// First storage of parts and pool: a response of one chunk needs no allocation for them.
+	partsBuf [3][]byte
+	poolBuf  [1]*bigBuffer
 }
 
 func (r *respBody) release() {
@@ -562,30 +685,47 @@ func (r *respBody) release() {
 	r.pool, r.parts = nil, nil
 }
 
-var respPool sync.Pool // of *[]byte, each a chunk of a response
+var respPool sync.Pool // of *bigBuffer, each a small chunk of a response
 
 // maxPooledResp keeps a chunk of very large payloads from staying in the pool.
 const maxPooledResp = 4 << 20
 
-func getRespBuffer(n int) *[]byte {
-	if n <= maxPooledResp {
-		if bp, ok := respPool.Get().(*[]byte); ok {
-			if cap(*bp) >= n {
-				return bp
+// minCachedResp is the size from which a response chunk is kept in respBuffers rather than respPool: the chunks of a
+// large request (up to 256 payloads each, ~360 KB at 1 KiB) went the way of the big buffers in a sync.Pool (see
+// bigBuffers), while a cache that scans its buffers is no place for thousands of small ones.
+const minCachedResp = 64 << 10
+
+// respBuffers keeps the large response chunks: a 10,000-payload response is ~40 of them, 14 MB.
+var respBuffers = bufferCache{max: 24 << 20, idle: retainedIdle}
+
+// getRespBuffer returns an empty buffer with room for n bytes.
+func getRespBuffer(n int) *bigBuffer {
+	if n >= minCachedResp && n <= maxPooledResp {
+		if bb := respBuffers.get(n); bb != nil {
+			bb.b = bb.b[:0]
+			return bb
+		}
+	} else if n < minCachedResp {
+		if bb, ok := respPool.Get().(*bigBuffer); ok {
+			if cap(bb.b) >= n {
+				return bb
 			}
-			respPool.Put(bp)
+			respPool.Put(bb)
 		}
 	}
-	b := make([]byte, 0, n)
-	return &b
+	return &bigBuffer{b: make([]byte, 0, n)}
 }
 
-func putRespBuffer(bp *[]byte) {
-	if cap(*bp) > maxPooledResp {
+func putRespBuffer(bb *bigBuffer) {
+	if cap(bb.b) > maxPooledResp {
 		return
 	}
-	*bp = (*bp)[:0]
-	respPool.Put(bp)
+	bb.b = bb.b[:0]
+	if cap(bb.b) >= minCachedResp {
+		respBuffers.put(bb)
+		return
+	}
+	respPool.Put(bb)
 }
 
 // marshalResponse writes {"payloads":[…]} as protojson would (sorted metadata keys, standard base64, empty fields
@@ -611,14 +751,21 @@ type respBuilder struct {
 // respChunk is the JSON of payloads [lo, lo+n), with the comma before it unless lo is 0.
 type respChunk struct {
 	lo, n int
-	bp    *[]byte
+	bp    *bigBuffer
 }
 
 // add encodes the payloads ps, which start at index lo of the response.
 func (rb *respBuilder) add(lo int, ps []*commonpb.Payload) {
 	// Each payload's metadata sorted once, for sizing and writing.
-	es := make([]mdEntry, 0, 2*len(ps))
-	ends := make([]int, len(ps))
+	// On the stack for a chunk of a few payloads (a CLI request's one).
+	var esBuf [8]mdEntry
+	var endsBuf [4]int
+	es, ends := esBuf[:0], endsBuf[:0]
+	if len(ps) > len(endsBuf) {
+		es, ends = make([]mdEntry, 0, 2*len(ps)), make([]int, len(ps))
+	} else {
+		ends = ends[:len(ps)]
+	}
 	n := 0
 	for i, p := range ps {
 		var size int
@@ -634,7 +781,7 @@ func (rb *respBuilder) add(lo int, ps []*commonpb.Payload) {
 		n += 1 + size
 	}
 	bp := getRespBuffer(n)
-	b := (*bp)[:0]
+	b := bp.b[:0]
 	from := 0
 	for i, p := range ps {
 		if lo+i > 0 {
@@ -643,7 +790,7 @@ func (rb *respBuilder) add(lo int, ps []*commonpb.Payload) {
 		b = appendPayloadJSON(b, p, es[from:ends[i]])
 		from = ends[i]
 	}
-	*bp = b
+	bp.b = b
 	rb.mu.Lock()
 	rb.chunks = append(rb.chunks, respChunk{lo: lo, n: len(ps), bp: bp})
 	rb.mu.Unlock()
@@ -656,6 +803,9 @@ func (rb *respBuilder) release() {
 	}
 	rb.chunks = nil
 }
+
+// respPrefix and respSuffix frame every response; shared, as nothing writes into a response's parts.
+var respPrefix, respSuffix = []byte(`{"payloads":[`), []byte(`]}`)
 
 // body returns the response of ps, whose chunks were all added (or protojson's, see notPlain).
 func (rb *respBuilder) body(ps []*commonpb.Payload) (*respBody, error) {
@@ -676,12 +826,16 @@ func (rb *respBuilder) body(ps []*commonpb.Payload) (*respBody, error) {
 		}
 		return &respBody{parts: [][]byte{b}, size: len(b)}, nil
 	}
-	r := &respBody{parts: make([][]byte, 0, len(rb.chunks)+2), pool: make([]*[]byte, 0, len(rb.chunks))}
-	r.parts = append(r.parts, []byte(`{"payloads":[`))
-	for _, c := range rb.chunks {
-		r.parts, r.pool = append(r.parts, *c.bp), append(r.pool, c.bp)
+	r := new(respBody)
+	r.parts, r.pool = r.partsBuf[:0], r.poolBuf[:0]
+	if len(rb.chunks) > 1 {
+		r.parts, r.pool = make([][]byte, 0, len(rb.chunks)+2), make([]*bigBuffer, 0, len(rb.chunks))
 	}
-	r.parts = append(r.parts, []byte(`]}`))
+	r.parts = append(r.parts, respPrefix)
+	for _, c := range rb.chunks {
+		r.parts, r.pool = append(r.parts, c.bp.b), append(r.pool, c.bp)
+	}
+	r.parts = append(r.parts, respSuffix)
 	rb.chunks = nil
 	for _, p := range r.parts {
 		r.size += len(p)

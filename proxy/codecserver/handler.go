@@ -134,13 +134,17 @@ const DecodeErrorKey = codec.MetadataDecodeError
 // FailedPayloadsHeader is the response header counting payloads that could not be decoded.
 const FailedPayloadsHeader = "Blindfold-Failed-Payloads"
 
+// userKey is an identity's rate-limit bucket: fields, not a joined string, so that no issuer or subject containing the
+// separator can share another identity's bucket.
+type userKey struct{ method, issuer, subject string }
+
 // Handler serves the remote codec protocol. It is safe for concurrent use.
 type Handler struct {
 	cfg     Config
 	origins map[string]bool
-	users   *limiter
-	ips     *limiter // failed authentications per IP
-	sources *limiter // every request per IP, before authentication
+	users   *limiter[userKey]
+	ips     *limiter[string] // failed authentications per IP (netkey.Source)
+	sources *limiter[string] // every request per IP, before authentication (netkey.Source)
 	log     *slog.Logger
 	// dec is the decode path shared with `blindfold decode`; its audit method also records the handler's other decisions.
 	dec *Decoder
@@ -216,13 +220,13 @@ func New(cfg Config) (*Handler, error) {
 		h.origins[norm] = true
 	}
 	if cfg.RateLimit > 0 {
-		h.users = newLimiter(cfg.RateLimit, cfg.RateBurst)
+		h.users = newLimiter[userKey](cfg.RateLimit, cfg.RateBurst)
 	}
 	if cfg.AuthFailureRate > 0 {
-		h.ips = newLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst)
+		h.ips = newLimiter[string](cfg.AuthFailureRate, cfg.AuthFailureBurst)
 	}
 	if cfg.IPRateLimit > 0 {
-		h.sources = newLimiter(cfg.IPRateLimit, cfg.IPRateBurst)
+		h.sources = newLimiter[string](cfg.IPRateLimit, cfg.IPRateBurst)
 	}
 	return h, nil
 }
@@ -270,7 +274,7 @@ func fail(status int, format string, args ...any) *httpError {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	// Decoded plaintext must never sit in a browser or proxy cache.
-	hdr.Set("Cache-Control", "no-store")
+	hdr["Cache-Control"] = noStore
 	if origin := r.Header.Get("Origin"); origin != "" {
 		norm, err := normalizeOrigin(origin)
 		if err != nil || !h.origins[norm] {
@@ -283,7 +287,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Add("Vary", "Origin")
 	}
 	// Before anything reads a credential: forged tokens must not buy signature checks or key fetches beyond this.
-	if ok, wait := h.sources.allow("src:"+netkey.Source(r.RemoteAddr), time.Now()); !ok {
+	if ok, wait := h.sources.allow(netkey.Source(r.RemoteAddr), time.Now()); !ok {
 		h.tooMany(w, wait)
 		return
 	}
@@ -347,7 +351,7 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	id, err := h.cfg.Authenticator.Authenticate(r)
 	if err != nil {
 		// Limit failures per IP before auditing them, so unauthenticated callers cannot flood the audit log.
-		if ok, wait := h.ips.allow("ip:"+netkey.Source(r.RemoteAddr), now); !ok {
+		if ok, wait := h.ips.allow(netkey.Source(r.RemoteAddr), now); !ok {
 			h.tooMany(w, wait)
 			return
 		}
@@ -367,8 +371,8 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	rec.Identity = id
 
 	// An identity with no budget left is refused before its body is read; the payloads are counted once parsed.
-	userKey := "id:" + id.Method + ":" + id.Issuer + ":" + id.Subject
-	if ok, wait := h.users.has(userKey, now); !ok {
+	uk := userKey{method: id.Method, issuer: id.Issuer, subject: id.Subject}
+	if ok, wait := h.users.has(uk, now); !ok {
 		h.tooMany(w, wait)
 		return
 	}
@@ -379,9 +383,9 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	}
 	rec.Namespace = ns
 
-	payloads, release, herr := h.readPayloads(w, r)
+	payloads, arena, herr := h.readPayloads(w, r)
 	// After every write of the response: the payloads, and so the response, may refer to the arena.
-	defer release()
+	defer arena.release()
 	if herr != nil {
 		h.writeError(w, herr)
 		return
@@ -389,7 +393,7 @@ func (h *Handler) serveCodec(w http.ResponseWriter, r *http.Request, op policy.O
 	if n := max(1, len(payloads)); h.users != nil && n > h.cfg.RateBurst {
 		h.writeError(w, fail(http.StatusRequestEntityTooLarge, "%d payloads exceed the rate limit's burst of %d per identity; split the request", n, h.cfg.RateBurst))
 		return
-	} else if ok, wait := h.users.allowN(userKey, n, now); !ok {
+	} else if ok, wait := h.users.allowN(uk, n, now); !ok {
 		h.tooMany(w, wait)
 		return
 	}
@@ -473,9 +477,16 @@ func (h *Handler) serveDecode(ctx context.Context, w http.ResponseWriter, req De
 	h.writeOK(w, body, res.Failed)
 }
 
+// Header values every response carries, shared rather than allocated per request (Header.Set makes a slice for each).
+// Nothing writes into a header's value slice; their capacity is their length, so an Add to one copies it.
+var (
+	noStore         = []string{"no-store"}
+	contentTypeJSON = []string{"application/json"}
+)
+
 func (h *Handler) writeOK(w http.ResponseWriter, body *respBody, failed int) {
 	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
+	hdr["Content-Type"] = contentTypeJSON
 	// A known length lets the client size its buffer and spares chunked framing.
 	hdr.Set("Content-Length", strconv.Itoa(body.size))
 	if failed > 0 {
@@ -531,19 +542,21 @@ func namespaceOf(r *http.Request, pathNS string) (string, *httpError) {
 	return ns, nil
 }
 
-// readPayloads reads and parses the body. The payloads may share a pooled arena: release gives it back once nothing
-// refers to them any more (after the response is written); it is never nil. A body with a Content-Length is scanned
+// readPayloads reads and parses the body. The payloads may share a pooled arena, which the caller releases once nothing
+// refers to them any more (after the response is written); nil when there is none (releasing nil does nothing). A body with a Content-Length is scanned
 // while it arrives (scanReader), and its values decoded by other cores meanwhile.
-func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) (ps []*commonpb.Payload, release func(), _ *httpError) {
-	release = func() {}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+//
+// The arena, not a release func: the method value arena.release was an allocation per request.
+func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) (ps []*commonpb.Payload, arena *bigBuffer, _ *httpError) {
+	// What every client sends is accepted without parsing it (ParseMediaType builds a parameter map).
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return nil, release, fail(http.StatusUnsupportedMediaType, "content type %q not supported: send application/json", ct)
+			return nil, nil, fail(http.StatusUnsupportedMediaType, "content type %q not supported: send application/json", ct)
 		}
 	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {
-		return nil, release, fail(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes)
+		return nil, nil, fail(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes)
 	}
 	body := http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
 	if r.ContentLength <= 0 {
@@ -551,10 +564,9 @@ func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) (ps []*co
 		// The payloads never refer to the body: its buffer goes back to the pool once parsed.
 		defer bb.release()
 		if err != nil {
-			return nil, release, h.readError(err)
+			return nil, nil, h.readError(err)
 		}
-		ps, arena, herr := parsePayloadsArena(bb.b, h.cfg.MaxPayloads)
-		return ps, arena.release, herr
+		return parsePayloadsArena(bb.b, h.cfg.MaxPayloads)
 	}
 	bb := getBigBuffer(int(r.ContentLength))
 	defer bb.release()
@@ -570,13 +582,13 @@ func (h *Handler) readPayloads(w http.ResponseWriter, r *http.Request) (ps []*co
 	}
 	if err != nil {
 		arena.release()
-		return nil, release, h.readError(err)
+		return nil, nil, h.readError(err)
 	}
 	if ok {
-		return ps, arena.release, nil
+		return ps, arena, nil
 	}
 	ps, herr := parseSlow(bb.b, h.cfg.MaxPayloads)
-	return ps, release, herr
+	return ps, nil, herr
 }
 
 // readError is the response to a body that could not be read.

@@ -12,11 +12,14 @@ import (
 // Its memory is bounded: idle buckets are dropped when the map grows past maxKeys. For identities a token is one
 // payload (a request costs at least one), so a client that decodes one payload per request (the temporal CLI) and
 // one that sends a whole history in one request meet the same budget.
-type limiter struct {
+//
+// K is the key's type: a comparable struct for identities (userKey) rather than a string built per request, whose
+// concatenation was an allocation per request.
+type limiter[K comparable] struct {
 	mu      sync.Mutex
 	limit   rate.Limit
 	burst   int
-	buckets map[string]*bucket
+	buckets map[K]*bucket
 }
 
 type bucket struct {
@@ -26,18 +29,18 @@ type bucket struct {
 
 const maxLimiterKeys = 10000
 
-func newLimiter(limit rate.Limit, burst int) *limiter {
-	return &limiter{limit: limit, burst: burst, buckets: map[string]*bucket{}}
+func newLimiter[K comparable](limit rate.Limit, burst int) *limiter[K] {
+	return &limiter[K]{limit: limit, burst: burst, buckets: map[K]*bucket{}}
 }
 
 // allow takes one token for key, or says how long until one is available.
-func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+func (l *limiter[K]) allow(key K, now time.Time) (bool, time.Duration) {
 	return l.allowN(key, 1, now)
 }
 
 // allowN takes n tokens for key, or says how long until they are available (math.MaxInt64 if n exceeds the burst,
 // which no wait can satisfy).
-func (l *limiter) allowN(key string, n int, now time.Time) (bool, time.Duration) {
+func (l *limiter[K]) allowN(key K, n int, now time.Time) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
 	}
@@ -64,7 +67,7 @@ func (l *limiter) allowN(key string, n int, now time.Time) (bool, time.Duration)
 }
 
 // has says whether key has at least one token left, without taking it: the cheap check made before reading a body.
-func (l *limiter) has(key string, now time.Time) (bool, time.Duration) {
+func (l *limiter[K]) has(key K, now time.Time) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
 	}
@@ -81,7 +84,7 @@ func (l *limiter) has(key string, now time.Time) (bool, time.Duration) {
 }
 
 // sweep drops buckets idle long enough to have refilled; if that frees nothing, it starts over (forgetting state is the lesser harm than unbounded memory).
-func (l *limiter) sweep(now time.Time) {
+func (l *limiter[K]) sweep(now time.Time) {
 	refill := time.Duration(float64(l.burst)/float64(l.limit)*float64(time.Second)) + time.Second
 	for k, b := range l.buckets {
 		if now.Sub(b.last) > refill {
@@ -89,6 +92,6 @@ func (l *limiter) sweep(now time.Time) {
 		}
 	}
 	if len(l.buckets) >= maxLimiterKeys {
-		l.buckets = map[string]*bucket{}
+		l.buckets = map[K]*bucket{}
 	}
 }
